@@ -1,0 +1,92 @@
+"""sluicegate: trio-native scheduling of large fan-out workloads through explicit admission layers.
+
+The public API is what this module exports; the ``_``-prefixed modules are internal.
+"""
+
+from __future__ import annotations
+
+from ._correlation import (
+    RuntimeCorrelation,
+    correlation_scope,
+    current_correlation,
+    set_correlation,
+)
+from ._errors import (
+    ConfigurationError,
+    DependencyCycleError,
+    DuplicateTaskError,
+    RetryableTaskError,
+    SchedulerClosedError,
+    SluicegateError,
+    TaskGraphError,
+    TaskStateError,
+    UnknownDependencyError,
+    UnknownResourceError,
+)
+from ._events import (
+    SCHEMA_VERSION,
+    EventEmitter,
+    EventSink,
+    FanOutEventSink,
+    InMemoryEventSink,
+    JsonLinesEventSink,
+    NullEventSink,
+    RequestEvent,
+    RequestEventKind,
+    SchedulerEvent,
+    SchedulerEventKind,
+    read_events,
+)
+from ._leases import ReleaseReason, ReleaseResult
+from ._providers import (
+    ModelRequest,
+    ModelResponse,
+    Provider,
+    ProviderError,
+    ProviderFailureError,
+    ProviderRateLimitedError,
+    ProviderTimeoutError,
+    RateLimitHints,
+    TokenUsage,
+)
+from ._request_identity import REQUEST_DOMAINS, ProviderModelKey, RequestDomain, RequestResourceKey
+from ._task import (
+    DEFAULT_RESOURCE,
+    DEFAULT_RESOURCE_REQUEST,
+    SchedulableTask,
+    SchedulerResourceKey,
+    SchedulerResourceRequest,
+    TaskGroupSpec,
+)
+
+# --- core engine (readiness, queue, task admission, scheduler) ---
+from ._queue import FairTaskQueue, QueueSelection, QueueSnapshot, QueueView
+from ._readiness import CompletionTracker, DagCompletionTracker, TaskOutcome
+from ._scheduler import (
+    AsyncTaskScheduler,
+    RetryPolicy,
+    SchedulerRunResult,
+    SchedulerStalledError,
+    TaskRunOutcome,
+    TaskStatus,
+)
+from ._task_admission import (
+    BoundedBorrowPolicy,
+    PolicyStateDelta,
+    StrictFairPolicy,
+    TaskAdmissionBlockSummary,
+    TaskAdmissionController,
+    TaskAdmissionDecision,
+    TaskAdmissionDenied,
+    TaskAdmissionLease,
+    TaskAdmissionPolicy,
+    TaskAdmissionPolicyDecision,
+    TaskAdmissionUsage,
+    TaskAdmissionView,
+)
+
+# --- request admission (controller, config, rate windows, executor) ---
+
+# --- providers (simulated, HTTP, emulator) ---
+
+__version__ = "0.1.0"

@@ -1,0 +1,27 @@
+"""Command line: ``python -m sluicegate demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sluicegate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run an example DAG workload through the scheduler")
+    demo.add_argument("--rows", type=int, default=400, help="rows of the example table")
+    demo.add_argument("--capacity", type=int, default=32, help="task admission capacity")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--events", default=None, help="write scheduler events to this JSONL file")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        return run_demo(rows=args.rows, capacity=args.capacity, seed=args.seed, events=args.events)
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The provider boundary: one concrete call to a model endpoint.
+
+Like httpx's transports, this is a thin protocol with a real implementation
+(:class:`OpenAICompatibleProvider`) and a deterministic one for tests and the embedded default
+(:class:`SimulatedProvider`). Providers know nothing about admission: they make one call and
+either return a :class:`ModelResponse` or raise one of the :class:`ProviderError` subclasses,
+which the model-call boundary maps onto request release outcomes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from ._errors import SluicegateError
+from ._request_identity import RequestDomain
+
+
+class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What to send. ``messages`` for chat, ``input`` for embeddings.
+
+    ``estimated_tokens`` is what rate windows reserve at acquire time (corrected to the
+    actual usage on release). ``timeout`` bounds one attempt, in seconds.
+    """
+
+    domain: RequestDomain = "chat"
+    messages: list[dict[str, Any]] | None = None
+    input: Any = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    estimated_tokens: int | None = None
+    timeout: float | None = None
+    extra: dict[str, Any] | None = None
+
+
+class TokenUsage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class RateLimitHints(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a provider said about its own quotas (``x-ratelimit-*`` headers), if anything."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_seconds: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_seconds: float | None = None
+
+
+class ModelResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """A successful answer. ``content`` is the text (chat) or vectors (embeddings)."""
+
+    content: Any
+    usage: TokenUsage = TokenUsage()
+    model: str | None = None
+    rate_limits: RateLimitHints | None = None
+
+
+class ProviderError(SluicegateError):
+    """Base of the errors a provider raises for a failed call."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, rate_limits: RateLimitHints | None = None
+    ) -> None:
+        self.status = status
+        self.rate_limits = rate_limits
+        super().__init__(message)
+
+
+class ProviderRateLimitedError(ProviderError):
+    """The provider refused the call because of a rate limit (HTTP 429)."""
+
+    def __init__(
+        self,
+        message: str = "rate limited",
+        *,
+        retry_after: float | None = None,
+        status: int | None = 429,
+        rate_limits: RateLimitHints | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status, rate_limits=rate_limits)
+
+
+class ProviderFailureError(ProviderError):
+    """The provider failed (5xx, malformed answer, connection error).
+
+    ``retryable`` is false for failures a retry cannot fix (e.g. HTTP 400/401/404).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = True,
+        rate_limits: RateLimitHints | None = None,
+    ) -> None:
+        self.retryable = retryable
+        super().__init__(message, status=status, rate_limits=rate_limits)
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer in time (its own or the transport's timeout)."""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One concrete call to a model endpoint.
+
+    ``call`` is a trio checkpoint. On cancellation it raises ``trio.Cancelled`` and leaves no
+    background work behind.
+    """
+
+    name: str
+
+    async def call(self, model_id: str, request: ModelRequest) -> ModelResponse: ...

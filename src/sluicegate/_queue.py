@@ -1,0 +1,322 @@
+"""Ready ordering: whose turn is it among ready tasks.
+
+:class:`FairTaskQueue` orders ready tasks by weighted fair queuing across groups (stride
+scheduling over a virtual time) and FIFO inside a group. It knows nothing about admission:
+eligibility is a callback handed to :meth:`FairTaskQueue.select_next`.
+
+Costs: ``enqueue`` is O(log G) per task for a group that becomes active and O(1) otherwise;
+``select_next`` is O(1) when the head of the fairest group is eligible and O(k log k) when
+it has to look at k groups; ``commit`` is O(log G). G is the number of groups with queued
+tasks; nothing scans all queued tasks.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, Final
+
+import msgspec
+
+from ._task import SchedulableTask, SchedulerResourceKey
+
+
+class QueueSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Frozen copy of the queue's facts, for events, results and diagnostics."""
+
+    sequence_version: int
+    queued_total: int
+    count_by_group: dict[str, int]
+    demand_by_group: dict[str, dict[str, int]]
+    first_candidate_by_group: dict[str, Any]
+    virtual_time: float
+
+
+class QueueView:
+    """Read-only facts about the queue at one dispatch step; no eligibility.
+
+    A view reads the queue's live counters (so taking one is O(1)); it describes the queue
+    as of ``sequence_version``. Use :meth:`snapshot` for a frozen copy that outlives the step.
+    """
+
+    __slots__ = ("_queue", "sequence_version")
+
+    def __init__(self, queue: FairTaskQueue, sequence_version: int) -> None:
+        self._queue = queue
+        self.sequence_version = sequence_version
+
+    @property
+    def is_current(self) -> bool:
+        """False once the queue has changed since this view was taken."""
+        return self._queue._version == self.sequence_version
+
+    @property
+    def queued_total(self) -> int:
+        return self._queue._count
+
+    def queued_in_group(self, group_key: str) -> int:
+        g = self._queue._groups.get(group_key)
+        return len(g.tasks) if g is not None else 0
+
+    def demand(self, group_key: str, resource: SchedulerResourceKey) -> int:
+        """Units of ``resource`` requested by the queued tasks of ``group_key``."""
+        g = self._queue._groups.get(group_key)
+        return g.demand.get(resource, 0) if g is not None else 0
+
+    def groups_with_demand(self, resource: SchedulerResourceKey) -> int:
+        """How many groups have queued tasks requesting ``resource``."""
+        return self._queue._demand_groups.get(resource, 0)
+
+    def demand_weight(self, resource: SchedulerResourceKey) -> float:
+        """Sum of the weights of the groups with queued demand for ``resource``."""
+        return self._queue._demand_weight.get(resource, 0.0)
+
+    def first_candidate(self, group_key: str) -> SchedulableTask | None:
+        g = self._queue._groups.get(group_key)
+        return g.tasks[0] if g is not None and g.tasks else None
+
+    def active_groups(self) -> list[str]:
+        """Keys of the groups with queued tasks, in no particular order."""
+        return [k for k, g in self._queue._groups.items() if g.tasks]
+
+    def count_by_group(self) -> dict[str, int]:
+        return {k: len(g.tasks) for k, g in self._queue._groups.items() if g.tasks}
+
+    def snapshot(self) -> QueueSnapshot:
+        q = self._queue
+        active = [(k, g) for k, g in q._groups.items() if g.tasks]
+        return QueueSnapshot(
+            sequence_version=q._version,
+            queued_total=q._count,
+            count_by_group={k: len(g.tasks) for k, g in active},
+            demand_by_group={k: dict(g.demand) for k, g in active},
+            first_candidate_by_group={k: g.tasks[0].task_id for k, g in active},
+            virtual_time=q._vtime,
+        )
+
+
+class QueueSelection(msgspec.Struct, frozen=True, gc=False):
+    """The result of :meth:`FairTaskQueue.select_next`: a candidate, not a removal.
+
+    ``sequence_version`` lets :meth:`FairTaskQueue.commit` detect that the queue changed
+    between selection and commit.
+    """
+
+    item: SchedulableTask
+    view: QueueView
+    sequence_version: int
+
+
+class _Group:
+    __slots__ = ("demand", "entry", "key", "pass_", "stride", "tasks", "weight")
+
+    def __init__(self, key: str, weight: float) -> None:
+        self.key = key
+        self.weight = weight
+        self.stride = 1.0 / weight
+        self.pass_ = 0.0
+        self.tasks: deque[SchedulableTask] = deque()
+        self.demand: dict[SchedulerResourceKey, int] = {}
+        # The live heap entry [pass, seq, group] while the group is active, else None.
+        self.entry: list[Any] | None = None
+
+
+Eligibility = Callable[[SchedulableTask, QueueView], bool]
+
+_COMPACT_SLACK: Final = 64
+
+
+class FairTaskQueue:
+    """Weighted fair queue of ready tasks.
+
+    - ``enqueue`` is idempotent by ``task_id``: a task already queued is not accepted twice.
+    - ``select_next`` never mutates; ``commit`` is the only removal.
+    - A group that becomes active joins at the current virtual time, so idleness earns no
+      credit; while groups stay active they are served in proportion to their weights.
+
+    Not thread-safe; like every sluicegate primitive it lives in one trio event loop.
+    """
+
+    def __init__(self) -> None:
+        self._groups: dict[str, _Group] = {}
+        self._heap: list[list[Any]] = []
+        self._active = 0
+        self._ids: set[Hashable] = set()
+        self._count = 0
+        self._version = 0
+        self._vtime = 0.0
+        self._seq = itertools.count()
+        self._demand_groups: dict[SchedulerResourceKey, int] = {}
+        self._demand_weight: dict[SchedulerResourceKey, float] = {}
+
+    # -- mutation ------------------------------------------------------------------------
+
+    def enqueue(self, items: Iterable[SchedulableTask]) -> list[Hashable]:
+        """Queue ``items`` (FIFO within each group); returns the ids actually accepted."""
+        accepted: list[Hashable] = []
+        ids = self._ids
+        groups = self._groups
+        for item in items:
+            task_id = item.task_id
+            if task_id in ids:
+                continue
+            ids.add(task_id)
+            spec = item.group
+            g = groups.get(spec.key)
+            if g is None:
+                g = groups[spec.key] = _Group(spec.key, spec.weight)
+            elif g.weight != spec.weight and not g.tasks:
+                g.weight = spec.weight
+                g.stride = 1.0 / spec.weight
+            demand = g.demand
+            for res, units in item.resources.items():
+                before = demand.get(res, 0)
+                demand[res] = before + units
+                if before == 0:
+                    self._demand_groups[res] = self._demand_groups.get(res, 0) + 1
+                    self._demand_weight[res] = self._demand_weight.get(res, 0.0) + g.weight
+            g.tasks.append(item)
+            if g.entry is None:
+                self._activate(g)
+            accepted.append(task_id)
+        if accepted:
+            self._count += len(accepted)
+            self._version += 1
+        return accepted
+
+    def _activate(self, g: _Group) -> None:
+        # No credit for idleness: an arriving group starts at the current virtual time.
+        if g.pass_ < self._vtime:
+            g.pass_ = self._vtime
+        entry = [g.pass_, next(self._seq), g]
+        g.entry = entry
+        heapq.heappush(self._heap, entry)
+        self._active += 1
+
+    def commit(self, selection: QueueSelection) -> SchedulableTask | None:
+        """Remove the selected task; ``None`` if the selection is stale (queue changed)."""
+        if selection.sequence_version != self._version:
+            return None
+        item = selection.item
+        g = self._groups[item.group.key]
+        tasks = g.tasks
+        if not tasks or tasks[0] is not item:
+            return None
+        tasks.popleft()
+        self._ids.discard(item.task_id)
+        self._count -= 1
+        self._version += 1
+        demand = g.demand
+        for res, units in item.resources.items():
+            left = demand[res] - units
+            if left:
+                demand[res] = left
+            else:
+                del demand[res]
+                self._demand_groups[res] -= 1
+                self._demand_weight[res] -= g.weight
+        if g.pass_ > self._vtime:
+            self._vtime = g.pass_
+        g.pass_ += g.stride
+        heap = self._heap
+        entry = g.entry
+        assert entry is not None
+        if tasks:
+            fresh = [g.pass_, next(self._seq), g]
+            g.entry = fresh
+            if heap[0] is entry:
+                heapq.heapreplace(heap, fresh)
+            else:
+                entry[2] = None  # tombstone; skipped by traversal, dropped when it surfaces
+                heapq.heappush(heap, fresh)
+        else:
+            g.entry = None
+            self._active -= 1
+            if heap[0] is entry:
+                heapq.heappop(heap)
+            else:
+                entry[2] = None
+        while heap and heap[0][2] is None:
+            heapq.heappop(heap)
+        if len(heap) > 2 * self._active + _COMPACT_SLACK:
+            self._heap = [e for e in heap if e[2] is not None]
+            heapq.heapify(self._heap)
+        return item
+
+    # -- selection -----------------------------------------------------------------------
+
+    def select_next(self, is_eligible: Eligibility | None = None) -> QueueSelection | None:
+        """The fairest eligible candidate, without removing it.
+
+        Groups are visited in virtual-time order (ties: the group that became due first)
+        and only each group's head task is considered, so FIFO holds inside a group.
+        Returns ``None`` when the queue is empty or no head is eligible.
+        """
+        heap = self._heap
+        if not heap:
+            return None
+        view = QueueView(self, self._version)
+        head = heap[0][2].tasks[0]
+        if is_eligible is None or is_eligible(head, view):
+            return QueueSelection(head, view, self._version)
+        if len(heap) == 1:
+            return None
+        # Visit the heap in order without mutating it: a frontier of heap indices.
+        frontier: list[tuple[float, int, int]] = []
+        push, pop = heapq.heappush, heapq.heappop
+        size = len(heap)
+        for child in (1, 2):
+            if child < size:
+                e = heap[child]
+                push(frontier, (e[0], e[1], child))
+        while frontier:
+            _, _, idx = pop(frontier)
+            g = heap[idx][2]
+            if g is not None:
+                cand = g.tasks[0]
+                if is_eligible(cand, view):
+                    return QueueSelection(cand, view, self._version)
+            for child in (2 * idx + 1, 2 * idx + 2):
+                if child < size:
+                    e = heap[child]
+                    push(frontier, (e[0], e[1], child))
+        return None
+
+    # -- facts ---------------------------------------------------------------------------
+
+    def view(self) -> QueueView:
+        return QueueView(self, self._version)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def is_empty(self) -> bool:
+        return self._count == 0
+
+    def __contains__(self, task_id: Hashable) -> bool:
+        return task_id in self._ids
+
+    @property
+    def virtual_time(self) -> float:
+        return self._vtime
+
+    def drain(self) -> list[SchedulableTask]:
+        """Remove and return every queued task (used when a run shuts down)."""
+        out = [t for g in self._groups.values() for t in g.tasks]
+        for g in self._groups.values():
+            g.tasks.clear()
+            g.demand.clear()
+            g.entry = None
+        self._heap.clear()
+        self._ids.clear()
+        self._demand_groups.clear()
+        self._demand_weight.clear()
+        self._active = 0
+        self._count = 0
+        self._version += 1
+        return out
+
+    def group_weights(self) -> Mapping[str, float]:
+        return {k: g.weight for k, g in self._groups.items()}

@@ -1,0 +1,337 @@
+"""Readiness: which tasks have all their inputs.
+
+A :class:`CompletionTracker` owns the dependency state of a run. The scheduler pulls the
+ready frontier from it, tells it which tasks it accepted into the queue, and reports every
+terminal outcome back. Nothing in this module knows about queues, leases or trio tasks.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, Protocol, runtime_checkable
+
+import msgspec
+import trio
+
+from ._errors import (
+    ConfigurationError,
+    DependencyCycleError,
+    DuplicateTaskError,
+    TaskStateError,
+    UnknownDependencyError,
+)
+from ._task import (
+    DEFAULT_GROUP,
+    DEFAULT_RESOURCE_REQUEST,
+    SchedulableTask,
+    SchedulerResourceRequest,
+    TaskGroupSpec,
+    validate_resource_request,
+)
+
+OutcomeKind = Literal["success", "retry", "drop"]
+
+
+class TaskOutcome(msgspec.Struct, frozen=True, gc=False):
+    """How an attempt ended, as far as readiness cares.
+
+    ``success`` releases dependents; ``retry`` makes the task ready again after
+    ``delay`` seconds; ``drop`` removes the task and everything downstream of it.
+    """
+
+    kind: OutcomeKind
+    delay: float = 0.0
+    reason: str | None = None
+
+    @classmethod
+    def success(cls) -> TaskOutcome:
+        return _SUCCESS
+
+    @classmethod
+    def retry(cls, delay: float = 0.0, reason: str | None = None) -> TaskOutcome:
+        if not delay >= 0:
+            raise ConfigurationError("TaskOutcome.delay", f"got {delay!r}", "use a delay >= 0")
+        return cls("retry", delay, reason)
+
+    @classmethod
+    def drop(cls, reason: str | None = None) -> TaskOutcome:
+        return cls("drop", 0.0, reason)
+
+
+_SUCCESS: Final = TaskOutcome("success")
+
+
+@runtime_checkable
+class CompletionTracker(Protocol):
+    """Owns readiness for one run.
+
+    ``ready_frontier`` returns tasks whose dependencies are complete and that have not yet
+    been accepted by the queue; ``mark_enqueued`` records that acceptance. ``mark_complete``
+    returns the ids of tasks dropped as a consequence (downstream of a dropped task).
+    """
+
+    def ready_frontier(self) -> Sequence[SchedulableTask]: ...
+
+    def mark_enqueued(self, task_ids: Iterable[Hashable]) -> None: ...
+
+    def mark_complete(self, task: SchedulableTask, outcome: TaskOutcome) -> Sequence[Hashable]: ...
+
+    @property
+    def is_finished(self) -> bool: ...
+
+    def next_ready_at(self) -> float | None:
+        """Earliest time a deferred (retrying) task becomes ready, or ``None``."""
+        ...
+
+
+# Task states inside the DAG tracker.
+_PENDING: Final = 0  # waiting for dependencies
+_READY: Final = 1  # dependencies met, not yet accepted by the queue
+_ENQUEUED: Final = 2  # accepted by the queue (queued or running)
+_DEFERRED: Final = 3  # retry scheduled, becomes ready at a given time
+_DONE: Final = 4
+_DROPPED: Final = 5
+
+
+class DagCompletionTracker:
+    """A generic task DAG: tasks with dependencies, groups and resource requests.
+
+    Build it incrementally with :meth:`add` (dependencies may be added in any order) and
+    :meth:`seal` it, or in one go with :meth:`from_tasks`. Sealing rejects unknown
+    dependencies and cycles with errors naming the tasks involved. Tasks added after
+    sealing must depend only on tasks already present (so no cycle can appear).
+
+    Every operation costs O(1) per task or dependency edge touched; the frontier is
+    maintained incrementally, never recomputed by scanning.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[Hashable, SchedulableTask] = {}
+        self._deps: dict[Hashable, tuple[Hashable, ...]] = {}
+        self._dependents: dict[Hashable, list[Hashable]] = {}
+        self._unmet: dict[Hashable, int] = {}
+        self._state: dict[Hashable, int] = {}
+        self._ready: dict[Hashable, None] = {}  # insertion-ordered set
+        self._deferred: list[tuple[float, int, Hashable]] = []
+        self._deferred_seq = itertools.count()
+        self._unfinished = 0
+        self._sealed = False
+        self.dropped: dict[Hashable, str] = {}
+        """Dropped task id -> reason (its own failure, or the upstream task that failed)."""
+
+    # -- building -------------------------------------------------------------------------
+
+    def add(
+        self,
+        task_id: Hashable,
+        payload: Any = None,
+        *,
+        depends_on: Iterable[Hashable] = (),
+        group: TaskGroupSpec | str = DEFAULT_GROUP,
+        weight: float = 1.0,
+        resources: SchedulerResourceRequest = DEFAULT_RESOURCE_REQUEST,
+    ) -> SchedulableTask:
+        """Add one task; ``group`` is a :class:`TaskGroupSpec` or a group key with ``weight``."""
+        spec = group if isinstance(group, TaskGroupSpec) else TaskGroupSpec(group, weight)
+        task = SchedulableTask(task_id, payload, spec, resources)
+        self.add_task(task, depends_on)
+        return task
+
+    def add_task(self, task: SchedulableTask, depends_on: Iterable[Hashable] = ()) -> None:
+        """Add a prepared :class:`SchedulableTask` with its dependencies."""
+        task_id = task.task_id
+        if task_id in self._tasks:
+            raise DuplicateTaskError(task_id)
+        validate_resource_request(task_id, task.resources)
+        deps = tuple(dict.fromkeys(depends_on))
+        if task_id in deps:
+            raise DependencyCycleError([task_id])
+        if self._sealed:
+            missing = [d for d in deps if d not in self._tasks]
+            if missing:
+                raise UnknownDependencyError(task_id, missing)
+        self._tasks[task_id] = task
+        self._deps[task_id] = deps
+        self._dependents.setdefault(task_id, [])
+        self._unfinished += 1
+        if self._sealed:
+            self._link(task_id)
+
+    @classmethod
+    def from_tasks(
+        cls, tasks: Iterable[SchedulableTask | tuple[SchedulableTask, Iterable[Hashable]]]
+    ) -> DagCompletionTracker:
+        """Build and seal a tracker from tasks or ``(task, depends_on)`` pairs."""
+        tracker = cls()
+        for entry in tasks:
+            if isinstance(entry, SchedulableTask):
+                tracker.add_task(entry)
+            else:
+                task, deps = entry
+                tracker.add_task(task, deps)
+        tracker.seal()
+        return tracker
+
+    def seal(self) -> None:
+        """Validate the graph (unknown dependencies, cycles) and compute the first frontier.
+
+        Idempotent. Called implicitly by the first :meth:`ready_frontier`.
+        """
+        if self._sealed:
+            return
+        for task_id, deps in self._deps.items():
+            missing = [d for d in deps if d not in self._tasks]
+            if missing:
+                raise UnknownDependencyError(task_id, missing)
+        self._check_acyclic()
+        self._sealed = True
+        for task_id in self._tasks:
+            self._link(task_id)
+
+    def _link(self, task_id: Hashable) -> None:
+        unmet = 0
+        for dep in self._deps[task_id]:
+            self._dependents[dep].append(task_id)
+            dep_state = self._state.get(dep, _PENDING)
+            if dep_state == _DROPPED:
+                self._drop(task_id, f"upstream {dep!r} dropped", [])
+                return
+            if dep_state != _DONE:
+                unmet += 1
+        self._unmet[task_id] = unmet
+        if unmet == 0:
+            self._state[task_id] = _READY
+            self._ready[task_id] = None
+        else:
+            self._state[task_id] = _PENDING
+
+    def _check_acyclic(self) -> None:
+        # Iterative three-colour DFS; on a back edge, report the cycle path.
+        white, grey, black = 0, 1, 2
+        colour = dict.fromkeys(self._tasks, white)
+        for root in self._tasks:
+            if colour[root] != white:
+                continue
+            stack: list[tuple[Hashable, Iterable[Hashable]]] = [(root, iter(self._deps[root]))]
+            path = [root]
+            colour[root] = grey
+            while stack:
+                node, children = stack[-1]
+                for child in children:
+                    if colour[child] == grey:
+                        raise DependencyCycleError(path[path.index(child) :])
+                    if colour[child] == white:
+                        colour[child] = grey
+                        stack.append((child, iter(self._deps[child])))
+                        path.append(child)
+                        break
+                else:
+                    colour[node] = black
+                    stack.pop()
+                    path.pop()
+
+    # -- CompletionTracker ----------------------------------------------------------------
+
+    def ready_frontier(self) -> list[SchedulableTask]:
+        """Ready tasks not yet accepted by the queue, in the order they became ready."""
+        if not self._sealed:
+            self.seal()
+        if self._deferred:
+            self._promote_due(trio.current_time())
+        tasks = self._tasks
+        return [tasks[t] for t in self._ready]
+
+    def mark_enqueued(self, task_ids: Iterable[Hashable]) -> None:
+        ready = self._ready
+        state = self._state
+        for task_id in task_ids:
+            if ready.pop(task_id, 0) is None:
+                state[task_id] = _ENQUEUED
+            elif state.get(task_id) != _ENQUEUED:
+                raise TaskStateError(task_id, "marked enqueued but it is not ready")
+
+    def mark_complete(self, task: SchedulableTask, outcome: TaskOutcome) -> list[Hashable]:
+        """Record a terminal or retry outcome of an enqueued task.
+
+        Returns the ids dropped as a consequence (empty unless ``outcome`` is a drop).
+        """
+        task_id = task.task_id
+        if self._state.get(task_id) != _ENQUEUED:
+            raise TaskStateError(
+                task_id, "completed but it was not enqueued (was it completed twice?)"
+            )
+        kind = outcome.kind
+        if kind == "success":
+            self._state[task_id] = _DONE
+            self._unfinished -= 1
+            unmet = self._unmet
+            for child in self._dependents[task_id]:
+                left = unmet[child] - 1
+                unmet[child] = left
+                if left == 0 and self._state[child] == _PENDING:
+                    self._state[child] = _READY
+                    self._ready[child] = None
+            return []
+        if kind == "retry":
+            if outcome.delay <= 0:
+                self._state[task_id] = _READY
+                self._ready[task_id] = None
+            else:
+                self._state[task_id] = _DEFERRED
+                ready_at = trio.current_time() + outcome.delay
+                heapq.heappush(self._deferred, (ready_at, next(self._deferred_seq), task_id))
+            return []
+        dropped: list[Hashable] = []
+        self._drop(task_id, outcome.reason or "dropped", dropped)
+        return dropped[1:]
+
+    def _drop(self, root: Hashable, reason: str, dropped: list[Hashable]) -> None:
+        stack = [(root, reason)]
+        while stack:
+            task_id, why = stack.pop()
+            if self._state.get(task_id) in (_DROPPED, _DONE):
+                continue
+            self._ready.pop(task_id, None)
+            self._state[task_id] = _DROPPED
+            self.dropped[task_id] = why
+            self._unfinished -= 1
+            dropped.append(task_id)
+            for child in self._dependents.get(task_id, ()):
+                stack.append((child, f"upstream {root!r} dropped"))
+
+    def _promote_due(self, now: float) -> None:
+        deferred = self._deferred
+        while deferred and deferred[0][0] <= now:
+            _, _, task_id = heapq.heappop(deferred)
+            if self._state.get(task_id) == _DEFERRED:
+                self._state[task_id] = _READY
+                self._ready[task_id] = None
+
+    def next_ready_at(self) -> float | None:
+        return self._deferred[0][0] if self._deferred else None
+
+    @property
+    def is_finished(self) -> bool:
+        """True when every task succeeded or was dropped."""
+        return self._unfinished == 0
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def tasks(self) -> Mapping[Hashable, SchedulableTask]:
+        return self._tasks
+
+    def dependencies(self, task_id: Hashable) -> tuple[Hashable, ...]:
+        return self._deps[task_id]
+
+    def state_of(self, task_id: Hashable) -> str:
+        """``pending``, ``ready``, ``enqueued``, ``deferred``, ``done`` or ``dropped``."""
+        return _STATE_NAMES[self._state.get(task_id, _PENDING)]
+
+
+_STATE_NAMES: Final = ("pending", "ready", "enqueued", "deferred", "done", "dropped")

@@ -1,0 +1,527 @@
+"""The runtime control owner: one dispatch loop per run, on trio.
+
+:class:`AsyncTaskScheduler` pulls the ready frontier from a completion tracker into the fair
+queue, asks task admission for a lease for the fairest eligible candidate, commits the
+selection and spawns the worker into the run's nursery holding that lease. Nothing pushes
+work into it. Leases are acquired before a worker is spawned and released exactly once, on
+every path, in the worker's ``finally``; that cleanup contains no checkpoint, so no
+cancellation can interrupt it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Final, Literal
+
+import msgspec
+import trio
+
+from ._correlation import RuntimeCorrelation, set_correlation
+from ._errors import ConfigurationError, RetryableTaskError, SchedulerClosedError, SluicegateError
+from ._events import EventEmitter, EventSink
+from ._queue import FairTaskQueue
+from ._readiness import CompletionTracker, TaskOutcome
+from ._task import SchedulableTask
+from ._task_admission import (
+    TaskAdmissionController,
+    TaskAdmissionDenied,
+    TaskAdmissionLease,
+    TaskAdmissionView,
+)
+
+TaskStatus = Literal["succeeded", "failed", "dropped", "cancelled"]
+TASK_STATUSES: Final[tuple[TaskStatus, ...]] = ("succeeded", "failed", "dropped", "cancelled")
+
+Worker = Callable[[SchedulableTask], Awaitable[Any]]
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """Bounded attempts with exponential backoff (deterministic; no jitter).
+
+    The delay before attempt ``n + 1`` is ``initial_backoff * multiplier ** (n - 1)``,
+    capped at ``max_backoff``; a :class:`RetryableTaskError` with ``retry_after`` overrides it.
+    """
+
+    max_attempts: int = 3
+    initial_backoff: float = 0.5
+    multiplier: float = 2.0
+    max_backoff: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ConfigurationError(
+                "RetryPolicy.max_attempts", f"got {self.max_attempts!r}", "use an integer >= 1"
+            )
+        for name in ("initial_backoff", "max_backoff"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ConfigurationError(
+                    f"RetryPolicy.{name}", f"got {value!r}", "use a number >= 0"
+                )
+        if not (isinstance(self.multiplier, (int, float)) and self.multiplier >= 1):
+            raise ConfigurationError(
+                "RetryPolicy.multiplier", f"got {self.multiplier!r}", "use a number >= 1"
+            )
+
+    def backoff(self, attempt: int) -> float:
+        """Delay after failed attempt number ``attempt`` (1-based)."""
+        return min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+
+
+class TaskRunOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The terminal state of one task in a run."""
+
+    status: TaskStatus
+    attempts: int = 0
+    reason: str | None = None
+
+
+class SchedulerRunResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run did: per-task outcomes, counts, final admission facts, event count."""
+
+    outcomes: dict[Any, TaskRunOutcome]
+    counts: dict[str, int]
+    admission: TaskAdmissionView
+    event_count: int
+    started_at: float
+    finished_at: float
+    shutdown_requested: bool = False
+    sink_errors: int = 0
+
+    @property
+    def elapsed(self) -> float:
+        return self.finished_at - self.started_at
+
+
+class SchedulerStalledError(SluicegateError, RuntimeError):
+    """The tracker is not finished but nothing is running, queued or scheduled to become ready."""
+
+
+class _Dispatch:
+    """Wake-up flag for the dispatch loop (single event loop, no locks)."""
+
+    __slots__ = ("lot", "parked", "pending")
+
+    def __init__(self) -> None:
+        self.lot = trio.lowlevel.ParkingLot()
+        self.pending = False
+        self.parked = False
+
+
+class AsyncTaskScheduler:
+    """Runs every task of a :class:`CompletionTracker` through queue and task admission.
+
+    - ``worker(task)`` is awaited once per attempt. Returning normally is success (a
+      returned :class:`TaskOutcome` is honoured as is); raising :class:`RetryableTaskError`
+      (or anything ``is_retryable`` accepts) defers a retry with backoff through the
+      tracker, up to ``retry.max_attempts`` attempts; any other exception drops the task
+      and everything downstream of it.
+    - :meth:`shutdown` stops admitting; running tasks finish, or are cancelled once the
+      grace period ends. Cancelling the scope around :meth:`run` cancels every worker.
+      Either way every lease is released and :attr:`admission` ends with zero leases.
+    - Events (scheduler stream) go to ``sink``; with no sink none is built.
+    """
+
+    def __init__(
+        self,
+        tracker: CompletionTracker,
+        worker: Worker,
+        *,
+        admission: TaskAdmissionController | None = None,
+        capacity: int = 64,
+        queue: FairTaskQueue | None = None,
+        sink: EventSink | None = None,
+        retry: RetryPolicy | None = None,
+        is_retryable: Callable[[BaseException], bool] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.worker = worker
+        self.admission = (
+            admission if admission is not None else TaskAdmissionController(capacity=capacity)
+        )
+        self.queue = queue if queue is not None else FairTaskQueue()
+        self.events = EventEmitter(sink)
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.is_retryable = is_retryable or _default_retryable
+        self.run_id = run_id
+        self._outcomes: dict[Hashable, TaskRunOutcome] = {}
+        self._attempts: dict[Hashable, int] = {}
+        self._running = 0
+        self._wake = _Dispatch()
+        self._nursery: trio.Nursery | None = None
+        self._state = "new"
+        self._shutdown_deadline: float | None = None
+        self._started_at = 0.0
+
+    # -- control -------------------------------------------------------------------------
+
+    def shutdown(self, grace_period: float | None = None) -> None:
+        """Stop admitting new work; cancel running tasks after ``grace_period`` seconds.
+
+        ``None`` waits for running tasks however long they take. Not a checkpoint.
+        """
+        if self._state == "shutting_down":
+            return
+        self._state = "shutting_down"
+        self.admission.begin_shutdown()
+        self._shutdown_deadline = (
+            math.inf if grace_period is None else trio.current_time() + grace_period
+        )
+        self._notify()
+
+    @property
+    def running(self) -> int:
+        """Number of workers currently holding a lease."""
+        return self._running
+
+    def _notify(self) -> None:
+        wake = self._wake
+        wake.pending = True
+        if wake.parked:
+            wake.parked = False
+            wake.lot.unpark_all()
+
+    # -- the run -------------------------------------------------------------------------
+
+    async def run(self) -> SchedulerRunResult:
+        """Run until the tracker is finished or a shutdown completes.
+
+        Cancelling the caller's scope cancels every worker; leases are still released and
+        ``trio.Cancelled`` propagates.
+        """
+        if self._state != "new":
+            raise SchedulerClosedError("this scheduler already ran; create a new one per run")
+        self._state = "running"
+        self._started_at = trio.current_time()
+        fatal: SluicegateError | None = None
+        em = self.events
+        if em.enabled:
+            em.scheduler("scheduler_job_started", diagnostics={"run_id": self.run_id})
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await self._dispatch_loop(nursery)
+                except SluicegateError as exc:
+                    # Surface the typed error itself (not wrapped in an ExceptionGroup) once
+                    # every running worker has been cancelled and has released its lease.
+                    fatal = exc
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+            for task in self.queue.drain():
+                self._outcomes[task.task_id] = TaskRunOutcome(
+                    status="cancelled",
+                    attempts=self._attempts.get(task.task_id, 0),
+                    reason="not_started",
+                )
+        if fatal is not None:
+            self._state = "finished"
+            raise fatal
+        shutdown = self._state == "shutting_down"
+        self._state = "finished"
+        self._mark_unstarted()
+        counts = Counter(o.status for o in self._outcomes.values())
+        finished_at = trio.current_time()
+        if em.enabled:
+            em.scheduler("queue_drained")
+            em.scheduler(
+                "scheduler_job_completed",
+                diagnostics={"counts": dict(counts), "shutdown": shutdown},
+            )
+        return SchedulerRunResult(
+            outcomes=dict(self._outcomes),
+            counts={s: counts.get(s, 0) for s in TASK_STATUSES},
+            admission=self.admission.view(),
+            event_count=em.count,
+            started_at=self._started_at,
+            finished_at=finished_at,
+            shutdown_requested=shutdown,
+            sink_errors=em.sink_errors,
+        )
+
+    def _mark_unstarted(self) -> None:
+        tasks = getattr(self.tracker, "tasks", None)
+        if tasks is None:
+            return
+        dropped = getattr(self.tracker, "dropped", {})
+        for task_id in tasks:
+            if task_id not in self._outcomes:
+                if task_id in dropped:
+                    self._outcomes[task_id] = TaskRunOutcome(
+                        status="dropped", reason=dropped[task_id]
+                    )
+                else:
+                    self._outcomes[task_id] = TaskRunOutcome(
+                        status="cancelled", reason="not_started"
+                    )
+
+    async def _dispatch_loop(self, nursery: trio.Nursery) -> None:
+        tracker = self.tracker
+        queue = self.queue
+        wake = self._wake
+        while True:
+            wake.pending = False
+            if self._state == "shutting_down":
+                if self._running == 0:
+                    return
+                deadline = self._shutdown_deadline or math.inf
+                if trio.current_time() >= deadline:
+                    nursery.cancel_scope.cancel()
+                    return
+            else:
+                frontier = tracker.ready_frontier()
+                if frontier:
+                    self._enqueue(frontier)
+                if queue._count:
+                    self._dispatch(nursery)
+                if self._running == 0 and tracker.is_finished:
+                    return
+                deadline = tracker.next_ready_at() or math.inf
+                if wake.pending:
+                    continue
+                if self._running == 0 and deadline == math.inf:
+                    self._stalled()
+            wake.parked = True
+            with trio.move_on_at(deadline):
+                await wake.lot.park()
+            wake.parked = False
+
+    def _stalled(self) -> None:
+        view = self.queue.view()
+        if view.queued_total:
+            summary = self.admission.explain_blocked(view)
+            raise SchedulerStalledError(
+                f"{view.queued_total} task(s) queued but none can be admitted with nothing "
+                f"running: {summary.dominant_reasons}. Fix: check the admission policy and "
+                "per-group caps against the resource limits"
+            )
+        raise SchedulerStalledError(
+            "the completion tracker is not finished but reports no ready task and nothing is "
+            "running or deferred. Fix: the tracker must eventually make every task ready or drop it"
+        )
+
+    def _enqueue(self, frontier: list[SchedulableTask] | Any) -> None:
+        em = self.events
+        accepted = self.queue.enqueue(frontier)
+        self.tracker.mark_enqueued(accepted)
+        if em.enabled and accepted:
+            for task in frontier:
+                em.scheduler("dependency_ready", task_id=task.task_id, group=task.group.key)
+            for task_id in accepted:
+                em.scheduler("ready_enqueued", task_id=task_id)
+
+    def _dispatch(self, nursery: trio.Nursery) -> None:
+        queue = self.queue
+        admission = self.admission
+        is_eligible = admission.is_eligible
+        em = self.events
+        spawn = nursery.start_soon
+        run_task = self._run_task
+        attempts = self._attempts
+        while queue._count and admission.free_resources:
+            selection = queue.select_next(is_eligible)
+            if selection is None:
+                if em.enabled:
+                    self._emit_blocked()
+                return
+            item = selection.item
+            decision = admission.try_acquire(item, selection.view)
+            if type(decision) is TaskAdmissionDenied:  # eligibility changed under us
+                if em.enabled:
+                    em.scheduler(
+                        "admission_denied",
+                        task_id=item.task_id,
+                        group=item.group.key,
+                        reason=decision.reason,
+                        available_after=decision.available_after,
+                    )
+                return
+            assert isinstance(decision, TaskAdmissionLease)
+            if em.enabled:
+                em.scheduler("selected", task_id=item.task_id, group=item.group.key)
+                em.scheduler(
+                    "task_lease_acquired",
+                    task_id=item.task_id,
+                    group=item.group.key,
+                    lease_id=decision.lease_id,
+                )
+            task = queue.commit(selection)
+            if task is None:
+                admission.release(decision)
+                if em.enabled:
+                    em.scheduler(
+                        "stale_selection", task_id=item.task_id, lease_id=decision.lease_id
+                    )
+                    em.scheduler(
+                        "task_lease_released",
+                        task_id=item.task_id,
+                        lease_id=decision.lease_id,
+                        reason="stale_selection",
+                    )
+                continue
+            task_id = task.task_id
+            attempt = attempts.get(task_id, 0) + 1
+            attempts[task_id] = attempt
+            try:
+                spawn(run_task, task, decision, attempt)
+            except BaseException as exc:  # release first, then report
+                self._spawn_failed(task, decision, exc)
+                continue
+            self._running += 1
+            if em.enabled:
+                em.scheduler(
+                    "worker_spawned", task_id=task_id, lease_id=decision.lease_id, attempt=attempt
+                )
+
+    def _emit_blocked(self) -> None:
+        summary = self.admission.explain_blocked(self.queue.view())
+        reasons = dict(summary.dominant_reasons)
+        kind: Literal["group_capped", "admission_blocked"] = (
+            "group_capped"
+            if reasons and max(reasons, key=reasons.__getitem__) == "group_capped"
+            else "admission_blocked"
+        )
+        self.events.scheduler(
+            kind,
+            reason=summary.dominant_reasons[0][0] if summary.dominant_reasons else None,
+            available_after=summary.available_after,
+            diagnostics={"queued": summary.queued, "blocked_groups": len(summary.blocked_groups)},
+        )
+
+    def _spawn_failed(
+        self, task: SchedulableTask, lease: TaskAdmissionLease, exc: BaseException
+    ) -> None:
+        self._release(task, lease)
+        if self.events.enabled:
+            self.events.scheduler(
+                "worker_spawn_failed",
+                task_id=task.task_id,
+                lease_id=lease.lease_id,
+                reason=type(exc).__name__,
+            )
+        if not isinstance(exc, Exception):
+            self._cancelled(task, exc)
+            raise exc
+        self._fail(task, exc, spawn_failed=True)
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def _run_task(
+        self, task: SchedulableTask, lease: TaskAdmissionLease, attempt: int
+    ) -> None:
+        em = self.events
+        if em.enabled or self.run_id is not None:
+            set_correlation(
+                RuntimeCorrelation(
+                    run_id=self.run_id,
+                    task_id=task.task_id,
+                    task_execution_id=f"{task.task_id}#{attempt}",
+                )
+            )
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            result = await self.worker(task)
+        except trio.Cancelled as exc:
+            error = exc
+            raise
+        except Exception as exc:
+            error = exc
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            # No checkpoint below: this cleanup cannot be interrupted by cancellation.
+            self._running -= 1
+            self._release(task, lease)
+            if error is None:
+                self._succeed(task, result)
+            elif isinstance(error, Exception):
+                self._fail(task, error)
+            else:
+                self._cancelled(task, error)
+            self._notify()
+
+    def _release(self, task: SchedulableTask, lease: TaskAdmissionLease) -> None:
+        result = self.admission.release(lease)
+        em = self.events
+        if em.enabled:
+            if result.released:
+                em.scheduler("task_lease_released", task_id=task.task_id, lease_id=lease.lease_id)
+            else:
+                em.scheduler(
+                    "release_diagnostic",
+                    task_id=task.task_id,
+                    lease_id=lease.lease_id,
+                    reason=result.reason,
+                )
+
+    def _succeed(self, task: SchedulableTask, result: Any) -> None:
+        task_id = task.task_id
+        if isinstance(result, TaskOutcome) and result.kind != "success":
+            if result.kind == "retry":
+                self._defer(task, result.delay, result.reason or "worker_requested_retry")
+            else:
+                self._drop(task, result.reason or "worker_requested_drop")
+            return
+        self.tracker.mark_complete(task, TaskOutcome.success())
+        self._outcomes[task_id] = TaskRunOutcome(
+            status="succeeded", attempts=self._attempts[task_id]
+        )
+        if self.events.enabled:
+            self.events.scheduler("task_completed", task_id=task_id, reason="succeeded")
+
+    def _fail(self, task: SchedulableTask, error: Exception, *, spawn_failed: bool = False) -> None:
+        attempt = self._attempts[task.task_id]
+        reason = f"{type(error).__name__}: {error}"[:200]
+        if self.is_retryable(error) or spawn_failed:
+            if attempt < self.retry.max_attempts:
+                retry_after = getattr(error, "retry_after", None)
+                delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
+                self._defer(task, delay, reason)
+                return
+            reason = f"attempts exhausted ({attempt}): {reason}"
+        self._drop(task, reason)
+
+    def _defer(self, task: SchedulableTask, delay: float, reason: str) -> None:
+        self.tracker.mark_complete(task, TaskOutcome.retry(delay, reason))
+        if self.events.enabled:
+            self.events.scheduler(
+                "retry_deferred",
+                task_id=task.task_id,
+                attempt=self._attempts[task.task_id],
+                reason=reason,
+                available_after=trio.current_time() + delay,
+            )
+
+    def _drop(self, task: SchedulableTask, reason: str) -> None:
+        task_id = task.task_id
+        dropped = self.tracker.mark_complete(task, TaskOutcome.drop(reason))
+        self._outcomes[task_id] = TaskRunOutcome(
+            status="failed", attempts=self._attempts[task_id], reason=reason
+        )
+        for other in dropped:
+            self._outcomes[other] = TaskRunOutcome(status="dropped", reason=f"upstream {task_id!r}")
+        if self.events.enabled:
+            self.events.scheduler(
+                "non_retryable_dropped",
+                task_id=task_id,
+                reason=reason,
+                diagnostics={"downstream_dropped": len(dropped)},
+            )
+
+    def _cancelled(self, task: SchedulableTask, error: BaseException) -> None:
+        task_id = task.task_id
+        self._outcomes[task_id] = TaskRunOutcome(
+            status="cancelled", attempts=self._attempts[task_id], reason=type(error).__name__
+        )
+        if self.events.enabled:
+            self.events.scheduler("cancelled", task_id=task_id, reason=type(error).__name__)
+
+
+def _default_retryable(error: BaseException) -> bool:
+    return isinstance(error, RetryableTaskError)

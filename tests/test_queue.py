@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sluicegate as sg
+
+
+def task(tid: object, group: str = "g", weight: float = 1.0, **res: int) -> sg.SchedulableTask:
+    return sg.SchedulableTask(tid, None, sg.TaskGroupSpec(group, weight), res or {"submission": 1})
+
+
+def pop(q: sg.FairTaskQueue, is_eligible=None) -> sg.SchedulableTask | None:
+    sel = q.select_next(is_eligible)
+    if sel is None:
+        return None
+    return q.commit(sel)
+
+
+def test_fifo_within_group() -> None:
+    q = sg.FairTaskQueue()
+    q.enqueue([task(i) for i in range(5)])
+    assert [pop(q).task_id for _ in range(5)] == [0, 1, 2, 3, 4]  # type: ignore[union-attr]
+    assert pop(q) is None
+
+
+def test_enqueue_is_idempotent_by_task_id() -> None:
+    q = sg.FairTaskQueue()
+    assert q.enqueue([task("a"), task("b")]) == ["a", "b"]
+    assert q.enqueue([task("a"), task("c")]) == ["c"]
+    assert len(q) == 3
+
+
+def test_select_next_does_not_mutate() -> None:
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a"), task("b", "h")])
+    before = q.view().snapshot()
+    s1 = q.select_next()
+    s2 = q.select_next()
+    assert s1 is not None and s2 is not None
+    assert s1.item is s2.item
+    assert q.view().snapshot() == before
+
+
+def test_commit_detects_stale_selection() -> None:
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a")])
+    sel = q.select_next()
+    assert sel is not None
+    q.enqueue([task("b")])
+    assert q.commit(sel) is None
+    assert len(q) == 2
+    fresh = q.select_next()
+    assert fresh is not None and q.commit(fresh) is not None
+    assert q.commit(fresh) is None  # committing twice is stale too
+
+
+def test_weighted_fairness_three_to_one() -> None:
+    q = sg.FairTaskQueue()
+    q.enqueue([task(("a", i), "a", 3.0) for i in range(400)])
+    q.enqueue([task(("b", i), "b", 1.0) for i in range(400)])
+    order = [pop(q).group.key for _ in range(400)]  # type: ignore[union-attr]
+    # every window of 40 admissions is within one task of 3:1
+    for start in range(0, 360):
+        window = Counter(order[start : start + 40])
+        assert abs(window["a"] - 30) <= 1, (start, window)
+
+
+def test_late_joiner_gets_no_credit_for_idleness() -> None:
+    q = sg.FairTaskQueue()
+    q.enqueue([task(("a", i), "a") for i in range(100)])
+    for _ in range(50):
+        pop(q)
+    q.enqueue([task(("b", i), "b") for i in range(100)])
+    order = [pop(q).group.key for _ in range(20)]  # type: ignore[union-attr]
+    # b alternates with a instead of running 50 in a row
+    assert Counter(order) == Counter({"a": 10, "b": 10})
+
+
+def test_ineligible_head_is_skipped_but_fifo_kept() -> None:
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a1", "a"), task("a2", "a"), task("b1", "b"), task("c1", "c")])
+    got = pop(q, lambda t, v: t.group.key != "a")
+    assert got is not None and got.task_id == "b1"
+    # a2 is never chosen ahead of a1 even though a1 is ineligible
+    got = pop(q, lambda t, v: t.task_id != "a1")
+    assert got is not None and got.task_id == "c1"
+    assert pop(q, lambda t, v: t.task_id != "a1") is None
+    assert pop(q).task_id == "a1"  # type: ignore[union-attr]
+
+
+def test_view_reports_demand_and_candidates() -> None:
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a", "x", gpu=2), task("b", "x", gpu=1, submission=1), task("c", "y")])
+    v = q.view()
+    assert v.queued_total == 3
+    assert v.demand("x", "gpu") == 3
+    assert v.groups_with_demand("submission") == 2
+    assert v.demand_weight("gpu") == 1.0
+    assert v.first_candidate("x").task_id == "a"  # type: ignore[union-attr]
+    assert v.count_by_group() == {"x": 2, "y": 1}
+    pop(q)
+    assert not v.is_current
+    snap = q.view().snapshot()
+    assert snap.queued_total == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.sampled_from([1.0, 2.0, 3.0, 5.0]), min_size=1, max_size=6),
+    ops=st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=200),
+)
+def test_queue_invariants(weights: list[float], ops: list[tuple[int, bool]]) -> None:
+    """Random enqueues and pops: nothing lost or duplicated, FIFO per group, counters match."""
+    q = sg.FairTaskQueue()
+    expected: dict[str, list[int]] = {f"g{i}": [] for i in range(len(weights))}
+    n = 0
+    popped: list[sg.SchedulableTask] = []
+    for group_idx, is_push in ops:
+        g = f"g{group_idx % len(weights)}"
+        if is_push:
+            q.enqueue([task(n, g, weights[group_idx % len(weights)])])
+            expected[g].append(n)
+            n += 1
+        else:
+            t = pop(q, lambda t, v: t.task_id % 3 != 0 or len(q) < 4)
+            if t is not None:
+                popped.append(t)
+                assert expected[t.group.key].pop(0) == t.task_id
+    assert len(q) == sum(len(v) for v in expected.values())
+    assert q.view().count_by_group() == {k: len(v) for k, v in expected.items() if v}
+    while (t := pop(q)) is not None:
+        assert expected[t.group.key].pop(0) == t.task_id
+    assert all(not v for v in expected.values())
+    assert q.view().groups_with_demand("submission") == 0

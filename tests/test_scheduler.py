@@ -1,0 +1,414 @@
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Hashable
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sluicegate as sg
+
+
+def chain_tracker(n: int, groups: int = 1) -> sg.DagCompletionTracker:
+    tr = sg.DagCompletionTracker()
+    for i in range(n):
+        tr.add(i, group=f"g{i % groups}")
+    return tr
+
+
+async def noop(task: sg.SchedulableTask) -> None:
+    await trio.lowlevel.checkpoint()
+
+
+async def test_runs_dag_in_dependency_order(autojump_clock: trio.testing.MockClock) -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("a")
+    tr.add("b", depends_on=["a"])
+    tr.add("c", depends_on=["a"])
+    tr.add("d", depends_on=["b", "c"])
+    done: list[Hashable] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        await trio.sleep(1)
+        done.append(task.task_id)
+
+    result = await sg.AsyncTaskScheduler(tr, worker, capacity=4).run()
+    assert done[0] == "a" and done[-1] == "d" and set(done[1:3]) == {"b", "c"}
+    assert result.counts["succeeded"] == 4
+    assert result.admission.active_leases == 0
+    assert result.elapsed == pytest.approx(3.0)  # b and c ran in parallel
+
+
+async def test_capacity_bounds_concurrency(autojump_clock: trio.testing.MockClock) -> None:
+    running = 0
+    peak = 0
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await trio.sleep(1)
+        running -= 1
+
+    result = await sg.AsyncTaskScheduler(chain_tracker(30), worker, capacity=5).run()
+    assert peak == 5
+    assert result.elapsed == pytest.approx(6.0)
+
+
+async def test_retry_with_backoff_then_success(autojump_clock: trio.testing.MockClock) -> None:
+    attempts: Counter[Hashable] = Counter()
+    times: list[float] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        attempts[task.task_id] += 1
+        times.append(trio.current_time())
+        if attempts[task.task_id] < 3:
+            raise sg.RetryableTaskError("flaky")
+
+    sink = sg.InMemoryEventSink()
+    retry = sg.RetryPolicy(max_attempts=3, initial_backoff=1.0, multiplier=2.0)
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), worker, retry=retry, sink=sink).run()
+    assert result.outcomes[0].status == "succeeded" and result.outcomes[0].attempts == 3
+    assert times == pytest.approx([0.0, 1.0, 3.0])
+    assert sink.kinds().count("retry_deferred") == 2
+
+
+async def test_retry_after_overrides_backoff(autojump_clock: trio.testing.MockClock) -> None:
+    times: list[float] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        times.append(trio.current_time())
+        if len(times) == 1:
+            raise sg.RetryableTaskError("429", retry_after=7.5)
+
+    await sg.AsyncTaskScheduler(chain_tracker(1), worker).run()
+    assert times == pytest.approx([0.0, 7.5])
+
+
+async def test_attempts_are_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    async def worker(task: sg.SchedulableTask) -> None:
+        raise sg.RetryableTaskError("always")
+
+    tr = sg.DagCompletionTracker()
+    tr.add("a")
+    tr.add("b", depends_on=["a"])
+    result = await sg.AsyncTaskScheduler(tr, worker, retry=sg.RetryPolicy(max_attempts=2)).run()
+    assert result.outcomes["a"].status == "failed" and result.outcomes["a"].attempts == 2
+    assert "attempts exhausted" in (result.outcomes["a"].reason or "")
+    assert result.outcomes["b"].status == "dropped"
+
+
+async def test_non_retryable_drops_downstream_only(autojump_clock: trio.testing.MockClock) -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("bad")
+    tr.add("child", depends_on=["bad"])
+    tr.add("grandchild", depends_on=["child"])
+    tr.add("fine")
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        if task.task_id == "bad":
+            raise ValueError("broken input")
+
+    result = await sg.AsyncTaskScheduler(tr, worker).run()
+    statuses = {k: v.status for k, v in result.outcomes.items()}
+    assert statuses == {
+        "bad": "failed",
+        "child": "dropped",
+        "grandchild": "dropped",
+        "fine": "succeeded",
+    }
+    assert "ValueError" in (result.outcomes["bad"].reason or "")
+
+
+async def test_worker_may_return_outcome(autojump_clock: trio.testing.MockClock) -> None:
+    async def worker(task: sg.SchedulableTask) -> sg.TaskOutcome | None:
+        return sg.TaskOutcome.drop("not needed") if task.task_id == 0 else None
+
+    result = await sg.AsyncTaskScheduler(chain_tracker(2), worker).run()
+    assert result.outcomes[0].status == "failed" and result.outcomes[1].status == "succeeded"
+
+
+async def test_graceful_shutdown_lets_running_finish(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        if task.task_id == 0:
+            scheduler.shutdown()
+        await trio.sleep(5)
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(10), worker, capacity=2)
+    result = await scheduler.run()
+    assert result.shutdown_requested
+    assert result.counts["succeeded"] == 2
+    assert result.counts["cancelled"] == 8
+    assert result.admission.active_leases == 0
+
+
+async def test_shutdown_deadline_cancels_running(autojump_clock: trio.testing.MockClock) -> None:
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        if task.task_id == 0:
+            scheduler.shutdown(grace_period=2.0)
+        await trio.sleep(100)
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(4), worker, capacity=2)
+    result = await scheduler.run()
+    assert result.elapsed == pytest.approx(2.0)
+    assert result.counts == {"succeeded": 0, "failed": 0, "dropped": 0, "cancelled": 4}
+    assert result.admission.active_leases == 0
+    assert result.admission.released_total == 2
+
+
+async def test_hard_cancellation_releases_every_lease(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def worker(task: sg.SchedulableTask) -> None:
+        await trio.sleep(10)
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(50), worker, capacity=8)
+    with trio.move_on_after(15):
+        await scheduler.run()
+    assert scheduler.admission.active_leases == 0
+    view = scheduler.admission.view()
+    assert view.acquired_total == view.released_total == 16
+
+
+async def test_unknown_resource_fails_the_run_naming_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("x", resources={"gpu": 1})
+    with pytest.raises(sg.UnknownResourceError, match="gpu"):
+        await sg.AsyncTaskScheduler(tr, noop).run()
+
+
+async def test_failing_sink_never_breaks_the_run(autojump_clock: trio.testing.MockClock) -> None:
+    class Broken:
+        def emit(self, event: object) -> None:
+            raise RuntimeError("sink down")
+
+    with pytest.warns(RuntimeWarning, match="sink down"):
+        result = await sg.AsyncTaskScheduler(chain_tracker(5), noop, sink=Broken()).run()
+    assert result.counts["succeeded"] == 5
+    assert result.sink_errors == result.event_count > 0
+
+
+async def test_scheduler_runs_once(autojump_clock: trio.testing.MockClock) -> None:
+    s = sg.AsyncTaskScheduler(chain_tracker(1), noop)
+    await s.run()
+    with pytest.raises(sg.SchedulerClosedError):
+        await s.run()
+
+
+async def test_stalled_policy_is_reported(autojump_clock: trio.testing.MockClock) -> None:
+    class Never:
+        name = "never"
+
+        def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
+            return sg.TaskAdmissionPolicyDecision(False, "policy_denied")
+
+        def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
+            return None
+
+        def on_release(self, lease, usage):  # type: ignore[no-untyped-def]
+            return None
+
+    adm = sg.TaskAdmissionController(capacity=1, policy=Never())
+    with pytest.raises(sg.SchedulerStalledError, match="policy_denied"):
+        await sg.AsyncTaskScheduler(chain_tracker(1), noop, admission=adm).run()
+
+
+async def test_events_are_ordered_and_versioned(autojump_clock: trio.testing.MockClock) -> None:
+    sink = sg.InMemoryEventSink()
+    await sg.AsyncTaskScheduler(chain_tracker(3), noop, sink=sink, run_id="r1").run()
+    events = [e for e in sink.events if isinstance(e, sg.SchedulerEvent)]
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert events[0].event_kind == "scheduler_job_started"
+    assert events[-1].event_kind == "scheduler_job_completed"
+    assert all(e.schema_version == sg.SCHEMA_VERSION for e in events)
+    stamps = [e.captured_at for e in events]
+    assert stamps == sorted(stamps)
+    done = [e for e in events if e.event_kind == "task_completed"]
+    assert all(e.correlation is not None and e.correlation.run_id == "r1" for e in done)
+    per_task = [e.event_kind for e in events if e.task_id == 1]
+    assert per_task == [
+        "dependency_ready",
+        "ready_enqueued",
+        "selected",
+        "task_lease_acquired",
+        "worker_spawned",
+        "task_lease_released",
+        "task_completed",
+    ]
+
+
+async def test_fairness_three_to_one_under_contention(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tr = sg.DagCompletionTracker()
+    for i in range(300):
+        tr.add(("a", i), group="a", weight=3.0)
+        tr.add(("b", i), group="b", weight=1.0)
+    order: list[str] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        order.append(task.group.key)
+        await trio.sleep(1)
+
+    await sg.AsyncTaskScheduler(tr, worker, capacity=4).run()
+    for start in range(0, 300, 10):
+        window = Counter(order[start : start + 40])
+        assert abs(window["a"] - 30) <= 2, (start, window)
+
+
+# -- property test over random DAGs -----------------------------------------------------
+
+dag_strategy = st.integers(1, 40).flatmap(
+    lambda n: st.tuples(
+        st.just(n),
+        st.lists(st.lists(st.integers(0, n - 1), max_size=3), min_size=n, max_size=n),
+        st.lists(
+            st.sampled_from(["ok", "ok", "ok", "retry", "fail", "slow"]), min_size=n, max_size=n
+        ),
+        st.integers(1, 6),  # capacity
+        st.integers(1, 4),  # groups
+        st.one_of(st.none(), st.floats(0.5, 30)),  # cancel after
+        st.sampled_from(["strict", "borrow", "hard"]),
+        st.integers(0, 2**16),
+    )
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(dag_strategy)
+def test_random_dags_release_every_lease_exactly_once(case: tuple) -> None:  # type: ignore[type-arg]
+    n, raw_deps, behaviours, capacity, groups, cancel_after, mode, seed = case
+    rng = random.Random(seed)
+    tr = sg.DagCompletionTracker()
+    for i in range(n):
+        deps = sorted({d for d in raw_deps[i] if d < i})  # acyclic by construction
+        tr.add(i, depends_on=deps, group=f"g{i % groups}", weight=float(1 + i % groups))
+    sink = sg.InMemoryEventSink()
+    policy = sg.BoundedBorrowPolicy(max_borrow=1) if mode == "borrow" else None
+    adm = sg.TaskAdmissionController(capacity=capacity, policy=policy)
+    calls: Counter[int] = Counter()
+    running = 0
+    state: dict[str, object] = {}
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        nonlocal running
+        calls[task.task_id] += 1
+        running += 1
+        try:
+            assert running <= capacity
+            await trio.sleep(rng.uniform(0.1, 3.0))
+            kind = behaviours[task.task_id]
+            if kind == "retry" and calls[task.task_id] < 3:
+                raise sg.RetryableTaskError("transient")
+            if kind == "fail":
+                raise RuntimeError("bad")
+            if kind == "slow":
+                await trio.sleep(10)
+        finally:
+            running -= 1
+
+    async def main() -> None:
+        scheduler = sg.AsyncTaskScheduler(
+            tr,
+            worker,
+            admission=adm,
+            sink=sink,
+            retry=sg.RetryPolicy(max_attempts=3, initial_backoff=0.5),
+        )
+        state["scheduler"] = scheduler
+        async with trio.open_nursery() as nursery:
+            if cancel_after is not None:
+
+                async def stop() -> None:
+                    await trio.sleep(cancel_after)
+                    if mode == "hard":
+                        nursery.cancel_scope.cancel()
+                    else:
+                        scheduler.shutdown(grace_period=rng.choice([None, 1.0]))
+
+                nursery.start_soon(stop)
+            state["result"] = await scheduler.run()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    scheduler = state["scheduler"]
+    assert isinstance(scheduler, sg.AsyncTaskScheduler)
+    view = adm.view()
+    assert view.active_leases == 0 and view.in_use == {"submission": 0}
+    assert view.acquired_total == view.released_total
+    assert view.release_diagnostics == {}
+    assert running == 0
+
+    events = [e for e in sink.events if isinstance(e, sg.SchedulerEvent)]
+    acquired = [e.lease_id for e in events if e.event_kind == "task_lease_acquired"]
+    released = [e.lease_id for e in events if e.event_kind == "task_lease_released"]
+    assert sorted(acquired) == sorted(released) and len(set(acquired)) == len(acquired)
+    seen_leases: set[int | None] = set()
+    for e in events:
+        if e.event_kind == "task_lease_acquired":
+            seen_leases.add(e.lease_id)
+        if e.event_kind == "worker_spawned":
+            assert e.lease_id in seen_leases  # never spawned before its lease
+
+    result = state.get("result")
+    if isinstance(result, sg.SchedulerRunResult):
+        assert set(result.outcomes) == set(range(n))  # exactly one terminal state per task
+        assert sum(result.counts.values()) == n
+        for tid, outcome in result.outcomes.items():
+            if outcome.status == "succeeded":
+                assert behaviours[tid] != "fail"
+                assert all(result.outcomes[d].status == "succeeded" for d in tr.dependencies(tid))
+        if cancel_after is None:
+            assert result.counts["cancelled"] == 0
+            for tid in range(n):
+                if behaviours[tid] in ("ok", "retry", "slow") and all(
+                    result.outcomes[d].status == "succeeded" for d in tr.dependencies(tid)
+                ):
+                    assert result.outcomes[tid].status == "succeeded"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    durations=st.lists(st.floats(0.1, 5.0), min_size=1, max_size=60),
+    capacity=st.integers(1, 8),
+)
+def test_no_lost_wakeups_work_conserving(durations: list[float], capacity: int) -> None:
+    """With independent tasks the dispatcher never idles while work is queued and capacity free."""
+    tr = chain_tracker(len(durations), groups=3)
+    samples: list[tuple[int, int]] = []
+    state: dict[str, sg.AsyncTaskScheduler] = {}
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        await trio.sleep(durations[task.task_id])
+
+    async def probe() -> None:
+        # sampled whenever the run is idle in virtual time (all tasks blocked)
+        while True:
+            await trio.testing.wait_all_tasks_blocked()
+            s = state["s"]
+            samples.append((s.running, len(s.queue)))
+            await trio.sleep(0.05)
+
+    async def main() -> None:
+        s = sg.AsyncTaskScheduler(tr, worker, capacity=capacity)
+        state["s"] = s
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(probe)
+            await s.run()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    for running, queued in samples:
+        assert not (queued > 0 and running < capacity), (running, queued)
