@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LINT_DIRS := $(wildcard src tests benchmarks examples)
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench diagrams clean
@@ -16,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/python -m sluicegate demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
