@@ -412,3 +412,99 @@ def test_no_lost_wakeups_work_conserving(durations: list[float], capacity: int) 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     for running, queued in samples:
         assert not (queued > 0 and running < capacity), (running, queued)
+
+
+async def test_tasks_added_mid_run_are_picked_up(autojump_clock: trio.testing.MockClock) -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("first")
+    scheduler: sg.AsyncTaskScheduler
+    seen: list[Hashable] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        seen.append(task.task_id)
+        if task.task_id == "first":
+            tr.add("late", depends_on=["first"])
+            tr.add("later")
+            scheduler.notify()
+        await trio.sleep(1)
+
+    scheduler = sg.AsyncTaskScheduler(tr, worker, capacity=4)
+    result = await scheduler.run()
+    assert seen == ["first", "later", "late"]
+    assert result.counts["succeeded"] == 3
+
+
+async def test_reconfigure_mid_run_grows_concurrency(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peak = running = 0
+    scheduler: sg.AsyncTaskScheduler
+    sink = sg.InMemoryEventSink()
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        nonlocal peak, running
+        running += 1
+        peak = max(peak, running)
+        if task.task_id == 0:
+            scheduler.reconfigure({"submission": 6})
+        await trio.sleep(1)
+        running -= 1
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(30), worker, capacity=2, sink=sink)
+    await scheduler.run()
+    assert peak == 6
+    assert "config_reloaded" in sink.kinds()
+
+
+async def test_spawn_failure_releases_lease_and_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class FlakySpawn(sg.AsyncTaskScheduler):
+        failures = 0
+
+        def _spawn(self, spawn, run_task, task, lease, attempt):  # type: ignore[no-untyped-def]
+            if self.failures == 0:
+                self.failures += 1
+                raise RuntimeError("nursery refused")
+            super()._spawn(spawn, run_task, task, lease, attempt)
+
+    sink = sg.InMemoryEventSink()
+    scheduler = FlakySpawn(chain_tracker(3), noop, capacity=1, sink=sink)
+    result = await scheduler.run()
+    assert result.counts["succeeded"] == 3
+    assert result.outcomes[0].attempts == 2
+    assert sink.kinds().count("worker_spawn_failed") == 1
+    assert result.admission.active_leases == 0
+    assert result.admission.acquired_total == result.admission.released_total == 4
+
+
+async def test_policy_available_after_wakes_dispatcher(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class OpensAt:
+        """Denies everything before t=10 (e.g. a maintenance window)."""
+
+        name = "opens_at"
+
+        def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
+            if usage.now < 10.0:
+                return sg.TaskAdmissionPolicyDecision(False, "policy_denied", available_after=10.0)
+            return sg.TaskAdmissionPolicyDecision(True)
+
+        def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
+            return None
+
+        def on_release(self, lease, usage):  # type: ignore[no-untyped-def]
+            return None
+
+    started: list[float] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        started.append(trio.current_time())
+
+    adm = sg.TaskAdmissionController(capacity=2, policy=OpensAt())
+    sink = sg.InMemoryEventSink()
+    await sg.AsyncTaskScheduler(chain_tracker(2), worker, admission=adm, sink=sink).run()
+    assert started == pytest.approx([10.0, 10.0])
+    blocked = sink.of_kind("admission_blocked")
+    assert blocked and blocked[0].available_after == 10.0

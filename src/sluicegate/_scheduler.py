@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, Final, Literal
 
 import msgspec
@@ -25,9 +25,11 @@ from ._queue import FairTaskQueue
 from ._readiness import CompletionTracker, TaskOutcome
 from ._task import SchedulableTask
 from ._task_admission import (
+    TaskAdmissionBlockSummary,
     TaskAdmissionController,
     TaskAdmissionDenied,
     TaskAdmissionLease,
+    TaskAdmissionPolicy,
     TaskAdmissionView,
 )
 
@@ -172,6 +174,31 @@ class AsyncTaskScheduler:
         )
         self._notify()
 
+    def notify(self) -> None:
+        """Wake the dispatch loop, e.g. after adding tasks to the tracker mid-run.
+
+        Safe to call any time from the run's event loop; not a checkpoint.
+        """
+        self._notify()
+
+    def reconfigure(
+        self, limits: Mapping[str, int], *, policy: TaskAdmissionPolicy | None = None
+    ) -> None:
+        """Resize task admission live (see :meth:`TaskAdmissionController.reconfigure`).
+
+        Held leases are never revoked; the dispatch loop is woken so growth is used at once.
+        """
+        self.admission.reconfigure(limits, policy=policy)
+        if self.events.enabled:
+            self.events.scheduler(
+                "config_reloaded",
+                diagnostics={
+                    "limits": dict(self.admission.limits),
+                    "policy": self.admission.policy.name,
+                },
+            )
+        self._notify()
+
     @property
     def running(self) -> int:
         """Number of workers currently holding a lease."""
@@ -276,11 +303,12 @@ class AsyncTaskScheduler:
                 frontier = tracker.ready_frontier()
                 if frontier:
                     self._enqueue(frontier)
-                if queue._count:
-                    self._dispatch(nursery)
+                hint = self._dispatch(nursery) if queue._count else None
                 if self._running == 0 and tracker.is_finished:
                     return
                 deadline = tracker.next_ready_at() or math.inf
+                if hint is not None and hint < deadline:
+                    deadline = hint
                 if wake.pending:
                     continue
                 if self._running == 0 and deadline == math.inf:
@@ -314,7 +342,8 @@ class AsyncTaskScheduler:
             for task_id in accepted:
                 em.scheduler("ready_enqueued", task_id=task_id)
 
-    def _dispatch(self, nursery: trio.Nursery) -> None:
+    def _dispatch(self, nursery: trio.Nursery) -> float | None:
+        """Admit and spawn until blocked. Returns a policy's ``available_after`` hint, if any."""
         queue = self.queue
         admission = self.admission
         is_eligible = admission.is_eligible
@@ -325,9 +354,11 @@ class AsyncTaskScheduler:
         while queue._count and admission.free_resources:
             selection = queue.select_next(is_eligible)
             if selection is None:
+                # Blocked by policy with capacity free (rare): find out when to look again.
+                summary = admission.explain_blocked(queue.view())
                 if em.enabled:
-                    self._emit_blocked()
-                return
+                    self._emit_blocked(summary)
+                return summary.available_after
             item = selection.item
             decision = admission.try_acquire(item, selection.view)
             if type(decision) is TaskAdmissionDenied:  # eligibility changed under us
@@ -339,7 +370,7 @@ class AsyncTaskScheduler:
                         reason=decision.reason,
                         available_after=decision.available_after,
                     )
-                return
+                return decision.available_after
             assert isinstance(decision, TaskAdmissionLease)
             if em.enabled:
                 em.scheduler("selected", task_id=item.task_id, group=item.group.key)
@@ -367,7 +398,7 @@ class AsyncTaskScheduler:
             attempt = attempts.get(task_id, 0) + 1
             attempts[task_id] = attempt
             try:
-                spawn(run_task, task, decision, attempt)
+                self._spawn(spawn, run_task, task, decision, attempt)
             except BaseException as exc:  # release first, then report
                 self._spawn_failed(task, decision, exc)
                 continue
@@ -376,9 +407,20 @@ class AsyncTaskScheduler:
                 em.scheduler(
                     "worker_spawned", task_id=task_id, lease_id=decision.lease_id, attempt=attempt
                 )
+        return None
 
-    def _emit_blocked(self) -> None:
-        summary = self.admission.explain_blocked(self.queue.view())
+    def _spawn(
+        self,
+        spawn: Callable[..., None],
+        run_task: Callable[..., Awaitable[None]],
+        task: SchedulableTask,
+        lease: TaskAdmissionLease,
+        attempt: int,
+    ) -> None:
+        """Start one worker in the run's nursery (a seam for tests of spawn failure)."""
+        spawn(run_task, task, lease, attempt)
+
+    def _emit_blocked(self, summary: TaskAdmissionBlockSummary) -> None:
         reasons = dict(summary.dominant_reasons)
         kind: Literal["group_capped", "admission_blocked"] = (
             "group_capped"

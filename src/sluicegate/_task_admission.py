@@ -133,6 +133,11 @@ class TaskAdmissionUsage:
         return self._c._policy_state.get(key, 0)
 
     @property
+    def policy_counters(self) -> Mapping[str, int]:
+        """Every non-zero policy counter (read-only; do not mutate)."""
+        return self._c._policy_state
+
+    @property
     def now(self) -> float:
         return _now()
 
@@ -659,10 +664,13 @@ class BoundedBorrowPolicy:
     def on_release(
         self, lease: TaskAdmissionLease, usage: TaskAdmissionUsage
     ) -> PolicyStateDelta | None:
+        counters = usage.policy_counters
+        if len(counters) <= 1:  # at most "borrow_grants": nothing is owed
+            return None
         key = lease.item.group.key
         changes = []
         for res, units in lease.resources.items():
-            owed = usage.policy_counter(f"borrowed:{key}:{res}")
+            owed = counters.get(f"borrowed:{key}:{res}", 0)
             if owed:
                 changes.append((f"borrowed:{key}:{res}", -min(owed, units)))
         return PolicyStateDelta(tuple(changes)) if changes else None
