@@ -53,7 +53,7 @@ async def _cycle(loops: int, tasks: list[sg.SchedulableTask], policy: str, capac
 
 
 def _forward(cmd: list[str], args: object) -> None:
-    for name in ['tasks', 'groups', 'policies', 'capacity']:
+    for name in ["tasks", "groups", "policies", "capacity"]:
         cmd.extend([f"--{name}", str(getattr(args, name))])
 
 
@@ -70,7 +70,11 @@ def main() -> None:
             for policy in args.policies.split(","):
                 runner.bench_time_func(
                     f"admission_cycle[{policy},tasks={n},groups={g}]",
-                    cycle, tasks, policy, args.capacity, inner_loops=n,
+                    cycle,
+                    tasks,
+                    policy,
+                    args.capacity,
+                    inner_loops=n,
                 )
 
 

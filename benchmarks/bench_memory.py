@@ -1,6 +1,6 @@
 """Memory per queued task: tracker + queue holding N ready tasks (tracemalloc).
 
-    python benchmarks/bench_memory.py --tasks 1000000
+python benchmarks/bench_memory.py --tasks 1000000
 """
 
 from __future__ import annotations

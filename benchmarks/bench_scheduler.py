@@ -58,7 +58,7 @@ def bare_trio(loops: int, n: int, capacity: int) -> float:
 
 
 def _forward(cmd: list[str], args: object) -> None:
-    for name in ['tasks', 'capacity', 'groups']:
+    for name in ["tasks", "capacity", "groups"]:
         cmd.extend([f"--{name}", str(getattr(args, name))])
 
 
@@ -74,7 +74,12 @@ def main() -> None:
         for policy in ("strict", "borrow"):
             runner.bench_time_func(
                 f"scheduler[{policy},tasks={n},groups={g},capacity={cap}]",
-                scheduler_run, n, g, cap, policy, inner_loops=n,
+                scheduler_run,
+                n,
+                g,
+                cap,
+                policy,
+                inner_loops=n,
             )
 
 

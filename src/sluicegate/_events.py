@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import msgspec
-import trio
 
+from ._clock import now as _now
 from ._correlation import RuntimeCorrelation, current_correlation
 
 SCHEMA_VERSION: Final = 1
@@ -270,12 +270,3 @@ class EventEmitter:
             **fields,
         )
         self.deliver(event)
-
-
-def _now() -> float:
-    try:
-        return trio.current_time()
-    except RuntimeError:  # outside trio.run (e.g. a synchronous benchmark)
-        import time
-
-        return time.monotonic()

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import msgspec
-import trio
 
+from ._clock import now as _now
 from ._errors import ConfigurationError, UnknownResourceError
 from ._leases import ReleaseResult
 from ._queue import QueueView
@@ -162,15 +162,6 @@ class TaskAdmissionPolicy(Protocol):
 
 
 _generations = itertools.count(os.getpid() << 20)
-
-
-def _now() -> float:
-    try:
-        return trio.current_time()
-    except RuntimeError:  # outside trio.run (synchronous use, benchmarks)
-        import time
-
-        return time.monotonic()
 
 
 def _validate_limits(limits: Mapping[str, int], field: str) -> dict[str, int]:
@@ -535,16 +526,19 @@ class StrictFairPolicy:
 class BoundedBorrowPolicy:
     """Lets a group run ahead of its weighted fair share, within a ceiling, while peers idle.
 
-    A group's fair share of a resource is ``limit * weight / W`` (at least one unit), where
-    ``W`` sums the weights of the active groups: those with queued demand for the resource
-    or holding some of it. A group may hold more than its share (borrow) only while no peer
-    has queued demand for that resource, and never more than ``share + max_borrow``. Once a
-    peer queues work, a group at or above its share gets no more of that resource (denial
-    ``borrow_debt``) until releases bring it back under its share; the queue's fair order
-    then serves the peer. A group alone is its whole share, so single-group runs stay live.
+    A group's fair share of a resource is ``ceil(limit * weight / W)`` units (at least one),
+    where ``W`` sums the weights of the active groups: those with queued demand for the
+    resource or holding some of it. Rounding up keeps the shares covering the whole limit, so
+    the policy never strands capacity. A group may hold more than its share (borrow) only
+    while no peer has queued demand for that resource, and never more than
+    ``share + max_borrow``. Once a peer queues work, a group at or above its share gets no
+    more of that resource (denial ``borrow_debt``) until releases bring it back under its
+    share; the queue's fair order then serves the peer. A group alone is its whole share, so
+    single-group runs stay live.
 
-    Policy state (via deltas): ``borrowed:<group>:<resource>`` counts units granted beyond
-    the share at grant time, repaid on release; ``borrow_grants`` counts such grants.
+    Policy state (via deltas, diagnostics only): ``borrowed:<group>:<resource>`` counts units
+    granted beyond the share at grant time, repaid on release; ``borrow_grants`` counts such
+    grants. Decisions always use live usage, so the counters cannot skew them.
     """
 
     name = "bounded_borrow"
@@ -574,6 +568,10 @@ class BoundedBorrowPolicy:
     def max_borrow(self, resource: str) -> int:
         return self._per_resource.get(resource, self._default)
 
+    @staticmethod
+    def _units(limit: int, weight: float, total: float) -> int:
+        return max(1, math.ceil(limit * weight / total - 1e-9))
+
     def fair_share(
         self,
         group_key: str,
@@ -582,68 +580,68 @@ class BoundedBorrowPolicy:
         view: QueueView,
         usage: TaskAdmissionUsage,
     ) -> int:
-        """Units of ``resource`` that are ``group_key``'s weighted fair share now (>= 1)."""
+        """Units of ``resource`` that are ``group_key``'s weighted fair share now (>= 1).
+
+        O(groups holding the resource); :meth:`evaluate` avoids it in most cases.
+        """
+        holders = usage.holders(resource)
         total = view.demand_weight(resource)
-        for holder, w in usage.holders(resource).items():
+        for holder, w in holders.items():
             if view.demand(holder, resource) == 0:
                 total += w
-        if view.demand(group_key, resource) == 0 and group_key not in usage.holders(resource):
+        if view.demand(group_key, resource) == 0 and group_key not in holders:
             total += weight
-        return max(1, math.floor(usage.limit(resource) * weight / total + 1e-9))
+        return self._units(usage.limit(resource), weight, total)
 
     def evaluate(
         self, item: SchedulableTask, queue_view: QueueView, usage: TaskAdmissionUsage
     ) -> TaskAdmissionPolicyDecision:
         key = item.group.key
         weight = item.group.weight
+        # Direct reads of the live counters: this runs once per candidate on the hot path.
+        controller = usage._c
+        queue = queue_view._queue
+        group_use = controller._group_use.get(key)
+        group = queue._groups.get(key)
         for res, units in item.resources.items():
-            held = usage.group_in_use(key, res)
+            held = group_use.get(res, 0) if group_use is not None else 0
             want = held + units
             if want <= 1:
                 continue  # every share is at least one unit
-            share = self._share_bounded(key, weight, res, want, queue_view, usage)
+            own_demand = group.demand.get(res, 0) if group is not None else 0
+            peers = queue._demand_groups.get(res, 0) - (1 if own_demand else 0)
+            limit = controller._limits[res]
+            # Bounds on the active weight W decide most cases without iterating holders:
+            # max(demand, holders, own) <= W <= demand + holders + own.
+            demand_w = queue._demand_weight.get(res, 0.0)
+            holder_w = controller._holder_weight[res]
+            share_hi = self._units(limit, weight, max(demand_w, holder_w, weight))
+            if peers > 0 and want > share_hi:
+                return self._debt(res, share_hi, peers)
+            share_lo = self._units(limit, weight, demand_w + holder_w + weight)
+            if want <= share_lo:
+                continue
+            share = self.fair_share(key, weight, res, queue_view, usage)
             if want <= share:
                 continue
+            if peers > 0:
+                return self._debt(res, share, peers)
             ceiling = share + self.max_borrow(res)
             if want > ceiling:
                 return TaskAdmissionPolicyDecision(
                     False, "borrow_debt", res, detail=f"borrow ceiling {ceiling} on {res!r}"
                 )
-            peers = queue_view.groups_with_demand(res) - (1 if queue_view.demand(key, res) else 0)
-            if peers > 0:
-                return TaskAdmissionPolicyDecision(
-                    False,
-                    "borrow_debt",
-                    res,
-                    detail=f"at share {share} with {peers} peer(s) queued",
-                )
         return ALLOW
 
-    def _share_bounded(
-        self,
-        key: str,
-        weight: float,
-        res: str,
-        want: int,
-        view: QueueView,
-        usage: TaskAdmissionUsage,
-    ) -> int:
-        # Bounds on the active weight decide most cases without iterating the holders.
-        limit = usage.limit(res)
-        demand_w = view.demand_weight(res)
-        holder_w = usage.holder_weight(res)
-        low_total = max(demand_w, holder_w, weight)
-        high_total = demand_w + holder_w + weight
-        share_hi = max(1, math.floor(limit * weight / low_total + 1e-9))
-        share_lo = max(1, math.floor(limit * weight / high_total + 1e-9))
-        if share_hi == share_lo:
-            return share_lo
-        return self.fair_share(key, weight, res, view, usage)
+    @staticmethod
+    def _debt(res: str, share: int, peers: int) -> TaskAdmissionPolicyDecision:
+        return TaskAdmissionPolicyDecision(
+            False, "borrow_debt", res, detail=f"at share {share} with {peers} peer(s) queued"
+        )
 
     def on_acquire(
         self, lease: TaskAdmissionLease, usage: TaskAdmissionUsage
     ) -> PolicyStateDelta | None:
-        # Diagnostics only: decisions are recomputed from live usage, so they cannot drift.
         key = lease.item.group.key
         weight = lease.item.group.weight
         changes: list[tuple[str, int]] = []
@@ -651,8 +649,7 @@ class BoundedBorrowPolicy:
             held = usage.group_in_use(key, res)
             if held <= 1:
                 continue  # every share is at least one unit
-            total = max(usage.holder_weight(res), weight)
-            share = max(1, math.floor(usage.limit(res) * weight / total + 1e-9))
+            share = self._units(usage.limit(res), weight, max(usage.holder_weight(res), weight))
             over = min(units, held - share)
             if over > 0:
                 changes.append((f"borrowed:{key}:{res}", over))
