@@ -1,0 +1,672 @@
+"""A local OpenAI-compatible endpoint for tests, demos and capacity experiments.
+
+The emulator is a small HTTP/1.1 server (trio sockets, h11 for the protocol) that serves
+``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models`` and ``GET /health``
+on a loopback address. Behind it sits a :class:`~sluicegate.SimulatedProvider`, so it has the
+same hidden concurrency capacity, hidden requests-per-minute quota, seeded latency and failure
+injection, but answers with real HTTP: ``429`` with ``Retry-After`` / ``retry-after-ms`` and
+``x-ratelimit-*`` headers, ``5xx`` for injected failures, ``504`` after an injected hang.
+
+In code::
+
+    async with serve_emulator(EmulatorConfig(capacity=8, latency_seconds=0.01)) as emulator:
+        async with OpenAICompatibleProvider(base_url=emulator.base_url) as provider:
+            ...
+        print(emulator.stats)
+
+From a shell: ``python -m sluicegate.emulator --port 8000 --capacity 8``.
+
+The emulator binds loopback addresses only: it has no authentication worth the name and must
+never be reachable from another machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import ipaddress
+import logging
+import math
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import h11
+import msgspec
+import trio
+from attrs import define, field
+
+from ._errors import ConfigurationError
+from ._providers import (
+    ModelRequest,
+    ModelResponse,
+    ProviderFailureError,
+    ProviderRateLimitedError,
+    ProviderTimeoutError,
+    RateLimitHints,
+)
+from ._simulated_provider import SimulatedProvider, SimulatedProviderStats
+
+__all__ = ["Emulator", "EmulatorConfig", "EmulatorStats", "main", "serve_emulator"]
+
+_log = logging.getLogger("sluicegate.emulator")
+
+_RECEIVE_BYTES = 65536
+_JSON = b"application/json"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How the emulator listens and behaves. Validated at construction.
+
+    ``host`` must be a loopback address (``127.0.0.1``, ``::1``, ``localhost``); ``port=0``
+    picks a free port. The behaviour fields mean what they mean on
+    :class:`~sluicegate.SimulatedProvider`; ``failure_status`` is the 5xx status an injected
+    failure answers with. ``models`` restricts the accepted model ids (empty: any id is
+    accepted; unknown ids answer 404). With ``api_key`` set, ``/v1/*`` requires
+    ``Authorization: Bearer <api_key>`` (401 otherwise). ``idle_timeout_seconds`` closes
+    keep-alive connections idle that long; ``max_body_bytes`` bounds a request body (413).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int = 0
+    latency_seconds: float = 0.01
+    latency_jitter: float = 0.0
+    capacity: int | None = None
+    requests_per_minute: int | None = None
+    retry_after_seconds: float | None = 1.0
+    rejection_latency_seconds: float = 0.0
+    failure_rate: float = 0.0
+    failure_status: int = 500
+    timeout_rate: float = 0.0
+    timeout_seconds: float = 30.0
+    completion_tokens: int = 64
+    embedding_dimensions: int = 8
+    models: tuple[str, ...] = ()
+    api_key: str | None = None
+    idle_timeout_seconds: float = 60.0
+    max_body_bytes: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not _is_loopback(self.host):
+            raise ConfigurationError(
+                "EmulatorConfig.host",
+                f"{self.host!r} is not a loopback address; the emulator refuses to listen "
+                "where other machines could reach it",
+                "use '127.0.0.1', '::1' or 'localhost'",
+            )
+        if not isinstance(self.port, int) or isinstance(self.port, bool):
+            raise ConfigurationError(
+                "EmulatorConfig.port", f"got {self.port!r}", "use an integer in 0..65535"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(
+                "EmulatorConfig.port",
+                f"{self.port} is out of range",
+                "use 0 (any free port) or a port in 1..65535",
+            )
+        if not isinstance(self.failure_status, int) or not 500 <= self.failure_status <= 599:
+            raise ConfigurationError(
+                "EmulatorConfig.failure_status",
+                f"got {self.failure_status!r}",
+                "use a 5xx status code such as 500, 502 or 503",
+            )
+        for name, value in (
+            ("idle_timeout_seconds", self.idle_timeout_seconds),
+            ("max_body_bytes", self.max_body_bytes),
+        ):
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigurationError(
+                    f"EmulatorConfig.{name}", f"got {value!r}", "use a number > 0"
+                )
+        if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
+            raise ConfigurationError(
+                "EmulatorConfig.api_key",
+                "must be a non-empty string",
+                "pass None to accept unauthenticated requests",
+            )
+        # One source of truth for the behaviour knobs: SimulatedProvider's validators.
+        try:
+            self.build_provider()
+        except ConfigurationError as exc:
+            name = exc.field.rpartition(".")[2]
+            raise ConfigurationError(f"EmulatorConfig.{name}", exc.problem, exc.fix) from None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={'<redacted>' if name == 'api_key' and value is not None else repr(value)}"
+            for name, value in msgspec.structs.asdict(self).items()
+        )
+        return f"EmulatorConfig({shown})"
+
+    def build_provider(self) -> SimulatedProvider:
+        """The :class:`SimulatedProvider` that decides every answer of this emulator."""
+        return SimulatedProvider(
+            name="emulator",
+            seed=self.seed,
+            latency_seconds=self.latency_seconds,
+            latency_jitter=self.latency_jitter,
+            capacity=self.capacity,
+            requests_per_minute=self.requests_per_minute,
+            retry_after_seconds=self.retry_after_seconds,
+            rejection_latency_seconds=self.rejection_latency_seconds,
+            failure_rate=self.failure_rate,
+            timeout_rate=self.timeout_rate,
+            timeout_seconds=self.timeout_seconds,
+            completion_tokens=self.completion_tokens,
+            embedding_dimensions=self.embedding_dimensions,
+            publish_rate_limit_hints=True,
+        )
+
+
+class EmulatorStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of an emulator: HTTP-level counters plus its provider's counters.
+
+    ``requests`` counts every HTTP request read (health checks included);
+    ``responses_by_status`` maps status codes to counts; ``provider`` counts model calls.
+    """
+
+    provider: SimulatedProviderStats
+    connections_opened: int
+    connections_active: int
+    requests: int
+    responses_by_status: dict[int, int]
+
+
+# --- wire formats ---------------------------------------------------------------------------
+
+
+class _ChatRequestBody(msgspec.Struct):
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+
+
+class _EmbeddingRequestBody(msgspec.Struct):
+    model: str
+    input: str | list[Any]
+
+
+class _ErrorDetail(msgspec.Struct, omit_defaults=True):
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _ErrorDetail
+
+
+class _UsageBody(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class _ChatMessage(msgspec.Struct):
+    role: str
+    content: Any
+
+
+class _ChatChoice(msgspec.Struct):
+    index: int
+    message: _ChatMessage
+    finish_reason: str
+
+
+class _ChatCompletionBody(msgspec.Struct):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[_ChatChoice]
+    usage: _UsageBody
+
+
+class _EmbeddingItem(msgspec.Struct):
+    object: str
+    index: int
+    embedding: list[float]
+
+
+class _EmbeddingListBody(msgspec.Struct):
+    object: str
+    data: list[_EmbeddingItem]
+    model: str
+    usage: _UsageBody
+
+
+class _ModelItem(msgspec.Struct):
+    id: str
+    object: str = "model"
+    owned_by: str = "sluicegate-emulator"
+
+
+class _ModelListBody(msgspec.Struct):
+    data: list[_ModelItem]
+    object: str = "list"
+
+
+class _HealthBody(msgspec.Struct):
+    status: str
+
+
+_ENCODER = msgspec.json.Encoder()
+_CHAT_DECODER = msgspec.json.Decoder(_ChatRequestBody)
+_EMBEDDING_DECODER = msgspec.json.Decoder(_EmbeddingRequestBody)
+
+_Headers = list[tuple[bytes, bytes]]
+
+
+class _BodyTooLargeError(Exception):
+    """A request body exceeded ``EmulatorConfig.max_body_bytes``."""
+
+
+def _format_duration(seconds: float) -> str:
+    """Go-style durations as OpenAI sends them: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60.0)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes else text
+
+
+def _hint_headers(hints: RateLimitHints | None) -> _Headers:
+    if hints is None:
+        return []
+    headers: _Headers = []
+    if hints.limit_requests is not None:
+        headers.append((b"x-ratelimit-limit-requests", str(hints.limit_requests).encode()))
+    if hints.remaining_requests is not None:
+        headers.append((b"x-ratelimit-remaining-requests", str(hints.remaining_requests).encode()))
+    if hints.reset_requests_seconds is not None:
+        headers.append(
+            (b"x-ratelimit-reset-requests", _format_duration(hints.reset_requests_seconds).encode())
+        )
+    return headers
+
+
+def _error(
+    status: int, message: str, kind: str, *, code: str | None = None, param: str | None = None
+) -> tuple[int, _Headers, bytes]:
+    body = _ErrorBody(error=_ErrorDetail(message=message, type=kind, code=code, param=param))
+    return status, [], _ENCODER.encode(body)
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+@define(eq=False)
+class Emulator:
+    """A running emulator (from :func:`serve_emulator`). ``base_url`` is ``http://host:port``.
+
+    Point :class:`~sluicegate.OpenAICompatibleProvider` at ``base_url`` (``/v1`` is appended
+    by the provider). ``provider`` is the live :class:`SimulatedProvider`: its
+    ``set_capacity`` / ``set_requests_per_minute`` change the limits while serving.
+    """
+
+    config: EmulatorConfig
+    provider: SimulatedProvider
+    host: str
+    port: int
+    _connections_opened: int = field(init=False, default=0)
+    _connections_active: int = field(init=False, default=0)
+    _requests: int = field(init=False, default=0)
+    _responses_by_status: dict[int, int] = field(init=False, factory=dict)
+    _completion_ids: int = field(init=False, default=0)
+
+    @property
+    def base_url(self) -> str:
+        """The server root, e.g. ``http://127.0.0.1:40123``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def stats(self) -> EmulatorStats:
+        """A frozen snapshot of the counters."""
+        return EmulatorStats(
+            provider=self.provider.stats,
+            connections_opened=self._connections_opened,
+            connections_active=self._connections_active,
+            requests=self._requests,
+            responses_by_status=dict(self._responses_by_status),
+        )
+
+    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+        """Serve one connection until the peer closes it, it idles out, or shutdown.
+
+        Each connection runs in its own task, one request at a time (HTTP/1.1 keep-alive,
+        no pipelining); concurrency comes from the client opening several connections.
+        """
+        self._connections_opened += 1
+        self._connections_active += 1
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                event: Any = None
+                body: bytes | None = None
+                try:
+                    # Bounds the wait for the next request on an idle keep-alive connection
+                    # (and a peer that stalls mid-request), never the handling itself.
+                    with trio.move_on_after(self.config.idle_timeout_seconds):
+                        event = await self._next_event(stream, conn)
+                        if isinstance(event, h11.Request):
+                            self._requests += 1
+                            body = await self._read_body(stream, conn)
+                except _BodyTooLargeError:
+                    await self._send(
+                        stream,
+                        conn,
+                        *_error(413, "request body too large", "invalid_request_error"),
+                    )
+                    return
+                if not isinstance(event, h11.Request) or body is None:
+                    return  # peer closed, idled out, or stalled mid-body
+                status, headers, payload = await self._respond(event, body)
+                await self._send(stream, conn, status, headers, payload)
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                with trio.move_on_after(1):
+                    await self._send(
+                        stream,
+                        conn,
+                        *_error(
+                            exc.error_status_hint, "malformed HTTP request", "invalid_request_error"
+                        ),
+                    )
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            pass
+        except Exception:
+            # One broken connection must never take the server down.
+            _log.exception("emulator connection handler failed")
+        finally:
+            self._connections_active -= 1
+            await stream.aclose()
+
+    async def _next_event(self, stream: trio.SocketStream, conn: h11.Connection) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(_RECEIVE_BYTES))
+                continue
+            return event
+
+    async def _read_body(self, stream: trio.SocketStream, conn: h11.Connection) -> bytes:
+        """The request body; raises :class:`_BodyTooLargeError` past ``max_body_bytes``."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next_event(stream, conn)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > self.config.max_body_bytes:
+                    raise _BodyTooLargeError
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks)
+            else:
+                raise h11.RemoteProtocolError("unexpected event while reading a request body")
+
+    async def _send(
+        self,
+        stream: trio.SocketStream,
+        conn: h11.Connection,
+        status: int,
+        headers: _Headers,
+        payload: bytes,
+    ) -> None:
+        self._responses_by_status[status] = self._responses_by_status.get(status, 0) + 1
+        all_headers = [
+            (b"content-type", _JSON),
+            (b"content-length", str(len(payload)).encode()),
+            (b"server", b"sluicegate-emulator"),
+            *headers,
+        ]
+        parts = (
+            conn.send(h11.Response(status_code=status, headers=all_headers)),
+            conn.send(h11.Data(data=payload)),
+            conn.send(h11.EndOfMessage()),
+        )
+        await stream.send_all(b"".join(p for p in parts if p))
+
+    async def _respond(self, request: h11.Request, body: bytes) -> tuple[int, _Headers, bytes]:
+        method = request.method.decode("ascii", "replace")
+        path = request.target.decode("ascii", "replace").partition("?")[0]
+        if path == "/health":
+            if method != "GET":
+                return _error(405, "use GET", "invalid_request_error")
+            return 200, [], _ENCODER.encode(_HealthBody(status="ok"))
+        if path not in ("/v1/models", "/v1/chat/completions", "/v1/embeddings"):
+            return _error(404, f"no route for {path}", "invalid_request_error", code="not_found")
+        if not self._authorized(request):
+            return _error(
+                401, "invalid or missing API key", "invalid_request_error", code="invalid_api_key"
+            )
+        if path == "/v1/models":
+            if method != "GET":
+                return _error(405, "use GET", "invalid_request_error")
+            listing = _ModelListBody(data=[_ModelItem(id=m) for m in self.config.models])
+            return 200, [], _ENCODER.encode(listing)
+        if method != "POST":
+            return _error(405, "use POST", "invalid_request_error")
+        model_request: ModelRequest
+        try:
+            if path == "/v1/chat/completions":
+                chat = _CHAT_DECODER.decode(body)
+                model = chat.model
+                model_request = ModelRequest(
+                    domain="chat",
+                    messages=chat.messages,
+                    max_tokens=chat.max_tokens
+                    if chat.max_tokens is not None
+                    else chat.max_completion_tokens,
+                    temperature=chat.temperature,
+                )
+            else:
+                embedding = _EMBEDDING_DECODER.decode(body)
+                model = embedding.model
+                model_request = ModelRequest(domain="embedding", input=embedding.input)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return _error(400, str(exc), "invalid_request_error", code="invalid_body")
+        if self.config.models and model not in self.config.models:
+            return _error(
+                404,
+                f"model {model!r} does not exist",
+                "invalid_request_error",
+                code="model_not_found",
+                param="model",
+            )
+        return await self._call_model(model, model_request)
+
+    def _authorized(self, request: h11.Request) -> bool:
+        expected = self.config.api_key
+        if expected is None:
+            return True
+        for name, value in request.headers:
+            if name == b"authorization":
+                return hmac.compare_digest(value, b"Bearer " + expected.encode())
+        return False
+
+    async def _call_model(self, model: str, request: ModelRequest) -> tuple[int, _Headers, bytes]:
+        try:
+            response = await self.provider.call(model, request)
+        except ProviderRateLimitedError as exc:
+            status, headers, payload = _error(429, str(exc), "requests", code="rate_limit_exceeded")
+            if exc.retry_after is not None:
+                headers.append((b"retry-after", str(math.ceil(exc.retry_after)).encode()))
+                headers.append((b"retry-after-ms", str(round(exc.retry_after * 1000)).encode()))
+            headers.extend(_hint_headers(exc.rate_limits))
+            return status, headers, payload
+        except ProviderTimeoutError as exc:
+            return _error(504, str(exc), "server_error", code="timeout")
+        except ProviderFailureError as exc:
+            status, headers, payload = _error(
+                self.config.failure_status, str(exc), "server_error", code="internal_error"
+            )
+            headers.extend(_hint_headers(exc.rate_limits))
+            return status, headers, payload
+        return (
+            200,
+            _hint_headers(response.rate_limits),
+            self._encode_answer(model, request, response),
+        )
+
+    def _encode_answer(self, model: str, request: ModelRequest, response: ModelResponse) -> bytes:
+        usage = _UsageBody(
+            prompt_tokens=response.usage.prompt_tokens,
+            completion_tokens=response.usage.completion_tokens,
+            total_tokens=response.usage.total_tokens,
+        )
+        if request.domain == "embedding":
+            items = [
+                _EmbeddingItem(object="embedding", index=i, embedding=vector)
+                for i, vector in enumerate(response.content)
+            ]
+            return _ENCODER.encode(
+                _EmbeddingListBody(object="list", data=items, model=model, usage=usage)
+            )
+        self._completion_ids += 1
+        return _ENCODER.encode(
+            _ChatCompletionBody(
+                id=f"chatcmpl-emulator-{self._completion_ids}",
+                object="chat.completion",
+                # Timing-free and seed-stable bodies matter more here than a real timestamp.
+                created=0,
+                model=model,
+                choices=[
+                    _ChatChoice(
+                        index=0,
+                        message=_ChatMessage(role="assistant", content=response.content),
+                        finish_reason="stop",
+                    )
+                ],
+                usage=usage,
+            )
+        )
+
+
+@asynccontextmanager
+async def serve_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[Emulator]:
+    """Serve an emulator for the duration of the ``async with`` block.
+
+    Binds ``config.host:config.port`` (port 0: a free port, read it from
+    ``emulator.base_url``) before the block starts, so requests may be sent at once. On exit
+    every connection is closed and every in-flight request abandoned (cancelled); nothing
+    outlives the block. Raises :class:`ConfigurationError` for a non-loopback host and
+    ``OSError`` when the address cannot be bound.
+    """
+    config = config if config is not None else EmulatorConfig()
+    host = "127.0.0.1" if config.host == "localhost" else config.host
+    if not _is_loopback(host):  # configs are validated, but never bind outside loopback
+        raise ConfigurationError(
+            "EmulatorConfig.host", f"{host!r} is not a loopback address", "use '127.0.0.1'"
+        )
+    # Bind before the nursery so a bind failure is a plain OSError, not an exception group.
+    listeners = await trio.open_tcp_listeners(config.port, host=host)
+    emulator = Emulator(
+        config=config,
+        provider=config.build_provider(),
+        host=host,
+        port=listeners[0].socket.getsockname()[1],
+    )
+    body_error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, emulator._handle_connection, listeners)
+            try:
+                yield emulator
+            except BaseException as exc:
+                body_error = exc
+                raise
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The server tasks never raise; a group holding only the block's own exception is
+        # unwrapped so callers see exactly what their block raised.
+        if body_error is None or group.exceptions != (body_error,):
+            raise
+    if body_error is not None:
+        raise body_error
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sluicegate.emulator",
+        description="Serve a local OpenAI-compatible emulator with hidden rate limits.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port, 0 for any (default 8000)")
+    parser.add_argument("--capacity", type=int, default=None, help="hidden max concurrent calls")
+    parser.add_argument("--rpm", type=int, default=None, help="hidden requests per minute")
+    parser.add_argument("--latency", type=float, default=0.05, help="mean latency, seconds")
+    parser.add_argument("--jitter", type=float, default=0.0, help="latency jitter fraction [0, 1)")
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After on a 429 (s)")
+    parser.add_argument("--failure-rate", type=float, default=0.0, help="probability of a 5xx")
+    parser.add_argument("--seed", type=int, default=0, help="seed for latency and failures")
+    parser.add_argument(
+        "--model", action="append", default=None, help="accepted model id (repeat; default any)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; serves until interrupted (Ctrl-C). Returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    try:
+        config = EmulatorConfig(
+            host=args.host,
+            port=args.port,
+            capacity=args.capacity,
+            requests_per_minute=args.rpm,
+            latency_seconds=args.latency,
+            latency_jitter=args.jitter,
+            retry_after_seconds=args.retry_after,
+            failure_rate=args.failure_rate,
+            seed=args.seed,
+            models=tuple(args.model or ()),
+        )
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        # Stop on SIGINT/SIGTERM by leaving the block, so shutdown is the ordinary clean exit.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with serve_emulator(config) as emulator:
+                print(f"sluicegate emulator listening on {emulator.base_url}", flush=True)
+                async for signum in signals:
+                    print(f"stopping on {signal.Signals(signum).name}", file=sys.stderr)
+                    break
+
+    try:
+        trio.run(serve)
+    except OSError as exc:
+        print(f"error: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
