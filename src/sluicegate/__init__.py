@@ -88,5 +88,14 @@ from ._task_admission import (
 # --- request admission (controller, config, rate windows, executor) ---
 
 # --- providers (simulated, HTTP, emulator) ---
+# The emulator is the public submodule ``sluicegate.emulator``; importing it here would make
+# ``python -m sluicegate.emulator`` warn about a module already in sys.modules.
+from ._http_provider import (
+    OpenAICompatibleProvider,
+    parse_duration,
+    parse_rate_limit_headers,
+    parse_retry_after,
+)
+from ._simulated_provider import SimulatedProvider, SimulatedProviderStats
 
 __version__ = "0.1.0"
