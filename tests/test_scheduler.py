@@ -508,3 +508,126 @@ async def test_policy_available_after_wakes_dispatcher(
     assert started == pytest.approx([10.0, 10.0])
     blocked = sink.of_kind("admission_blocked")
     assert blocked and blocked[0].available_after == 10.0
+
+
+# -- regressions -------------------------------------------------------------------------
+
+
+async def test_zero_grace_at_time_zero_cancels_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        scheduler.shutdown(grace_period=0)
+        await trio.sleep(100)
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(1), worker)
+    result = await scheduler.run()
+    assert result.elapsed == 0.0
+    assert result.counts["cancelled"] == 1
+
+
+async def test_returned_retry_is_bounded_by_max_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = 0
+
+    async def worker(task: sg.SchedulableTask) -> sg.TaskOutcome:
+        nonlocal calls
+        calls += 1
+        return sg.TaskOutcome.retry(1.0, "not yet")
+
+    result = await sg.AsyncTaskScheduler(
+        chain_tracker(1), worker, retry=sg.RetryPolicy(max_attempts=3)
+    ).run()
+    assert calls == 3
+    assert result.outcomes[0].status == "failed"
+
+
+async def test_task_awaiting_retry_at_shutdown_keeps_its_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        if task.task_id == 0:
+            raise sg.RetryableTaskError("later", retry_after=50)
+        await trio.sleep(5)
+        scheduler.shutdown()
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(2), worker, capacity=2)
+    result = await scheduler.run()
+    assert result.outcomes[0].status == "cancelled"
+    assert result.outcomes[0].attempts == 1
+    assert result.outcomes[0].reason == "awaiting_retry"
+
+
+async def test_tracker_errors_surface_unwrapped(autojump_clock: trio.testing.MockClock) -> None:
+    class BadTracker(sg.DagCompletionTracker):
+        def ready_frontier(self) -> list[sg.SchedulableTask]:
+            raise KeyError("tracker bug")
+
+    tr = BadTracker()
+    tr.add("a")
+    with pytest.raises(KeyError, match="tracker bug"):
+        await sg.AsyncTaskScheduler(tr, noop).run()
+
+
+async def test_past_available_after_does_not_spin(autojump_clock: trio.testing.MockClock) -> None:
+    evaluations = 0
+
+    class Stale:
+        name = "stale"
+
+        def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
+            nonlocal evaluations
+            evaluations += 1
+            if usage.now < 1.0:
+                return sg.TaskAdmissionPolicyDecision(False, "policy_denied", available_after=0.0)
+            return sg.TaskAdmissionPolicyDecision(True)
+
+        def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
+            return None
+
+        def on_release(self, lease, usage):  # type: ignore[no-untyped-def]
+            return None
+
+    adm = sg.TaskAdmissionController(capacity=1, policy=Stale())
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), noop, admission=adm).run()
+    assert result.counts["succeeded"] == 1
+    assert evaluations < 3100  # polled at most once per millisecond for one second
+
+
+async def test_oversized_request_rejected_before_running(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("huge", resources={"submission": 9})
+    with pytest.raises(sg.ConfigurationError, match="requests 9 units") as info:
+        await sg.AsyncTaskScheduler(tr, noop, capacity=4).run()
+    assert info.value.field == "task 'huge'.resources['submission']"
+
+
+async def test_shutdown_before_run_cancels_everything(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(3), noop)
+    scheduler.shutdown()
+    result = await scheduler.run()
+    assert result.counts["cancelled"] == 3 and result.shutdown_requested
+
+
+async def test_schema_version_is_written_to_jsonl(
+    autojump_clock: trio.testing.MockClock, tmp_path: object
+) -> None:
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / "events.jsonl"
+    with sg.JsonLinesEventSink(path) as sink:
+        await sg.AsyncTaskScheduler(chain_tracker(2), noop, sink=sink).run()
+    first = path.read_text().splitlines()[0]
+    assert '"schema_version":1' in first
+    events = sg.read_events(path)
+    assert {e.schema_version for e in events} == {sg.SCHEMA_VERSION}
+    assert "queue_empty" in [e.event_kind for e in events]

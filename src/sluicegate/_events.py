@@ -79,7 +79,7 @@ class SchedulerEvent(
     event_kind: SchedulerEventKind
     sequence: int
     captured_at: float
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int
     correlation: RuntimeCorrelation | None = None
     task_id: Any = None
     group: str | None = None
@@ -97,7 +97,7 @@ class RequestEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     event_kind: RequestEventKind
     sequence: int
     captured_at: float
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int
     correlation: RuntimeCorrelation | None = None
     provider: str | None = None
     model_id: str | None = None
@@ -254,6 +254,7 @@ class EventEmitter:
             event_kind=kind,
             sequence=self._sequence,
             captured_at=_now(),
+            schema_version=SCHEMA_VERSION,
             correlation=current_correlation(),
             **fields,
         )
@@ -266,6 +267,7 @@ class EventEmitter:
             event_kind=kind,
             sequence=self._sequence,
             captured_at=_now(),
+            schema_version=SCHEMA_VERSION,
             correlation=current_correlation(),
             **fields,
         )

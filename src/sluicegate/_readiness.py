@@ -13,8 +13,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import msgspec
-import trio
 
+from ._clock import now as _now
 from ._errors import (
     ConfigurationError,
     DependencyCycleError,
@@ -239,7 +239,7 @@ class DagCompletionTracker:
         if not self._sealed:
             self.seal()
         if self._deferred:
-            self._promote_due(trio.current_time())
+            self._promote_due(_now())
         tasks = self._tasks
         return [tasks[t] for t in self._ready]
 
@@ -280,7 +280,7 @@ class DagCompletionTracker:
                 self._ready[task_id] = None
             else:
                 self._state[task_id] = _DEFERRED
-                ready_at = trio.current_time() + outcome.delay
+                ready_at = _now() + outcome.delay
                 heapq.heappush(self._deferred, (ready_at, next(self._deferred_seq), task_id))
             return []
         dropped: list[Hashable] = []

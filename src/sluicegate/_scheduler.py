@@ -38,6 +38,8 @@ TASK_STATUSES: Final[tuple[TaskStatus, ...]] = ("succeeded", "failed", "dropped"
 
 Worker = Callable[[SchedulableTask], Awaitable[Any]]
 
+_MIN_REPOLL: Final = 0.001  # seconds; floor for re-polling a policy's past available_after
+
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """Bounded attempts with exponential backoff (deterministic; no jitter).
@@ -155,6 +157,9 @@ class AsyncTaskScheduler:
         self._wake = _Dispatch()
         self._nursery: trio.Nursery | None = None
         self._state = "new"
+        self._ran = False
+        self._checked_requests: dict[int, tuple[int, object]] = {}
+        self._queue_was_empty = True
         self._shutdown_deadline: float | None = None
         self._started_at = 0.0
 
@@ -165,12 +170,12 @@ class AsyncTaskScheduler:
 
         ``None`` waits for running tasks however long they take. Not a checkpoint.
         """
-        if self._state == "shutting_down":
+        if self._state in ("shutting_down", "finished"):
             return
         self._state = "shutting_down"
         self.admission.begin_shutdown()
         self._shutdown_deadline = (
-            math.inf if grace_period is None else trio.current_time() + grace_period
+            None if grace_period is None else trio.current_time() + grace_period
         )
         self._notify()
 
@@ -219,11 +224,13 @@ class AsyncTaskScheduler:
         Cancelling the caller's scope cancels every worker; leases are still released and
         ``trio.Cancelled`` propagates.
         """
-        if self._state != "new":
+        if self._ran:
             raise SchedulerClosedError("this scheduler already ran; create a new one per run")
-        self._state = "running"
+        self._ran = True
+        if self._state == "new":
+            self._state = "running"
         self._started_at = trio.current_time()
-        fatal: SluicegateError | None = None
+        fatal: Exception | None = None
         em = self.events
         if em.enabled:
             em.scheduler("scheduler_job_started", diagnostics={"run_id": self.run_id})
@@ -232,8 +239,8 @@ class AsyncTaskScheduler:
                 self._nursery = nursery
                 try:
                     await self._dispatch_loop(nursery)
-                except SluicegateError as exc:
-                    # Surface the typed error itself (not wrapped in an ExceptionGroup) once
+                except Exception as exc:
+                    # Surface the error itself (not wrapped in an ExceptionGroup) once
                     # every running worker has been cancelled and has released its lease.
                     fatal = exc
                     nursery.cancel_scope.cancel()
@@ -282,8 +289,11 @@ class AsyncTaskScheduler:
                         status="dropped", reason=dropped[task_id]
                     )
                 else:
+                    attempts = self._attempts.get(task_id, 0)
                     self._outcomes[task_id] = TaskRunOutcome(
-                        status="cancelled", reason="not_started"
+                        status="cancelled",
+                        attempts=attempts,
+                        reason="awaiting_retry" if attempts else "not_started",
                     )
 
     async def _dispatch_loop(self, nursery: trio.Nursery) -> None:
@@ -295,7 +305,7 @@ class AsyncTaskScheduler:
             if self._state == "shutting_down":
                 if self._running == 0:
                     return
-                deadline = self._shutdown_deadline or math.inf
+                deadline = math.inf if self._shutdown_deadline is None else self._shutdown_deadline
                 if trio.current_time() >= deadline:
                     nursery.cancel_scope.cancel()
                     return
@@ -303,12 +313,25 @@ class AsyncTaskScheduler:
                 frontier = tracker.ready_frontier()
                 if frontier:
                     self._enqueue(frontier)
-                hint = self._dispatch(nursery) if queue._count else None
+                if queue._count:
+                    hint = self._dispatch(nursery)
+                    self._queue_was_empty = False
+                else:
+                    hint = None
+                    if not self._queue_was_empty:
+                        self._queue_was_empty = True
+                        if self.events.enabled:
+                            self.events.scheduler(
+                                "queue_empty", diagnostics={"running": self._running}
+                            )
                 if self._running == 0 and tracker.is_finished:
                     return
-                deadline = tracker.next_ready_at() or math.inf
+                next_ready = tracker.next_ready_at()
+                deadline = math.inf if next_ready is None else next_ready
                 if hint is not None and hint < deadline:
-                    deadline = hint
+                    # A hint already in the past would make the loop spin: re-poll at most
+                    # once per millisecond instead.
+                    deadline = max(hint, trio.current_time() + _MIN_REPOLL)
                 if wake.pending:
                     continue
                 if self._running == 0 and deadline == math.inf:
@@ -334,6 +357,16 @@ class AsyncTaskScheduler:
 
     def _enqueue(self, frontier: list[SchedulableTask] | Any) -> None:
         em = self.events
+        # Most tasks share one resource mapping: check each distinct mapping once per limits.
+        checked = self._checked_requests
+        check = self.admission.check_request
+        limits = self.admission.limits_version
+        for task in frontier:
+            key = id(task.resources)
+            seen = checked.get(key)
+            if seen is None or seen[0] != limits:
+                check(task)
+                checked[key] = (limits, task.resources)  # the reference pins the id
         accepted = self.queue.enqueue(frontier)
         self.tracker.mark_enqueued(accepted)
         if em.enabled and accepted:
@@ -354,7 +387,8 @@ class AsyncTaskScheduler:
         while queue._count and admission.free_resources:
             selection = queue.select_next(is_eligible)
             if selection is None:
-                # Blocked by policy with capacity free (rare): find out when to look again.
+                # Free units exist but no head fits them (policy denial, or a head needing more
+                # units than are free): learn when to look again. O(groups), once per round.
                 summary = admission.explain_blocked(queue.view())
                 if em.enabled:
                     self._emit_blocked(summary)
@@ -505,10 +539,15 @@ class AsyncTaskScheduler:
     def _succeed(self, task: SchedulableTask, result: Any) -> None:
         task_id = task.task_id
         if isinstance(result, TaskOutcome) and result.kind != "success":
+            reason = result.reason or f"worker_requested_{result.kind}"
             if result.kind == "retry":
-                self._defer(task, result.delay, result.reason or "worker_requested_retry")
+                attempt = self._attempts[task_id]
+                if attempt < self.retry.max_attempts:
+                    self._defer(task, result.delay, reason)
+                else:
+                    self._drop(task, f"attempts exhausted ({attempt}): {reason}")
             else:
-                self._drop(task, result.reason or "worker_requested_drop")
+                self._drop(task, reason)
             return
         self.tracker.mark_complete(task, TaskOutcome.success())
         self._outcomes[task_id] = TaskRunOutcome(

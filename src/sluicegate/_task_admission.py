@@ -212,6 +212,8 @@ class TaskAdmissionController:
         self._shutting_down = False
         self._free = len(self._limits)  # resources with at least one free unit
         self._mutations = 0
+        self.limits_version = 0
+        """Bumped by every :meth:`reconfigure` (lets callers cache checks against limits)."""
         self._memo: tuple[SchedulableTask | None, int, int] = (None, -1, -1)
         self.policy: TaskAdmissionPolicy = policy if policy is not None else StrictFairPolicy()
         self._usage = TaskAdmissionUsage(self)
@@ -234,6 +236,24 @@ class TaskAdmissionController:
             if in_use[res] + units > limit:
                 return TaskAdmissionDenied(item=item, reason="no_capacity", resource=res)
         return None
+
+    def check_request(self, item: SchedulableTask) -> None:
+        """Reject a task that could never be admitted under the current limits.
+
+        Raises :class:`UnknownResourceError` for an undeclared resource and
+        :class:`ConfigurationError` for a request larger than a resource's whole limit.
+        """
+        limits = self._limits
+        for res, units in item.resources.items():
+            limit = limits.get(res)
+            if limit is None:
+                raise UnknownResourceError(f"task {item.task_id!r}.resources", res, sorted(limits))
+            if units > limit:
+                raise ConfigurationError(
+                    f"task {item.task_id!r}.resources[{res!r}]",
+                    f"requests {units} units but the resource's limit is {limit}",
+                    "request at most the limit, or raise the limit with reconfigure()",
+                )
 
     def is_eligible(self, item: SchedulableTask, view: QueueView) -> bool:
         """Whether :meth:`try_acquire` would grant ``item`` now. Pure."""
@@ -437,8 +457,10 @@ class TaskAdmissionController:
     ) -> None:
         """Resize resources live (and optionally swap the policy).
 
-        Shrinking never revokes held leases: new admissions wait until usage is below the
-        new limit. New resources may be added; a resource still held cannot be removed.
+        ``limits`` is merged into the current limits: listed resources are resized, new ones
+        added, unlisted ones kept (resources are never removed). Shrinking never revokes held
+        leases: new admissions wait until usage is below the new limit. A new ``policy``
+        takes over future decisions; leases granted earlier are released through it too.
         """
         merged = dict(self._limits)
         merged.update(limits)
@@ -454,6 +476,7 @@ class TaskAdmissionController:
             self.policy = policy
         self._free = sum(1 for k, v in new_limits.items() if self._in_use[k] < v)
         self._mutations += 1
+        self.limits_version += 1
 
     def _check_policy_with(self, policy: TaskAdmissionPolicy, limits: Mapping[str, int]) -> None:
         check = getattr(policy, "validate_resources", None)
