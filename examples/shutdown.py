@@ -54,5 +54,11 @@ async def main() -> None:
     print("cancelled:", view.acquired_total, "acquired /", view.released_total, "released")
     print("leases held after cancellation:", view.active_leases)
 
+    # 4. shutdown() before run(): run() returns at once and no task starts.
+    scheduler = sg.AsyncTaskScheduler(tracker(3), short)
+    scheduler.shutdown()
+    result = await scheduler.run()
+    print("shut down before run:", result.shutdown_requested, result.counts)
+
 
 trio.run(main)

@@ -11,6 +11,7 @@ tracker.add("ok")
 tracker.add("flaky")  # fails twice with a retryable error, then succeeds
 tracker.add("throttled")  # asks to be retried after a server-given delay
 tracker.add("skip")  # returns an outcome instead of raising
+tracker.add("poll")  # always returns a retry: bounded by max_attempts all the same
 tracker.add("broken")  # raises a non-retryable error ...
 tracker.add("child", depends_on=["broken"])  # ... which drops everything downstream
 tracker.add("grandchild", depends_on=["child"])
@@ -28,6 +29,8 @@ async def worker(task: sg.SchedulableTask) -> sg.TaskOutcome | None:
         raise sg.RetryableTaskError("HTTP 429", retry_after=0.05)
     if name == "skip":
         return sg.TaskOutcome.drop("nothing to do for this row")
+    if name == "poll":
+        return sg.TaskOutcome.retry(0.01, "result not ready yet")
     if name == "broken":
         raise ValueError("malformed input")
     return None  # normal return (any value but a TaskOutcome) is success

@@ -86,6 +86,34 @@ from ._task_admission import (
 )
 
 # --- request admission (controller, config, rate windows, executor) ---
+from ._model_requests import ModelRequestError, ModelRequestExecutor, ModelRequestStats
+from ._rate_window import RateWindow, RateWindowReservation
+from ._request_admission import (
+    AdaptiveRequestAdmissionController,
+    RequestAdmissionController,
+    RequestAdmissionDecision,
+    RequestAdmissionDenied,
+    RequestAdmissionError,
+    RequestAdmissionItem,
+    RequestAdmissionLease,
+    RequestEndpointPressure,
+    RequestPressureReader,
+    RequestPressureSnapshot,
+    RequestPressureSource,
+    RequestReleaseOutcome,
+    RequestResourcePressure,
+)
+from ._request_config import (
+    RequestAdmissionConfig,
+    RequestResourceOverride,
+    RequestResourceSettings,
+)
+from ._request_identity import (
+    ModelEndpoint,
+    ProviderCapContribution,
+    ProviderCapPlan,
+    RequestResourceResolver,
+)
 
 # --- providers (simulated, HTTP, emulator) ---
 # The emulator is the public submodule ``sluicegate.emulator``; importing it here would make

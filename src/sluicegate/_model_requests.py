@@ -1,0 +1,371 @@
+"""The model-call boundary: one concrete attempt at a time, each under its own request lease.
+
+``ModelRequestExecutor.execute`` resolves a model alias to its request resource, then for
+every attempt: acquires a lease, calls the provider, classifies how the call ended, and
+releases exactly that lease (in a cancellation-shielded cleanup, before any exception
+propagates). Retries are new attempts and are admitted again, so admission sees them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+import trio
+
+from ._errors import ConfigurationError, SluicegateError
+from ._events import EventEmitter, EventSink, RequestEventKind
+from ._providers import (
+    ModelRequest,
+    ModelResponse,
+    Provider,
+    ProviderError,
+    ProviderFailureError,
+    ProviderRateLimitedError,
+    ProviderTimeoutError,
+)
+from ._request_admission import (
+    OUTCOME_LOCAL_CANCELLED,
+    OUTCOME_LOCAL_TIMEOUT,
+    OUTCOME_PROVIDER_FAILURE,
+    OUTCOME_PROVIDER_TIMEOUT,
+    OUTCOME_UNEXPECTED,
+    RequestAdmissionController,
+    RequestAdmissionItem,
+    RequestAdmissionLease,
+    RequestReleaseOutcome,
+)
+from ._request_identity import (
+    ProviderModelKey,
+    RequestDomain,
+    RequestResourceKey,
+    RequestResourceResolver,
+    did_you_mean,
+)
+
+ProviderLookup = Mapping[str, Provider] | Callable[[ProviderModelKey], Provider]
+"""Providers by canonical provider name, or a function from endpoint to provider."""
+
+
+class ModelRequestError(SluicegateError):
+    """A model request failed on every allowed attempt.
+
+    ``outcome`` is the last attempt's release outcome, ``attempts`` how many were made;
+    the last provider error (if any) is chained as ``__cause__``.
+    """
+
+    def __init__(
+        self, resource: RequestResourceKey, attempts: int, outcome: RequestReleaseOutcome
+    ) -> None:
+        self.resource = resource
+        self.attempts = attempts
+        self.outcome = outcome
+        hint = (
+            "the endpoint kept rate limiting: lower the fan-out or raise the provider quota"
+            if outcome.kind == "rate_limited"
+            else "check the provider's health, or raise max_attempts / the attempt timeout"
+        )
+        super().__init__(
+            f"model request to {resource} failed after {attempts} attempt(s); "
+            f"last outcome {outcome.kind}. Fix: {hint}"
+        )
+
+
+class ModelRequestStats(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Counters of one executor (attempts by outcome, and how requests ended)."""
+
+    requests: int
+    attempts: int
+    succeeded: int
+    failed: int
+    outcomes: dict[str, int]
+
+
+class ModelRequestExecutor:
+    """Runs model requests through request admission, one lease per outbound attempt.
+
+    ``execute`` is a checkpoint. On cancellation (while waiting for a lease, during the call
+    or during a backoff sleep) any held lease is released as ``local_cancelled`` in a
+    shielded cleanup and ``trio.Cancelled`` propagates. Rate limits, retryable provider
+    failures and timeouts (the provider's or the executor's own per-attempt deadline) are
+    retried up to ``max_attempts`` with exponential backoff, never sooner than a provider's
+    ``retry_after``; then :class:`ModelRequestError` is raised. Non-retryable provider
+    failures and unexpected exceptions propagate at once. Admission denials
+    (:class:`RequestAdmissionError`) propagate as they are.
+    """
+
+    __slots__ = (
+        "_attempts",
+        "_controller",
+        "_counts",
+        "_emitter",
+        "_failed",
+        "_providers",
+        "_random",
+        "_requests",
+        "_resolver",
+        "_succeeded",
+        "admission_timeout",
+        "attempt_timeout",
+        "backoff_jitter",
+        "backoff_multiplier",
+        "backoff_seconds",
+        "max_attempts",
+        "max_backoff_seconds",
+    )
+
+    def __init__(
+        self,
+        controller: RequestAdmissionController,
+        providers: ProviderLookup,
+        *,
+        resolver: RequestResourceResolver | None = None,
+        max_attempts: int = 3,
+        backoff_seconds: float = 0.5,
+        backoff_multiplier: float = 2.0,
+        max_backoff_seconds: float = 30.0,
+        backoff_jitter: float = 0.1,
+        attempt_timeout: float | None = None,
+        admission_timeout: float | None = None,
+        seed: int = 0,
+        sink: EventSink | None = None,
+    ) -> None:
+        if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+            raise ConfigurationError(
+                "ModelRequestExecutor.max_attempts",
+                f"must be an integer >= 1, got {max_attempts!r}",
+                "use 1 for no retries, or more",
+            )
+        for name, value, low in (
+            ("backoff_seconds", backoff_seconds, 0.0),
+            ("backoff_multiplier", backoff_multiplier, 1.0),
+            ("max_backoff_seconds", max_backoff_seconds, 0.0),
+        ):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
+                raise ConfigurationError(
+                    f"ModelRequestExecutor.{name}",
+                    f"must be a finite number >= {low}, got {value!r}",
+                    f"use a value of at least {low}",
+                )
+        if not 0.0 <= backoff_jitter < 1.0:
+            raise ConfigurationError(
+                "ModelRequestExecutor.backoff_jitter",
+                f"must be in [0, 1), got {backoff_jitter!r}",
+                "use e.g. 0.1 for +/-10% jitter, or 0 for none",
+            )
+        for name, timeout in (
+            ("attempt_timeout", attempt_timeout),
+            ("admission_timeout", admission_timeout),
+        ):
+            if timeout is not None and not timeout > 0:
+                raise ConfigurationError(
+                    f"ModelRequestExecutor.{name}",
+                    f"must be a positive number of seconds or None, got {timeout!r}",
+                    "use a positive timeout, or None for no limit",
+                )
+        self._controller = controller
+        self._providers = providers
+        self._resolver = resolver if resolver is not None else getattr(controller, "resolver", None)
+        self.max_attempts = max_attempts
+        self.backoff_seconds = float(backoff_seconds)
+        self.backoff_multiplier = float(backoff_multiplier)
+        self.max_backoff_seconds = float(max_backoff_seconds)
+        self.backoff_jitter = float(backoff_jitter)
+        self.attempt_timeout = attempt_timeout
+        self.admission_timeout = admission_timeout
+        self._random = random.Random(seed)
+        shared = getattr(controller, "emitter", None)
+        # One request stream, one sequence: share the controller's emitter unless told not to.
+        self._emitter: EventEmitter = (
+            EventEmitter(sink)
+            if sink is not None or not isinstance(shared, EventEmitter)
+            else shared
+        )
+        self._requests = self._attempts = self._succeeded = self._failed = 0
+        self._counts: dict[str, int] = {}
+
+    @property
+    def stats(self) -> ModelRequestStats:
+        """Counters since construction."""
+        return ModelRequestStats(
+            requests=self._requests,
+            attempts=self._attempts,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            outcomes=dict(self._counts),
+        )
+
+    def resolve(
+        self,
+        model: str | ProviderModelKey | RequestResourceKey,
+        *,
+        provider: str | None = None,
+        domain: RequestDomain = "chat",
+    ) -> RequestResourceKey:
+        """The request resource a call for ``model`` in ``domain`` is admitted against."""
+        if isinstance(model, RequestResourceKey):
+            return model if self._resolver is None else self._resolver.resolve(model)
+        if self._resolver is None:
+            if isinstance(model, ProviderModelKey):
+                return RequestResourceKey(model.provider, model.model_id, domain)
+            raise ConfigurationError(
+                "model",
+                f"cannot resolve model alias {model!r} without endpoint declarations",
+                "pass resolver= (or a controller built from ModelEndpoints), "
+                "or pass a RequestResourceKey",
+            )
+        return self._resolver.resolve(model, provider=provider, domain=domain)
+
+    def _provider_for(self, resource: RequestResourceKey) -> Provider:
+        providers = self._providers
+        if isinstance(providers, Mapping):
+            found = providers.get(resource.provider)
+            if found is None:
+                raise ConfigurationError(
+                    "providers",
+                    f"no provider named {resource.provider!r}"
+                    f"{did_you_mean(resource.provider, providers)}",
+                    "pass a Provider for it in providers= (known: "
+                    + (", ".join(sorted(providers)) or "none")
+                    + ")",
+                )
+            return found
+        return providers(resource.provider_model)
+
+    async def execute(
+        self,
+        model: str | ProviderModelKey | RequestResourceKey,
+        request: ModelRequest,
+        *,
+        request_group: str = "default",
+        weight: float = 1.0,
+        provider: str | None = None,
+    ) -> ModelResponse:
+        """Send ``request`` to ``model`` (an alias or a key), retrying as configured.
+
+        Returns the provider's response. Raises :class:`ModelRequestError` after the last
+        retryable failure, the provider's exception for a non-retryable failure,
+        :class:`RequestAdmissionError` if admission ends without a lease, and
+        ``trio.Cancelled`` on cancellation (leases are always released first).
+        """
+        resource = self.resolve(model, provider=provider, domain=request.domain)
+        target = self._provider_for(resource)
+        item = RequestAdmissionItem(
+            resource=resource,
+            request_group=request_group,
+            weight=weight,
+            estimated_tokens=request.estimated_tokens,
+            timeout=self.admission_timeout,
+        )
+        self._requests += 1
+        delay = self.backoff_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                lease = await self._controller.acquire(item)
+                response, outcome, error = await self._attempt(
+                    target, resource, request, lease, attempt
+                )
+            except BaseException:
+                self._failed += 1
+                raise
+            if response is not None:
+                self._succeeded += 1
+                return response
+            if attempt >= self.max_attempts:
+                self._failed += 1
+                raise ModelRequestError(resource, attempt, outcome) from error
+            pause = min(self.max_backoff_seconds, delay)
+            if self.backoff_jitter:
+                pause *= 1.0 + self.backoff_jitter * (2.0 * self._random.random() - 1.0)
+            if outcome.retry_after_seconds is not None:
+                pause = max(pause, outcome.retry_after_seconds)
+            delay *= self.backoff_multiplier
+            await trio.sleep(pause)
+
+    async def _attempt(
+        self,
+        target: Provider,
+        resource: RequestResourceKey,
+        request: ModelRequest,
+        lease: RequestAdmissionLease,
+        attempt: int,
+    ) -> tuple[ModelResponse | None, RequestReleaseOutcome, BaseException | None]:
+        """One call under ``lease``; releases it exactly once, whatever happens."""
+        self._attempts += 1
+        outcome = OUTCOME_UNEXPECTED  # what the cleanup reports if something escapes
+        error: BaseException | None = None
+        response: ModelResponse | None = None
+        started = trio.current_time()
+        try:
+            if self._emitter.enabled:
+                self._emit("model_request_started", resource, lease, attempt)
+            timeout = request.timeout if request.timeout is not None else self.attempt_timeout
+            deadline = started + timeout if timeout is not None else math.inf
+            try:
+                with trio.CancelScope(deadline=deadline) as scope:
+                    response = await target.call(resource.model_id, request)
+            except ProviderRateLimitedError as exc:
+                outcome = RequestReleaseOutcome("rate_limited", exc.retry_after)
+                error = exc
+            except (ProviderTimeoutError, trio.TooSlowError) as exc:
+                outcome, error = OUTCOME_PROVIDER_TIMEOUT, exc
+            except ProviderFailureError as exc:
+                outcome, error = OUTCOME_PROVIDER_FAILURE, exc
+                if not exc.retryable:
+                    raise
+            except ProviderError as exc:
+                outcome, error = OUTCOME_PROVIDER_FAILURE, exc
+            except trio.Cancelled:
+                outcome = OUTCOME_LOCAL_CANCELLED
+                raise
+            else:
+                if scope.cancelled_caught:
+                    outcome, response = OUTCOME_LOCAL_TIMEOUT, None
+                else:
+                    assert response is not None
+                    used = response.usage.total_tokens
+                    outcome = RequestReleaseOutcome("success", None, used if used else None)
+            return response, outcome, error
+        finally:
+            # release() is synchronous, so nothing here is a checkpoint today; the shield keeps
+            # the contract (cleanup always completes) if a controller or sink ever awaits.
+            with trio.CancelScope(shield=True):  # noqa: ASYNC100
+                self._controller.release(lease, outcome)
+                self._counts[outcome.kind] = self._counts.get(outcome.kind, 0) + 1
+                if self._emitter.enabled:
+                    self._emit(
+                        "model_request_completed",
+                        resource,
+                        lease,
+                        attempt,
+                        outcome=outcome.kind,
+                        retry_after=outcome.retry_after_seconds,
+                        diagnostics={
+                            "duration_seconds": trio.current_time() - started,
+                            "waited_seconds": lease.waited,
+                        },
+                    )
+
+    def _emit(
+        self,
+        kind: RequestEventKind,
+        resource: RequestResourceKey,
+        lease: RequestAdmissionLease,
+        attempt: int,
+        **fields: Any,
+    ) -> None:
+        self._emitter.request(
+            kind,
+            provider=resource.provider,
+            model_id=resource.model_id,
+            domain=resource.domain,
+            request_group=lease.item.request_group,
+            lease_id=lease.lease_id,
+            attempt=attempt,
+            **fields,
+        )

@@ -1,0 +1,505 @@
+"""Request-admission configuration: AIMD, cooldown, rate-window and circuit-breaker settings.
+
+``RequestAdmissionConfig`` holds one set of defaults plus per-resource overrides. Everything is
+validated at construction (and when decoded from a dict or TOML), so a bad value never reaches
+the controller; errors are :class:`ConfigurationError` naming the dotted field and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from typing import Any, Final, Literal, TypeAlias
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from ._errors import ConfigurationError
+from ._request_identity import (
+    REQUEST_DOMAINS,
+    RequestDomain,
+    RequestResourceKey,
+    RequestResourceResolver,
+    did_you_mean,
+)
+
+CooldownAdmission: TypeAlias = Literal["within_limit", "paused"]
+"""What admission does during a cooldown.
+
+``within_limit`` keeps admitting up to the decreased limit (right for endpoints whose 429s
+mean "too many concurrent calls"); ``paused`` admits nothing new until the cooldown ends
+(right for quota endpoints that refuse every call until their window resets).
+"""
+
+
+class RequestResourceSettings(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """AIMD, queueing, rate-window and circuit-breaker settings of one request resource.
+
+    The limit lives in ``[1, effective_max]`` where ``effective_max = min(static cap, clamp)``.
+
+    - ``initial_limit``: starting limit (``None``: start at ``effective_max``).
+    - ``clamp``: optional per-resource ceiling below the endpoint's aggregate static cap.
+    - ``cooldown_seconds``: cooldown after a rate limit without a provider ``retry_after``.
+    - ``decrease_factor``: on a rate limit ``limit = max(1, floor(limit * decrease_factor))``.
+    - ``increase_step`` / ``successes_until_increase``: additive increase after that many
+      successes outside cooldown.
+    - ``startup_ramp_seconds``: ramp linearly from 1 to ``initial_limit`` over this time
+      (0 disables the ramp; a rate limit aborts it).
+    - ``ceiling_hold_rounds``: once the limit is back just below the last rate-limit ceiling,
+      each further step needs ``ceiling_hold_rounds * limit`` successes (about that many
+      round trips at the current level). 0 disables this cautious zone.
+    - ``coalesce_rate_limits``: a 429 for a call admitted before the last decrease is part of
+      the same storm and does not decrease again.
+    - ``cooldown_admission``: see :data:`CooldownAdmission`.
+    - ``queue_timeout_seconds``: default queue-wait timeout of ``acquire`` (``None``: no limit).
+    - ``max_waiters``: bound on queued waiters per resource (``None``: unbounded).
+    - ``requests_per_window`` / ``tokens_per_window`` / ``window_seconds``: an optional
+      sliding rate window (published RPM/TPM quotas); ``window_seconds`` defaults to 60.
+    - ``circuit_breaker_threshold``: consecutive 429s at limit 1 that open the circuit
+      (``None`` disables the breaker); ``circuit_open_seconds`` is the first open period,
+      multiplied by ``circuit_backoff_multiplier`` on every reopen up to
+      ``circuit_max_open_seconds``; after ``circuit_max_reopens`` reopenings without a success
+      the circuit stays open (``None``: keep probing forever).
+    """
+
+    initial_limit: int | None = None
+    clamp: int | None = None
+    cooldown_seconds: float = 5.0
+    decrease_factor: float = 0.75
+    increase_step: int = 1
+    successes_until_increase: int = 5
+    startup_ramp_seconds: float = 0.0
+    ceiling_hold_rounds: float = 10.0
+    coalesce_rate_limits: bool = True
+    cooldown_admission: CooldownAdmission = "within_limit"
+    queue_timeout_seconds: float | None = None
+    max_waiters: int | None = None
+    requests_per_window: int | None = None
+    tokens_per_window: int | None = None
+    window_seconds: float | None = None
+    circuit_breaker_threshold: int | None = 5
+    circuit_open_seconds: float = 30.0
+    circuit_backoff_multiplier: float = 2.0
+    circuit_max_open_seconds: float = 300.0
+    circuit_max_reopens: int | None = None
+
+    def __post_init__(self) -> None:
+        _validate_settings(self)
+
+    @property
+    def has_rate_window(self) -> bool:
+        """Whether a requests or tokens window is configured."""
+        return self.requests_per_window is not None or self.tokens_per_window is not None
+
+    @property
+    def effective_window_seconds(self) -> float:
+        """The window length (60 s unless configured)."""
+        return 60.0 if self.window_seconds is None else self.window_seconds
+
+
+SETTINGS_FIELDS: Final[tuple[str, ...]] = RequestResourceSettings.__struct_fields__
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require_int(field: str, value: object, minimum: int, fix: str, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not _is_int(value) or value < minimum:  # type: ignore[operator]
+        raise ConfigurationError(field, f"must be an integer >= {minimum}, got {value!r}", fix)
+
+
+def _require_number(
+    field: str, value: object, *, low: float, low_open: bool, fix: str, optional: bool = False
+) -> None:
+    if value is None and optional:
+        return
+    bad = not _is_number(value) or (value <= low if low_open else value < low)  # type: ignore[operator]
+    if bad:
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise ConfigurationError(field, f"must be a finite number {bound}, got {value!r}", fix)
+
+
+def _validate_settings(s: RequestResourceSettings) -> None:
+    _require_int(
+        "initial_limit",
+        s.initial_limit,
+        1,
+        "use a starting limit of at least 1 or omit it",
+        optional=True,
+    )
+    _require_int("clamp", s.clamp, 1, "use a clamp of at least 1 or omit it", optional=True)
+    _require_number(
+        "cooldown_seconds",
+        s.cooldown_seconds,
+        low=0.0,
+        low_open=False,
+        fix="use a cooldown of 0 seconds or more",
+    )
+    f = s.decrease_factor
+    if not _is_number(f) or not 0.0 < f < 1.0:
+        raise ConfigurationError(
+            "decrease_factor",
+            f"must be strictly between 0 and 1, got {f!r}",
+            "use e.g. 0.5 (halve on a rate limit) or 0.75 (cut by a quarter)",
+        )
+    _require_int("increase_step", s.increase_step, 1, "use a step of at least 1", optional=False)
+    _require_int(
+        "successes_until_increase",
+        s.successes_until_increase,
+        1,
+        "use at least 1 success per additive increase",
+        optional=False,
+    )
+    _require_number(
+        "startup_ramp_seconds",
+        s.startup_ramp_seconds,
+        low=0.0,
+        low_open=False,
+        fix="use 0 (no ramp) or a positive ramp length in seconds",
+    )
+    _require_number(
+        "ceiling_hold_rounds",
+        s.ceiling_hold_rounds,
+        low=0.0,
+        low_open=False,
+        fix="use 0 (no cautious zone) or a positive number of round trips",
+    )
+    if s.cooldown_admission not in ("within_limit", "paused"):
+        raise ConfigurationError(
+            "cooldown_admission",
+            f"unknown mode {s.cooldown_admission!r}"
+            + did_you_mean(str(s.cooldown_admission), ("within_limit", "paused")),
+            "use 'within_limit' or 'paused'",
+        )
+    _require_number(
+        "queue_timeout_seconds",
+        s.queue_timeout_seconds,
+        low=0.0,
+        low_open=False,
+        fix="use a timeout of 0 seconds or more, or omit it to wait without limit",
+        optional=True,
+    )
+    _require_int(
+        "max_waiters", s.max_waiters, 0, "use 0 or more queued waiters, or omit it", optional=True
+    )
+    _require_int(
+        "requests_per_window",
+        s.requests_per_window,
+        1,
+        "allow at least 1 request per window or omit it",
+        optional=True,
+    )
+    _require_int(
+        "tokens_per_window",
+        s.tokens_per_window,
+        1,
+        "allow at least 1 token per window or omit it",
+        optional=True,
+    )
+    _require_number(
+        "window_seconds",
+        s.window_seconds,
+        low=0.0,
+        low_open=True,
+        fix="use a window longer than 0 seconds",
+        optional=True,
+    )
+    if s.window_seconds is not None and not s.has_rate_window:
+        raise ConfigurationError(
+            "window_seconds",
+            "a rate window needs a rate",
+            "set requests_per_window and/or tokens_per_window, or drop window_seconds",
+        )
+    _require_int(
+        "circuit_breaker_threshold",
+        s.circuit_breaker_threshold,
+        1,
+        "open after at least 1 consecutive rate limit at limit 1, or omit it to disable",
+        optional=True,
+    )
+    _require_number(
+        "circuit_open_seconds",
+        s.circuit_open_seconds,
+        low=0.0,
+        low_open=True,
+        fix="use an open period longer than 0 seconds",
+    )
+    _require_number(
+        "circuit_backoff_multiplier",
+        s.circuit_backoff_multiplier,
+        low=1.0,
+        low_open=False,
+        fix="use a multiplier of at least 1",
+    )
+    _require_number(
+        "circuit_max_open_seconds",
+        s.circuit_max_open_seconds,
+        low=0.0,
+        low_open=True,
+        fix="use a maximum open period longer than 0 seconds",
+    )
+    if s.circuit_max_open_seconds < s.circuit_open_seconds:
+        raise ConfigurationError(
+            "circuit_max_open_seconds",
+            f"{s.circuit_max_open_seconds!r} is below circuit_open_seconds "
+            f"{s.circuit_open_seconds!r}",
+            "make circuit_max_open_seconds at least circuit_open_seconds",
+        )
+    _require_int(
+        "circuit_max_reopens",
+        s.circuit_max_reopens,
+        0,
+        "use 0 or more reopenings, or omit it to keep probing",
+        optional=True,
+    )
+
+
+class RequestResourceOverride(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """Settings for the resources one selector matches; unset fields inherit the defaults.
+
+    Select by model ``alias`` or by ``provider`` (optionally with ``model_id``); ``domain``
+    narrows either to one request domain. More specific selectors win: provider only, then
+    provider + model or alias, then the same with a domain; later entries win ties.
+    """
+
+    alias: str | None = None
+    provider: str | None = None
+    model_id: str | None = None
+    domain: RequestDomain | None = None
+
+    initial_limit: int | UnsetType | None = UNSET
+    clamp: int | UnsetType | None = UNSET
+    cooldown_seconds: float | UnsetType = UNSET
+    decrease_factor: float | UnsetType = UNSET
+    increase_step: int | UnsetType = UNSET
+    successes_until_increase: int | UnsetType = UNSET
+    startup_ramp_seconds: float | UnsetType = UNSET
+    ceiling_hold_rounds: float | UnsetType = UNSET
+    coalesce_rate_limits: bool | UnsetType = UNSET
+    cooldown_admission: CooldownAdmission | UnsetType = UNSET
+    queue_timeout_seconds: float | UnsetType | None = UNSET
+    max_waiters: int | UnsetType | None = UNSET
+    requests_per_window: int | UnsetType | None = UNSET
+    tokens_per_window: int | UnsetType | None = UNSET
+    window_seconds: float | UnsetType | None = UNSET
+    circuit_breaker_threshold: int | UnsetType | None = UNSET
+    circuit_open_seconds: float | UnsetType = UNSET
+    circuit_backoff_multiplier: float | UnsetType = UNSET
+    circuit_max_open_seconds: float | UnsetType = UNSET
+    circuit_max_reopens: int | UnsetType | None = UNSET
+
+    def __post_init__(self) -> None:
+        if (self.alias is None) == (self.provider is None):
+            raise ConfigurationError(
+                "selector",
+                "an override needs exactly one of alias or provider",
+                "set alias = '<model alias>' or provider = '<provider>' (plus optional model_id)",
+            )
+        if self.alias is not None and self.model_id is not None:
+            raise ConfigurationError(
+                "model_id",
+                "model_id only narrows a provider selector, not an alias",
+                "drop model_id, or select by provider + model_id instead of alias",
+            )
+        if self.domain is not None and self.domain not in REQUEST_DOMAINS:
+            raise ConfigurationError(
+                "domain",
+                f"unknown request domain {self.domain!r}"
+                + did_you_mean(str(self.domain), REQUEST_DOMAINS),
+                "use one of: " + ", ".join(REQUEST_DOMAINS),
+            )
+
+    def values(self) -> dict[str, Any]:
+        """The settings fields this override sets."""
+        out: dict[str, Any] = {}
+        for name in SETTINGS_FIELDS:
+            value = getattr(self, name)
+            if value is not UNSET:
+                out[name] = value
+        return out
+
+    @property
+    def specificity(self) -> int:
+        base = 0 if self.alias is None and self.model_id is None else 1
+        return base * 2 + (self.domain is not None)
+
+    def describe(self) -> str:
+        if self.alias is not None:
+            text = f"alias={self.alias!r}"
+        else:
+            text = f"provider={self.provider!r}"
+            if self.model_id is not None:
+                text += f", model_id={self.model_id!r}"
+        if self.domain is not None:
+            text += f", domain={self.domain!r}"
+        return text
+
+
+class RequestAdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Request-admission settings: ``defaults`` plus per-resource ``resources`` overrides.
+
+    Decode from a mapping (``from_dict``) or TOML (``from_toml``); unknown keys are rejected
+    with a did-you-mean. Every override is merged with the defaults and validated up front.
+    """
+
+    defaults: RequestResourceSettings = RequestResourceSettings()
+    resources: tuple[RequestResourceOverride, ...] = ()
+
+    def __post_init__(self) -> None:
+        for index, override in enumerate(self.resources):
+            try:
+                msgspec.structs.replace(self.defaults, **override.values())
+            except ConfigurationError as exc:
+                raise ConfigurationError(
+                    f"resources[{index}].{exc.field}", exc.problem, exc.fix
+                ) from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RequestAdmissionConfig:
+        """Decode and validate a plain mapping (e.g. a parsed TOML table)."""
+        try:
+            return msgspec.convert(data, cls)
+        except msgspec.ValidationError as exc:
+            raise _configuration_error(exc) from None
+
+    @classmethod
+    def from_toml(cls, text: str, *, table: str | None = None) -> RequestAdmissionConfig:
+        """Decode TOML text; ``table`` picks a dotted sub-table such as ``"request_admission"``."""
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError("toml", str(exc), "fix the TOML syntax") from None
+        if table:
+            for part in table.split("."):
+                if not isinstance(data, dict) or part not in data:
+                    known = list(data) if isinstance(data, dict) else []
+                    raise ConfigurationError(
+                        table,
+                        f"table {part!r} is missing{did_you_mean(part, known)}",
+                        f"add a [{table}] table",
+                    )
+                data = data[part]
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain builtins (overrides keep only the fields they set)."""
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
+
+    def matching_overrides(
+        self, key: RequestResourceKey, resolver: RequestResourceResolver | None = None
+    ) -> list[RequestResourceOverride]:
+        """The overrides that apply to ``key``, least specific first."""
+        matches: list[tuple[int, int, RequestResourceOverride]] = []
+        for index, override in enumerate(self.resources):
+            if override.domain is not None and override.domain != key.domain:
+                continue
+            if override.alias is not None:
+                if resolver is None:
+                    continue
+                if resolver.resolve_endpoint(override.alias) != key.provider_model:
+                    continue
+            else:
+                assert override.provider is not None
+                provider = override.provider
+                if resolver is not None:
+                    provider = resolver.canonical_provider(provider)
+                if provider != key.provider:
+                    continue
+                if override.model_id is not None and override.model_id != key.model_id:
+                    continue
+            matches.append((override.specificity, index, override))
+        matches.sort(key=lambda m: (m[0], m[1]))
+        return [m[2] for m in matches]
+
+    def settings_for(
+        self, key: RequestResourceKey, resolver: RequestResourceResolver | None = None
+    ) -> RequestResourceSettings:
+        """The merged settings of one resource (defaults, then matching overrides)."""
+        overrides = self.matching_overrides(key, resolver)
+        if not overrides:
+            return self.defaults
+        merged: dict[str, Any] = {}
+        for override in overrides:
+            merged.update(override.values())
+        return msgspec.structs.replace(self.defaults, **merged)
+
+    def check_selectors(self, resolver: RequestResourceResolver) -> None:
+        """Raise :class:`ConfigurationError` for an override naming an undeclared endpoint."""
+        for index, override in enumerate(self.resources):
+            try:
+                if override.alias is not None:
+                    resolver.resolve_endpoint(override.alias)
+                else:
+                    assert override.provider is not None
+                    if override.model_id is None:
+                        resolver.canonical_provider(override.provider)
+                    else:
+                        resolver.resolve_endpoint(override.model_id, provider=override.provider)
+            except ConfigurationError as exc:
+                raise ConfigurationError(
+                    f"resources[{index}].{exc.field}", exc.problem, exc.fix
+                ) from None
+
+
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
+_UNKNOWN = re.compile(r"unknown field `(?P<name>[^`]*)`")
+
+
+def _struct_at(path: str) -> type[msgspec.Struct] | None:
+    """The struct type a ``$.a.b[0]`` path of a config document points into."""
+    parts = re.findall(r"\.([A-Za-z_]\w*)|\[\d+\]", path)
+    current: type[msgspec.Struct] | None = RequestAdmissionConfig
+    for part in parts:
+        if part == "":  # an index: stay on the element type chosen by the field before
+            continue
+        if current is RequestAdmissionConfig and part == "defaults":
+            current = RequestResourceSettings
+        elif current is RequestAdmissionConfig and part == "resources":
+            current = RequestResourceOverride
+        else:
+            return None
+    return current
+
+
+def _dotted(path: str | None) -> str:
+    if not path or path == "$":
+        return ""
+    return path[2:] if path.startswith("$.") else path.lstrip("$")
+
+
+def _configuration_error(exc: msgspec.ValidationError) -> ConfigurationError:
+    """Turn msgspec's validation message into a ConfigurationError naming the field."""
+    cause = exc.__cause__
+    match = _AT.match(str(exc))
+    message = match.group("message") if match else str(exc)
+    path = match.group("path") if match else None
+    prefix = _dotted(path)
+    if isinstance(cause, ConfigurationError):
+        field = f"{prefix}.{cause.field}" if prefix else cause.field
+        return ConfigurationError(field, cause.problem, cause.fix)
+    unknown = _UNKNOWN.search(message)
+    if unknown:
+        name = unknown.group("name")
+        struct = _struct_at(path or "$")
+        known = struct.__struct_fields__ if struct is not None else ()
+        field = f"{prefix}.{name}" if prefix else name
+        return ConfigurationError(
+            field,
+            f"unknown key {name!r}{did_you_mean(name, known)}",
+            "remove it; known keys: " + ", ".join(known),
+        )
+    return ConfigurationError(prefix or "config", message, "use a value of the expected type")

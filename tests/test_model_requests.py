@@ -1,0 +1,350 @@
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sluicegate import ConfigurationError, InMemoryEventSink
+from sluicegate._model_requests import ModelRequestError, ModelRequestExecutor
+from sluicegate._providers import (
+    ModelRequest,
+    ModelResponse,
+    ProviderFailureError,
+    ProviderRateLimitedError,
+    ProviderTimeoutError,
+    TokenUsage,
+)
+from sluicegate._request_admission import (
+    AdaptiveRequestAdmissionController,
+    RequestAdmissionError,
+)
+from sluicegate._request_config import RequestAdmissionConfig, RequestResourceSettings
+from sluicegate._request_identity import ModelEndpoint, RequestResourceKey
+
+KEY = RequestResourceKey("fake", "m", "chat")
+REQUEST = ModelRequest(messages=[{"role": "user", "content": "hello"}], estimated_tokens=20)
+
+
+def guarded(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Turn a hang (a lost wakeup or a leaked waiter) into a failure, in virtual time."""
+
+    @functools.wraps(test)
+    async def wrapper(*args: Any, **kwargs: Any) -> None:
+        with trio.fail_after(1_000):
+            await test(*args, **kwargs)
+
+    return wrapper
+
+
+class ScriptedProvider:
+    """Answers each call with the next scripted step (an exception, "hang" or "ok")."""
+
+    name = "fake"
+
+    def __init__(self, *script: Any, latency: float = 0.5) -> None:
+        self.script = list(script)
+        self.latency = latency
+        self.calls = 0
+        self.started: list[float] = []
+
+    async def call(self, model_id: str, request: ModelRequest) -> ModelResponse:
+        self.calls += 1
+        self.started.append(trio.current_time())
+        step = self.script.pop(0) if self.script else "ok"
+        if step == "hang":
+            await trio.sleep_forever()
+        await trio.sleep(self.latency)
+        if isinstance(step, BaseException):
+            raise step
+        return ModelResponse(content="x", usage=TokenUsage(prompt_tokens=3, completion_tokens=4))
+
+
+def setup(
+    *script: Any,
+    sink: Any = None,
+    cap: int = 4,
+    executor_kwargs: dict[str, Any] | None = None,
+    **settings: Any,
+) -> tuple[AdaptiveRequestAdmissionController, ModelRequestExecutor, ScriptedProvider]:
+    controller = AdaptiveRequestAdmissionController(
+        [ModelEndpoint(name="gen", provider="fake", model_id="m", max_parallel_requests=cap)],
+        RequestAdmissionConfig(defaults=RequestResourceSettings(**settings)),
+        sink=sink,
+    )
+    provider = ScriptedProvider(*script)
+    kwargs: dict[str, Any] = {"backoff_seconds": 1.0, "backoff_jitter": 0.0}
+    kwargs.update(executor_kwargs or {})
+    executor = ModelRequestExecutor(controller, {"fake": provider}, **kwargs)
+    return controller, executor, provider
+
+
+def pressure(controller: AdaptiveRequestAdmissionController):
+    snapshot = controller.resource_pressure(KEY)
+    assert snapshot is not None
+    return snapshot
+
+
+def released_outcomes(sink: InMemoryEventSink) -> list[str | None]:
+    return [e.outcome for e in sink.of_kind("request_lease_released")]
+
+
+def assert_exactly_once(
+    controller: AdaptiveRequestAdmissionController, sink: InMemoryEventSink | None = None
+) -> None:
+    snapshot = controller.resource_pressure(KEY)
+    if snapshot is None:  # cancelled before its first acquire: nothing was ever admitted
+        assert sink is None or not sink.of_kind("request_lease_acquired")
+        return
+    assert (snapshot.in_flight, snapshot.waiters) == (0, 0)
+    assert snapshot.grants == snapshot.released
+    assert snapshot.duplicate_releases == snapshot.unknown_releases == 0
+    if sink is not None:
+        per_lease = Counter(e.lease_id for e in sink.of_kind("request_lease_released"))
+        assert set(per_lease.values()) <= {1}
+        acquired = {e.lease_id for e in sink.of_kind("request_lease_acquired")}
+        assert set(per_lease) == acquired
+
+
+@guarded
+async def test_success_releases_with_actual_usage(autojump_clock) -> None:
+    sink = InMemoryEventSink()
+    controller, executor, provider = setup(sink=sink, tokens_per_window=1000)
+    response = await executor.execute("gen", REQUEST, request_group="col")
+    assert response.content == "x"
+    assert provider.calls == 1
+    assert released_outcomes(sink) == ["success"]
+    # 20 tokens were reserved at acquire and settled to the 7 actually used
+    assert pressure(controller).window_tokens == 7
+    started = sink.of_kind("model_request_started")[0]
+    completed = sink.of_kind("model_request_completed")[0]
+    assert (started.attempt, completed.attempt, completed.outcome) == (1, 1, "success")
+    assert started.request_group == "col" and started.lease_id == completed.lease_id
+    assert completed.diagnostics and completed.diagnostics["duration_seconds"] == 0.5
+    # the executor shares the controller's stream: one gap-free sequence
+    assert [e.sequence for e in sink.events] == list(range(1, len(sink.events) + 1))
+    assert executor.stats.succeeded == 1
+    assert_exactly_once(controller, sink)
+
+
+@guarded
+async def test_rate_limit_is_retried_after_retry_after_and_admitted_again(autojump_clock) -> None:
+    sink = InMemoryEventSink()
+    controller, executor, provider = setup(
+        ProviderRateLimitedError(retry_after=3.0),
+        sink=sink,
+        initial_limit=4,
+        decrease_factor=0.5,
+    )
+    await executor.execute("gen", REQUEST)
+    assert provider.calls == 2
+    # first call ends at 0.5, the retry waits max(backoff 1.0, retry_after 3.0)
+    assert provider.started == [0.0, 3.5]
+    assert released_outcomes(sink) == ["rate_limited", "success"]
+    assert [e.attempt for e in sink.of_kind("model_request_started")] == [1, 2]
+    snapshot = pressure(controller)
+    assert snapshot.grants == 2 and snapshot.limit == 2
+    assert_exactly_once(controller, sink)
+
+
+@guarded
+async def test_retries_run_out_with_typed_error(autojump_clock) -> None:
+    sink = InMemoryEventSink()
+    failure = ProviderFailureError("boom", status=503)
+    controller, executor, provider = setup(
+        failure,
+        ProviderTimeoutError("slow"),
+        failure,
+        sink=sink,
+        executor_kwargs={"max_attempts": 3},
+    )
+    with pytest.raises(ModelRequestError) as info:
+        await executor.execute("gen", REQUEST)
+    assert info.value.attempts == 3
+    assert info.value.outcome.kind == "provider_failure"
+    assert info.value.__cause__ is failure
+    assert released_outcomes(sink) == ["provider_failure", "provider_timeout", "provider_failure"]
+    # backoff 1 then 2 between attempts (each call takes 0.5)
+    assert provider.started == [0.0, 1.5, 4.0]
+    assert executor.stats.failed == 1 and executor.stats.attempts == 3
+    assert_exactly_once(controller, sink)
+
+
+@guarded
+async def test_non_retryable_failure_propagates_at_once(autojump_clock) -> None:
+    sink = InMemoryEventSink()
+    bad_request = ProviderFailureError("bad request", status=400, retryable=False)
+    controller, executor, provider = setup(bad_request, sink=sink)
+    with pytest.raises(ProviderFailureError) as info:
+        await executor.execute("gen", REQUEST)
+    assert info.value is bad_request
+    assert provider.calls == 1
+    assert released_outcomes(sink) == ["provider_failure"]
+    assert_exactly_once(controller, sink)
+
+
+@guarded
+async def test_unexpected_exception_propagates_and_is_released_as_such(autojump_clock) -> None:
+    sink = InMemoryEventSink()
+    controller, executor, provider = setup(ValueError("bug"), sink=sink)
+    with pytest.raises(ValueError, match="bug"):
+        await executor.execute("gen", REQUEST)
+    assert provider.calls == 1
+    assert released_outcomes(sink) == ["unexpected_exception"]
+    assert_exactly_once(controller, sink)
+
+
+@guarded
+async def test_own_attempt_deadline_is_local_timeout(autojump_clock) -> None:
+    sink = InMemoryEventSink()
+    controller, executor, provider = setup(
+        "hang", "hang", sink=sink, executor_kwargs={"attempt_timeout": 2.0, "max_attempts": 2}
+    )
+    with pytest.raises(ModelRequestError) as info:
+        await executor.execute("gen", REQUEST)
+    assert info.value.outcome.kind == "local_timeout"
+    assert released_outcomes(sink) == ["local_timeout", "local_timeout"]
+    assert provider.started == [0.0, 3.0]  # 2 s deadline, 1 s backoff
+    # the request's own timeout wins over the executor default
+    controller2, executor2, provider2 = setup("hang", executor_kwargs={"attempt_timeout": 50.0})
+    start = trio.current_time()
+    await executor2.execute("gen", ModelRequest(messages=[], timeout=1.0))
+    assert provider2.started[1] - start == pytest.approx(2.0)
+    assert_exactly_once(controller, sink)
+    assert_exactly_once(controller2)
+
+
+@guarded
+async def test_cancellation_mid_call_releases_local_cancelled(autojump_clock) -> None:
+    sink = InMemoryEventSink()
+    controller, executor, provider = setup("hang", sink=sink)
+    with trio.move_on_after(5.0) as scope:
+        await executor.execute("gen", REQUEST)
+    assert scope.cancelled_caught and provider.calls == 1
+    assert released_outcomes(sink) == ["local_cancelled"]
+    assert sink.of_kind("model_request_completed")[0].outcome == "local_cancelled"
+    assert_exactly_once(controller, sink)
+
+
+@guarded
+async def test_cancellation_while_waiting_for_admission_holds_nothing(autojump_clock) -> None:
+    controller, executor, provider = setup("hang", cap=1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(executor.execute, "gen", REQUEST)
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.move_on_after(2.0):
+            await executor.execute("gen", REQUEST)  # queued behind the hanging call
+        assert pressure(controller).waiters == 0
+        assert pressure(controller).wait_cancellations == 1
+        nursery.cancel_scope.cancel()
+    assert provider.calls == 1
+    assert_exactly_once(controller)
+
+
+@guarded
+async def test_cancellation_during_backoff_holds_nothing(autojump_clock) -> None:
+    controller, executor, provider = setup(ProviderRateLimitedError(retry_after=10.0))
+    with trio.move_on_after(5.0) as scope:
+        await executor.execute("gen", REQUEST)
+    assert scope.cancelled_caught and provider.calls == 1
+    assert_exactly_once(controller)
+
+
+@guarded
+async def test_admission_errors_propagate(autojump_clock) -> None:
+    controller, executor, _ = setup()
+    controller.shutdown()
+    with pytest.raises(RequestAdmissionError, match="shutdown"):
+        await executor.execute("gen", REQUEST)
+
+
+async def test_unknown_names_are_configuration_errors() -> None:
+    controller, executor, _ = setup()
+    with pytest.raises(ConfigurationError, match="did you mean 'gen'"):
+        await executor.execute("gne", REQUEST)
+    other = ModelRequestExecutor(controller, {"faek": ScriptedProvider()})
+    with pytest.raises(ConfigurationError, match=r"no provider named 'fake'.*did you mean 'faek'"):
+        await other.execute("gen", REQUEST)
+    with pytest.raises(ConfigurationError, match="max_attempts"):
+        ModelRequestExecutor(controller, {}, max_attempts=0)
+
+
+@guarded
+async def test_domain_comes_from_the_request_and_providers_can_be_a_function(
+    autojump_clock,
+) -> None:
+    controller, _, provider = setup()
+    executor = ModelRequestExecutor(controller, lambda key: provider)
+    await executor.execute("gen", ModelRequest(domain="embedding", input="text"))
+    embed = controller.resource_pressure(RequestResourceKey("fake", "m", "embedding"))
+    assert embed is not None and embed.grants == 1
+
+
+# ------------------------------------------------------------------------------ property
+
+
+step = st.sampled_from(["ok", "hang", "429", "500", "400", "timeout", "bug"])
+
+
+def make_step(name: str) -> Any:
+    return {
+        "ok": "ok",
+        "hang": "hang",
+        "429": ProviderRateLimitedError(retry_after=0.5),
+        "500": ProviderFailureError("x", status=500),
+        "400": ProviderFailureError("x", status=400, retryable=False),
+        "timeout": ProviderTimeoutError("x"),
+        "bug": RuntimeError("bug"),
+    }[name]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    calls=st.lists(
+        st.tuples(st.lists(step, max_size=4), st.none() | st.integers(0, 12), st.integers(0, 6)),
+        min_size=1,
+        max_size=8,
+    ),
+    cap=st.integers(1, 3),
+)
+def test_every_attempt_is_released_exactly_once(calls, cap) -> None:
+    sink = InMemoryEventSink()
+    controller = AdaptiveRequestAdmissionController(
+        [ModelEndpoint(name="gen", provider="fake", model_id="m", max_parallel_requests=cap)],
+        sink=sink,
+    )
+    providers: list[ScriptedProvider] = []
+
+    async def one(script: list[str], cancel_after: int | None, arrive: int) -> None:
+        provider = ScriptedProvider(*(make_step(s) for s in script))
+        providers.append(provider)
+        executor = ModelRequestExecutor(
+            controller, {"fake": provider}, max_attempts=3, backoff_seconds=0.5, attempt_timeout=3.0
+        )
+        await trio.sleep(arrive / 2)
+        with trio.move_on_after(10_000 if cancel_after is None else cancel_after / 2):
+            with contextlib.suppress(ModelRequestError, ProviderFailureError, RuntimeError):
+                await executor.execute("gen", REQUEST)
+
+    async def main() -> None:
+        with trio.fail_after(10_000):
+            async with trio.open_nursery() as nursery:
+                for script, cancel_after, arrive in calls:
+                    nursery.start_soon(one, script, cancel_after, arrive)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert_exactly_once(controller, sink)
+    if controller.resource_pressure(KEY) is None:
+        assert sum(p.calls for p in providers) == 0
+        return
+    snapshot = pressure(controller)
+    # a lease granted in the very instant its caller was cancelled never reaches the provider
+    assert snapshot.grants == sum(p.calls for p in providers) + snapshot.cancelled_grants
+    assert snapshot.max_in_flight <= cap
