@@ -631,3 +631,171 @@ async def test_schema_version_is_written_to_jsonl(
     events = sg.read_events(path)
     assert {e.schema_version for e in events} == {sg.SCHEMA_VERSION}
     assert "queue_empty" in [e.event_kind for e in events]
+
+
+class _PolicyBase:
+    name = "test_policy"
+
+    def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
+        return sg.TaskAdmissionPolicyDecision(True)
+
+    def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
+        return None
+
+    def on_release(self, lease, usage):  # type: ignore[no-untyped-def]
+        return None
+
+
+async def test_policy_always_past_hint_is_a_stall(autojump_clock: trio.testing.MockClock) -> None:
+    class NeverOpens(_PolicyBase):
+        def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
+            return sg.TaskAdmissionPolicyDecision(False, "policy_denied", available_after=0.0)
+
+    adm = sg.TaskAdmissionController(capacity=1, policy=NeverOpens())
+    with pytest.raises(sg.SchedulerStalledError, match="policy_denied"):
+        await sg.AsyncTaskScheduler(chain_tracker(1), noop, admission=adm).run()
+    assert 5.0 < trio.current_time() < 5.1
+    assert adm.view().active_leases == 0
+
+
+def test_on_acquire_raising_takes_the_grant_back() -> None:
+    class Broken(_PolicyBase):
+        def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
+            raise RuntimeError("policy bug")
+
+    adm = sg.TaskAdmissionController(capacity=2, policy=Broken())
+    q = sg.FairTaskQueue()
+    task = sg.SchedulableTask("t")
+    q.enqueue([task])
+    with pytest.raises(RuntimeError, match="policy bug"):
+        adm.try_acquire(task, q.view())
+    view = adm.view()
+    assert view.active_leases == 0 and view.in_use["submission"] == 0
+    assert view.acquired_total == 0 and adm.free_resources == 1
+
+
+def test_on_release_raising_still_releases_and_never_raises() -> None:
+    class Broken(_PolicyBase):
+        def on_release(self, lease, usage):  # type: ignore[no-untyped-def]
+            raise RuntimeError("policy bug")
+
+    adm = sg.TaskAdmissionController(capacity=1, policy=Broken())
+    q = sg.FairTaskQueue()
+    task = sg.SchedulableTask("t")
+    q.enqueue([task])
+    lease = adm.try_acquire(task, q.view())
+    assert isinstance(lease, sg.TaskAdmissionLease)
+    result = adm.release(lease)
+    assert result.released and result.diagnostics is not None
+    assert "policy bug" in result.diagnostics["policy_error"]
+    view = adm.view()
+    assert view.active_leases == 0 and view.release_diagnostics == {"policy_error": 1}
+    assert adm.release(lease).reason == "duplicate"
+
+
+async def test_policy_error_in_dispatch_surfaces_unwrapped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Broken(_PolicyBase):
+        def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
+            if lease.item.task_id == 1:
+                raise RuntimeError("policy bug")
+
+    adm = sg.TaskAdmissionController(capacity=1, policy=Broken())
+    with pytest.raises(RuntimeError, match="policy bug"):
+        await sg.AsyncTaskScheduler(chain_tracker(3), noop, admission=adm).run()
+    assert adm.view().active_leases == 0
+
+
+@pytest.mark.parametrize("where", ["is_retryable", "mark_complete"])
+async def test_cleanup_errors_surface_unwrapped_with_zero_leases(
+    autojump_clock: trio.testing.MockClock, where: str
+) -> None:
+    class BadTracker(sg.DagCompletionTracker):
+        def mark_complete(self, task, outcome):  # type: ignore[no-untyped-def]
+            if where == "mark_complete" and task.task_id == 0:
+                raise KeyError("tracker bug")
+            return super().mark_complete(task, outcome)
+
+    def is_retryable(error: BaseException) -> bool:
+        raise KeyError("classifier bug")
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        if task.task_id == 0:
+            await trio.sleep(1)
+            if where == "is_retryable":
+                raise ValueError("boom")
+        else:
+            await trio.sleep(100)
+
+    tr = BadTracker()
+    tr.add(0)
+    tr.add(1)
+    adm = sg.TaskAdmissionController(capacity=2)
+    with pytest.raises(KeyError, match="bug"):
+        await sg.AsyncTaskScheduler(tr, worker, admission=adm, is_retryable=is_retryable).run()
+    assert trio.current_time() == 1.0  # the other worker was cancelled, not awaited
+    assert adm.view().active_leases == 0
+
+
+async def test_requeued_retry_drained_at_shutdown_says_awaiting_retry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        if task.task_id == 0:
+            raise sg.RetryableTaskError("later", retry_after=1)
+        await trio.sleep(5)  # task 0 is re-queued at t=1 but capacity is full
+        scheduler.shutdown()
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(2), worker, capacity=1)
+    result = await scheduler.run()
+    assert result.outcomes[0].status == "cancelled"
+    assert result.outcomes[0].reason == "awaiting_retry"
+    assert result.outcomes[0].attempts == 1
+
+
+async def test_shutdown_grace_before_run_starts_on_the_run_clock(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(1), noop)
+    scheduler.shutdown(grace_period=3)
+    result = await scheduler.run()
+    assert result.counts["cancelled"] == 1
+
+
+def test_shutdown_outside_trio_and_bad_grace() -> None:
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(1), noop)
+    with pytest.raises(sg.ConfigurationError, match="grace_period"):
+        scheduler.shutdown(grace_period=-1)
+    scheduler.shutdown(grace_period=2)  # no trio run needed
+
+    async def main() -> sg.SchedulerRunResult:
+        return await scheduler.run()
+
+    assert trio.run(main).counts["cancelled"] == 1
+
+
+async def test_read_events_names_the_bad_line(
+    autojump_clock: trio.testing.MockClock, tmp_path: object
+) -> None:
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / "events.jsonl"
+    with sg.JsonLinesEventSink(path) as sink:
+        await sg.AsyncTaskScheduler(chain_tracker(1), noop, sink=sink).run()
+    lines = path.read_bytes().splitlines(keepends=True)
+    good = lines[0]
+    path.write_bytes(good + b"\n" + b'{"schema_version":1,"event_ki')
+    with pytest.raises(sg.EventDecodeError, match=r"events.jsonl:3: not a sluicegate event"):
+        sg.read_events(path)
+    # A newer writer that only added fields still reads; one that changed a field is named.
+    newer = good.replace(b'"schema_version":1', b'"schema_version":7,"new_field":1')
+    path.write_bytes(good + newer)
+    assert len(sg.read_events(path)) == 2
+    path.write_bytes(good + newer.replace(b'"sequence":', b'"sequence":"x","_old":'))
+    with pytest.raises(sg.EventDecodeError, match="schema_version 7 is newer"):
+        sg.read_events(path)
+    path.write_bytes(b"".join(lines))
+    assert len(sg.read_events(path)) == len(lines)

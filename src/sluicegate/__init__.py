@@ -15,6 +15,7 @@ from ._errors import (
     ConfigurationError,
     DependencyCycleError,
     DuplicateTaskError,
+    EventDecodeError,
     RetryableTaskError,
     SchedulerClosedError,
     SluicegateError,

@@ -99,3 +99,12 @@ def describe(value: Any) -> str:
     """Short repr for error messages (never dumps payloads)."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+class EventDecodeError(SluicegateError, ValueError):
+    """A line of an event file could not be decoded (names the file, line and cause)."""
+
+    def __init__(self, path: str, line: int, problem: str, fix: str) -> None:
+        self.path = path
+        self.line = line
+        super().__init__(f"{path}:{line}: {problem}. Fix: {fix}")

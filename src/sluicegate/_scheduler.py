@@ -39,6 +39,9 @@ TASK_STATUSES: Final[tuple[TaskStatus, ...]] = ("succeeded", "failed", "dropped"
 Worker = Callable[[SchedulableTask], Awaitable[Any]]
 
 _MIN_REPOLL: Final = 0.001  # seconds; floor for re-polling a policy's past available_after
+_PAST_HINT_STALL_SECONDS: Final = 5.0
+"""How long a policy may keep denying, with nothing running, at an ``available_after`` that
+has already passed before the run fails with :class:`SchedulerStalledError`."""
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -161,6 +164,9 @@ class AsyncTaskScheduler:
         self._checked_requests: dict[int, tuple[int, object]] = {}
         self._queue_was_empty = True
         self._shutdown_deadline: float | None = None
+        self._shutdown_grace: float | None = None
+        self._fatal: Exception | None = None
+        self._past_hint_since: float | None = None
         self._started_at = 0.0
 
     # -- control -------------------------------------------------------------------------
@@ -172,11 +178,20 @@ class AsyncTaskScheduler:
         """
         if self._state in ("shutting_down", "finished"):
             return
+        if grace_period is not None and not (
+            isinstance(grace_period, (int, float)) and grace_period >= 0
+        ):
+            raise ConfigurationError(
+                "shutdown.grace_period",
+                f"got {grace_period!r}",
+                "pass a number of seconds >= 0, or None to wait for running tasks",
+            )
+        started = self._state != "new"
         self._state = "shutting_down"
         self.admission.begin_shutdown()
-        self._shutdown_deadline = (
-            None if grace_period is None else trio.current_time() + grace_period
-        )
+        self._shutdown_grace = grace_period
+        if started and grace_period is not None:
+            self._shutdown_deadline = trio.current_time() + grace_period
         self._notify()
 
     def notify(self) -> None:
@@ -230,6 +245,9 @@ class AsyncTaskScheduler:
         if self._state == "new":
             self._state = "running"
         self._started_at = trio.current_time()
+        if self._state == "shutting_down" and self._shutdown_grace is not None:
+            # shutdown() before run(): the grace period starts now, on the run's clock.
+            self._shutdown_deadline = self._started_at + self._shutdown_grace
         fatal: Exception | None = None
         em = self.events
         if em.enabled:
@@ -247,11 +265,14 @@ class AsyncTaskScheduler:
         finally:
             self._nursery = None
             for task in self.queue.drain():
+                attempts = self._attempts.get(task.task_id, 0)
                 self._outcomes[task.task_id] = TaskRunOutcome(
                     status="cancelled",
-                    attempts=self._attempts.get(task.task_id, 0),
-                    reason="not_started",
+                    attempts=attempts,
+                    reason="awaiting_retry" if attempts else "not_started",
                 )
+        if fatal is None:
+            fatal = self._fatal
         if fatal is not None:
             self._state = "finished"
             raise fatal
@@ -331,7 +352,20 @@ class AsyncTaskScheduler:
                 if hint is not None and hint < deadline:
                     # A hint already in the past would make the loop spin: re-poll at most
                     # once per millisecond instead.
-                    deadline = max(hint, trio.current_time() + _MIN_REPOLL)
+                    now = trio.current_time()
+                    if hint <= now and self._running == 0:
+                        # Nothing runs and the policy's "try again at" has passed, yet it
+                        # still refuses: past a grace period that is a stall, not a wait.
+                        since = self._past_hint_since
+                        if since is None:
+                            self._past_hint_since = now
+                        elif now - since > _PAST_HINT_STALL_SECONDS:
+                            self._stalled()
+                    else:
+                        self._past_hint_since = None
+                    deadline = max(hint, now + _MIN_REPOLL)
+                else:
+                    self._past_hint_since = None
                 if wake.pending:
                     continue
                 if self._running == 0 and deadline == math.inf:
@@ -514,13 +548,24 @@ class AsyncTaskScheduler:
             # No checkpoint below: this cleanup cannot be interrupted by cancellation.
             self._running -= 1
             self._release(task, lease)
-            if error is None:
-                self._succeed(task, result)
-            elif isinstance(error, Exception):
-                self._fail(task, error)
-            else:
-                self._cancelled(task, error)
+            try:
+                if error is None:
+                    self._succeed(task, result)
+                elif isinstance(error, Exception):
+                    self._fail(task, error)
+                else:
+                    self._cancelled(task, error)
+            except Exception as exc:
+                # A broken tracker or ``is_retryable``: stop the run and surface the error
+                # itself (not an ExceptionGroup) once every worker has released its lease.
+                self._abort(exc)
             self._notify()
+
+    def _abort(self, exc: Exception) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     def _release(self, task: SchedulableTask, lease: TaskAdmissionLease) -> None:
         result = self.admission.release(lease)

@@ -328,7 +328,14 @@ class TaskAdmissionController:
             if before == 0:
                 self._holders[res][key] = item.group.weight
                 self._holder_weight[res] += item.group.weight
-        delta = self.policy.on_acquire(lease, self._usage)
+        try:
+            delta = self.policy.on_acquire(lease, self._usage)
+        except BaseException:
+            # The policy broke: take the grant back so no capacity leaks, then propagate.
+            del self._leases[lease_id]
+            self._acquired -= 1
+            self._return_units(lease)
+            raise
         if delta is not None:
             self._apply(delta)
         return lease
@@ -346,6 +353,23 @@ class TaskAdmissionController:
             return self._diagnose(lease_id, "stale_lease", None)
         del self._leases[lease_id]
         self._released += 1
+        self._return_units(held)
+        try:
+            delta = self.policy.on_release(held, self._usage)
+        except Exception as exc:
+            # Release never raises: the units are back; report the broken policy.
+            self._diagnostics["policy_error"] += 1
+            return ReleaseResult(
+                released=True,
+                reason="released",
+                lease_id=lease_id,
+                diagnostics={"policy_error": f"{type(exc).__name__}: {exc}"[:200]},
+            )
+        if delta is not None:
+            self._apply(delta)
+        return ReleaseResult(released=True, reason="released", lease_id=lease_id)
+
+    def _return_units(self, held: TaskAdmissionLease) -> None:
         self._mutations += 1
         in_use = self._in_use
         limits = self._limits
@@ -364,10 +388,6 @@ class TaskAdmissionController:
                 self._holder_weight[res] -= self._holders[res].pop(key)
         if not group_use:
             del self._group_use[key]
-        delta = self.policy.on_release(held, self._usage)
-        if delta is not None:
-            self._apply(delta)
-        return ReleaseResult(released=True, reason="released", lease_id=lease_id)
 
     def _diagnose(self, lease_id: int, reason: Any, generation: int | None) -> ReleaseResult:
         self._diagnostics[reason] += 1
