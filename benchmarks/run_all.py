@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PYPERF_SUITES = ["bench_admission_cycle.py", "bench_scheduler.py"]
-OPTIONAL_SUITES = ["bench_request_admission.py"]
+PYPERF_SUITES = ["bench_admission_cycle.py", "bench_scheduler.py", "bench_request_admission.py"]
+OPTIONAL_SUITES: list[str] = []
 PLAIN = ["bench_memory.py"]
 
 

@@ -10,16 +10,36 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sluicegate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run an example DAG workload through the scheduler")
+    demo = sub.add_parser(
+        "demo", help="run an example table of model-calling cells through both admission layers"
+    )
     demo.add_argument("--rows", type=int, default=400, help="rows of the example table")
-    demo.add_argument("--capacity", type=int, default=32, help="task admission capacity")
+    demo.add_argument("--capacity", type=int, default=64, help="task admission capacity")
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--events", default=None, help="write scheduler events to this JSONL file")
+    demo.add_argument(
+        "--hidden-capacity", type=int, default=24, help="calls the simulated endpoint really takes"
+    )
+    demo.add_argument(
+        "--events", default=None, help="write scheduler and request events to this JSONL file"
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         from ._demo import run_demo
+        from ._errors import SluicegateError
 
-        return run_demo(rows=args.rows, capacity=args.capacity, seed=args.seed, events=args.events)
+        if args.rows < 1:
+            parser.error("--rows must be at least 1")
+        try:
+            return run_demo(
+                rows=args.rows,
+                capacity=args.capacity,
+                seed=args.seed,
+                events=args.events,
+                hidden_capacity=args.hidden_capacity,
+            )
+        except SluicegateError as exc:
+            print(f"sluicegate demo: {exc}", file=sys.stderr)
+            return 2
     return 2  # pragma: no cover - argparse enforces the choices
 
 

@@ -1,8 +1,12 @@
-"""The demo workload: a rows x columns table where every cell is a task."""
+"""The demo workload: a rows x columns table where every cell is a task making one model call.
+
+Both admission layers are at work: task admission bounds how many cells run, and request
+admission learns the simulated endpoint's hidden capacity from its 429s (AIMD), so the run
+keeps the endpoint busy without hammering it. No network: the provider is simulated.
+"""
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 
@@ -10,16 +14,26 @@ import trio
 
 from ._errors import RetryableTaskError
 from ._events import EventSink, JsonLinesEventSink
+from ._model_requests import ModelRequestError, ModelRequestExecutor
+from ._providers import ModelRequest
 from ._readiness import DagCompletionTracker
+from ._request_admission import AdaptiveRequestAdmissionController
+from ._request_config import RequestAdmissionConfig, RequestResourceSettings
+from ._request_identity import ModelEndpoint, RequestResourceKey
 from ._scheduler import AsyncTaskScheduler, RetryPolicy
+from ._simulated_provider import SimulatedProvider
 from ._task import SchedulableTask
 
-# column -> (dependencies, fairness weight, mean latency in seconds)
-COLUMNS: dict[str, tuple[tuple[str, ...], float, float]] = {
-    "topic": ((), 1.0, 0.002),
-    "question": (("topic",), 3.0, 0.006),
-    "answer": (("topic", "question"), 3.0, 0.008),
-    "judge": (("question", "answer"), 1.0, 0.004),
+MODEL = "demo-model"
+STATIC_CAP = 64
+"""The endpoint's declared ``max_parallel_requests``: well above what it really takes."""
+
+# column -> (dependencies, fairness weight, completion tokens)
+COLUMNS: dict[str, tuple[tuple[str, ...], float, int]] = {
+    "topic": ((), 1.0, 8),
+    "question": (("topic",), 3.0, 32),
+    "answer": (("topic", "question"), 3.0, 128),
+    "judge": (("question", "answer"), 1.0, 4),
 }
 
 
@@ -38,22 +52,51 @@ def build_table(rows: int) -> DagCompletionTracker:
     return tracker
 
 
-def run_demo(*, rows: int, capacity: int, seed: int, events: str | None) -> int:
-    rng = random.Random(seed)
+def run_demo(
+    *,
+    rows: int,
+    capacity: int,
+    seed: int,
+    events: str | None,
+    hidden_capacity: int = 24,
+) -> int:
+    provider = SimulatedProvider(
+        name="sim",
+        seed=seed,
+        latency_seconds=0.02,
+        latency_jitter=0.5,
+        capacity=hidden_capacity,
+        retry_after_seconds=0.05,
+        failure_rate=0.01,
+    )
+    sink: EventSink | None = JsonLinesEventSink(events) if events else None
+    controller = AdaptiveRequestAdmissionController(
+        [
+            ModelEndpoint(
+                name=MODEL, provider="sim", model_id=MODEL, max_parallel_requests=STATIC_CAP
+            )
+        ],
+        RequestAdmissionConfig(defaults=RequestResourceSettings(cooldown_seconds=0.05)),
+        sink=sink,
+    )
+    executor = ModelRequestExecutor(
+        controller, {"sim": provider}, max_attempts=4, backoff_seconds=0.01, seed=seed, sink=sink
+    )
     started: Counter[str] = Counter()
-    retries = 0
 
     async def cell(task: SchedulableTask) -> None:
-        nonlocal retries
         column = task.payload["column"]
         started[column] += 1
-        await trio.sleep(rng.expovariate(1.0 / COLUMNS[column][2]))
-        if rng.random() < 0.02:
-            retries += 1
-            raise RetryableTaskError("simulated transient failure", retry_after=0.01)
+        request = ModelRequest(
+            messages=[{"role": "user", "content": f"{column} for row {task.payload['row']}"}],
+            max_tokens=COLUMNS[column][2],
+        )
+        try:
+            await executor.execute(MODEL, request, request_group=column, weight=COLUMNS[column][1])
+        except ModelRequestError as exc:  # attempts exhausted: let the scheduler retry later
+            raise RetryableTaskError(str(exc), retry_after=0.1) from exc
 
     tracker = build_table(rows)
-    sink: EventSink | None = JsonLinesEventSink(events) if events else None
     scheduler = AsyncTaskScheduler(
         tracker, cell, capacity=capacity, sink=sink, retry=RetryPolicy(initial_backoff=0.01)
     )
@@ -63,16 +106,37 @@ def run_demo(*, rows: int, capacity: int, seed: int, events: str | None) -> int:
     if isinstance(sink, JsonLinesEventSink):
         sink.close()
     cells = len(tracker)
+    stats = provider.stats
+    pressure = controller.resource_pressure(RequestResourceKey("sim", MODEL, "chat"))
     print(f"sluicegate demo: {rows} rows x {len(COLUMNS)} columns = {cells} cell tasks")
-    print(f"  capacity {capacity}, wall {wall:.2f}s, {cells / wall:,.0f} cells/s")
+    print(f"  task capacity {capacity}, wall {wall:.2f}s, {cells / wall:,.0f} cells/s")
     print("  outcomes: " + ", ".join(f"{k}={v}" for k, v in result.counts.items()))
-    print(f"  retried attempts: {retries}")
-    print("  attempts by column: " + ", ".join(f"{c}={started[c]}" for c in COLUMNS))
+    print("  cells started by column: " + ", ".join(f"{c}={started[c]}" for c in COLUMNS))
+    share = stats.rate_limited / max(1, stats.calls)
     print(
-        f"  final admission: {result.admission.active_leases} leases held, "
+        f"  model calls: {stats.calls} attempts, {stats.successes} ok, "
+        f"{stats.rate_limited} rate limited ({share:.1%}), {stats.failures} failed and retried"
+    )
+    if pressure is not None:
+        print(
+            f"  endpoint {MODEL!r}: hidden capacity {hidden_capacity}, static cap {STATIC_CAP}; "
+            f"AIMD limit now {pressure.limit}, at most {stats.max_in_flight} in flight"
+        )
+        print(
+            f"  request admission: {pressure.in_flight} leases held, {pressure.waiters} waiters, "
+            f"{pressure.grants} granted / {pressure.released} released"
+        )
+    print(
+        f"  task admission: {result.admission.active_leases} leases held, "
         f"{result.admission.acquired_total} acquired / {result.admission.released_total} released"
     )
     if events:
-        print(f"  {result.event_count} scheduler events written to {events}")
-    ok = result.counts["succeeded"] == cells and result.admission.active_leases == 0
+        print(f"  events written to {events}")
+    ok = (
+        result.counts["succeeded"] == cells
+        and result.admission.active_leases == 0
+        and pressure is not None
+        and pressure.in_flight == 0
+        and pressure.grants == pressure.released
+    )
     return 0 if ok else 1
