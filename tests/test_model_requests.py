@@ -258,6 +258,17 @@ async def test_cancellation_during_backoff_holds_nothing(autojump_clock) -> None
 
 
 @guarded
+async def test_request_cancelled_during_backoff_is_counted_as_ended(autojump_clock) -> None:
+    _, executor, _ = setup(ProviderRateLimitedError(retry_after=10.0))
+    with trio.move_on_after(5.0):
+        await executor.execute("gen", REQUEST)
+    stats = executor.stats
+    # every request ends as succeeded or failed; a cancelled backoff used to count as neither
+    assert (stats.requests, stats.succeeded, stats.failed) == (1, 0, 1)
+    assert stats.outcomes == {"rate_limited": 1}
+
+
+@guarded
 async def test_admission_errors_propagate(autojump_clock) -> None:
     controller, executor, _ = setup()
     controller.shutdown()

@@ -24,6 +24,7 @@ from sluicegate._request_admission import (
     OUTCOME_UNEXPECTED,
     AdaptiveRequestAdmissionController,
     RequestAdmissionController,
+    RequestAdmissionDecision,
     RequestAdmissionDenied,
     RequestAdmissionError,
     RequestAdmissionItem,
@@ -247,6 +248,14 @@ async def test_limit_floor_is_one(autojump_clock) -> None:
 
 
 @guarded
+async def test_decrease_is_the_exact_floor_of_limit_times_factor(autojump_clock) -> None:
+    # 90 * 0.7 is 62.99999999999999 in binary floating point; the SPEC's floor(90 * 0.7) is 63
+    controller = make(cap=100, initial_limit=90, decrease_factor=0.7)
+    await cycle(controller, 1, RATE_LIMITED)
+    assert snap(controller).limit == 63
+
+
+@guarded
 async def test_rate_limit_storm_is_coalesced_into_one_decrease(autojump_clock) -> None:
     controller = make(cap=8, decrease_factor=0.5)
     leases = [await controller.acquire(item()) for _ in range(8)]
@@ -367,6 +376,35 @@ async def test_rate_limit_aborts_startup_ramp(autojump_clock) -> None:
 
 
 @guarded
+async def test_reconfigure_lowering_the_max_under_a_ramp_ends_it(autojump_clock) -> None:
+    # A clamp of 1 leaves the ramp nothing to climb; computing its next step used to divide
+    # by zero in reconfigure, in release (which then reported a freed lease as unknown) and
+    # in the timer task (which crashed the run).
+    controller = make(cap=10, initial_limit=5, startup_ramp_seconds=10.0)
+    held = await controller.acquire(item())
+    got: list[RequestAdmissionLease] = []
+
+    async def waiter() -> None:
+        got.append(await controller.acquire(item()))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        controller.reconfigure(
+            RequestAdmissionConfig(
+                defaults=RequestResourceSettings(
+                    clamp=1, initial_limit=5, startup_ramp_seconds=10.0
+                )
+            )
+        )
+        assert (snap(controller).limit, snap(controller).ramping) == (1, False)
+        assert controller.release(held, OUTCOME_SUCCESS).released
+    assert len(got) == 1 and got[0].waited == 0.0
+    assert controller.release(got[0], OUTCOME_SUCCESS).released
+    assert snap(controller).in_flight == 0
+
+
+@guarded
 async def test_paused_cooldown_wakes_waiters_without_any_release(autojump_clock) -> None:
     controller = make(cap=10, initial_limit=4, cooldown_admission="paused")
     await cycle(controller, 1, RequestReleaseOutcome.rate_limited(3.0))
@@ -484,6 +522,41 @@ async def test_reconfigure_settings_and_endpoints(autojump_clock) -> None:
     lease_of(controller.try_acquire(item(key=RequestResourceKey("sim", "m2", "chat"))))
 
 
+@guarded
+async def test_reconfigure_denies_waiters_a_lowered_token_quota_can_never_fit(
+    autojump_clock,
+) -> None:
+    controller = make(cap=10, tokens_per_window=100, window_seconds=10.0)
+    held = await controller.acquire(item(estimated_tokens=80))
+    outcomes: list[str] = []
+
+    async def waiter(tokens: int) -> None:
+        try:
+            lease = await controller.acquire(item(estimated_tokens=tokens, timeout=math.inf))
+        except RequestAdmissionError as exc:
+            outcomes.append(f"{tokens}: {exc.reason}")
+        else:
+            outcomes.append(f"{tokens}: lease")
+            controller.release(lease, OUTCOME_SUCCESS)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter, 50)  # the head of the lane ...
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(waiter, 30)  # ... and one behind it that still fits
+        await trio.testing.wait_all_tasks_blocked()
+        controller.reconfigure(
+            RequestAdmissionConfig(
+                defaults=RequestResourceSettings(tokens_per_window=40, window_seconds=10.0)
+            )
+        )
+    # 50 can never fit into 40 tokens: told at once instead of waiting forever (and blocking
+    # the waiter behind it); 30 is admitted when the 80 leaves the window at t=10
+    assert outcomes == ["50: too_large", "30: lease"]
+    assert trio.current_time() == pytest.approx(10.0)
+    controller.release(held, OUTCOME_SUCCESS)
+    assert (snap(controller).in_flight, snap(controller).waiters) == (0, 0)
+
+
 # ------------------------------------------------------------------------------ waiters
 
 
@@ -507,6 +580,54 @@ async def test_waiters_get_direct_handoff_and_try_acquire_never_overtakes(autoju
         assert snap(controller).in_flight == 1
         assert isinstance(controller.try_acquire(item()), RequestAdmissionDenied)
     assert len(got) == 1 and got[0].waited == 0.0
+
+
+async def _newcomer_round() -> list[RequestAdmissionDecision]:
+    """A chat waiter held by a paused cooldown ending at t+3, and an embedding try_acquire
+    at t+3 too, under an endpoint cap of 1. Returns what each got."""
+    controller = make(
+        cap=1,
+        overrides=(
+            RequestResourceOverride(provider="sim", domain="chat", cooldown_admission="paused"),
+        ),
+    )
+    await cycle(controller, 1, RequestReleaseOutcome.rate_limited(3.0))
+    due = trio.current_time() + 3.0
+    got: list[RequestAdmissionDecision] = []
+
+    async def waiter() -> None:
+        lease = await controller.acquire(item())
+        got.append(lease)
+        controller.release(lease, OUTCOME_SUCCESS)
+
+    async def newcomer() -> None:
+        await trio.sleep_until(due)
+        decision = controller.try_acquire(item(key=EMBED))
+        got.append(decision)
+        if isinstance(decision, RequestAdmissionLease):
+            controller.release(decision, OUTCOME_SUCCESS)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(newcomer)
+    assert trio.current_time() == due
+    return got
+
+
+@guarded
+async def test_newcomer_never_takes_a_slot_that_time_just_freed_for_a_waiter(
+    autojump_clock,
+) -> None:
+    # Whichever of the newcomer and the timer task trio runs first at the instant the
+    # cooldown ends (trio picks at random, so try a few rounds), the waiter that time made
+    # admissible gets the slot; the newcomer on the other domain finds the cap taken.
+    for _ in range(12):
+        got = await _newcomer_round()
+        leases = [g for g in got if isinstance(g, RequestAdmissionLease)]
+        denials = [g for g in got if isinstance(g, RequestAdmissionDenied)]
+        assert [lease.item.resource for lease in leases] == [KEY]
+        assert [denied.blocked_by for denied in denials] == ["aggregate_cap"]
 
 
 @guarded
@@ -810,6 +931,67 @@ async def test_failures_break_the_rate_limit_streak(autojump_clock) -> None:
     assert snap(controller).circuit == "open"
 
 
+@guarded
+async def test_stale_probe_after_the_circuit_closed_is_an_ordinary_rate_limit(
+    autojump_clock,
+) -> None:
+    controller = make(
+        cap=4,
+        initial_limit=3,
+        cooldown_seconds=0.0,
+        coalesce_rate_limits=False,
+        circuit_breaker_threshold=2,
+        circuit_open_seconds=10.0,
+    )
+    first, second, straggler = [await controller.acquire(item()) for _ in range(3)]
+    controller.reconfigure(limits={KEY: 1})
+    controller.release(first, RATE_LIMITED)
+    controller.release(second, RATE_LIMITED)  # two 429s at limit 1: open
+    assert snap(controller).circuit == "open"
+    await trio.sleep(10.0)
+    controller.reconfigure(limits={KEY: 2})  # room for the probe beside the straggler
+    probe = lease_of(controller.try_acquire(item()))
+    assert probe.probe
+    controller.release(straggler, OUTCOME_SUCCESS)  # any success closes the circuit
+    assert snap(controller).circuit == "closed"
+    # The probe's 429 is no verdict any more: one 429 on a closed circuit (threshold 2) used
+    # to reopen it at once, for twice the open period.
+    controller.release(probe, RATE_LIMITED)
+    pressure = snap(controller)
+    assert (pressure.circuit, pressure.consecutive_rate_limits) == ("closed", 1)
+    lease_of(controller.try_acquire(item()))
+
+
+@guarded
+async def test_reconfigure_closes_a_circuit_open_for_good_or_no_longer_wanted(
+    autojump_clock,
+) -> None:
+    sink = InMemoryEventSink()
+    settings = {
+        "initial_limit": 1,
+        "cooldown_seconds": 0.0,
+        "circuit_breaker_threshold": 1,
+        "circuit_open_seconds": 1.0,
+        "circuit_max_reopens": 0,
+    }
+    controller = make(cap=4, sink=sink, **settings)
+    await cycle(controller, 1, RATE_LIMITED)
+    await cycle(controller, 1, RATE_LIMITED)  # the probe is refused: open for good
+    assert snap(controller).circuit_reopens_in == math.inf
+    controller.reconfigure(static_caps={ENDPOINT: 3})  # any reconfigure: try again
+    assert snap(controller).circuit == "closed"
+    lease_of(controller.try_acquire(item()))
+    assert "circuit_closed" in [e.reason for e in sink.of_kind("request_effective_cap_changed")]
+
+    controller = make(cap=4, **settings)
+    await cycle(controller, 1, RATE_LIMITED)
+    assert snap(controller).circuit == "open"
+    no_breaker = dict(settings, circuit_breaker_threshold=None)
+    controller.reconfigure(RequestAdmissionConfig(defaults=RequestResourceSettings(**no_breaker)))
+    assert snap(controller).circuit == "closed"  # the breaker is off: nothing keeps it open
+    lease_of(controller.try_acquire(item()))
+
+
 # ------------------------------------------------------------------------------ rate window
 
 
@@ -1054,3 +1236,142 @@ def test_random_arrivals_cancellations_and_outcomes_leave_nothing_behind(case) -
     assert snapshot.unknown_releases == 0
     assert grants == released == acquired + cancelled_grants
     assert sum(errors.values()) + acquired + cancelled_grants <= len(case["ops"])
+
+
+reconfigured_settings = st.fixed_dictionaries(
+    {
+        "initial_limit": st.none() | st.integers(1, 4),
+        "clamp": st.none() | st.integers(1, 4),
+        "startup_ramp_seconds": st.sampled_from([0.0, 2.0]),
+        "cooldown_admission": st.sampled_from(["within_limit", "paused"]),
+        "cooldown_seconds": st.sampled_from([0.0, 1.0]),
+        "circuit_breaker_threshold": st.sampled_from([None, 1, 2]),
+        "circuit_open_seconds": st.just(1.0),
+        "circuit_max_reopens": st.sampled_from([None, 0, 1]),
+        "requests_per_window": st.none() | st.integers(2, 6),
+        "tokens_per_window": st.none() | st.integers(20, 80),
+    }
+)
+live_op = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "kind": st.just("request"),
+            "at": half_seconds,
+            "domain": st.sampled_from(["chat", "embedding"]),
+            "group": st.sampled_from(["a", "b"]),
+            "hold": half_seconds,
+            "outcome": st.sampled_from([OUTCOME_SUCCESS, RATE_LIMITED, OUTCOME_PROVIDER_FAILURE]),
+            "cancel_after": st.none() | half_seconds,
+            "tokens": st.integers(0, 40),
+            "try": st.booleans(),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "kind": st.just("reconfigure"),
+            "at": half_seconds,
+            "cap": st.none() | st.integers(1, 4),
+            "limit": st.none() | st.integers(1, 4),
+            "settings": st.none() | reconfigured_settings,
+            "reset_circuit": st.booleans(),
+        }
+    ),
+)
+
+
+def _config_of(settings: dict[str, Any]) -> RequestAdmissionConfig:
+    settings = dict(settings)
+    if settings["requests_per_window"] or settings["tokens_per_window"]:
+        settings["window_seconds"] = 3.0
+    return RequestAdmissionConfig(defaults=RequestResourceSettings(**settings))
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.integers(1, 4), reconfigured_settings, st.lists(live_op, min_size=1, max_size=12))
+def test_live_reconfigures_never_strand_waiters_leak_leases_or_lose_wakeups(
+    cap: int, initial: dict[str, Any], ops: list[dict[str, Any]]
+) -> None:
+    controller = make(cap=cap)
+    controller.reconfigure(_config_of(initial))
+    acquired = 0
+    asleep_while_admissible: list[tuple[float, RequestResourceKey]] = []
+
+    async def request(op: dict[str, Any]) -> None:
+        nonlocal acquired
+        await trio.sleep(op["at"])
+        entry = item(
+            op["group"],
+            key=RequestResourceKey("sim", "m", op["domain"]),
+            estimated_tokens=op["tokens"],
+            timeout=math.inf,
+        )
+        deadline = (
+            math.inf if op["cancel_after"] is None else trio.current_time() + op["cancel_after"]
+        )
+        with trio.CancelScope(deadline=deadline):
+            if op["try"]:
+                decision = controller.try_acquire(entry)
+                if isinstance(decision, RequestAdmissionDenied):
+                    return
+                lease = decision
+            else:
+                try:
+                    lease = await controller.acquire(entry)
+                except RequestAdmissionError:
+                    return
+            acquired += 1
+            outcome = OUTCOME_LOCAL_CANCELLED
+            try:
+                await trio.sleep(op["hold"])
+                outcome = op["outcome"]
+            finally:
+                assert controller.release(lease, outcome).released
+
+    async def reconfigure(op: dict[str, Any]) -> None:
+        await trio.sleep(op["at"])
+        controller.reconfigure(
+            _config_of(op["settings"]) if op["settings"] else None,
+            static_caps={ENDPOINT: op["cap"]} if op["cap"] else None,
+            limits={KEY: op["limit"]} if op["limit"] else None,
+        )
+        if op["reset_circuit"]:
+            controller.reset_circuit(EMBED)
+
+    async def watch_for_lost_wakeups() -> None:
+        # Whenever every task is asleep, no queued head may be admissible under a free cap.
+        while True:
+            await trio.testing.wait_all_tasks_blocked()
+            now = trio.current_time()
+            for ep in controller._endpoints.values():
+                if ep.waiting and ep.in_flight < ep.static_cap:
+                    for lane in ep.lanes:
+                        if controller._blocked_by(lane.resource, lane.head().item, now) is None:
+                            asleep_while_admissible.append((now, lane.resource.key))
+            await trio.sleep(0.25)
+
+    async def main() -> None:
+        with trio.fail_after(10_000):  # virtual: a stranded waiter fails here, not hangs
+            async with trio.open_nursery() as watcher:
+                watcher.start_soon(watch_for_lost_wakeups)
+                async with trio.open_nursery() as nursery:
+                    for op in ops:
+                        nursery.start_soon(request if op["kind"] == "request" else reconfigure, op)
+                watcher.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+    assert asleep_while_admissible == []
+    snapshot = controller.pressure_snapshot()
+    grants = released = cancelled_grants = 0
+    for pressure in snapshot.resources:
+        assert (pressure.in_flight, pressure.waiters) == (0, 0)
+        assert 1 <= pressure.limit <= pressure.effective_max
+        assert pressure.duplicate_releases == pressure.unknown_releases == 0
+        grants += pressure.grants
+        released += pressure.released
+        cancelled_grants += pressure.cancelled_grants
+    assert grants == released == acquired + cancelled_grants

@@ -127,4 +127,7 @@ from ._http_provider import (
 )
 from ._simulated_provider import SimulatedProvider, SimulatedProviderStats
 
+# --- advisory task admission policy (reads request pressure, read-only) ---
+from ._advisory_policy import RequestPressureAdvisoryPolicy
+
 __version__ = "0.1.0"

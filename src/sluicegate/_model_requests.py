@@ -285,7 +285,11 @@ class ModelRequestExecutor:
             if outcome.retry_after_seconds is not None:
                 pause = max(pause, outcome.retry_after_seconds)
             delay *= self.backoff_multiplier
-            await trio.sleep(pause)
+            try:
+                await trio.sleep(pause)
+            except BaseException:
+                self._failed += 1  # cancelled between attempts: the request ends here too
+                raise
 
     async def _attempt(
         self,

@@ -510,7 +510,7 @@ class _Resource:
         "max_limit",
         "max_waiters",
         "pause_in_cooldown",
-        "probe_out",
+        "probe_lease",
         "ramp_start",
         "ramp_target",
         "ramping",
@@ -550,7 +550,7 @@ class _Resource:
         self.circuit_until = -_INF
         self.circuit_backoff = settings.circuit_open_seconds
         self.circuit_reopens = 0
-        self.probe_out = False
+        self.probe_lease = 0  # lease id of the half-open probe in flight (0: none)
         self.window: RateWindow | None = None
         self.ramping = False
         self.ramp_start = now
@@ -712,6 +712,7 @@ class AdaptiveRequestAdmissionController:
         if self._closed:
             return self._deny(r, item, "shutdown")
         now = trio.current_time()
+        self._settle_timed(r.endpoint, now)
         if r.waiting:
             return self._deny(
                 r, item, "would_wait", blocked_by="waiters", queued=r.waiting, now=now
@@ -765,6 +766,7 @@ class AdaptiveRequestAdmissionController:
         if self._closed:
             raise RequestAdmissionError(self._deny(r, item, "shutdown"))
         now = trio.current_time()
+        self._settle_timed(r.endpoint, now)
         if not r.waiting and self._blocked_by(r, item, now) is None:
             lease = self._grant(r, item, now, 0.0)
             if self._emitter.enabled:
@@ -994,8 +996,8 @@ class AdaptiveRequestAdmissionController:
                 r.floor_rate_limits = 0
             elif kind == "provider_timeout":
                 r.failures += 1
-            if lease.probe:
-                r.probe_out = False  # no verdict: let another probe go
+            if lease.probe and lease.lease_id == r.probe_lease:
+                r.probe_lease = 0  # no verdict: let another probe go
         if ep.waiting:
             self._dispatch(ep, now)
         if self._emitter.enabled:
@@ -1093,8 +1095,10 @@ class AdaptiveRequestAdmissionController:
             r.cooldown_until = until
         if r.pause_in_cooldown:
             self._mark_timed(r)
-        if lease.probe:
-            r.probe_out = False
+        if lease.probe and lease.lease_id == r.probe_lease:
+            # Only the current probe gives a verdict: a probe from before the circuit closed
+            # (a success or reset_circuit) is an ordinary 429 of a closed circuit.
+            r.probe_lease = 0
             self._reopen_circuit(r, now, retry_after)
             return
         if r.circuit != _CLOSED:
@@ -1107,7 +1111,8 @@ class AdaptiveRequestAdmissionController:
             r.ramping = False  # a rate limit aborts the startup ramp
             self._update_timed(r)
         prev = r.limit
-        r.limit = max(1, math.floor(prev * settings.decrease_factor))
+        # The epsilon keeps decimal factors exact: 90 * 0.7 is 62.99999999999999 in binary.
+        r.limit = max(1, math.floor(prev * settings.decrease_factor + 1e-9))
         r.ceiling = prev
         r.epoch += 1
         threshold = settings.circuit_breaker_threshold
@@ -1132,7 +1137,7 @@ class AdaptiveRequestAdmissionController:
         r.circuit = _OPEN
         max_reopens = settings.circuit_max_reopens
         if max_reopens is not None and r.circuit_reopens > max_reopens:
-            r.circuit_until = _INF  # stays open: only reconfigure() closes it
+            r.circuit_until = _INF  # stays open: only reset_circuit() or reconfigure() closes it
         else:
             r.circuit_backoff = min(
                 settings.circuit_max_open_seconds,
@@ -1144,7 +1149,7 @@ class AdaptiveRequestAdmissionController:
 
     def _close_circuit(self, r: _Resource) -> None:
         r.circuit = _CLOSED
-        r.probe_out = False
+        r.probe_lease = 0
         r.floor_rate_limits = 0
         r.circuit_reopens = 0
         r.circuit_backoff = r.settings.circuit_open_seconds
@@ -1209,7 +1214,7 @@ class AdaptiveRequestAdmissionController:
                     self._emit(
                         "request_effective_cap_changed", r, limit=1, reason="circuit_half_open"
                     )
-            if r.probe_out:
+            if r.probe_lease:
                 return "circuit_probe"
         if r.ramping:
             self._refresh_ramp(r, now)
@@ -1275,7 +1280,7 @@ class AdaptiveRequestAdmissionController:
         entry = window.reserve(now, tokens) if window is not None else None
         probe = r.circuit == _HALF_OPEN
         if probe:
-            r.probe_out = True
+            r.probe_lease = lease_id
         lease = RequestAdmissionLease(
             lease_id, item, now, self._generation, tokens, r.limit, waited, r.epoch, probe
         )
@@ -1389,6 +1394,15 @@ class AdaptiveRequestAdmissionController:
             self._grant_head(ep, best, now)
         if ep.waiting and ep.timed:
             self._arm_for(ep, now)
+
+    def _settle_timed(self, ep: _Endpoint, now: float) -> None:
+        """Grant waiters that time alone made admissible before a newcomer is considered.
+
+        The timer task may not have run yet at the instant a cooldown, ramp step, reopening
+        or window slot came due; without this a newcomer could take the slot they are owed.
+        """
+        if ep.waiting and ep.timed:
+            self._dispatch(ep, now)
 
     def _grant_head(self, ep: _Endpoint, lane: _Lane, now: float) -> None:
         waiter = lane.head()
@@ -1517,6 +1531,8 @@ class AdaptiveRequestAdmissionController:
                 r.limit = r.effective_max
             if r.ramping:
                 r.ramp_target = min(r.ramp_target, r.effective_max)
+                if r.limit >= r.ramp_target:
+                    r.ramping = False  # a lower effective max ended the ramp: nothing to climb
         if settings.has_rate_window:
             seconds = settings.effective_window_seconds
             if r.window is None:
@@ -1550,7 +1566,9 @@ class AdaptiveRequestAdmissionController:
         resource; ``static_caps`` overrides aggregate caps; ``limits`` sets current AIMD
         limits (clamped to ``[1, effective_max]``, ending any startup ramp). Lowering a cap or
         limit never revokes leases in flight: new admissions wait until in-flight drops.
-        Raising one admits waiters at once. Not a checkpoint.
+        Raising one admits waiters at once. Waiters whose estimate no longer fits a lowered
+        token quota are denied ``too_large``; circuits open for good, or whose breaker is now
+        disabled, are closed. Not a checkpoint.
         """
         resolver = self._resolver
         if endpoints is not None:
@@ -1604,8 +1622,26 @@ class AdaptiveRequestAdmissionController:
             base = ep.plan.static_cap if ep.plan is not None else ep.static_cap
             ep.static_cap = ep.static_cap_override or base
         self._config = new_config
+        circuits_closed: list[_Resource] = []
         for r in self._resources.values():
             self._apply_settings(r, new_config.settings_for(r.key, resolver), fresh=False)
+            if r.circuit != _CLOSED and (
+                r.circuit_until == _INF or r.settings.circuit_breaker_threshold is None
+            ):
+                # Open for good (max reopens reached) or the breaker is now disabled: a
+                # reconfigure is the operator's signal to try again.
+                self._close_circuit(r)
+                circuits_closed.append(r)
+            window = r.window
+            if r.waiting and window is not None and window.tokens_per_window is not None:
+                # A lowered token quota must not strand waiters that can never fit any more.
+                for lane in list(r.lanes.values()):
+                    for waiter in list(lane.queue):
+                        tokens = waiter.item.estimated_tokens or 0
+                        if waiter.state == _WAITING and not window.fits(tokens):
+                            self._reject_waiter(
+                                waiter, "too_large", blocked_by="rate_window_tokens"
+                            )
         for rkey, value in (limits or {}).items():
             r_or_none = self._resources.get(rkey) or self._register(rkey)
             if r_or_none is not None:
@@ -1627,6 +1663,10 @@ class AdaptiveRequestAdmissionController:
                                 self._reject_waiter(waiter, "unknown_resource")
                 ep.resources = []
         if self._emitter.enabled:
+            for r in circuits_closed:
+                self._emit(
+                    "request_effective_cap_changed", r, limit=r.limit, reason="circuit_closed"
+                )
             for r in self._resources.values():
                 old_max, old_limit = before.get(r.key, (r.effective_max, r.limit))
                 if old_max != r.effective_max:
@@ -1892,12 +1932,12 @@ class AdaptiveRequestAdmissionController:
                 )
             if r.limit >= r.effective_max:
                 self._emit("request_fully_recovered", r, limit=r.limit)
-        if r.circuit == _OPEN and (prev_circuit != _OPEN or lease.probe):
+        if r.circuit == _OPEN and prev_circuit != _OPEN:
             self._emit(
                 "request_effective_cap_changed",
                 r,
                 limit=0,
-                reason="circuit_reopened" if lease.probe else "circuit_opened",
+                reason="circuit_reopened" if prev_circuit == _HALF_OPEN else "circuit_opened",
                 diagnostics={"reopens_at": _finite(r.circuit_until), "reopens": r.circuit_reopens},
             )
         elif r.circuit == _CLOSED and prev_circuit != _CLOSED:
