@@ -511,8 +511,22 @@ async def test_scheduler_prefers_the_unpressured_endpoint_while_waiters_queue(
         assert order[:2] == ["a0", "b0"] and order.index("a1") < order.index("b3")
     elif mode == "advisory":
         assert order[:4] == ["b0", "b1", "b2", "b3"]  # every gb task before any ga task
+        skips = sink.of_kind("request_pressure_advisory_skipped")
+        assert skips, "the scheduler reports the heads the policy held back"
+        first = skips[0]
+        assert (first.task_id, first.group, first.reason) == ("a0", "ga", "policy_denied")
+        assert first.diagnostics is not None
+        assert first.diagnostics["endpoint"] == "sim/a/chat"
+        assert first.diagnostics["signal"] == "waiters"
+        assert first.diagnostics["peer_group"] == "gb"
+        assert first.diagnostics["admitted_instead"] == "b0"
+        assert {e.task_id for e in skips} == {"a0"}  # only ga's head was ever held back
+        kinds = sink.kinds()
+        assert kinds.index("request_pressure_advisory_skipped") < kinds.index("selected")
     else:
         assert order[:5] == ["a0", "b0", "b1", "b2", "b3"]  # ga keeps exactly one running
+    if mode == "baseline":
+        assert not sink.of_kind("request_pressure_advisory_skipped")
     assert result.counts["succeeded"] == 8
     assert result.admission.active_leases == 0
     assert_no_request_leases(requests)

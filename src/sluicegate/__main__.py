@@ -13,11 +13,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser(
         "demo", help="run an example table of model-calling cells through both admission layers"
     )
-    demo.add_argument("--rows", type=int, default=400, help="rows of the example table")
-    demo.add_argument("--capacity", type=int, default=64, help="task admission capacity")
-    demo.add_argument("--seed", type=int, default=7)
     demo.add_argument(
-        "--hidden-capacity", type=int, default=24, help="calls the simulated endpoint really takes"
+        "--rows", type=int, default=400, help="rows of the example table (default 400)"
+    )
+    demo.add_argument(
+        "--capacity", type=int, default=64, help="task admission capacity (default 64)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=7, help="seed of latencies, 429s and failures (default 7)"
+    )
+    demo.add_argument(
+        "--hidden-capacity",
+        type=int,
+        default=24,
+        help="concurrent calls the simulated endpoint really takes (default 24)",
     )
     demo.add_argument(
         "--events", default=None, help="write scheduler and request events to this JSONL file"

@@ -21,7 +21,7 @@ import trio
 from ._correlation import RuntimeCorrelation, set_correlation
 from ._errors import ConfigurationError, RetryableTaskError, SchedulerClosedError, SluicegateError
 from ._events import EventEmitter, EventSink
-from ._queue import FairTaskQueue
+from ._queue import FairTaskQueue, QueueView
 from ._readiness import CompletionTracker, TaskOutcome
 from ._task import SchedulableTask
 from ._task_admission import (
@@ -413,13 +413,19 @@ class AsyncTaskScheduler:
         """Admit and spawn until blocked. Returns a policy's ``available_after`` hint, if any."""
         queue = self.queue
         admission = self.admission
-        is_eligible = admission.is_eligible
+        is_eligible: Callable[[SchedulableTask, QueueView], bool] = admission.is_eligible
         em = self.events
         spawn = nursery.start_soon
         run_task = self._run_task
         attempts = self._attempts
+        skipped: list[tuple[SchedulableTask, TaskAdmissionDenied]] | None = None
+        if em.enabled and getattr(admission.policy, "DETAIL_PREFIX", None) is not None:
+            skipped = []
+            is_eligible = self._recording_eligibility(skipped)
         while queue._count and admission.free_resources:
             selection = queue.select_next(is_eligible)
+            if skipped:
+                self._emit_advisory_skips(skipped, None if selection is None else selection.item)
             if selection is None:
                 # Free units exist but no head fits them (policy denial, or a head needing more
                 # units than are free): learn when to look again. O(groups), once per round.
@@ -476,6 +482,50 @@ class AsyncTaskScheduler:
                     "worker_spawned", task_id=task_id, lease_id=decision.lease_id, attempt=attempt
                 )
         return None
+
+    def _recording_eligibility(
+        self, skipped: list[tuple[SchedulableTask, TaskAdmissionDenied]]
+    ) -> Callable[[SchedulableTask, QueueView], bool]:
+        """``is_eligible`` that also records heads an advisory policy held back.
+
+        Used only while events are on and the policy is advisory (it has ``DETAIL_PREFIX``),
+        so the common path keeps the bare bound method.
+        """
+        admission = self.admission
+        is_eligible = admission.is_eligible
+        prefix = admission.policy.DETAIL_PREFIX  # type: ignore[attr-defined]
+
+        def recording(item: SchedulableTask, view: QueueView) -> bool:
+            if is_eligible(item, view):
+                return True
+            denial = admission.evaluate(item, view)
+            if denial is not None and (denial.detail or "").startswith(prefix):
+                skipped.append((item, denial))
+            return False
+
+        return recording
+
+    def _emit_advisory_skips(
+        self,
+        skipped: list[tuple[SchedulableTask, TaskAdmissionDenied]],
+        admitted: SchedulableTask | None,
+    ) -> None:
+        parse = getattr(self.admission.policy, "parse_detail", None)
+        for item, denial in skipped:
+            diagnostics: dict[str, Any] = {"detail": denial.detail}
+            parsed = parse(denial.detail) if parse is not None else None
+            if parsed:
+                diagnostics.update(parsed)
+            if admitted is not None:
+                diagnostics["admitted_instead"] = admitted.task_id
+            self.events.scheduler(
+                "request_pressure_advisory_skipped",
+                task_id=item.task_id,
+                group=item.group.key,
+                reason=denial.reason,
+                diagnostics=diagnostics,
+            )
+        skipped.clear()
 
     def _spawn(
         self,
