@@ -532,14 +532,20 @@ async def test_scheduler_prefers_the_unpressured_endpoint_while_waiters_queue(
     assert_no_request_leases(requests)
 
 
-async def test_scheduler_defers_a_cooling_down_endpoint_and_catches_up(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    # "paused": no call to a cooling-down endpoint goes out until the cooldown ends
+def cooling_down_controller() -> sg.AdaptiveRequestAdmissionController:
+    """Endpoint a answered a 429 with a 3 s retry-after; "paused" means no call to it goes
+    out until the cooldown ends."""
     requests = request_controller(cooldown_admission="paused")
     lease = requests.try_acquire(sg.RequestAdmissionItem(resource=A))
     assert isinstance(lease, sg.RequestAdmissionLease)
     requests.release(lease, sg.RequestReleaseOutcome.rate_limited(retry_after_seconds=3.0))
+    return requests
+
+
+async def test_scheduler_defers_a_cooling_down_endpoint_and_catches_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    requests = cooling_down_controller()
     policy = sg.RequestPressureAdvisoryPolicy(requests.pressure, endpoint_of)
     assert policy.pressure_signal(A) == "cooldown"
     admission = sg.TaskAdmissionController(capacity=1, policy=policy)
@@ -560,10 +566,7 @@ async def test_scheduler_defers_a_cooling_down_endpoint_and_catches_up(
 async def test_scheduler_without_the_policy_idles_through_the_cooldown(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    requests = request_controller(cooldown_admission="paused")
-    lease = requests.try_acquire(sg.RequestAdmissionItem(resource=A))
-    assert isinstance(lease, sg.RequestAdmissionLease)
-    requests.release(lease, sg.RequestReleaseOutcome.rate_limited(retry_after_seconds=3.0))
+    requests = cooling_down_controller()
     scheduler = sg.AsyncTaskScheduler(two_groups(3, 5), calling_worker(requests), capacity=1)
     result = await scheduler.run()
     assert result.elapsed == pytest.approx(11.0)  # a0 held the only slot for the cooldown

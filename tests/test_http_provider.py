@@ -330,6 +330,17 @@ async def test_status_mapping(
     assert_no_secret(error)
 
 
+async def test_503_with_retry_after_carries_the_hint() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"retry-after": "7"})
+
+    async with mock_provider(handler) as provider:
+        with pytest.raises(ProviderFailureError) as caught:
+            await provider.call("m", chat())
+    assert (caught.value.status, caught.value.retryable) == (503, True)
+    assert caught.value.retry_after == 7.0
+
+
 async def test_retry_after_http_date() -> None:
     when = datetime.now(UTC) + timedelta(seconds=30)
 

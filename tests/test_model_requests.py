@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -155,6 +156,23 @@ async def test_rate_limit_is_retried_after_retry_after_and_admitted_again(autoju
 
 
 @guarded
+async def test_failure_with_retry_after_waits_without_lowering_the_limit(autojump_clock) -> None:
+    sink = InMemoryEventSink()
+    controller, executor, provider = setup(
+        ProviderFailureError("overloaded", status=503, retry_after=6.0),
+        sink=sink,
+        initial_limit=4,
+    )
+    await executor.execute("gen", REQUEST)
+    assert provider.started == [0.0, 6.5]  # max(backoff 1.0, retry_after 6.0) after 0.5
+    assert released_outcomes(sink) == ["provider_failure", "success"]
+    completed = sink.of_kind("model_request_completed")[0]
+    assert completed.retry_after == 6.0
+    assert pressure(controller).limit == 4  # a failure is not a rate limit
+    assert_exactly_once(controller, sink)
+
+
+@guarded
 async def test_retries_run_out_with_typed_error(autojump_clock) -> None:
     sink = InMemoryEventSink()
     failure = ProviderFailureError("boom", status=503)
@@ -175,6 +193,29 @@ async def test_retries_run_out_with_typed_error(autojump_clock) -> None:
     assert provider.started == [0.0, 1.5, 4.0]
     assert executor.stats.failed == 1 and executor.stats.attempts == 3
     assert_exactly_once(controller, sink)
+
+
+@guarded
+async def test_jittered_backoff_never_exceeds_the_cap(autojump_clock) -> None:
+    failure = ProviderFailureError("boom", status=503)
+    controller, executor, provider = setup(
+        *([failure] * 7),
+        executor_kwargs={
+            "max_attempts": 8,
+            "backoff_seconds": 1.0,
+            "backoff_multiplier": 4.0,
+            "max_backoff_seconds": 5.0,
+            "backoff_jitter": 0.5,
+            "seed": 3,
+        },
+    )
+    await executor.execute("gen", REQUEST)
+    # each call takes 0.5 s; the pause before each retry is what is left between starts
+    pauses = [b - a - 0.5 for a, b in itertools.pairwise(provider.started)]
+    assert len(pauses) == 7
+    assert all(0.0 < p <= 5.0 + 1e-9 for p in pauses), pauses
+    assert len({round(p, 6) for p in pauses[2:]}) > 1  # still spread out at the cap
+    assert_exactly_once(controller)
 
 
 @guarded

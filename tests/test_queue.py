@@ -135,3 +135,30 @@ def test_queue_invariants(weights: list[float], ops: list[tuple[int, bool]]) -> 
         assert expected[t.group.key].pop(0) == t.task_id
     assert all(not v for v in expected.values())
     assert q.view().groups_with_demand("submission") == 0
+
+
+def test_short_lived_groups_are_forgotten_and_fairness_is_kept() -> None:
+    """Many one-task groups (one per request, say) must not grow the queue's memory forever;
+    a long-lived group keeps its share while they come and go."""
+    q = sg.FairTaskQueue()
+    q.enqueue([task(("main", i), "main") for i in range(20_000)])
+    served = Counter[str]()
+    for i in range(10_000):
+        q.enqueue([task(("eph", i), f"eph{i}")])
+        for _ in range(2):
+            t = pop(q)
+            assert t is not None
+            served["main" if t.group.key == "main" else "eph"] += 1
+    assert len(q.group_weights()) < 3_000  # not 10,001
+    assert served == {"main": 10_000, "eph": 10_000}  # every one-task group was served once
+
+
+def test_an_idle_group_owes_at_most_one_stride() -> None:
+    """What makes forgetting idle groups safe: a comeback gains at most one task's turn."""
+    q = sg.FairTaskQueue()
+    q.enqueue([task(f"h{i}", "heavy", 0.01) for i in range(3)])  # stride 100 per task
+    q.enqueue([task(f"l{i}", "light", 1.0) for i in range(50)])
+    while pop(q) is not None:
+        for key, g in q._groups.items():
+            if not g.tasks:
+                assert g.pass_ - q.virtual_time <= g.stride, key

@@ -1024,6 +1024,38 @@ async def test_token_window_reserves_estimates_and_settles_actuals(autojump_cloc
         await controller.acquire(item(estimated_tokens=101))
 
 
+@guarded
+async def test_token_window_returns_the_estimate_of_a_rejected_call(autojump_clock) -> None:
+    controller = make(cap=10, tokens_per_window=100, window_seconds=60.0, cooldown_seconds=0.0)
+    lease = await controller.acquire(item(estimated_tokens=80))
+    controller.release(lease, RequestReleaseOutcome.rate_limited(retry_after_seconds=0.0))
+    pressure = snap(controller)
+    assert (pressure.window_tokens, pressure.window_requests) == (0, 1)  # the request counts
+    lease = await controller.acquire(item(estimated_tokens=80))
+    controller.release(lease, RequestReleaseOutcome.rate_limited(actual_tokens=5))
+    assert snap(controller).window_tokens == 5  # an explicit count wins
+
+
+@guarded
+async def test_token_window_returns_the_estimate_of_a_grant_never_sent(autojump_clock) -> None:
+    controller = make(cap=1, tokens_per_window=100, window_seconds=60.0)
+    held = lease_of(controller.try_acquire(item(estimated_tokens=10)))
+    scope = trio.CancelScope()
+
+    async def waiter() -> None:
+        with scope:
+            await controller.acquire(item(estimated_tokens=50))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        controller.release(held, RequestReleaseOutcome.success(actual_tokens=10))
+        scope.cancel()  # granted and cancelled in one instant: the call never went out
+    pressure = snap(controller)
+    assert pressure.cancelled_grants == 1
+    assert pressure.window_tokens == 10  # only the call that ran
+
+
 # ------------------------------------------------------------------------------ events
 
 

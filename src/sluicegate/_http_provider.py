@@ -10,7 +10,8 @@ What happened                           Raised
 200 with a well-formed body             (returns :class:`ModelResponse`)
 429                                     :class:`ProviderRateLimitedError` (``retry_after``)
 408, or no answer within the timeout    :class:`ProviderTimeoutError`
-5xx                                     :class:`ProviderFailureError` (``retryable=True``)
+5xx                                     :class:`ProviderFailureError` (``retryable=True``,
+                                        ``retry_after`` from ``Retry-After`` if sent)
 other 4xx, 3xx, malformed 200 body      :class:`ProviderFailureError` (``retryable=False``)
 connection refused / reset, bad TLS...  :class:`ProviderFailureError` (``retryable=True``)
 ======================================  =====================================================
@@ -473,6 +474,8 @@ class OpenAICompatibleProvider:
             f"{self.name}: {where} failed with HTTP {status}{detail}",
             status=status,
             retryable=retryable,
+            # a 503 (overloaded, in maintenance) often says when to come back
+            retry_after=parse_retry_after(response.headers) if retryable else None,
             rate_limits=hints,
         )
 

@@ -282,6 +282,8 @@ class ModelRequestExecutor:
             pause = min(self.max_backoff_seconds, delay)
             if self.backoff_jitter:
                 pause *= 1.0 + self.backoff_jitter * (2.0 * self._random.random() - 1.0)
+                # jitter spreads pauses at the cap too (downwards) but never exceeds it
+                pause = min(self.max_backoff_seconds, pause)
             if outcome.retry_after_seconds is not None:
                 pause = max(pause, outcome.retry_after_seconds)
             delay *= self.backoff_multiplier
@@ -319,7 +321,12 @@ class ModelRequestExecutor:
             except (ProviderTimeoutError, trio.TooSlowError) as exc:
                 outcome, error = OUTCOME_PROVIDER_TIMEOUT, exc
             except ProviderFailureError as exc:
-                outcome, error = OUTCOME_PROVIDER_FAILURE, exc
+                error = exc
+                outcome = (
+                    OUTCOME_PROVIDER_FAILURE
+                    if exc.retry_after is None
+                    else RequestReleaseOutcome("provider_failure", exc.retry_after)
+                )
                 if not exc.retryable:
                     raise
             except ProviderError as exc:

@@ -93,6 +93,8 @@ class ProviderFailureError(ProviderError):
     """The provider failed (5xx, malformed answer, connection error).
 
     ``retryable`` is false for failures a retry cannot fix (e.g. HTTP 400/401/404).
+    ``retry_after`` is the server's own hint (``Retry-After`` on a 503, say): a retry waits at
+    least that long. Unlike a rate limit, it does not lower the adaptive limit.
     """
 
     def __init__(
@@ -101,9 +103,11 @@ class ProviderFailureError(ProviderError):
         *,
         status: int | None = None,
         retryable: bool = True,
+        retry_after: float | None = None,
         rate_limits: RateLimitHints | None = None,
     ) -> None:
         self.retryable = retryable
+        self.retry_after = retry_after
         super().__init__(message, status=status, rate_limits=rate_limits)
 
 

@@ -126,6 +126,8 @@ class _Group:
 Eligibility = Callable[[SchedulableTask, QueueView], bool]
 
 _COMPACT_SLACK: Final = 64
+# Idle groups remembered beyond twice the active ones before the forgettable are dropped.
+_IDLE_GROUPS_KEPT: Final = 1024
 
 
 class FairTaskQueue:
@@ -141,6 +143,7 @@ class FairTaskQueue:
 
     def __init__(self) -> None:
         self._groups: dict[str, _Group] = {}
+        self._forget_at = 0
         self._heap: list[list[Any]] = []
         self._active = 0
         self._ids: set[Hashable] = set()
@@ -238,12 +241,28 @@ class FairTaskQueue:
                 heapq.heappop(heap)
             else:
                 entry[2] = None
+            known = len(self._groups)
+            if known > self._forget_at and known > 2 * self._active + _IDLE_GROUPS_KEPT:
+                self._forget_idle_groups()
         while heap and heap[0][2] is None:
             heapq.heappop(heap)
         if len(heap) > 2 * self._active + _COMPACT_SLACK:
             self._heap = [e for e in heap if e[2] is not None]
             heapq.heapify(self._heap)
         return item
+
+    def _forget_idle_groups(self) -> None:
+        """Drop the state of idle groups, so many short-lived groups do not grow memory.
+
+        An idle group owes at most one stride (``commit`` sets the virtual time to the served
+        group's pass before adding its stride), so a forgotten group that comes back, joining
+        at the current virtual time like a new one, gains at most one task's turn. Runs only
+        when idle groups outnumber active ones by a wide margin and the table has doubled
+        since the last sweep, so its O(groups) cost is amortised over that many commits.
+        """
+        self._groups = {k: g for k, g in self._groups.items() if g.entry is not None}
+        # Next sweep only after the table doubles: kept groups never make sweeps back-to-back.
+        self._forget_at = 2 * len(self._groups)
 
     # -- selection -----------------------------------------------------------------------
 

@@ -185,6 +185,11 @@ OUTCOME_RATE_LIMITED: Final = RequestReleaseOutcome("rate_limited")
 OUTCOME_PROVIDER_FAILURE: Final = RequestReleaseOutcome("provider_failure")
 OUTCOME_PROVIDER_TIMEOUT: Final = RequestReleaseOutcome("provider_timeout")
 OUTCOME_LOCAL_CANCELLED: Final = RequestReleaseOutcome("local_cancelled")
+# A grant reclaimed because its waiter was cancelled in the same instant: the call was never
+# sent (a distinct instance, told apart by identity, so its rate-window tokens are returned).
+_NEVER_SENT: Final = RequestReleaseOutcome("local_cancelled")
+# How many reclaimed lease ids are remembered to diagnose a late release as stale.
+_RECLAIMED_REMEMBERED: Final = 4096
 OUTCOME_LOCAL_TIMEOUT: Final = RequestReleaseOutcome("local_timeout")
 OUTCOME_UNEXPECTED: Final = RequestReleaseOutcome("unexpected_exception")
 
@@ -641,7 +646,7 @@ class AdaptiveRequestAdmissionController:
         self._live: dict[
             int, tuple[RequestAdmissionLease, _Resource, RateWindowReservation | None]
         ] = {}
-        self._reclaimed: set[int] = set()
+        self._reclaimed: dict[int, None] = {}  # insertion-ordered set, bounded
         self._endpoints: dict[ProviderModelKey, _Endpoint] = {
             plan.key: _Endpoint(plan.key, plan, plan.static_cap) for plan in resolver.cap_plans()
         }
@@ -894,8 +899,11 @@ class AdaptiveRequestAdmissionController:
 
     def _reclaim_cancelled_grant(self, r: _Resource, lease: RequestAdmissionLease) -> None:
         r.cancelled_grants += 1
-        self._reclaimed.add(lease.lease_id)
-        self._release_held(lease, OUTCOME_LOCAL_CANCELLED, self._live.pop(lease.lease_id))
+        reclaimed = self._reclaimed
+        reclaimed[lease.lease_id] = None
+        if len(reclaimed) > _RECLAIMED_REMEMBERED:  # remember the newest ids only
+            del reclaimed[next(iter(reclaimed))]
+        self._release_held(lease, _NEVER_SENT, self._live.pop(lease.lease_id))
         if self._emitter.enabled:
             self._emit(
                 "request_release_diagnostic",
@@ -978,7 +986,12 @@ class AdaptiveRequestAdmissionController:
         r.released += 1
         entry = held[2]
         if entry is not None:
-            entry.window.settle(entry, outcome.actual_tokens)
+            tokens = outcome.actual_tokens
+            if tokens is None and (outcome.kind == "rate_limited" or outcome is _NEVER_SENT):
+                # A rejected or never-sent call used no tokens; it still counts as a request
+                # (providers count rejected requests against their per-minute limit).
+                tokens = 0
+            entry.window.settle(entry, tokens)
         now = _now()
         prev_limit = r.limit
         prev_circuit = r.circuit
