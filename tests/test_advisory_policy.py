@@ -264,6 +264,20 @@ def test_peer_scan_is_bounded() -> None:
     assert denied is not None and denied.detail == DETAIL_A.format("waiters", "gb")
 
 
+def test_peer_found_after_many_skips() -> None:
+    """Admitting the peer many times in a row (the pressured head staying first in the fair
+    order) must not hide the peer from the scan: the preference holds for the whole run."""
+    a = [task(f"a{i}", "ga", A) for i in range(3)]
+    b = [task(f"b{i}", "gb", B) for i in range(40)]
+    _, ctl, q = setup(FakePressure(rp(A, waiters=2)), a + b, limits={"submission": 100})
+    order = []
+    while (selection := q.select_next(ctl.is_eligible)) is not None:
+        assert isinstance(ctl.try_acquire(selection.item, selection.view), sg.TaskAdmissionLease)
+        assert q.commit(selection) is selection.item
+        order.append(selection.item.task_id)
+    assert order == [t.task_id for t in b + a]
+
+
 def test_state_and_validation_are_forwarded_to_inner() -> None:
     class Counting:
         name = "counting"

@@ -6,6 +6,7 @@ Status mappings the emulator never produces (408, redirects, malformed bodies) u
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sluicegate import (
     ConfigurationError,
@@ -452,6 +455,8 @@ def test_repr_hides_the_api_key() -> None:
         ("1s garbage", None),
         ("-1", None),
         ("s", None),
+        ("9" * 400 + "h", None),  # overflows to infinity: not a duration
+        ("1" * 400 + "ms", None),
         (None, None),
     ],
 )
@@ -461,6 +466,33 @@ def test_parse_duration(text: str | None, seconds: float | None) -> None:
         assert result is None
     else:
         assert result == pytest.approx(seconds)
+
+
+_duration_parts = st.lists(
+    st.tuples(
+        st.one_of(
+            st.text("0123456789.", min_size=1, max_size=12),
+            st.integers(0, 400).map(lambda n: "9" * n + "1"),  # past float range at 309 digits
+        ),
+        st.sampled_from(["h", "m", "s", "ms", "us", "ns", "", "x"]),
+    ),
+    max_size=4,
+).map(lambda parts: "".join(number + unit for number, unit in parts))
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(max_size=40), _duration_parts), st.one_of(st.text(), _duration_parts))
+def test_header_parsers_give_none_or_finite_seconds(value: str, other: str) -> None:
+    for seconds in (
+        parse_duration(value),
+        parse_retry_after({"retry-after": value}),
+        parse_retry_after({"retry-after-ms": value, "retry-after": other}),
+    ):
+        assert seconds is None or (math.isfinite(seconds) and seconds >= 0), (value, seconds)
+    hints = parse_rate_limit_headers({"x-ratelimit-reset-tokens": value})
+    assert hints is not None
+    reset = hints.reset_tokens_seconds
+    assert reset is None or (math.isfinite(reset) and reset >= 0)
 
 
 def test_parse_retry_after() -> None:

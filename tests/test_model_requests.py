@@ -3,6 +3,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import math
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -112,6 +114,14 @@ def assert_exactly_once(
         assert set(per_lease.values()) <= {1}
         acquired = {e.lease_id for e in sink.of_kind("request_lease_acquired")}
         assert set(per_lease) == acquired
+        # per lease: acquired -> started -> completed -> released; a lease granted in the
+        # instant its caller was cancelled never reaches the provider
+        trails: dict[int | None, str] = {}
+        for event in sink.events:
+            if event.lease_id is not None and event.event_kind in BOUNDARY_KINDS:
+                letter = BOUNDARY_KINDS[event.event_kind]
+                trails[event.lease_id] = trails.get(event.lease_id, "") + letter
+        assert set(trails.values()) <= {"ASCR", "AR"}, trails
 
 
 @guarded
@@ -135,6 +145,42 @@ async def test_success_releases_with_actual_usage(autojump_clock) -> None:
     assert_exactly_once(controller, sink)
 
 
+BOUNDARY_KINDS = {
+    "request_wait_started": "W",
+    "request_lease_acquired": "A",
+    "model_request_started": "S",
+    "model_request_completed": "C",
+    "request_lease_released": "R",
+}
+
+
+@guarded
+async def test_every_attempt_emits_its_events_in_boundary_order(autojump_clock) -> None:
+    # wait -> lease -> call -> call ended -> lease released, for every attempt of every
+    # request, including a waited one, a retried one and a cancelled one. The completion
+    # used to be reported after the release (and after the release had handed the slot on).
+    sink = InMemoryEventSink()
+    controller, executor, _ = setup(
+        ProviderRateLimitedError(retry_after=1.0), "ok", "hang", sink=sink, cap=1
+    )
+    async with trio.open_nursery() as nursery:
+        for group in ("first", "second", "third"):
+            nursery.start_soon(
+                functools.partial(executor.execute, request_group=group), "gen", REQUEST
+            )
+            await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()  # "third" hangs in its call, "first" waits to retry
+    for group in ("first", "second", "third"):
+        trail = "".join(
+            BOUNDARY_KINDS[e.event_kind]
+            for e in sink.events
+            if e.event_kind in BOUNDARY_KINDS and e.request_group == group
+        )
+        assert re.fullmatch(r"(W?ASCR)+W?", trail), (group, trail)  # a wait may be cancelled
+    assert_exactly_once(controller, sink)
+
+
 @guarded
 async def test_rate_limit_is_retried_after_retry_after_and_admitted_again(autojump_clock) -> None:
     sink = InMemoryEventSink()
@@ -153,6 +199,15 @@ async def test_rate_limit_is_retried_after_retry_after_and_admitted_again(autoju
     snapshot = pressure(controller)
     assert snapshot.grants == 2 and snapshot.limit == 2
     assert_exactly_once(controller, sink)
+
+
+@guarded
+async def test_infinite_retry_after_does_not_stall_the_retry(autojump_clock) -> None:
+    # An unusable hint is no hint: the retry used to sleep forever.
+    controller, executor, provider = setup(ProviderRateLimitedError(retry_after=math.inf))
+    await executor.execute("gen", REQUEST)
+    assert provider.started == [0.0, 1.5]  # the plain 1 s backoff after the 0.5 s call
+    assert_exactly_once(controller)
 
 
 @guarded

@@ -57,6 +57,21 @@ def test_commit_detects_stale_selection() -> None:
     assert q.commit(fresh) is None  # committing twice is stale too
 
 
+def test_selection_is_stale_when_eligibility_changed_the_queue() -> None:
+    """The selection carries the version it was chosen against, not a later one."""
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a1", "a"), task("b1", "b")])
+
+    def enqueues(t: sg.SchedulableTask, view: sg.QueueView) -> bool:
+        q.enqueue([task(("late", t.task_id), "late")])
+        return t.task_id == "b1"
+
+    sel = q.select_next(enqueues)
+    assert sel is not None and sel.item.task_id == "b1"
+    assert sel.sequence_version == sel.view.sequence_version != q.view().sequence_version
+    assert q.commit(sel) is None and len(q) == 4
+
+
 def test_weighted_fairness_three_to_one() -> None:
     q = sg.FairTaskQueue()
     q.enqueue([task(("a", i), "a", 3.0) for i in range(400)])
@@ -129,12 +144,48 @@ def test_queue_invariants(weights: list[float], ops: list[tuple[int, bool]]) -> 
             if t is not None:
                 popped.append(t)
                 assert expected[t.group.key].pop(0) == t.task_id
+        assert_heap_is_tight(q)
     assert len(q) == sum(len(v) for v in expected.values())
     assert q.view().count_by_group() == {k: len(v) for k, v in expected.items() if v}
     while (t := pop(q)) is not None:
         assert expected[t.group.key].pop(0) == t.task_id
     assert all(not v for v in expected.values())
     assert q.view().groups_with_demand("submission") == 0
+
+
+def assert_heap_is_tight(q: sg.FairTaskQueue) -> None:
+    """One heap entry per group with queued tasks, in heap order (what keeps selection cheap)."""
+    heap = q._heap
+    assert sorted(e[2].key for e in heap) == sorted(q.view().active_groups())
+    for i in range(1, len(heap)):
+        assert heap[(i - 1) // 2][:2] <= heap[i][:2]
+
+
+def test_a_head_that_stays_ineligible_leaves_no_dead_entries() -> None:
+    """Serving the groups behind a blocked head (a capped group, say) must not pile up dead
+    heap entries that every later select_next walks through."""
+    q = sg.FairTaskQueue()
+    q.enqueue([task(("x", i), "x") for i in range(3)])
+    q.enqueue([task((g, i), g) for i in range(200) for g in ("a", "b")])
+    served = Counter[str]()
+    for _ in range(300):
+        t = pop(q, lambda t, v: t.group.key != "x")
+        assert t is not None
+        served[t.group.key] += 1
+        assert_heap_is_tight(q)
+    assert served == {"a": 150, "b": 150}
+    assert [pop(q).task_id for _ in range(3)] == [("x", 0), ("x", 1), ("x", 2)]  # type: ignore[union-attr]
+
+
+def test_commit_of_a_hand_built_selection() -> None:
+    """A selection built without select_next's position hint still commits the right task."""
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a1", "a"), task("b1", "b"), task("b2", "b"), task("c1", "c")])
+    b1 = q.view().first_candidate("b")
+    assert b1 is not None
+    assert q.commit(sg.QueueSelection(b1, q.view(), q.view().sequence_version)) is b1
+    assert_heap_is_tight(q)
+    assert [pop(q).task_id for _ in range(3)] == ["a1", "c1", "b2"]  # type: ignore[union-attr]
 
 
 def test_short_lived_groups_are_forgotten_and_fairness_is_kept() -> None:

@@ -50,6 +50,20 @@ def test_settling_an_expired_entry_changes_nothing() -> None:
     assert window.tokens_in_window(5.0) == 0
 
 
+@pytest.mark.parametrize("actual", [math.nan, math.inf, -5])
+def test_an_unusable_actual_keeps_the_estimate(actual: float) -> None:
+    # A NaN or infinite "actual usage" used to poison the token total for good: NaN compares
+    # false (the quota stopped binding), infinity turned into NaN when its entry left.
+    window = RateWindow(tokens_per_window=100, window_seconds=10.0)
+    entry = window.reserve(0.0, 40)
+    window.settle(entry, actual)
+    assert window.tokens_in_window(1.0) == 40
+    assert window.blocked_by(1.0, 70) == "rate_window_tokens"
+    assert window.available_at(1.0, 70) == 10.0
+    assert window.blocked_by(10.0, 100) is None
+    assert window.tokens_in_window(10.0) == 0
+
+
 def test_request_larger_than_token_quota_never_fits() -> None:
     window = RateWindow(tokens_per_window=10)
     assert not window.fits(11)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sluicegate as sg
 
@@ -85,6 +87,23 @@ def test_bad_resources_and_weights_rejected() -> None:
         tr.add("c", resources={})
 
 
+def test_bad_ids_and_dependency_lists_name_the_field() -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("a")
+    tr.add("b")
+    with pytest.raises(sg.ConfigurationError) as info:
+        tr.add(["x"])
+    assert info.value.field == "SchedulableTask.task_id" and info.value.fix
+    # a lone id is not a list of ids: "ab" must not mean depends on "a" and "b"
+    with pytest.raises(sg.ConfigurationError, match=r"\['ab'\]") as info:
+        tr.add("c", depends_on="ab")
+    assert info.value.field == "task 'c'.depends_on"
+    with pytest.raises(sg.ConfigurationError) as info:
+        tr.add("d", depends_on=[["a"]])
+    assert info.value.field == "task 'd'.depends_on"
+    assert len(tr) == 2
+
+
 def test_tasks_added_after_seal_must_reference_known_tasks() -> None:
     tr = sg.DagCompletionTracker()
     tr.add("a")
@@ -132,8 +151,76 @@ async def test_retry_becomes_ready_after_delay(autojump_clock: trio.testing.Mock
     assert tr.state_of("a") == "ready"
 
 
+@pytest.mark.parametrize("delay", [-1.0, float("nan"), float("inf")])
+def test_retry_delay_must_be_a_finite_number_of_seconds(delay: float) -> None:
+    """An infinite delay would park the task for good and read as a stall of the run."""
+    with pytest.raises(sg.ConfigurationError) as info:
+        sg.TaskOutcome.retry(delay)
+    assert info.value.field == "TaskOutcome.delay" and "finite" in info.value.fix
+
+
 def test_retry_with_zero_delay_is_ready_at_once() -> None:
     tr = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask("a")])
     tr.mark_enqueued(["a"])
     tr.mark_complete(tr.tasks["a"], sg.TaskOutcome.retry(0))
     assert ids(tr.ready_frontier()) == ["a"]
+
+
+def test_task_added_after_seal_below_a_dropped_and_a_running_task() -> None:
+    """A late task whose dependencies include a dropped one is dropped at once; the others it
+    depends on may still complete afterwards."""
+    tr = sg.DagCompletionTracker()
+    tr.add("running")
+    tr.add("failed")
+    tr.mark_enqueued(ids(tr.ready_frontier()))
+    tr.mark_complete(tr.tasks["failed"], sg.TaskOutcome.drop("boom"))
+    tr.add("late", depends_on=["running", "failed"])
+    assert tr.state_of("late") == "dropped"
+    assert tr.dropped["late"] == "upstream 'failed' dropped"
+    assert tr.mark_complete(tr.tasks["running"], sg.TaskOutcome.success()) == []
+    assert tr.ready_frontier() == [] and tr.is_finished
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_random_operations_keep_readiness_consistent(data: st.DataObject) -> None:
+    """Random builds (also after sealing), completions, retries and drops: every state is the
+    one the dependencies imply, nothing raises, and the tracker finishes exactly when every
+    task is done or dropped."""
+    tr = sg.DagCompletionTracker()
+    n = 0
+    for _ in range(data.draw(st.integers(1, 6), label="initial tasks")):
+        deps = data.draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=3)) if n else set()
+        tr.add(n, depends_on=sorted(deps))
+        n += 1
+    tr.seal()
+    running: list[int] = []
+    for _ in range(data.draw(st.integers(0, 60), label="steps")):
+        op = data.draw(st.sampled_from(["add", "enqueue", "success", "retry", "drop"]))
+        if op == "add":
+            deps = data.draw(st.sets(st.integers(0, n - 1), max_size=3))
+            tr.add(n, depends_on=sorted(deps))
+            n += 1
+        elif op == "enqueue":
+            front = ids(tr.ready_frontier())
+            tr.mark_enqueued(front)
+            running.extend(front)  # type: ignore[arg-type]
+        elif running:
+            tid = running.pop(data.draw(st.integers(0, len(running) - 1)))
+            outcome = {
+                "success": sg.TaskOutcome.success(),
+                "retry": sg.TaskOutcome.retry(0.0),
+                "drop": sg.TaskOutcome.drop("x"),
+            }[op]
+            tr.mark_complete(tr.tasks[tid], outcome)
+        for tid in range(n):
+            state = tr.state_of(tid)
+            deps = tr.dependencies(tid)
+            if any(tr.state_of(d) == "dropped" for d in deps):
+                assert state == "dropped", (tid, state)
+            elif state in ("ready", "enqueued", "done"):
+                assert all(tr.state_of(d) == "done" for d in deps), (tid, state)
+            elif state == "pending":
+                assert not all(tr.state_of(d) == "done" for d in deps), tid
+        finished = all(tr.state_of(t) in ("done", "dropped") for t in range(n))
+        assert tr.is_finished == finished

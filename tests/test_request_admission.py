@@ -143,6 +143,85 @@ async def test_release_diagnostics_never_add_capacity() -> None:
     assert snap(controller).in_flight == 0
 
 
+@guarded
+async def test_malformed_outcome_still_frees_the_slot_for_the_next_waiter(autojump_clock) -> None:
+    # A release whose outcome cannot be read used to take the slot back without handing it
+    # on, and then report the lease as unknown: the waiter stayed parked under a free cap.
+    sink = InMemoryEventSink()
+    controller = make(
+        cap=1, sink=sink, initial_limit=1, circuit_breaker_threshold=1, tokens_per_window=1000
+    )
+    malformed: list[Any] = [
+        RequestReleaseOutcome("rate_limited", "5"),  # type: ignore[arg-type]
+        RequestReleaseOutcome("success", None, "7"),  # type: ignore[arg-type]
+        None,
+    ]
+    held = lease_of(controller.try_acquire(item()))
+    got: list[RequestAdmissionLease] = []
+
+    async def waiter() -> None:
+        got.append(await controller.acquire(item()))
+
+    for outcome in malformed:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            result = controller.release(held, outcome)
+            assert result.released and result.reason == "released", result
+            assert result.diagnostics and "invalid_outcome" in result.diagnostics
+        assert controller.release(held, OUTCOME_SUCCESS).reason == "duplicate"  # exactly once
+        held = got.pop()  # the waiter got the slot
+    pressure = snap(controller)
+    assert (pressure.limit, pressure.rate_limits, pressure.successes) == (1, 0, 0)
+    assert pressure.grants == pressure.released + pressure.in_flight
+    released = sink.of_kind("request_lease_released")
+    assert {e.outcome for e in released} == {"unexpected_exception"}
+
+    # a half-open probe released that way gives no verdict: the next probe may go
+    controller.release(held, RATE_LIMITED)
+    assert snap(controller).circuit == "open"
+    probe = await controller.acquire(item())
+    assert probe.probe
+    assert controller.release(probe, None).released  # type: ignore[arg-type]
+    probe = await controller.acquire(item())
+    assert probe.probe
+    controller.release(probe, OUTCOME_SUCCESS)
+    assert snap(controller).circuit == "closed"
+
+
+@guarded
+async def test_state_changes_cannot_be_split_by_keyboard_interrupt(autojump_clock) -> None:
+    # Like trio's own primitives: a Ctrl-C must not land between taking a lease back and
+    # handing the slot on (or mid-grant, mid-reconfigure...). Every event is emitted from
+    # inside such a state change, so the sink sees whether it runs KI-protected.
+    protected: list[tuple[str, bool]] = []
+
+    class Probe:
+        def emit(self, event: Any) -> None:
+            protected.append((event.event_kind, trio.lowlevel.currently_ki_protected()))
+
+    controller = make(cap=1, sink=Probe(), circuit_breaker_threshold=1, initial_limit=1)
+    held = lease_of(controller.try_acquire(item()))
+
+    async def denied() -> None:
+        with pytest.raises(RequestAdmissionError, match="circuit_open"):
+            await controller.acquire(item(timeout=5.0))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(denied)
+        await trio.testing.wait_all_tasks_blocked()
+        controller.release(held, RATE_LIMITED)  # opens the circuit: the waiter is denied
+    with pytest.raises(RequestAdmissionError):
+        await controller.acquire(item(timeout=1.0))
+    controller.reset_circuit(KEY)
+    controller.release(await controller.acquire(item()), OUTCOME_SUCCESS)
+    controller.reconfigure(static_caps={ENDPOINT: 2})
+    controller.shutdown()
+    assert trio.lowlevel.currently_ki_protected() is False  # the probe can tell
+    assert [kind for kind, ok in protected if not ok] == []
+    assert len({kind for kind, _ in protected}) >= 8
+
+
 async def test_unknown_resource() -> None:
     controller = make()
     unknown = item(key=RequestResourceKey("sim", "nope", "chat"))
@@ -217,6 +296,20 @@ async def test_retry_after_overrides_configured_cooldown(autojump_clock) -> None
     controller = make(cap=10, cooldown_seconds=5.0)
     await cycle(controller, 1, RequestReleaseOutcome.rate_limited(2.0))
     assert snap(controller).cooldown_remaining == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("hint", [math.inf, math.nan, -1.0, 0.0])
+@guarded
+async def test_unusable_retry_after_falls_back_to_the_configured_cooldown(
+    hint: float, autojump_clock
+) -> None:
+    # An infinite hint used to start a cooldown (and open a circuit) that never ends: the
+    # limit could never grow again and a paused resource never admitted anything again.
+    controller = make(cap=10, initial_limit=1, cooldown_seconds=5.0, circuit_breaker_threshold=1)
+    await cycle(controller, 1, RequestReleaseOutcome.rate_limited(hint))
+    pressure = snap(controller)
+    assert pressure.cooldown_remaining == pytest.approx(5.0)
+    assert (pressure.circuit, pressure.circuit_reopens_in) == ("open", pytest.approx(30.0))
 
 
 @pytest.mark.parametrize(
@@ -722,6 +815,25 @@ async def test_acquire_timeout(autojump_clock) -> None:
 
 
 @guarded
+async def test_timeout_behind_other_waiters_names_them_as_the_constraint(autojump_clock) -> None:
+    # The small call fits the window but queues (FIFO) behind a head that does not: the
+    # timeout used to report no binding constraint at all.
+    sink = InMemoryEventSink()
+    controller = make(cap=4, sink=sink, tokens_per_window=100, window_seconds=10.0)
+    held = await controller.acquire(item(estimated_tokens=80))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(controller.acquire, item(estimated_tokens=50))  # the blocked head
+        await trio.testing.wait_all_tasks_blocked()
+        for timeout in (0.0, 1.0):
+            with pytest.raises(RequestAdmissionError) as info:
+                await controller.acquire(item(estimated_tokens=5, timeout=timeout))
+            assert (info.value.reason, info.value.denied.blocked_by) == ("timeout", "waiters")
+        nursery.cancel_scope.cancel()
+    assert [e.reason for e in sink.of_kind("request_wait_timeout")] == ["waiters"]
+    controller.release(held, OUTCOME_SUCCESS)
+
+
+@guarded
 async def test_cancel_while_waiting_removes_the_waiter(autojump_clock) -> None:
     sink = InMemoryEventSink()
     controller = make(cap=1, sink=sink)
@@ -796,6 +908,81 @@ async def test_lease_granted_in_the_instant_of_cancellation_is_released(autojump
     assert pressure.grants == pressure.released == 2
     diagnostics = [e for e in sink.of_kind("request_release_diagnostic")]
     assert [e.reason for e in diagnostics] == ["cancelled_grant"]
+
+
+@guarded
+async def test_cancelled_grant_is_paired_in_the_event_stream(autojump_clock) -> None:
+    # The reclaimed lease used to show up as released without ever having been acquired, and
+    # its wait had no ending: every grant must read acquired -> released, every wait must end.
+    sink = InMemoryEventSink()
+    controller = make(cap=1, sink=sink)
+    held = lease_of(controller.try_acquire(item()))
+    scope = trio.CancelScope()
+
+    async def waiter() -> None:
+        with scope:
+            await controller.acquire(item("late"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        controller.release(held, OUTCOME_SUCCESS)
+        scope.cancel()
+    assert snap(controller).cancelled_grants == 1
+    per_lease: dict[int | None, list[str]] = {}
+    for event in sink.of_kind("request_lease_acquired", "request_lease_released"):
+        per_lease.setdefault(event.lease_id, []).append(event.event_kind)
+    assert list(per_lease.values()) == [["request_lease_acquired", "request_lease_released"]] * 2
+    late = [
+        e.event_kind
+        for e in sink.events
+        if e.request_group == "late" and e.event_kind.startswith("request_wait_")
+    ]
+    assert late == ["request_wait_started", "request_wait_cancelled"]
+
+
+@guarded
+async def test_queue_formed_and_drained_pair_up_however_waiters_leave(autojump_clock) -> None:
+    # formed / drained mark a resource's waiters going 0 -> 1 and back to 0; a queue emptied
+    # by a timeout, a cancellation or a denial used to stay "formed" in the event stream.
+    sink = InMemoryEventSink()
+    controller = make(cap=1, sink=sink)
+    held = lease_of(controller.try_acquire(item()))
+
+    def queue_events() -> list[str]:
+        return [e.event_kind for e in sink.of_kind("request_queue_formed", "request_queue_drained")]
+
+    with pytest.raises(RequestAdmissionError, match="timeout"):
+        await controller.acquire(item(timeout=1.0))
+    assert queue_events() == ["request_queue_formed", "request_queue_drained"]
+    with trio.move_on_after(1.0):
+        await controller.acquire(item())
+    assert queue_events() == ["request_queue_formed", "request_queue_drained"] * 2
+    first = trio.CancelScope()
+
+    async def first_waiter() -> None:
+        with first:
+            await controller.acquire(item())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first_waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        first.cancel()  # leaves the queue at once; the task itself runs again later ...
+        with trio.move_on_after(1.0):
+            await controller.acquire(item())  # ... after this one queued: one queue, not two
+    assert queue_events() == ["request_queue_formed", "request_queue_drained"] * 3
+    assert snap(controller).waiters == 0
+
+    async def denied() -> None:
+        with pytest.raises(RequestAdmissionError, match="shutdown"):
+            await controller.acquire(item())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(denied)
+        await trio.testing.wait_all_tasks_blocked()
+        controller.shutdown()
+    assert queue_events() == ["request_queue_formed", "request_queue_drained"] * 4
+    controller.release(held, OUTCOME_SUCCESS)
 
 
 @guarded
@@ -1191,7 +1378,8 @@ def test_random_arrivals_cancellations_and_outcomes_leave_nothing_behind(case) -
                 provider="sim", domain="embedding", clamp=case["embedding_clamp"]
             ),
         )
-    controller = make(cap=case["cap"], overrides=overrides, **settings_kwargs)
+    sink = InMemoryEventSink()
+    controller = make(cap=case["cap"], overrides=overrides, sink=sink, **settings_kwargs)
     acquired = 0
     errors: Counter[str] = Counter()
     cancelled = 0
@@ -1268,6 +1456,26 @@ def test_random_arrivals_cancellations_and_outcomes_leave_nothing_behind(case) -
     assert snapshot.unknown_releases == 0
     assert grants == released == acquired + cancelled_grants
     assert sum(errors.values()) + acquired + cancelled_grants <= len(case["ops"])
+    assert_event_stream_pairs(sink, grants)
+
+
+def assert_event_stream_pairs(sink: InMemoryEventSink, grants: int) -> None:
+    """Every grant reads acquired -> released once; each resource's queue alternates formed /
+    drained and ends drained."""
+    per_lease: dict[int | None, list[str]] = {}
+    for event in sink.of_kind("request_lease_acquired", "request_lease_released"):
+        per_lease.setdefault(event.lease_id, []).append(event.event_kind)
+    assert len(per_lease) == grants
+    assert all(
+        k == ["request_lease_acquired", "request_lease_released"] for k in per_lease.values()
+    )
+    queues: dict[tuple[Any, ...], list[str]] = {}
+    for event in sink.of_kind("request_queue_formed", "request_queue_drained"):
+        queues.setdefault((event.provider, event.model_id, event.domain), []).append(
+            event.event_kind
+        )
+    for kinds in queues.values():
+        assert kinds == ["request_queue_formed", "request_queue_drained"] * (len(kinds) // 2)
 
 
 reconfigured_settings = st.fixed_dictionaries(

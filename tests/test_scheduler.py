@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import pytest
 import trio
@@ -799,3 +799,141 @@ async def test_read_events_names_the_bad_line(
         sg.read_events(path)
     path.write_bytes(b"".join(lines))
     assert len(sg.read_events(path)) == len(lines)
+
+
+# -- review: lost wakeups, bad retry hints, awkward lease paths -----------------------------
+
+
+class _FailFirstSpawn(sg.AsyncTaskScheduler):
+    """Its first spawn fails (e.g. a nursery refusing new tasks)."""
+
+    failures = 0
+
+    def _spawn(self, spawn, run_task, task, lease, attempt):  # type: ignore[no-untyped-def]
+        if self.failures == 0:
+            self.failures += 1
+            raise RuntimeError("nursery refused")
+        super()._spawn(spawn, run_task, task, lease, attempt)
+
+
+async def test_spawn_failure_with_zero_backoff_is_retried_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A task made ready again by a spawn failure (no backoff) must wake the dispatch loop: it
+    is neither deferred nor running, so nothing else would."""
+    started: list[tuple[Hashable, float]] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        started.append((task.task_id, trio.current_time()))
+        await trio.sleep(1)
+
+    retry = sg.RetryPolicy(initial_backoff=0.0)
+    result = await _FailFirstSpawn(chain_tracker(1), worker, retry=retry).run()
+    assert result.counts["succeeded"] == 1 and started == [(0, 0.0)]
+    # with other work running, the retried task still starts at once, not when that ends
+    started.clear()
+    tr = sg.DagCompletionTracker()
+    tr.add("long")
+    tr.add("flaky")
+
+    class FailSecondSpawn(_FailFirstSpawn):
+        def _spawn(self, spawn, run_task, task, lease, attempt):  # type: ignore[no-untyped-def]
+            if task.task_id == "long":
+                sg.AsyncTaskScheduler._spawn(self, spawn, run_task, task, lease, attempt)
+            else:
+                super()._spawn(spawn, run_task, task, lease, attempt)
+
+    async def slow_first(task: sg.SchedulableTask) -> None:
+        started.append((task.task_id, trio.current_time()))
+        await trio.sleep(10 if task.task_id == "long" else 1)
+
+    t0 = trio.current_time()
+    result = await FailSecondSpawn(tr, slow_first, capacity=2, retry=retry).run()
+    assert result.counts["succeeded"] == 2
+    assert sorted(started) == [("flaky", t0), ("long", t0)]
+    assert result.admission.active_leases == 0
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "second_attempt_at"),
+    [(-1.0, 0.0), (float("nan"), 0.5), (float("inf"), 0.5)],
+)
+async def test_bad_retry_after_never_breaks_the_run(
+    autojump_clock: trio.testing.MockClock, retry_after: float, second_attempt_at: float
+) -> None:
+    """A hint in the past means "now"; a hint that is not a finite number is ignored (the
+    backoff applies). Neither may stop the run or stall it."""
+    times: list[float] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        times.append(trio.current_time())
+        if len(times) == 1:
+            raise sg.RetryableTaskError("429", retry_after=retry_after)
+
+    retry = sg.RetryPolicy(initial_backoff=0.5)
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), worker, retry=retry).run()
+    assert result.counts["succeeded"] == 1
+    assert times == pytest.approx([0.0, second_attempt_at])
+
+
+async def test_lease_released_when_the_worker_fails_before_its_body(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Even the worker's own setup (correlation for its events) failing releases the lease."""
+
+    class BadId:
+        def __str__(self) -> str:
+            raise ValueError("unprintable id")
+
+    bad = BadId()
+    tr = sg.DagCompletionTracker()
+    tr.add(bad)
+    tr.add("fine")
+    sink = sg.InMemoryEventSink()
+    result = await sg.AsyncTaskScheduler(tr, noop, sink=sink).run()
+    assert result.outcomes["fine"].status == "succeeded"
+    assert result.outcomes[bad].status == "failed"
+    assert result.admission.active_leases == 0
+    assert len(sink.of_kind("task_lease_released")) == len(sink.of_kind("task_lease_acquired"))
+
+
+def test_backoff_saturates_at_the_cap_for_any_attempt() -> None:
+    """Many allowed attempts must not overflow the exponential (which would abort the run
+    from a worker's cleanup); the delay simply stays at max_backoff."""
+    retry = sg.RetryPolicy(max_attempts=10_000, initial_backoff=0.5, max_backoff=30.0)
+    assert retry.backoff(1) == 0.5 and retry.backoff(3) == 2.0
+    assert retry.backoff(1_100) == retry.backoff(9_999) == 30.0
+    assert sg.RetryPolicy(multiplier=3).backoff(2_000) == 30.0  # int ** int: too big a float
+    with pytest.raises(sg.ConfigurationError) as info:
+        sg.RetryPolicy(multiplier=float("inf"))
+    assert info.value.field == "RetryPolicy.multiplier"
+
+
+async def test_many_attempts_run_past_the_float_range(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = 0
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 1_100:
+            raise sg.RetryableTaskError("flaky")
+
+    retry = sg.RetryPolicy(max_attempts=2_000, initial_backoff=0.001, max_backoff=0.01)
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), worker, retry=retry).run()
+    assert result.outcomes[0].status == "succeeded" and result.outcomes[0].attempts == 1_100
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: sg.AsyncTaskScheduler([], noop), "AsyncTaskScheduler.tracker"),  # type: ignore[arg-type]
+        (lambda: sg.AsyncTaskScheduler(chain_tracker(1), None), "AsyncTaskScheduler.worker"),  # type: ignore[arg-type]
+        (lambda: sg.RetryPolicy(max_attempts=True), "RetryPolicy.max_attempts"),
+    ],
+)
+def test_bad_scheduler_arguments_name_the_field(make: Callable[[], object], field: str) -> None:
+    with pytest.raises(sg.ConfigurationError) as info:
+        make()
+    assert info.value.field == field and info.value.fix

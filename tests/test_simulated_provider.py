@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from sluicegate import (
     ConfigurationError,
@@ -182,6 +184,33 @@ async def test_requests_per_minute_window(autojump_clock: trio.testing.MockClock
     assert caught.value.retry_after == pytest.approx(10.0)
     assert provider.stats.successes == 4
     assert provider.stats.rate_limited == 2
+
+
+@settings(max_examples=200, deadline=None)
+@example(first=1991.641870929195, gap=8.263643103071)  # used to be refused again
+@example(first=4052.7813896949688, gap=2.534115597145)
+@given(
+    first=st.floats(0.0, 5000.0, allow_nan=False),
+    gap=st.floats(0.0, 59.999, allow_nan=False),
+)
+def test_a_client_that_waits_exactly_retry_after_is_admitted(first: float, gap: float) -> None:
+    # The 429 says when the window frees a slot; a client sleeping exactly that long used to
+    # be refused once more (retry_after 0.0) when float rounding made the window disagree.
+    async def main() -> None:
+        provider = SimulatedProvider(
+            latency_seconds=0.0, requests_per_minute=1, rejection_latency_seconds=0.0
+        )
+        await trio.sleep_until(first)
+        await provider.call("m", chat())
+        await trio.sleep(gap)
+        with pytest.raises(ProviderRateLimitedError) as caught:
+            await provider.call("m", chat())
+        retry_after = caught.value.retry_after
+        assert retry_after is not None and retry_after > 0
+        await trio.sleep(retry_after)
+        await provider.call("m", chat())
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 async def test_rpm_hints_when_published(autojump_clock: trio.testing.MockClock) -> None:

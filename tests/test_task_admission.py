@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,7 +60,13 @@ def test_release_diagnostics_never_raise_or_add_capacity() -> None:
         "stale_lease": 1,
     }
     # capacity was never inflated: still exactly one unit in use, none free
-    assert isinstance(acquire(ctl, q, task(6)), sg.TaskAdmissionDenied)
+    denied = acquire(ctl, q, task(6))
+    assert isinstance(denied, sg.TaskAdmissionDenied)
+    # not even a lease (a denial released by mistake): reported, never raised
+    for junk in (denied, None):
+        result = ctl.release(junk)  # type: ignore[arg-type]
+        assert (result.released, result.reason) == (False, "unknown_lease")
+    assert ctl.view().in_use == {"submission": 1}
 
 
 def test_multiple_resources_and_unknown_resource() -> None:
@@ -213,3 +223,90 @@ def test_bounded_borrow_never_exceeds_ceiling_with_peer_queued(
     view = ctl.view()
     assert view.active_leases == 0 and view.in_use == {"submission": 0}
     assert not [k for k in view.policy_state if k.startswith("borrowed:")]
+
+
+def test_bounded_borrow_admits_a_group_holding_nothing_even_above_its_share() -> None:
+    """Tasks asking for more units than a share must not deadlock: with nothing held, each
+    group's head is above its share while the other group is queued, yet one must run."""
+    ctl = sg.TaskAdmissionController(capacity=4, policy=sg.BoundedBorrowPolicy())
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a1", "a", submission=3), task("b1", "b", submission=3)])
+    sel = q.select_next(ctl.is_eligible)
+    assert sel is not None and sel.item.task_id == "a1"
+    lease = ctl.try_acquire(sel.item, sel.view)
+    assert isinstance(lease, sg.TaskAdmissionLease)
+    q.commit(sel)
+    assert q.select_next(ctl.is_eligible) is None  # 1 unit free, b1 needs 3
+    ctl.release(lease)
+    sel = q.select_next(ctl.is_eligible)
+    assert sel is not None and sel.item.task_id == "b1"
+    # a group that already holds units still gets no more than its share while b waits
+    q.enqueue([task("a2", "a", submission=2), task("a3", "a", submission=1)])
+    held = ctl.try_acquire(task("a0", "a", submission=2), q.view())
+    assert isinstance(held, sg.TaskAdmissionLease)
+    denied = ctl.evaluate(q.view().first_candidate("a"), q.view())  # type: ignore[arg-type]
+    assert denied is not None and denied.reason == "borrow_debt"
+
+
+async def test_bounded_borrow_run_with_tasks_larger_than_a_share_completes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tracker = sg.DagCompletionTracker()
+    for i in range(3):
+        tracker.add(("a", i), group="a", resources={"submission": 3})
+        tracker.add(("b", i), group="b", resources={"submission": 3})
+
+    async def worker(t: sg.SchedulableTask) -> None:
+        await trio.sleep(1)
+
+    admission = sg.TaskAdmissionController(capacity=4, policy=sg.BoundedBorrowPolicy())
+    result = await sg.AsyncTaskScheduler(tracker, worker, admission=admission).run()
+    assert result.counts["succeeded"] == 6
+    assert result.elapsed == pytest.approx(6.0)  # one at a time, never idle
+    assert result.admission.active_leases == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    max_borrow=st.integers(0, 3),
+    limit=st.integers(1, 6),
+    weights=st.lists(st.sampled_from([1.0, 2.0, 3.0]), min_size=3, max_size=3),
+    tasks=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 6)), min_size=1, max_size=8),
+)
+def test_bounded_borrow_never_stalls_with_nothing_held(
+    max_borrow: int, limit: int, weights: list[float], tasks: list[tuple[int, int]]
+) -> None:
+    """Whatever the task sizes and group weights, with nothing held some queued task runs."""
+    ctl = sg.TaskAdmissionController(capacity=limit, policy=sg.BoundedBorrowPolicy(max_borrow))
+    q = sg.FairTaskQueue()
+    q.enqueue(
+        [
+            task(i, f"g{g}", weights[g], submission=min(units, limit))
+            for i, (g, units) in enumerate(tasks)
+        ]
+    )
+    sel = q.select_next(ctl.is_eligible)
+    assert sel is not None
+    assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.TaskAdmissionLease)
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: sg.BoundedBorrowPolicy(max_borrow=1.5), "BoundedBorrowPolicy.max_borrow"),
+        (lambda: sg.StrictFairPolicy({"a": 3}), "StrictFairPolicy.group_caps['a']"),  # type: ignore[dict-item]
+        (lambda: sg.TaskAdmissionController(policy=object()), "TaskAdmissionController.policy"),  # type: ignore[arg-type]
+        (
+            lambda: sg.TaskAdmissionController(policy=sg.StrictFairPolicy),  # type: ignore[arg-type]
+            "TaskAdmissionController.policy",
+        ),
+        (
+            lambda: sg.TaskAdmissionController().reconfigure({}, policy=sg.BoundedBorrowPolicy),  # type: ignore[arg-type]
+            "TaskAdmissionController.policy",
+        ),
+    ],
+)
+def test_bad_policy_arguments_name_the_field(make: Callable[[], object], field: str) -> None:
+    with pytest.raises(sg.ConfigurationError) as info:
+        make()
+    assert info.value.field == field and info.value.fix

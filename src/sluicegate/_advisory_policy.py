@@ -346,14 +346,15 @@ def _peer_heads(view: QueueView, own_group: str, limit: int) -> Iterator[Schedul
     """Head tasks of up to ``limit`` groups other than ``own_group`` with queued work.
 
     The queue's heap array starts with the groups nearest the front of its fair order, so its
-    prefix is the cheap, bounded place to look: at most ``2 * limit + 2`` entries are read
-    (room for the own group and lazily deleted entries), whatever the number of groups.
+    prefix is the cheap, bounded place to look: it holds exactly one entry per group with
+    queued tasks, so at most ``limit + 1`` entries are read (room for the own group), whatever
+    the number of groups.
     """
     heap = view._queue._heap
     found = 0
-    for index in range(min(len(heap), 2 * limit + 2)):
+    for index in range(min(len(heap), limit + 1)):
         group = heap[index][2]
-        if group is None or group.key == own_group or not group.tasks:
+        if group.key == own_group:
             continue
         yield group.tasks[0]
         found += 1

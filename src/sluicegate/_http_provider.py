@@ -81,7 +81,8 @@ def parse_duration(value: str | None) -> float | None:
         position = match.end()
     if position != len(text) or position == 0:
         return None
-    return total
+    # a number too long for a float reads as infinity: as unusable as any other odd value
+    return total if math.isfinite(total) else None
 
 
 def parse_retry_after(

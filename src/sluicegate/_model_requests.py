@@ -284,8 +284,9 @@ class ModelRequestExecutor:
                 pause *= 1.0 + self.backoff_jitter * (2.0 * self._random.random() - 1.0)
                 # jitter spreads pauses at the cap too (downwards) but never exceeds it
                 pause = min(self.max_backoff_seconds, pause)
-            if outcome.retry_after_seconds is not None:
-                pause = max(pause, outcome.retry_after_seconds)
+            hint = outcome.retry_after_seconds
+            if hint is not None and hint < math.inf:  # an infinite hint is no usable hint
+                pause = max(pause, hint)
             delay *= self.backoff_multiplier
             try:
                 await trio.sleep(pause)
@@ -346,21 +347,25 @@ class ModelRequestExecutor:
             # release() is synchronous, so nothing here is a checkpoint today; the shield keeps
             # the contract (cleanup always completes) if a controller or sink ever awaits.
             with trio.CancelScope(shield=True):  # noqa: ASYNC100
-                self._controller.release(lease, outcome)
-                self._counts[outcome.kind] = self._counts.get(outcome.kind, 0) + 1
-                if self._emitter.enabled:
-                    self._emit(
-                        "model_request_completed",
-                        resource,
-                        lease,
-                        attempt,
-                        outcome=outcome.kind,
-                        retry_after=outcome.retry_after_seconds,
-                        diagnostics={
-                            "duration_seconds": trio.current_time() - started,
-                            "waited_seconds": lease.waited,
-                        },
-                    )
+                try:
+                    self._counts[outcome.kind] = self._counts.get(outcome.kind, 0) + 1
+                    if self._emitter.enabled:
+                        # The call ended before its lease goes back (and before the release
+                        # hands the slot to a waiter): report it first.
+                        self._emit(
+                            "model_request_completed",
+                            resource,
+                            lease,
+                            attempt,
+                            outcome=outcome.kind,
+                            retry_after=outcome.retry_after_seconds,
+                            diagnostics={
+                                "duration_seconds": trio.current_time() - started,
+                                "waited_seconds": lease.waited,
+                            },
+                        )
+                finally:
+                    self._controller.release(lease, outcome)
 
     def _emit(
         self,

@@ -7,7 +7,9 @@ eligibility is a callback handed to :meth:`FairTaskQueue.select_next`.
 Costs: ``enqueue`` is O(log G) per task for a group that becomes active and O(1) otherwise;
 ``select_next`` is O(1) when the head of the fairest group is eligible and O(k log k) when
 it has to look at k groups; ``commit`` is O(log G). G is the number of groups with queued
-tasks; nothing scans all queued tasks.
+tasks; nothing scans all queued tasks. The heap holds exactly one entry per group with queued
+tasks (no lazily deleted entries), so a head that stays ineligible never makes later
+selections pay for the groups served around it.
 """
 
 from __future__ import annotations
@@ -101,12 +103,15 @@ class QueueSelection(msgspec.Struct, frozen=True, gc=False):
     """The result of :meth:`FairTaskQueue.select_next`: a candidate, not a removal.
 
     ``sequence_version`` lets :meth:`FairTaskQueue.commit` detect that the queue changed
-    between selection and commit.
+    between selection and commit. ``heap_index`` is where the selected group sits in the
+    queue's heap (valid while ``sequence_version`` is current); it lets ``commit`` update that
+    entry in place.
     """
 
     item: SchedulableTask
     view: QueueView
     sequence_version: int
+    heap_index: int = 0
 
 
 class _Group:
@@ -119,13 +124,12 @@ class _Group:
         self.pass_ = 0.0
         self.tasks: deque[SchedulableTask] = deque()
         self.demand: dict[SchedulerResourceKey, int] = {}
-        # The live heap entry [pass, seq, group] while the group is active, else None.
+        # The heap entry [pass, seq, group] while the group is active, else None.
         self.entry: list[Any] | None = None
 
 
 Eligibility = Callable[[SchedulableTask, QueueView], bool]
 
-_COMPACT_SLACK: Final = 64
 # Idle groups remembered beyond twice the active ones before the forgettable are dropped.
 _IDLE_GROUPS_KEPT: Final = 1024
 
@@ -226,29 +230,32 @@ class FairTaskQueue:
         heap = self._heap
         entry = g.entry
         assert entry is not None
+        index = selection.heap_index
+        if index >= len(heap) or heap[index] is not entry:
+            index = heap.index(entry)  # a selection not made by select_next
+        # Update or remove the group's own entry where it sits. (Leaving a dead entry behind
+        # instead would pile such entries up around a head that stays ineligible, and every
+        # later select_next would walk them.)
         if tasks:
-            fresh = [g.pass_, next(self._seq), g]
-            g.entry = fresh
-            if heap[0] is entry:
-                heapq.heapreplace(heap, fresh)
+            entry[0] = g.pass_
+            entry[1] = next(self._seq)
+            if index == 0:
+                heapq.heapreplace(heap, entry)
             else:
-                entry[2] = None  # tombstone; skipped by traversal, dropped when it surfaces
-                heapq.heappush(heap, fresh)
+                _sift(heap, index)
         else:
             g.entry = None
             self._active -= 1
-            if heap[0] is entry:
+            if index == 0:
                 heapq.heappop(heap)
             else:
-                entry[2] = None
+                last = heap.pop()
+                if index < len(heap):
+                    heap[index] = last
+                    _sift(heap, index)
             known = len(self._groups)
             if known > self._forget_at and known > 2 * self._active + _IDLE_GROUPS_KEPT:
                 self._forget_idle_groups()
-        while heap and heap[0][2] is None:
-            heapq.heappop(heap)
-        if len(heap) > 2 * self._active + _COMPACT_SLACK:
-            self._heap = [e for e in heap if e[2] is not None]
-            heapq.heapify(self._heap)
         return item
 
     def _forget_idle_groups(self) -> None:
@@ -276,10 +283,13 @@ class FairTaskQueue:
         heap = self._heap
         if not heap:
             return None
-        view = QueueView(self, self._version)
+        # The version the choice is made against: if ``is_eligible`` changes the queue (it
+        # should not), ``commit`` then sees the selection as stale.
+        version = self._version
+        view = QueueView(self, version)
         head = heap[0][2].tasks[0]
         if is_eligible is None or is_eligible(head, view):
-            return QueueSelection(head, view, self._version)
+            return QueueSelection(head, view, version)
         if len(heap) == 1:
             return None
         # Visit the heap in order without mutating it: a frontier of heap indices.
@@ -292,11 +302,9 @@ class FairTaskQueue:
                 push(frontier, (e[0], e[1], child))
         while frontier:
             _, _, idx = pop(frontier)
-            g = heap[idx][2]
-            if g is not None:
-                cand = g.tasks[0]
-                if is_eligible(cand, view):
-                    return QueueSelection(cand, view, self._version)
+            cand = heap[idx][2].tasks[0]
+            if is_eligible(cand, view):
+                return QueueSelection(cand, view, version, idx)
             for child in (2 * idx + 1, 2 * idx + 2):
                 if child < size:
                     e = heap[child]
@@ -339,3 +347,28 @@ class FairTaskQueue:
 
     def group_weights(self) -> Mapping[str, float]:
         return {k: g.weight for k, g in self._groups.items()}
+
+
+def _sift(heap: list[list[Any]], pos: int) -> None:
+    """Restore the heap order after the key of ``heap[pos]`` changed (moves it up or down)."""
+    item = heap[pos]
+    while pos:
+        parent = (pos - 1) >> 1
+        above = heap[parent]
+        if not item < above:
+            break
+        heap[pos] = above
+        pos = parent
+    end = len(heap)
+    child = 2 * pos + 1
+    while child < end:
+        right = child + 1
+        if right < end and heap[right] < heap[child]:
+            child = right
+        below = heap[child]
+        if not below < item:
+            break
+        heap[pos] = below
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = item

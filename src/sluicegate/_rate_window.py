@@ -167,9 +167,11 @@ class RateWindow:
     def settle(self, entry: RateWindowReservation, actual_tokens: int | None) -> None:
         """Correct an entry's reserved tokens to the ``actual_tokens`` the call used.
 
-        ``None`` keeps the estimate. Entries that already left the window change nothing.
+        ``None`` keeps the estimate, and so does a value that is not a finite count >= 0 (a
+        NaN or infinite total would stop the quota from binding, or never leave the window).
+        Entries that already left the window change nothing.
         """
-        if actual_tokens is None or actual_tokens < 0:
+        if actual_tokens is None or not 0 <= actual_tokens < math.inf:
             return
         if entry.live:
             self._tokens += actual_tokens - entry.tokens

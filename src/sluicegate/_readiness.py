@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -21,6 +22,7 @@ from ._errors import (
     DuplicateTaskError,
     TaskStateError,
     UnknownDependencyError,
+    describe,
 )
 from ._task import (
     DEFAULT_GROUP,
@@ -51,8 +53,10 @@ class TaskOutcome(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def retry(cls, delay: float = 0.0, reason: str | None = None) -> TaskOutcome:
-        if not delay >= 0:
-            raise ConfigurationError("TaskOutcome.delay", f"got {delay!r}", "use a delay >= 0")
+        if not 0 <= delay < math.inf:
+            raise ConfigurationError(
+                "TaskOutcome.delay", f"got {delay!r}", "use a finite number of seconds >= 0"
+            )
         return cls("retry", delay, reason)
 
     @classmethod
@@ -142,10 +146,32 @@ class DagCompletionTracker:
     def add_task(self, task: SchedulableTask, depends_on: Iterable[Hashable] = ()) -> None:
         """Add a prepared :class:`SchedulableTask` with its dependencies."""
         task_id = task.task_id
-        if task_id in self._tasks:
+        try:
+            known = task_id in self._tasks
+        except TypeError:
+            raise ConfigurationError(
+                "SchedulableTask.task_id",
+                f"{describe(task_id)} is not hashable",
+                "use a str, an int or a tuple of those as the task id",
+            ) from None
+        if known:
             raise DuplicateTaskError(task_id)
         validate_resource_request(task_id, task.resources)
-        deps = tuple(dict.fromkeys(depends_on))
+        if isinstance(depends_on, (str, bytes)):
+            # A lone id would be read as its characters, each one a dependency.
+            raise ConfigurationError(
+                f"task {task_id!r}.depends_on",
+                f"got the string {depends_on!r}",
+                f"pass a list of task ids, e.g. [{depends_on!r}]",
+            )
+        try:
+            deps = tuple(dict.fromkeys(depends_on))
+        except TypeError:
+            raise ConfigurationError(
+                f"task {task_id!r}.depends_on",
+                f"{describe(depends_on)} is not a collection of hashable task ids",
+                "pass a list of task ids",
+            ) from None
         if task_id in deps:
             raise DependencyCycleError([task_id])
         if self._sealed:
@@ -196,6 +222,9 @@ class DagCompletionTracker:
             self._dependents[dep].append(task_id)
             dep_state = self._state.get(dep, _PENDING)
             if dep_state == _DROPPED:
+                # The deps linked so far still list it as a dependent: their completion
+                # must find its counter (and leave it dropped).
+                self._unmet[task_id] = unmet
                 self._drop(task_id, f"upstream {dep!r} dropped", [])
                 return
             if dep_state != _DONE:

@@ -516,6 +516,7 @@ class _Resource:
         "max_waiters",
         "pause_in_cooldown",
         "probe_lease",
+        "queue_reported",
         "ramp_start",
         "ramp_target",
         "ramping",
@@ -564,6 +565,8 @@ class _Resource:
         self.ramp_target = 1
         self.pause_in_cooldown = False
         self.timed = False
+        # request_queue_formed was emitted and request_queue_drained not yet (events only)
+        self.queue_reported = False
         # counters
         self.grants = self.successes_total = self.rate_limits = self.coalesced = 0
         self.failures = self.released = self.wait_timeouts = self.wait_cancellations = 0
@@ -618,6 +621,8 @@ class AdaptiveRequestAdmissionController:
       (counted in ``cancelled_grants``) before ``Cancelled`` propagates.
     - :meth:`try_acquire`, :meth:`release`, :meth:`reconfigure`, :meth:`shutdown` and the
       pressure snapshots are synchronous, never checkpoints, and never wait.
+    - Every method that changes state is KI-protected (like trio's own primitives): a
+      Ctrl-C cannot land between taking a lease back and handing its slot on.
 
     Timed state changes (cooldown end when cooldown admission is ``paused``, startup-ramp
     steps, circuit half-open, rate-window slots) wake waiters from a timer system task that the
@@ -701,6 +706,7 @@ class AdaptiveRequestAdmissionController:
 
     # ----------------------------------------------------------------------------- admission
 
+    @trio.lowlevel.enable_ki_protection
     def try_acquire(self, item: RequestAdmissionItem) -> RequestAdmissionDecision:
         """Take a lease now if one is free, else return a :class:`RequestAdmissionDenied`.
 
@@ -749,6 +755,7 @@ class AdaptiveRequestAdmissionController:
             available_after=self._available_after(r, item, now),
         )
 
+    @trio.lowlevel.enable_ki_protection
     async def acquire(self, item: RequestAdmissionItem) -> RequestAdmissionLease:
         """Wait for a lease for ``item`` and return it.
 
@@ -794,7 +801,7 @@ class AdaptiveRequestAdmissionController:
                 r,
                 item,
                 "timeout",
-                blocked_by=self._blocked_by(r, item, now),
+                blocked_by=self._binding_constraint(r, item, now),
                 now=now,
                 available_after=self._available_after(r, item, now),
             )
@@ -803,7 +810,10 @@ class AdaptiveRequestAdmissionController:
         ep = r.endpoint
         waiter = self._enqueue(r, item, now, deadline)
         if self._emitter.enabled:
-            if r.waiting == 1:
+            if not r.queue_reported:
+                # Not "r.waiting == 1": a waiter that left by cancellation is taken out of the
+                # queue at once, but the queue is reported drained only when its task runs.
+                r.queue_reported = True
                 self._emit("request_queue_formed", r, request_group=item.request_group)
             self._emit(
                 "request_wait_started",
@@ -854,7 +864,11 @@ class AdaptiveRequestAdmissionController:
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
+            if self._emitter.enabled:
+                self._emit_acquired(r, result)  # every grant reads acquired -> released
             self._reclaim_cancelled_grant(r, result)
+            if self._emitter.enabled:
+                self._emit("request_wait_cancelled", r, request_group=item.request_group)
             raise
         if self._emitter.enabled:
             self._emit(
@@ -876,7 +890,7 @@ class AdaptiveRequestAdmissionController:
             r,
             item,
             "timeout",
-            blocked_by=self._blocked_by(r, item, now),
+            blocked_by=self._binding_constraint(r, item, now),
             now=now,
             available_after=self._available_after(r, item, now),
             count=False,
@@ -888,6 +902,7 @@ class AdaptiveRequestAdmissionController:
                 request_group=item.request_group,
                 reason=denied.blocked_by,
             )
+            self._emit_drained(r)
         return denied
 
     def _after_cancel(self, r: _Resource, item: RequestAdmissionItem) -> None:
@@ -896,6 +911,7 @@ class AdaptiveRequestAdmissionController:
             self._dispatch(r.endpoint, trio.current_time())
         if self._emitter.enabled:
             self._emit("request_wait_cancelled", r, request_group=item.request_group)
+            self._emit_drained(r)
 
     def _reclaim_cancelled_grant(self, r: _Resource, lease: RequestAdmissionLease) -> None:
         r.cancelled_grants += 1
@@ -939,6 +955,7 @@ class AdaptiveRequestAdmissionController:
 
     # ----------------------------------------------------------------------------- release
 
+    @trio.lowlevel.enable_ki_protection
     def release(
         self, lease: RequestAdmissionLease, outcome: RequestReleaseOutcome
     ) -> ReleaseResult:
@@ -963,8 +980,15 @@ class AdaptiveRequestAdmissionController:
             if held[0] is not lease and held[0] != lease:
                 self._live[lease_id] = held  # a forged copy must not free the real lease
                 return self._diagnose(lease, "stale_lease")
-            self._release_held(lease, outcome, held)
-            return ReleaseResult(released=True, reason="released", lease_id=lease_id)
+            error = self._release_held(lease, outcome, held)
+            if error is None:
+                return ReleaseResult(released=True, reason="released", lease_id=lease_id)
+            return ReleaseResult(
+                released=True,
+                reason="released",
+                lease_id=lease_id,
+                diagnostics={"invalid_outcome": repr(outcome), "error": repr(error)},
+            )
         except Exception as exc:  # release never raises; report instead
             return ReleaseResult(
                 released=False,
@@ -978,43 +1002,56 @@ class AdaptiveRequestAdmissionController:
         lease: RequestAdmissionLease,
         outcome: RequestReleaseOutcome,
         held: tuple[RequestAdmissionLease, _Resource, RateWindowReservation | None],
-    ) -> None:
+    ) -> Exception | None:
+        """Free the slot, apply the outcome, hand the slot on. Returns the error of an outcome
+        that could not be read (the slot is freed all the same, as ``unexpected_exception``)."""
         r = held[1]
         ep = r.endpoint
         r.in_flight -= 1
         ep.in_flight -= 1
         r.released += 1
-        entry = held[2]
-        if entry is not None:
-            tokens = outcome.actual_tokens
-            if tokens is None and (outcome.kind == "rate_limited" or outcome is _NEVER_SENT):
-                # A rejected or never-sent call used no tokens; it still counts as a request
-                # (providers count rejected requests against their per-minute limit).
-                tokens = 0
-            entry.window.settle(entry, tokens)
         now = _now()
         prev_limit = r.limit
         prev_circuit = r.circuit
         prev_ceiling = r.ceiling
-        kind = outcome.kind
-        if kind == "success":
-            self._on_success(r, now)
-        elif kind == "rate_limited":
-            self._on_rate_limited(r, lease, outcome, now)
-        else:
-            if kind == "provider_failure":
-                # A non-429 answer ends a rate-limit streak (429 -> 500 -> 429 is two streaks).
-                r.failures += 1
-                r.consecutive_rate_limits = 0
-                r.floor_rate_limits = 0
-            elif kind == "provider_timeout":
-                r.failures += 1
+        error: Exception | None = None
+        try:  # costs nothing unless it raises
+            kind = outcome.kind
+            entry = held[2]
+            if entry is not None:
+                tokens = outcome.actual_tokens
+                if tokens is None and (kind == "rate_limited" or outcome is _NEVER_SENT):
+                    # A rejected or never-sent call used no tokens; it still counts as a
+                    # request (providers count rejected requests against their per-minute limit).
+                    tokens = 0
+                entry.window.settle(entry, tokens)
+            if kind == "success":
+                self._on_success(r, now)
+            elif kind == "rate_limited":
+                self._on_rate_limited(r, lease, outcome, now)
+            else:
+                if kind == "provider_failure":
+                    # A non-429 answer ends a rate-limit streak (429 -> 500 -> 429: two streaks).
+                    r.failures += 1
+                    r.consecutive_rate_limits = 0
+                    r.floor_rate_limits = 0
+                elif kind == "provider_timeout":
+                    r.failures += 1
+                if lease.probe and lease.lease_id == r.probe_lease:
+                    r.probe_lease = 0  # no verdict: let another probe go
+        except Exception as exc:
+            # An outcome that cannot be read (a wrong type, a non-numeric field) must not keep
+            # the slot from the next waiter: the call counts as unexpected_exception, AIMD
+            # learns nothing from it, and a probe gives no verdict.
+            error = exc
+            outcome = OUTCOME_UNEXPECTED
             if lease.probe and lease.lease_id == r.probe_lease:
-                r.probe_lease = 0  # no verdict: let another probe go
+                r.probe_lease = 0
         if ep.waiting:
             self._dispatch(ep, now)
         if self._emitter.enabled:
             self._emit_release(r, lease, outcome, prev_limit, prev_circuit, prev_ceiling)
+        return error
 
     def _diagnose(
         self,
@@ -1096,13 +1133,14 @@ class AdaptiveRequestAdmissionController:
     def _on_rate_limited(
         self, r: _Resource, lease: RequestAdmissionLease, outcome: RequestReleaseOutcome, now: float
     ) -> None:
+        retry_after = outcome.retry_after_seconds
+        # Read (and check) the hint before anything changes: a malformed one raises here.
+        if retry_after is not None and not 0 < retry_after < _INF:
+            retry_after = None
         r.rate_limits += 1
         r.consecutive_rate_limits += 1
         r.successes = 0
         settings = r.settings
-        retry_after = outcome.retry_after_seconds
-        if retry_after is not None and not retry_after > 0:
-            retry_after = None
         until = now + (retry_after if retry_after is not None else settings.cooldown_seconds)
         if until > r.cooldown_until:
             r.cooldown_until = until
@@ -1243,6 +1281,16 @@ class AdaptiveRequestAdmissionController:
             return window.blocked_by(now, item.estimated_tokens or 0)
         return None
 
+    def _binding_constraint(
+        self, r: _Resource, item: RequestAdmissionItem, now: float
+    ) -> str | None:
+        """What keeps ``item`` waiting: a constraint of ``r``, else the waiters queued ahead
+        (FIFO within a group, e.g. behind a head whose token estimate does not fit yet)."""
+        blocked = self._blocked_by(r, item, now)
+        if blocked is None and r.waiting:
+            return "waiters"
+        return blocked
+
     def _available_after(
         self, r: _Resource, item: RequestAdmissionItem, now: float
     ) -> float | None:
@@ -1373,6 +1421,8 @@ class AdaptiveRequestAdmissionController:
         waiter.result = denied
         if waiter.parked:
             trio.lowlevel.reschedule(waiter.task, _outcome.Value(denied))
+        if self._emitter.enabled:
+            self._emit_drained(r)
 
     def _dispatch(self, ep: _Endpoint, now: float) -> None:
         """Hand free capacity to waiters, fairest first, until nobody admissible is left.
@@ -1439,7 +1489,7 @@ class AdaptiveRequestAdmissionController:
         if waiter.parked:
             trio.lowlevel.reschedule(waiter.task, _outcome.Value(lease))
         if not r.waiting and self._emitter.enabled:
-            self._emit("request_queue_drained", r)
+            self._emit_drained(r)
 
     # ----------------------------------------------------------------------------- timer
 
@@ -1564,6 +1614,7 @@ class AdaptiveRequestAdmissionController:
 
     # ----------------------------------------------------------------------------- control
 
+    @trio.lowlevel.enable_ki_protection
     def reconfigure(
         self,
         config: RequestAdmissionConfig | None = None,
@@ -1701,6 +1752,7 @@ class AdaptiveRequestAdmissionController:
                     )
         self._dispatch_all(now)
 
+    @trio.lowlevel.enable_ki_protection
     def reset_circuit(self, key: RequestResourceKey) -> None:
         """Close ``key``'s circuit by hand (e.g. after the provider's quota was raised)."""
         r = self._resources.get(key)
@@ -1719,6 +1771,7 @@ class AdaptiveRequestAdmissionController:
                 with contextlib.suppress(RuntimeError):
                     self._dispatch(ep, now)
 
+    @trio.lowlevel.enable_ki_protection
     def shutdown(self) -> None:
         """Stop admitting: every waiter and every later acquire gets a ``shutdown`` denial.
 
@@ -1876,6 +1929,11 @@ class AdaptiveRequestAdmissionController:
         self._emitter.request(
             kind, provider=key.provider, model_id=key.model_id, domain=key.domain, **fields
         )
+
+    def _emit_drained(self, r: _Resource) -> None:
+        if r.queue_reported and not r.waiting:
+            r.queue_reported = False
+            self._emit("request_queue_drained", r)
 
     def _emit_acquired(self, r: _Resource, lease: RequestAdmissionLease) -> None:
         self._emit(

@@ -19,7 +19,13 @@ import msgspec
 import trio
 
 from ._correlation import RuntimeCorrelation, set_correlation
-from ._errors import ConfigurationError, RetryableTaskError, SchedulerClosedError, SluicegateError
+from ._errors import (
+    ConfigurationError,
+    RetryableTaskError,
+    SchedulerClosedError,
+    SluicegateError,
+    describe,
+)
 from ._events import EventEmitter, EventSink
 from ._queue import FairTaskQueue, QueueView
 from ._readiness import CompletionTracker, TaskOutcome
@@ -57,7 +63,8 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_backoff: float = 30.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+        attempts = self.max_attempts
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
             raise ConfigurationError(
                 "RetryPolicy.max_attempts", f"got {self.max_attempts!r}", "use an integer >= 1"
             )
@@ -67,14 +74,19 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigurationError(
                     f"RetryPolicy.{name}", f"got {value!r}", "use a number >= 0"
                 )
-        if not (isinstance(self.multiplier, (int, float)) and self.multiplier >= 1):
+        m = self.multiplier
+        if not (isinstance(m, (int, float)) and math.isfinite(m) and m >= 1):
             raise ConfigurationError(
-                "RetryPolicy.multiplier", f"got {self.multiplier!r}", "use a number >= 1"
+                "RetryPolicy.multiplier", f"got {m!r}", "use a finite number >= 1"
             )
 
     def backoff(self, attempt: int) -> float:
         """Delay after failed attempt number ``attempt`` (1-based)."""
-        return min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        try:
+            delay = self.initial_backoff * self.multiplier ** (attempt - 1)
+        except OverflowError:  # beyond the float range: far past any cap
+            return self.max_backoff
+        return min(self.max_backoff, delay)
 
 
 class TaskRunOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -144,6 +156,19 @@ class AsyncTaskScheduler:
         is_retryable: Callable[[BaseException], bool] | None = None,
         run_id: str | None = None,
     ) -> None:
+        if not isinstance(tracker, CompletionTracker):
+            raise ConfigurationError(
+                "AsyncTaskScheduler.tracker",
+                f"{describe(tracker)} is not a completion tracker",
+                "pass a DagCompletionTracker, or an object with ready_frontier, mark_enqueued, "
+                "mark_complete, is_finished and next_ready_at",
+            )
+        if not callable(worker):
+            raise ConfigurationError(
+                "AsyncTaskScheduler.worker",
+                f"{describe(worker)} is not callable",
+                "pass an async function task -> result",
+            )
         self.tracker = tracker
         self.worker = worker
         self.admission = (
@@ -567,6 +592,9 @@ class AsyncTaskScheduler:
             self._cancelled(task, exc)
             raise exc
         self._fail(task, exc, spawn_failed=True)
+        # With no backoff the task is ready again at once, yet neither deferred nor running:
+        # only this wake-up makes the loop pull it back in.
+        self._notify()
 
     # -- workers -------------------------------------------------------------------------
 
@@ -574,17 +602,19 @@ class AsyncTaskScheduler:
         self, task: SchedulableTask, lease: TaskAdmissionLease, attempt: int
     ) -> None:
         em = self.events
-        if em.enabled or self.run_id is not None:
-            set_correlation(
-                RuntimeCorrelation(
-                    run_id=self.run_id,
-                    task_id=task.task_id,
-                    task_execution_id=f"{task.task_id}#{attempt}",
-                )
-            )
         error: BaseException | None = None
         result: Any = None
         try:
+            # Inside the try: whatever fails here is the attempt's failure, and the lease
+            # is still released below.
+            if em.enabled or self.run_id is not None:
+                set_correlation(
+                    RuntimeCorrelation(
+                        run_id=self.run_id,
+                        task_id=task.task_id,
+                        task_execution_id=f"{task.task_id}#{attempt}",
+                    )
+                )
             result = await self.worker(task)
         except trio.Cancelled as exc:
             error = exc
@@ -657,7 +687,10 @@ class AsyncTaskScheduler:
         if self.is_retryable(error) or spawn_failed:
             if attempt < self.retry.max_attempts:
                 retry_after = getattr(error, "retry_after", None)
-                delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
+                if isinstance(retry_after, (int, float)) and math.isfinite(retry_after):
+                    delay = max(0.0, retry_after)  # a hint in the past means "now"
+                else:
+                    delay = self.retry.backoff(attempt)  # no hint, or not a usable one
                 self._defer(task, delay, reason)
                 return
             reason = f"attempts exhausted ({attempt}): {reason}"

@@ -262,7 +262,12 @@ class SimulatedProvider:
                 # The (len - rpm + 1)-th oldest admission must leave before one slot frees;
                 # after a runtime lowering of the quota that is not necessarily the oldest.
                 frees_at = self._window[len(self._window) - rpm] + _WINDOW_SECONDS
-                retry_after = max(0.0, frees_at - now)
+                retry_after = frees_at - now
+                if now + retry_after < frees_at:
+                    # float rounding: a client sleeping exactly retry_after must not come back
+                    # one ulp before the slot frees (and be refused once more)
+                    retry_after = math.nextafter(retry_after, math.inf)
+                retry_after = max(0.0, retry_after)
                 return ProviderRateLimitedError(
                     f"{self.name}: requests per minute exceeded (simulated)",
                     retry_after=retry_after,
@@ -278,9 +283,11 @@ class SimulatedProvider:
         return None
 
     def _prune_window(self, now: float) -> None:
-        horizon = now - _WINDOW_SECONDS
         window = self._window
-        while window and window[0] <= horizon:
+        # The same expression as the retry_after of a rejection (at + window), so the instant
+        # a 429 names is exactly the instant the entry leaves: `now - window` may round the
+        # other way by one ulp.
+        while window and window[0] + _WINDOW_SECONDS <= now:
             window.popleft()
 
     def _hints(self, now: float, *, rejected_for: float | None = None) -> RateLimitHints | None:

@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 import msgspec
 
 from ._clock import now as _now
-from ._errors import ConfigurationError, UnknownResourceError
+from ._errors import ConfigurationError, UnknownResourceError, describe
 from ._leases import ReleaseResult
 from ._queue import QueueView
 from ._task import DEFAULT_RESOURCE, SchedulableTask, SchedulerResourceKey
@@ -164,6 +164,17 @@ class TaskAdmissionPolicy(Protocol):
 _generations = itertools.count(os.getpid() << 20)
 
 
+def _check_is_policy(policy: object) -> None:
+    if isinstance(policy, type) or not isinstance(policy, TaskAdmissionPolicy):
+        raise ConfigurationError(
+            "TaskAdmissionController.policy",
+            f"{describe(policy)} is not a task admission policy"
+            + (" (a class, not an instance)" if isinstance(policy, type) else ""),
+            "pass an instance with name, evaluate, on_acquire and on_release, "
+            "e.g. StrictFairPolicy()",
+        )
+
+
 def _validate_limits(limits: Mapping[str, int], field: str) -> dict[str, int]:
     if not limits:
         raise ConfigurationError(field, "no resources declared", "declare at least one resource")
@@ -220,6 +231,7 @@ class TaskAdmissionController:
         self._check_policy(self.policy)
 
     def _check_policy(self, policy: TaskAdmissionPolicy) -> None:
+        _check_is_policy(policy)
         check = getattr(policy, "validate_resources", None)
         if check is not None:
             check(self._limits)
@@ -342,9 +354,13 @@ class TaskAdmissionController:
 
     def release(self, lease: TaskAdmissionLease) -> ReleaseResult:
         """Return ``lease``'s resources. Never raises; problems are diagnosed in the result."""
-        lease_id = lease.lease_id
-        if lease.generation != self.generation:
-            return self._diagnose(lease_id, "wrong_generation", lease.generation)
+        try:
+            lease_id = lease.lease_id
+            generation = lease.generation
+        except AttributeError:  # not a lease at all (say, a denial): reported, never raised
+            return self._diagnose(-1, "unknown_lease", None)
+        if generation != self.generation:
+            return self._diagnose(lease_id, "wrong_generation", generation)
         held = self._leases.get(lease_id)
         if held is None:
             reason = "duplicate" if 0 < lease_id < self._next_id else "unknown_lease"
@@ -499,6 +515,7 @@ class TaskAdmissionController:
         self.limits_version += 1
 
     def _check_policy_with(self, policy: TaskAdmissionPolicy, limits: Mapping[str, int]) -> None:
+        _check_is_policy(policy)
         check = getattr(policy, "validate_resources", None)
         if check is not None:
             check(limits)
@@ -521,6 +538,12 @@ class StrictFairPolicy:
     def __init__(self, group_caps: Mapping[str, Mapping[str, int]] | None = None) -> None:
         caps: dict[str, dict[str, int]] = {}
         for group, per_res in (group_caps or {}).items():
+            if not isinstance(per_res, Mapping):
+                raise ConfigurationError(
+                    f"StrictFairPolicy.group_caps[{group!r}]",
+                    f"got {per_res!r}",
+                    "map each group to {resource: cap}, e.g. {'submission': 2}",
+                )
             caps[group] = {}
             for res, cap in per_res.items():
                 if not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
@@ -577,7 +600,10 @@ class BoundedBorrowPolicy:
     ``share + max_borrow``. Once a peer queues work, a group at or above its share gets no
     more of that resource (denial ``borrow_debt``) until releases bring it back under its
     share; the queue's fair order then serves the peer. A group alone is its whole share, so
-    single-group runs stay live.
+    single-group runs stay live. A share is also at least one task: a group holding none of a
+    resource may always start one task on it, whatever its size (the borrowing rules above
+    apply from its second task on), so tasks asking for more units than a share never leave
+    every group denied with nothing running.
 
     Policy state (via deltas, diagnostics only): ``borrowed:<group>:<resource>`` counts units
     granted beyond the share at grant time, repaid on release; ``borrow_grants`` counts such
@@ -587,7 +613,7 @@ class BoundedBorrowPolicy:
     name = "bounded_borrow"
 
     def __init__(self, max_borrow: int | Mapping[str, int] = 0) -> None:
-        if isinstance(max_borrow, int):
+        if not isinstance(max_borrow, Mapping):
             self._default = self._check(max_borrow, "BoundedBorrowPolicy.max_borrow")
             self._per_resource: dict[str, int] = {}
         else:
@@ -648,9 +674,12 @@ class BoundedBorrowPolicy:
         group = queue._groups.get(key)
         for res, units in item.resources.items():
             held = group_use.get(res, 0) if group_use is not None else 0
+            if not held:
+                # A share is at least one task: a group holding none of the resource may
+                # start one even if it asks for more units than its share (else two such
+                # groups would deny each other with nothing running).
+                continue
             want = held + units
-            if want <= 1:
-                continue  # every share is at least one unit
             own_demand = group.demand.get(res, 0) if group is not None else 0
             peers = queue._demand_groups.get(res, 0) - (1 if own_demand else 0)
             limit = controller._limits[res]
@@ -690,8 +719,8 @@ class BoundedBorrowPolicy:
         changes: list[tuple[str, int]] = []
         for res, units in lease.resources.items():
             held = usage.group_in_use(key, res)
-            if held <= 1:
-                continue  # every share is at least one unit
+            if held <= units:
+                continue  # the group's only task on it: a share is at least one task
             share = self._units(usage.limit(res), weight, max(usage.holder_weight(res), weight))
             over = min(units, held - share)
             if over > 0:
