@@ -79,6 +79,12 @@ async def test_chat_success_and_usage_match_the_simulated_provider() -> None:
     assert response.rate_limits is None  # no RPM configured, so no quota headers
 
 
+async def test_an_attempt_without_a_time_limit() -> None:
+    async with emulated(seed=9) as (_emulator, provider):
+        response = await provider.call("model-a", chat(timeout=float("inf")))
+    assert response.usage.completion_tokens > 0
+
+
 async def test_embeddings() -> None:
     request = ModelRequest(domain="embedding", input=["one", "two"])
     async with emulated(embedding_dimensions=16) as (_emulator, provider):
@@ -299,6 +305,7 @@ async def test_request_shape_and_bearer_header() -> None:
     ("status", "error_type", "retryable"),
     [
         (408, ProviderTimeoutError, None),
+        (504, ProviderTimeoutError, None),
         (400, ProviderFailureError, False),
         (401, ProviderFailureError, False),
         (404, ProviderFailureError, False),

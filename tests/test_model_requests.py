@@ -455,3 +455,14 @@ def test_every_attempt_is_released_exactly_once(calls, cap) -> None:
     # a lease granted in the very instant its caller was cancelled never reaches the provider
     assert snapshot.grants == sum(p.calls for p in providers) + snapshot.cancelled_grants
     assert snapshot.max_in_flight <= cap
+
+
+@guarded
+async def test_a_resource_of_another_domain_is_refused_before_any_call(autojump_clock) -> None:
+    controller, executor, provider = setup()
+    embedding = RequestResourceKey("fake", "m", "embedding")
+    with pytest.raises(ConfigurationError) as caught:
+        await executor.execute(embedding, REQUEST)  # a chat request
+    assert caught.value.field == "model" and "'embedding'" in str(caught.value)
+    assert provider.calls == 0
+    assert_exactly_once(controller)

@@ -423,3 +423,27 @@ def test_invalid_configuration_names_the_field(field: str, value: object) -> Non
         SimulatedProvider(**{field: value})
     assert caught.value.field == f"SimulatedProvider.{field}"
     assert caught.value.fix
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timeout", -1.0),
+        ("timeout", 0),
+        ("timeout", float("nan")),
+        ("timeout", "5"),
+        ("estimated_tokens", -1),
+        ("estimated_tokens", 1.5),
+        ("max_tokens", 0),
+        ("max_tokens", True),
+    ],
+)
+def test_bad_model_request_names_the_field(field: str, value: object) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ModelRequest(messages=[], **{field: value})  # type: ignore[arg-type]
+    assert caught.value.field == f"ModelRequest.{field}"
+    assert "Fix:" in str(caught.value)
+
+
+def test_model_request_accepts_no_limit() -> None:
+    assert ModelRequest(timeout=float("inf"), estimated_tokens=0).timeout == float("inf")

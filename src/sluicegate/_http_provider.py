@@ -9,8 +9,8 @@ What happened                           Raised
 ======================================  =====================================================
 200 with a well-formed body             (returns :class:`ModelResponse`)
 429                                     :class:`ProviderRateLimitedError` (``retry_after``)
-408, or no answer within the timeout    :class:`ProviderTimeoutError`
-5xx                                     :class:`ProviderFailureError` (``retryable=True``,
+408, 504, or no answer in time          :class:`ProviderTimeoutError`
+other 5xx                               :class:`ProviderFailureError` (``retryable=True``,
                                         ``retry_after`` from ``Retry-After`` if sent)
 other 4xx, 3xx, malformed 200 body      :class:`ProviderFailureError` (``retryable=False``)
 connection refused / reset, bad TLS...  :class:`ProviderFailureError` (``retryable=True``)
@@ -464,9 +464,9 @@ class OpenAICompatibleProvider:
                 retry_after=parse_retry_after(response.headers),
                 rate_limits=hints,
             )
-        if status == 408:
+        if status in (408, 504):  # 504: a gateway gave up waiting for the model server
             return ProviderTimeoutError(
-                f"{self.name}: {where} request timeout (HTTP 408){detail}",
+                f"{self.name}: {where} timed out (HTTP {status}){detail}",
                 status=status,
                 rate_limits=hints,
             )

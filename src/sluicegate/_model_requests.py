@@ -252,6 +252,14 @@ class ModelRequestExecutor:
         ``trio.Cancelled`` on cancellation (leases are always released first).
         """
         resource = self.resolve(model, provider=provider, domain=request.domain)
+        if resource.domain != request.domain:
+            raise ConfigurationError(
+                "model",
+                f"the resource {resource} is for domain {resource.domain!r} but the request is "
+                f"for {request.domain!r}",
+                "pass a RequestResourceKey of the request's domain, or an alias / "
+                "ProviderModelKey (the domain is then taken from the request)",
+            )
         target = self._provider_for(resource)
         item = RequestAdmissionItem(
             resource=resource,

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from ._errors import SluicegateError
+from ._errors import ConfigurationError, SluicegateError
 from ._request_identity import RequestDomain
 
 
@@ -32,6 +32,30 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     estimated_tokens: int | None = None
     timeout: float | None = None
     extra: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        timeout = self.timeout
+        if timeout is not None and not (
+            isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0
+        ):
+            # inf is allowed (no limit); nan fails "> 0"
+            raise ConfigurationError(
+                "ModelRequest.timeout",
+                f"got {timeout!r}",
+                "use seconds > 0 for one attempt, or None for the executor's attempt_timeout",
+            )
+        for name, value, least in (
+            ("estimated_tokens", self.estimated_tokens, 0),
+            ("max_tokens", self.max_tokens, 1),
+        ):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < least
+            ):
+                raise ConfigurationError(
+                    f"ModelRequest.{name}",
+                    f"got {value!r}",
+                    f"use an integer >= {least}, or None",
+                )
 
 
 class TokenUsage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
