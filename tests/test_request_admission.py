@@ -1615,3 +1615,27 @@ def test_live_reconfigures_never_strand_waiters_leak_leases_or_lose_wakeups(
         released += pressure.released
         cancelled_grants += pressure.cancelled_grants
     assert grants == released == acquired + cancelled_grants
+
+
+@guarded
+async def test_many_short_lived_request_groups_keep_memory_bounded(autojump_clock) -> None:
+    controller = make(cap=1, initial_limit=1)
+    held = lease_of(controller.try_acquire(item("steady")))
+    got: list[RequestAdmissionLease] = []
+
+    async def waiter(group: str) -> None:
+        got.append(await controller.acquire(item(group)))
+
+    for i in range(3_000):  # one caller per request group, each queued behind the held lease
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter, f"request-{i}")
+            await trio.testing.wait_all_tasks_blocked()
+            controller.release(held, OUTCOME_SUCCESS)
+        held = got.pop()
+    controller.release(held, OUTCOME_SUCCESS)
+    resource = controller._resources[KEY]
+    assert len(resource.endpoint.groups) <= 2_048  # not 3,000
+    assert len(resource.lanes) <= 2_048
+    pressure = snap(controller)
+    assert (pressure.in_flight, pressure.waiters) == (0, 0)
+    assert pressure.grants == pressure.released == 3_001

@@ -166,6 +166,34 @@ async def test_shutdown_deadline_cancels_running(autojump_clock: trio.testing.Mo
     assert result.admission.released_total == 2
 
 
+async def test_a_second_shutdown_can_only_bring_the_deadline_closer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        await trio.sleep(100)
+
+    async def operator() -> None:
+        await trio.sleep(1.0)
+        scheduler.shutdown()  # graceful: wait for running tasks however long
+        await trio.sleep(1.0)
+        scheduler.shutdown(grace_period=30.0)  # "stop within 30 s"
+        await trio.sleep(1.0)
+        scheduler.shutdown(grace_period=60.0)  # later, longer: ignored
+        scheduler.shutdown()  # and so is "no limit"
+        await trio.sleep(1.0)
+        scheduler.shutdown(grace_period=0.5)  # "now"
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(4), worker, capacity=2)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(operator)
+        result = await scheduler.run()
+    assert result.elapsed == pytest.approx(4.5)
+    assert result.counts["cancelled"] == 4
+    assert result.admission.active_leases == 0
+
+
 async def test_hard_cancellation_releases_every_lease(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -931,6 +959,12 @@ async def test_many_attempts_run_past_the_float_range(
         (lambda: sg.AsyncTaskScheduler([], noop), "AsyncTaskScheduler.tracker"),  # type: ignore[arg-type]
         (lambda: sg.AsyncTaskScheduler(chain_tracker(1), None), "AsyncTaskScheduler.worker"),  # type: ignore[arg-type]
         (lambda: sg.RetryPolicy(max_attempts=True), "RetryPolicy.max_attempts"),
+        (
+            lambda: sg.AsyncTaskScheduler(
+                chain_tracker(1), noop, capacity=8, admission=sg.TaskAdmissionController()
+            ),
+            "AsyncTaskScheduler.capacity",
+        ),
     ],
 )
 def test_bad_scheduler_arguments_name_the_field(make: Callable[[], object], field: str) -> None:

@@ -389,6 +389,8 @@ _CIRCUIT_NAMES: Final[dict[int, CircuitState]] = {
 }
 
 _COMPACT_AFTER: Final = 32
+# Request groups an endpoint remembers before idle ones are forgotten (see _forget_idle_groups).
+_IDLE_GROUPS_KEPT: Final = 1024
 
 
 class _Group:
@@ -455,8 +457,24 @@ class _Lane:
         return queue[0]
 
 
+def _forget_idle_groups(ep: _Endpoint) -> None:
+    """Drop the lanes and groups of request groups with nothing waiting on ``ep``.
+
+    Keeps memory bounded when callers use many short-lived request-group names. A forgotten
+    group owes at most one stride (the virtual clock is set to a served group's pass before
+    its stride is added), so coming back as a new group gains it at most one turn. Runs when
+    a new name arrives and the table has doubled since the last sweep: amortised O(1).
+    """
+    for r in ep.resources:
+        r.lanes = {name: lane for name, lane in r.lanes.items() if lane.live}
+    # a group with live waiters has a live lane, so no kept lane points at a dropped group
+    ep.groups = {name: group for name, group in ep.groups.items() if group.live}
+    ep.forget_at = max(_IDLE_GROUPS_KEPT, 2 * len(ep.groups))
+
+
 class _Endpoint:
     __slots__ = (
+        "forget_at",
         "groups",
         "in_flight",
         "key",
@@ -482,6 +500,7 @@ class _Endpoint:
         self.waiting = 0
         self.lanes: list[_Lane] = []
         self.groups: dict[str, _Group] = {}
+        self.forget_at = _IDLE_GROUPS_KEPT  # group count that triggers _forget_idle_groups
         self.vclock = 0.0
         self.resources: list[_Resource] = []
         self.removed = False
@@ -1365,6 +1384,8 @@ class AdaptiveRequestAdmissionController:
         if lane is None:
             group = ep.groups.get(name)
             if group is None:
+                if len(ep.groups) >= ep.forget_at:
+                    _forget_idle_groups(ep)
                 group = ep.groups[name] = _Group(name)
             lane = r.lanes[name] = _Lane(group, r)
         group = lane.group

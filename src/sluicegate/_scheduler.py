@@ -141,6 +141,8 @@ class AsyncTaskScheduler:
       grace period ends. Cancelling the scope around :meth:`run` cancels every worker.
       Either way every lease is released and :attr:`admission` ends with zero leases.
     - Events (scheduler stream) go to ``sink``; with no sink none is built.
+    - ``capacity`` (default 64) sizes the default task admission (resource ``submission``);
+      pass ``admission=`` instead for several resources or another policy, not both.
     """
 
     def __init__(
@@ -149,7 +151,7 @@ class AsyncTaskScheduler:
         worker: Worker,
         *,
         admission: TaskAdmissionController | None = None,
-        capacity: int = 64,
+        capacity: int | None = None,
         queue: FairTaskQueue | None = None,
         sink: EventSink | None = None,
         retry: RetryPolicy | None = None,
@@ -171,8 +173,17 @@ class AsyncTaskScheduler:
             )
         self.tracker = tracker
         self.worker = worker
+        if admission is not None and capacity is not None:
+            raise ConfigurationError(
+                "AsyncTaskScheduler.capacity",
+                "given together with admission=, whose limits would silently win",
+                "set the capacity on the TaskAdmissionController (limits= or capacity=), "
+                "or drop admission=",
+            )
         self.admission = (
-            admission if admission is not None else TaskAdmissionController(capacity=capacity)
+            admission
+            if admission is not None
+            else TaskAdmissionController(capacity=64 if capacity is None else capacity)
         )
         self.queue = queue if queue is not None else FairTaskQueue()
         self.events = EventEmitter(sink)
@@ -199,18 +210,25 @@ class AsyncTaskScheduler:
     def shutdown(self, grace_period: float | None = None) -> None:
         """Stop admitting new work; cancel running tasks after ``grace_period`` seconds.
 
-        ``None`` waits for running tasks however long they take. Not a checkpoint.
+        ``None`` waits for running tasks however long they take. Calling again while shutting
+        down can only bring the deadline closer (a second Ctrl-C that means "now"); a longer or
+        ``None`` grace period is then ignored. Not a checkpoint.
         """
-        if self._state in ("shutting_down", "finished"):
+        if self._state == "finished":
             return
         if grace_period is not None and not (
-            isinstance(grace_period, (int, float)) and grace_period >= 0
+            isinstance(grace_period, (int, float))
+            and not isinstance(grace_period, bool)
+            and grace_period >= 0
         ):
             raise ConfigurationError(
                 "shutdown.grace_period",
                 f"got {grace_period!r}",
                 "pass a number of seconds >= 0, or None to wait for running tasks",
             )
+        if self._state == "shutting_down":
+            self._escalate_shutdown(grace_period)
+            return
         started = self._state != "new"
         self._state = "shutting_down"
         self.admission.begin_shutdown()
@@ -218,6 +236,19 @@ class AsyncTaskScheduler:
         if started and grace_period is not None:
             self._shutdown_deadline = trio.current_time() + grace_period
         self._notify()
+
+    def _escalate_shutdown(self, grace_period: float | None) -> None:
+        if grace_period is None:
+            return
+        grace = self._shutdown_grace
+        if grace is None or grace_period < grace:
+            self._shutdown_grace = grace_period
+        if self._ran:  # the run's clock is running: move its deadline closer
+            deadline = trio.current_time() + grace_period
+            current = self._shutdown_deadline
+            if current is None or deadline < current:
+                self._shutdown_deadline = deadline
+                self._notify()
 
     def notify(self) -> None:
         """Wake the dispatch loop, e.g. after adding tasks to the tracker mid-run.
