@@ -3,6 +3,15 @@
 The floor is bare trio: ``nursery.start_soon`` of every task, each entering a
 ``trio.CapacityLimiter`` of the same capacity.
 
+- ``scheduler[...]``: no-op tasks, no event sink (the default).
+- ``scheduler[...,sink=memory]``: the same with an ``InMemoryEventSink`` listening, i.e.
+  what the scheduler's events cost per task (about seven events each).
+- ``cells_with_model_call`` vs ``bare_trio_model_call``: every task makes one model call to a
+  zero-latency ``SimulatedProvider``; sluicegate goes through the scheduler, the
+  ``ModelRequestExecutor`` and the adaptive request controller, the floor calls the provider
+  from bare trio tasks under a ``CapacityLimiter``. The difference is the whole stack's
+  overhead per cell.
+
     python benchmarks/bench_scheduler.py --fast
 """
 
@@ -34,6 +43,76 @@ def scheduler_run(loops: int, n: int, groups: int, capacity: int, policy: str) -
         result = trio.run(scheduler.run)
         total += time.perf_counter() - t0
         assert result.counts["succeeded"] == n
+    return total
+
+
+def scheduler_with_sink(loops: int, n: int, groups: int, capacity: int) -> float:
+    specs = [sg.TaskGroupSpec(f"g{i}", float(1 + i % 4)) for i in range(groups)]
+    total = 0.0
+    for _ in range(loops):
+        tracker = sg.DagCompletionTracker.from_tasks(
+            [sg.SchedulableTask(i, None, specs[i % groups]) for i in range(n)]
+        )
+        sink = sg.InMemoryEventSink()
+        scheduler = sg.AsyncTaskScheduler(tracker, noop, capacity=capacity, sink=sink)
+        t0 = time.perf_counter()
+        result = trio.run(scheduler.run)
+        total += time.perf_counter() - t0
+        assert result.counts["succeeded"] == n and len(sink.events) >= 5 * n
+    return total
+
+
+REQUEST = sg.ModelRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8)
+
+
+def _provider() -> sg.SimulatedProvider:
+    return sg.SimulatedProvider(name="sim", latency_seconds=0.0, seed=1)
+
+
+def cells_with_model_call(loops: int, n: int, capacity: int) -> float:
+    total = 0.0
+    for _ in range(loops):
+        controller = sg.AdaptiveRequestAdmissionController(
+            [
+                sg.ModelEndpoint(
+                    name="m", provider="sim", model_id="m", max_parallel_requests=capacity
+                )
+            ]
+        )
+        executor = sg.ModelRequestExecutor(controller, {"sim": _provider()})
+
+        async def cell(
+            task: sg.SchedulableTask, executor: sg.ModelRequestExecutor = executor
+        ) -> None:
+            await executor.execute("m", REQUEST)
+
+        tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask(i) for i in range(n)])
+        scheduler = sg.AsyncTaskScheduler(tracker, cell, capacity=capacity)
+        t0 = time.perf_counter()
+        result = trio.run(scheduler.run)
+        total += time.perf_counter() - t0
+        assert result.counts["succeeded"] == n
+    return total
+
+
+def bare_trio_model_call(loops: int, n: int, capacity: int) -> float:
+    async def main() -> None:
+        limiter = trio.CapacityLimiter(capacity)
+        provider = _provider()
+
+        async def task() -> None:
+            async with limiter:
+                await provider.call("m", REQUEST)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(task)
+
+    total = 0.0
+    for _ in range(loops):
+        t0 = time.perf_counter()
+        trio.run(main)
+        total += time.perf_counter() - t0
     return total
 
 
@@ -81,6 +160,29 @@ def main() -> None:
                 policy,
                 inner_loops=n,
             )
+    g = 8
+    runner.bench_time_func(
+        f"scheduler[strict,tasks={n},groups={g},capacity={cap},sink=memory]",
+        scheduler_with_sink,
+        n,
+        g,
+        cap,
+        inner_loops=n,
+    )
+    runner.bench_time_func(
+        f"bare_trio_model_call[tasks={n},capacity={cap}]",
+        bare_trio_model_call,
+        n,
+        cap,
+        inner_loops=n,
+    )
+    runner.bench_time_func(
+        f"cells_with_model_call[tasks={n},capacity={cap}]",
+        cells_with_model_call,
+        n,
+        cap,
+        inner_loops=n,
+    )
 
 
 if __name__ == "__main__":
