@@ -30,7 +30,7 @@ from sluicegate._request_admission import (
     RequestAdmissionError,
 )
 from sluicegate._request_config import RequestAdmissionConfig, RequestResourceSettings
-from sluicegate._request_identity import ModelEndpoint, RequestResourceKey
+from sluicegate._request_identity import ModelEndpoint, RequestResourceKey, RequestResourceResolver
 
 KEY = RequestResourceKey("fake", "m", "chat")
 REQUEST = ModelRequest(messages=[{"role": "user", "content": "hello"}], estimated_tokens=20)
@@ -143,6 +143,27 @@ async def test_success_releases_with_actual_usage(autojump_clock) -> None:
     assert [e.sequence for e in sink.events] == list(range(1, len(sink.events) + 1))
     assert executor.stats.succeeded == 1
     assert_exactly_once(controller, sink)
+
+
+@guarded
+async def test_the_controllers_sink_passed_again_keeps_one_sequence(autojump_clock) -> None:
+    # The demo wiring: the same sink given to the controller and to the executor is one request
+    # stream, not two numbered from 1 each (duplicate sequences in the event file).
+    sink = InMemoryEventSink()
+    controller, _, provider = setup(sink=sink)
+    executor = ModelRequestExecutor(controller, {"fake": provider}, sink=sink)
+    await executor.execute("gen", REQUEST)
+    assert len(sink.events) > 4  # controller and executor events interleave
+    assert [e.sequence for e in sink.events] == list(range(1, len(sink.events) + 1))
+    # another sink is another stream, numbered on its own
+    own = InMemoryEventSink()
+    separate = ModelRequestExecutor(controller, {"fake": provider}, sink=own)
+    await separate.execute("gen", REQUEST)
+    assert [e.event_kind for e in own.events] == [
+        "model_request_started",
+        "model_request_completed",
+    ]
+    assert [e.sequence for e in own.events] == [1, 2]
 
 
 BOUNDARY_KINDS = {
@@ -392,6 +413,42 @@ async def test_domain_comes_from_the_request_and_providers_can_be_a_function(
     await executor.execute("gen", ModelRequest(domain="embedding", input="text"))
     embed = controller.resource_pressure(RequestResourceKey("fake", "m", "embedding"))
     assert embed is not None and embed.grants == 1
+
+
+@guarded
+async def test_aliases_follow_a_live_endpoint_reconfigure(autojump_clock) -> None:
+    # A reload re-points "gen" at model m2 and adds "critic": the executor resolves with the
+    # controller's current declarations, not with the ones it was built with.
+    controller, executor, provider = setup()
+    await executor.execute("gen", REQUEST)
+    controller.reconfigure(
+        endpoints=[
+            ModelEndpoint(name="gen", provider="fake", model_id="m2", max_parallel_requests=2),
+            ModelEndpoint(name="critic", provider="fake", model_id="m3", max_parallel_requests=2),
+        ]
+    )
+    assert executor.resolve("gen") == RequestResourceKey("fake", "m2")
+    await executor.execute("gen", REQUEST)
+    await executor.execute("critic", REQUEST)
+    for model in ("m2", "m3"):
+        snapshot = controller.resource_pressure(RequestResourceKey("fake", model))
+        assert snapshot is not None and snapshot.grants == 1
+    assert provider.calls == 3
+    # an explicit resolver stays the executor's own
+    pinned = ModelRequestExecutor(
+        controller,
+        {"fake": provider},
+        resolver=RequestResourceResolver(
+            [ModelEndpoint(name="gen", provider="fake", model_id="m2", max_parallel_requests=2)]
+        ),
+    )
+    controller.reconfigure(
+        endpoints=[
+            ModelEndpoint(name="gen", provider="fake", model_id="m3", max_parallel_requests=2)
+        ]
+    )
+    assert pinned.resolve("gen") == RequestResourceKey("fake", "m2")
+    assert executor.resolve("gen") == RequestResourceKey("fake", "m3")
 
 
 # ------------------------------------------------------------------------------ property

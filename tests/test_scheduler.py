@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
 from collections.abc import Callable, Hashable
@@ -87,6 +88,39 @@ async def test_retry_after_overrides_backoff(autojump_clock: trio.testing.MockCl
 
     await sg.AsyncTaskScheduler(chain_tracker(1), worker).run()
     assert times == pytest.approx([0.0, 7.5])
+
+
+@pytest.mark.parametrize(
+    ("second", "retried"),
+    [
+        (sg.RetryableTaskError("503", retry_after=2.0), True),  # all retryable: retry
+        (ValueError("bad input"), False),  # one non-retryable member: the task fails
+    ],
+)
+async def test_a_group_of_failures_from_the_workers_own_nursery(
+    autojump_clock: trio.testing.MockClock, second: Exception, retried: bool
+) -> None:
+    times: list[float] = []
+
+    async def fail(error: Exception) -> None:
+        raise error
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        times.append(trio.current_time())
+        if len(times) == 1:
+            async with trio.open_nursery() as nursery:  # two calls in parallel, both fail
+                nursery.start_soon(fail, sg.RetryableTaskError("429", retry_after=5.0))
+                nursery.start_soon(fail, second)
+
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), worker).run()
+    if retried:
+        assert times == pytest.approx([0.0, 5.0])  # the latest hint of the group
+        assert result.outcomes[0].status == "succeeded" and result.outcomes[0].attempts == 2
+    else:
+        assert times == [0.0]
+        assert result.outcomes[0].status == "failed"
+        assert "ExceptionGroup" in (result.outcomes[0].reason or "")
+    assert result.admission.active_leases == 0
 
 
 async def test_attempts_are_bounded(autojump_clock: trio.testing.MockClock) -> None:
@@ -192,6 +226,37 @@ async def test_a_second_shutdown_can_only_bring_the_deadline_closer(
     assert result.elapsed == pytest.approx(4.5)
     assert result.counts["cancelled"] == 4
     assert result.admission.active_leases == 0
+
+
+@pytest.mark.parametrize("hard", [False, True])
+async def test_worker_with_its_own_nursery_is_recorded_as_cancelled(
+    autojump_clock: trio.testing.MockClock, hard: bool
+) -> None:
+    # A worker making calls in parallel is cancelled as a BaseExceptionGroup of Cancelled: the
+    # outcome must still read "Cancelled", not the group's type name.
+    async def worker(task: sg.SchedulableTask) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep, 10)
+            nursery.start_soon(trio.sleep, 10)
+
+    sink = sg.InMemoryEventSink()
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(2), worker, capacity=2, sink=sink)
+    with trio.move_on_after(1) if hard else contextlib.nullcontext():
+        async with trio.open_nursery() as nursery:
+            if not hard:
+
+                async def operator() -> None:
+                    await trio.sleep(1)
+                    scheduler.shutdown(grace_period=0.5)
+
+                nursery.start_soon(operator)
+            result = await scheduler.run()
+            assert result.outcomes == {
+                i: sg.TaskRunOutcome(status="cancelled", attempts=1, reason="Cancelled")
+                for i in range(2)
+            }
+    assert [e.reason for e in sink.of_kind("cancelled")] == ["Cancelled", "Cancelled"]
+    assert scheduler.admission.active_leases == 0
 
 
 async def test_hard_cancellation_releases_every_lease(

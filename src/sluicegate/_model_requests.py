@@ -103,6 +103,7 @@ class ModelRequestExecutor:
         "_counts",
         "_emitter",
         "_failed",
+        "_follows_controller",
         "_providers",
         "_random",
         "_requests",
@@ -169,6 +170,11 @@ class ModelRequestExecutor:
         self._controller = controller
         self._providers = providers
         self._resolver = resolver if resolver is not None else getattr(controller, "resolver", None)
+        # Without a resolver of its own the executor reads the controller's at every call: a
+        # live reconfigure(endpoints=...) replaces it, re-pointing or adding aliases.
+        self._follows_controller = resolver is None and isinstance(
+            self._resolver, RequestResourceResolver
+        )
         self.max_attempts = max_attempts
         self.backoff_seconds = float(backoff_seconds)
         self.backoff_multiplier = float(backoff_multiplier)
@@ -178,11 +184,13 @@ class ModelRequestExecutor:
         self.admission_timeout = admission_timeout
         self._random = random.Random(seed)
         shared = getattr(controller, "emitter", None)
-        # One request stream, one sequence: share the controller's emitter unless told not to.
+        # One request stream, one sequence: share the controller's emitter unless told to send
+        # to another sink. The controller's own sink passed again is the same stream: a second
+        # emitter there would number its events from 1 again, duplicating sequences.
         self._emitter: EventEmitter = (
-            EventEmitter(sink)
-            if sink is not None or not isinstance(shared, EventEmitter)
-            else shared
+            shared
+            if isinstance(shared, EventEmitter) and (sink is None or sink is shared.sink)
+            else EventEmitter(sink)
         )
         self._requests = self._attempts = self._succeeded = self._failed = 0
         self._counts: dict[str, int] = {}
@@ -206,9 +214,12 @@ class ModelRequestExecutor:
         domain: RequestDomain = "chat",
     ) -> RequestResourceKey:
         """The request resource a call for ``model`` in ``domain`` is admitted against."""
+        resolver = self._resolver
+        if self._follows_controller:
+            resolver = self._controller.resolver  # type: ignore[attr-defined]
         if isinstance(model, RequestResourceKey):
-            return model if self._resolver is None else self._resolver.resolve(model)
-        if self._resolver is None:
+            return model if resolver is None else resolver.resolve(model)
+        if resolver is None:
             if isinstance(model, ProviderModelKey):
                 return RequestResourceKey(model.provider, model.model_id, domain)
             raise ConfigurationError(
@@ -217,7 +228,7 @@ class ModelRequestExecutor:
                 "pass resolver= (or a controller built from ModelEndpoints), "
                 "or pass a RequestResourceKey",
             )
-        return self._resolver.resolve(model, provider=provider, domain=domain)
+        return resolver.resolve(model, provider=provider, domain=domain)
 
     def _provider_for(self, resource: RequestResourceKey) -> Provider:
         providers = self._providers

@@ -717,7 +717,7 @@ class AsyncTaskScheduler:
         reason = f"{type(error).__name__}: {error}"[:200]
         if self.is_retryable(error) or spawn_failed:
             if attempt < self.retry.max_attempts:
-                retry_after = getattr(error, "retry_after", None)
+                retry_after = _retry_hint(error)
                 if isinstance(retry_after, (int, float)) and math.isfinite(retry_after):
                     delay = max(0.0, retry_after)  # a hint in the past means "now"
                 else:
@@ -756,12 +756,31 @@ class AsyncTaskScheduler:
 
     def _cancelled(self, task: SchedulableTask, error: BaseException) -> None:
         task_id = task.task_id
+        reason = type(error).__name__
+        if isinstance(error, BaseExceptionGroup) and error.split(trio.Cancelled)[1] is None:
+            reason = "Cancelled"  # a worker's own nursery wraps its children's Cancelled
         self._outcomes[task_id] = TaskRunOutcome(
-            status="cancelled", attempts=self._attempts[task_id], reason=type(error).__name__
+            status="cancelled", attempts=self._attempts[task_id], reason=reason
         )
         if self.events.enabled:
-            self.events.scheduler("cancelled", task_id=task_id, reason=type(error).__name__)
+            self.events.scheduler("cancelled", task_id=task_id, reason=reason)
 
 
 def _default_retryable(error: BaseException) -> bool:
-    return isinstance(error, RetryableTaskError)
+    """A :class:`RetryableTaskError`, or a group made only of them (a worker that ran calls
+    in its own nursery and every one of them failed in a retryable way)."""
+    if isinstance(error, RetryableTaskError):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        _, rest = error.split(RetryableTaskError)
+        return rest is None
+    return False
+
+
+def _retry_hint(error: BaseException) -> object:
+    """The error's ``retry_after``; for a group, the latest hint among its members."""
+    if isinstance(error, BaseExceptionGroup):
+        hints = [_retry_hint(e) for e in error.exceptions]
+        usable = [h for h in hints if isinstance(h, (int, float)) and math.isfinite(h)]
+        return max(usable) if usable else None
+    return getattr(error, "retry_after", None)
