@@ -404,6 +404,25 @@ async def test_unknown_names_are_configuration_errors() -> None:
         ModelRequestExecutor(controller, {}, max_attempts=0)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("backoff_jitter", "0.1"),
+        ("backoff_jitter", 1.0),
+        ("attempt_timeout", "5"),
+        ("admission_timeout", [1]),
+        ("admission_timeout", 0),
+        ("backoff_seconds", True),
+        ("max_backoff_seconds", float("inf")),
+    ],
+)
+def test_bad_executor_options_name_the_field(field: str, value: object) -> None:
+    controller, _, _ = setup()
+    with pytest.raises(ConfigurationError) as caught:
+        ModelRequestExecutor(controller, {}, **{field: value})  # type: ignore[arg-type]
+    assert caught.value.field == f"ModelRequestExecutor.{field}"
+
+
 @guarded
 async def test_domain_comes_from_the_request_and_providers_can_be_a_function(
     autojump_clock,

@@ -176,7 +176,7 @@ def test_task_added_after_seal_below_a_dropped_and_a_running_task() -> None:
     tr.mark_complete(tr.tasks["failed"], sg.TaskOutcome.drop("boom"))
     tr.add("late", depends_on=["running", "failed"])
     assert tr.state_of("late") == "dropped"
-    assert tr.dropped["late"] == "upstream 'failed' dropped"
+    assert tr.dropped["late"] == "upstream 'failed'"
     assert tr.mark_complete(tr.tasks["running"], sg.TaskOutcome.success()) == []
     assert tr.ready_frontier() == [] and tr.is_finished
 
@@ -224,3 +224,27 @@ def test_random_operations_keep_readiness_consistent(data: st.DataObject) -> Non
                 assert not all(tr.state_of(d) == "done" for d in deps), tid
         finished = all(tr.state_of(t) in ("done", "dropped") for t in range(n))
         assert tr.is_finished == finished
+
+
+def test_drop_reasons_name_the_task_that_failed() -> None:
+    """Downstream tasks, added before or after the failure, all name the failed task."""
+    tr = sg.DagCompletionTracker()
+    tr.add("root")
+    tr.add("child", depends_on=["root"])
+    tr.mark_enqueued(ids(tr.ready_frontier()))
+    assert tr.mark_complete(tr.tasks["root"], sg.TaskOutcome.drop("boom")) == ["child"]
+    tr.add("late", depends_on=["child"])  # depends on a dropped, not the failed, task
+    tr.add("later", depends_on=["late"])
+    assert tr.dropped == {
+        "root": "boom",
+        "child": "upstream 'root'",
+        "late": "upstream 'root'",
+        "later": "upstream 'root'",
+    }
+
+
+def test_retry_delay_must_be_a_number() -> None:
+    for bad in ("1", None, True, -1.0, float("inf"), float("nan")):
+        with pytest.raises(sg.ConfigurationError) as caught:
+            sg.TaskOutcome.retry(bad)  # type: ignore[arg-type]
+        assert caught.value.field == "TaskOutcome.delay"

@@ -53,7 +53,8 @@ class TaskOutcome(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def retry(cls, delay: float = 0.0, reason: str | None = None) -> TaskOutcome:
-        if not 0 <= delay < math.inf:
+        number = isinstance(delay, (int, float)) and not isinstance(delay, bool)
+        if not (number and 0 <= delay < math.inf):
             raise ConfigurationError(
                 "TaskOutcome.delay", f"got {delay!r}", "use a finite number of seconds >= 0"
             )
@@ -124,6 +125,8 @@ class DagCompletionTracker:
         self._sealed = False
         self.dropped: dict[Hashable, str] = {}
         """Dropped task id -> reason (its own failure, or the upstream task that failed)."""
+        # Dropped downstream task -> the failed task that started the drop.
+        self._drop_origin: dict[Hashable, Hashable] = {}
 
     # -- building -------------------------------------------------------------------------
 
@@ -225,7 +228,8 @@ class DagCompletionTracker:
                 # The deps linked so far still list it as a dependent: their completion
                 # must find its counter (and leave it dropped).
                 self._unmet[task_id] = unmet
-                self._drop(task_id, f"upstream {dep!r} dropped", [])
+                origin = self._drop_origin.get(dep, dep)
+                self._drop(task_id, f"upstream {origin!r}", [], origin)
                 return
             if dep_state != _DONE:
                 unmet += 1
@@ -316,7 +320,18 @@ class DagCompletionTracker:
         self._drop(task_id, outcome.reason or "dropped", dropped)
         return dropped[1:]
 
-    def _drop(self, root: Hashable, reason: str, dropped: list[Hashable]) -> None:
+    def _drop(
+        self,
+        root: Hashable,
+        reason: str,
+        dropped: list[Hashable],
+        origin: Hashable | None = None,
+    ) -> None:
+        """Drop ``root`` and everything downstream; downstream reasons name ``origin`` (the
+        task whose failure started it: ``root`` itself unless given)."""
+        if origin is None:
+            origin = root
+        downstream = f"upstream {origin!r}"
         stack = [(root, reason)]
         while stack:
             task_id, why = stack.pop()
@@ -325,10 +340,12 @@ class DagCompletionTracker:
             self._ready.pop(task_id, None)
             self._state[task_id] = _DROPPED
             self.dropped[task_id] = why
+            if task_id != origin:
+                self._drop_origin[task_id] = origin
             self._unfinished -= 1
             dropped.append(task_id)
             for child in self._dependents.get(task_id, ()):
-                stack.append((child, f"upstream {root!r} dropped"))
+                stack.append((child, downstream))
 
     def _promote_due(self, now: float) -> None:
         deferred = self._deferred
