@@ -409,12 +409,33 @@ async def test_injected_client_is_left_open() -> None:
 # --- configuration --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_far_future_retry_after_is_capped(status: int) -> None:
+    when = datetime.now(UTC) + timedelta(days=3)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            status, headers={"retry-after": when.strftime("%a, %d %b %Y %H:%M:%S GMT")}
+        )
+
+    async with mock_provider(handler) as provider:
+        with pytest.raises(ProviderError) as caught:
+            await provider.call("m", chat())
+        assert caught.value.retry_after == 600.0  # type: ignore[attr-defined]
+        provider.max_retry_after = 30.0
+        with pytest.raises(ProviderError) as caught:
+            await provider.call("m", chat())
+        assert caught.value.retry_after == 30.0  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
         ({"base_url": "not a url"}, "base_url"),
         ({"base_url": "ftp://host/v1"}, "base_url"),
         ({"base_url": "http://h", "timeout": 0}, "timeout"),
+        ({"base_url": "http://h", "max_retry_after": float("inf")}, "max_retry_after"),
+        ({"base_url": "http://h", "max_retry_after": 0}, "max_retry_after"),
         ({"base_url": "http://h", "name": ""}, "name"),
         ({"base_url": "http://h", "api_key": ""}, "api_key"),
         ({"base_url": "http://h", "api_key": "sk-with\nnewline-SECRET"}, "api_key"),

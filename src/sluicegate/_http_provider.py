@@ -306,6 +306,20 @@ def _check_timeout(_inst: object, _attr: attrs.Attribute[Any], value: object) ->
         )
 
 
+def _check_max_retry_after(instance: object, attribute: object, value: object) -> None:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(
+            "OpenAICompatibleProvider.max_retry_after",
+            f"got {value!r}",
+            "use a number of seconds > 0 (the longest Retry-After to honour)",
+        )
+
+
 @define(kw_only=True, eq=False)
 class OpenAICompatibleProvider:
     """An OpenAI-compatible endpoint over ``httpx.AsyncClient`` (implements :class:`Provider`).
@@ -316,7 +330,8 @@ class OpenAICompatibleProvider:
     (non-retryable :class:`ProviderFailureError`).
 
     ``timeout`` bounds one whole attempt in seconds (``ModelRequest.timeout`` overrides it per
-    call). ``client`` injects an existing ``httpx.AsyncClient`` (never closed by this object);
+    call). ``max_retry_after`` caps a server's ``Retry-After`` (default 600 s), so one odd
+    answer (an HTTP-date days ahead, say) cannot freeze an endpoint for that long. ``client`` injects an existing ``httpx.AsyncClient`` (never closed by this object);
     ``transport`` builds an owned client on that transport (e.g. ``httpx.MockTransport``).
     The owned client has no connection-count limit so that request admission, not the
     connection pool, decides how many calls are in flight.
@@ -328,6 +343,7 @@ class OpenAICompatibleProvider:
     name: str = field(default="openai-compatible", validator=_check_name)
     api_key: str | None = field(default=None, repr=False, validator=_check_api_key)
     timeout: float = field(default=60.0, validator=_check_timeout)
+    max_retry_after: float = field(default=600.0, validator=_check_max_retry_after)
     headers: Mapping[str, str] | None = None
     client: httpx.AsyncClient | None = field(default=None, repr=False)
     transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
@@ -452,6 +468,10 @@ class OpenAICompatibleProvider:
         assert scope.cancelled_caught
         raise ProviderTimeoutError(f"{self.name}: {where} timed out after {limit_seconds}s")
 
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        hint = parse_retry_after(response.headers)
+        return None if hint is None else min(hint, self.max_retry_after)
+
     def _status_error(
         self, method: str, path: str, response: httpx.Response, hints: RateLimitHints | None
     ) -> ProviderError:
@@ -461,7 +481,7 @@ class OpenAICompatibleProvider:
         if status == 429:
             return ProviderRateLimitedError(
                 f"{self.name}: {where} rate limited (HTTP 429){detail}",
-                retry_after=parse_retry_after(response.headers),
+                retry_after=self._retry_after(response),
                 rate_limits=hints,
             )
         if status in (408, 504):  # 504: a gateway gave up waiting for the model server
@@ -476,7 +496,7 @@ class OpenAICompatibleProvider:
             status=status,
             retryable=retryable,
             # a 503 (overloaded, in maintenance) often says when to come back
-            retry_after=parse_retry_after(response.headers) if retryable else None,
+            retry_after=self._retry_after(response) if retryable else None,
             rate_limits=hints,
         )
 
