@@ -331,7 +331,8 @@ class OpenAICompatibleProvider:
 
     ``timeout`` bounds one whole attempt in seconds (``ModelRequest.timeout`` overrides it per
     call). ``max_retry_after`` caps a server's ``Retry-After`` (default 600 s), so one odd
-    answer (an HTTP-date days ahead, say) cannot freeze an endpoint for that long. ``client`` injects an existing ``httpx.AsyncClient`` (never closed by this object);
+    answer (an HTTP-date days ahead, say) cannot freeze an endpoint for that long. ``client``
+    injects an existing ``httpx.AsyncClient`` (never closed by this object);
     ``transport`` builds an owned client on that transport (e.g. ``httpx.MockTransport``).
     The owned client has no connection-count limit so that request admission, not the
     connection pool, decides how many calls are in flight.
