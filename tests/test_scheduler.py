@@ -656,6 +656,38 @@ async def test_task_awaiting_retry_at_shutdown_keeps_its_attempts(
     assert result.outcomes[0].reason == "awaiting_retry"
 
 
+async def test_a_retryable_failure_during_shutdown_never_spends_the_last_attempt(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        scheduler.shutdown()
+        raise sg.RetryableTaskError("request admission is shutting down")
+
+    tracker = sg.DagCompletionTracker()
+    tracker.add("a")
+    tracker.add("b", depends_on=["a"])
+    retry = sg.RetryPolicy(max_attempts=1)  # this attempt is the last one
+    scheduler = sg.AsyncTaskScheduler(tracker, worker, retry=retry)
+    result = await scheduler.run()
+    a, b = result.outcomes["a"], result.outcomes["b"]
+    assert (a.status, a.reason, a.attempts) == ("cancelled", "awaiting_retry", 1)
+    assert (b.status, b.reason) == ("cancelled", "not_started")  # not dropped
+    assert result.admission.active_leases == 0
+
+
+async def test_the_last_attempt_still_fails_outside_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def worker(task: sg.SchedulableTask) -> None:
+        raise sg.RetryableTaskError("flaky")
+
+    retry = sg.RetryPolicy(max_attempts=1)
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), worker, retry=retry).run()
+    assert result.outcomes[0].status == "failed"
+
+
 async def test_tracker_errors_surface_unwrapped(autojump_clock: trio.testing.MockClock) -> None:
     class BadTracker(sg.DagCompletionTracker):
         def ready_frontier(self) -> list[sg.SchedulableTask]:

@@ -716,7 +716,10 @@ class AsyncTaskScheduler:
         attempt = self._attempts[task.task_id]
         reason = f"{type(error).__name__}: {error}"[:200]
         if self.is_retryable(error) or spawn_failed:
-            if attempt < self.retry.max_attempts:
+            # While shutting down, a retryable failure (often the shutdown itself, seen through
+            # request admission) never spends the last attempt: the task ends cancelled /
+            # awaiting_retry, so a later run can still do it and its downstream is not dropped.
+            if attempt < self.retry.max_attempts or self._state == "shutting_down":
                 retry_after = _retry_hint(error)
                 if isinstance(retry_after, (int, float)) and math.isfinite(retry_after):
                     delay = max(0.0, retry_after)  # a hint in the past means "now"
