@@ -20,6 +20,7 @@ from sluicegate._model_requests import ModelRequestError, ModelRequestExecutor
 from sluicegate._providers import (
     ModelRequest,
     ModelResponse,
+    ProviderError,
     ProviderFailureError,
     ProviderRateLimitedError,
     ProviderTimeoutError,
@@ -30,7 +31,12 @@ from sluicegate._request_admission import (
     RequestAdmissionError,
 )
 from sluicegate._request_config import RequestAdmissionConfig, RequestResourceSettings
-from sluicegate._request_identity import ModelEndpoint, RequestResourceKey, RequestResourceResolver
+from sluicegate._request_identity import (
+    ModelEndpoint,
+    ProviderModelKey,
+    RequestResourceKey,
+    RequestResourceResolver,
+)
 
 KEY = RequestResourceKey("fake", "m", "chat")
 REQUEST = ModelRequest(messages=[{"role": "user", "content": "hello"}], estimated_tokens=20)
@@ -271,6 +277,47 @@ async def test_retries_run_out_with_typed_error(autojump_clock) -> None:
     assert_exactly_once(controller, sink)
 
 
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (ProviderRateLimitedError(), "rate_limited"),
+        (ProviderError("connection reset"), "provider_failure"),
+    ],
+)
+@guarded
+async def test_the_last_provider_error_is_the_cause(
+    error: ProviderError, kind: str, autojump_clock
+) -> None:
+    controller, executor, _ = setup(error, error, executor_kwargs={"max_attempts": 2})
+    with pytest.raises(ModelRequestError) as info:
+        await executor.execute("gen", REQUEST)
+    assert (info.value.outcome.kind, info.value.attempts) == (kind, 2)
+    assert info.value.__cause__ is error
+    assert_exactly_once(controller)
+
+
+@guarded
+async def test_jitter_spreads_pauses_both_ways_within_the_fraction(autojump_clock) -> None:
+    failure = ProviderFailureError("boom", status=503)
+    controller, executor, provider = setup(
+        *([failure] * 39),
+        executor_kwargs={
+            "max_attempts": 40,
+            "backoff_seconds": 2.0,
+            "backoff_multiplier": 1.0,
+            "backoff_jitter": 0.25,
+            "seed": 11,
+        },
+    )
+    await executor.execute("gen", REQUEST)
+    pauses = [b - a - 0.5 for a, b in itertools.pairwise(provider.started)]
+    assert len(pauses) == 39
+    # every pause is the nominal 2 s +/- 25%, and the jitter goes both ways
+    assert all(1.5 - 1e-9 <= p <= 2.5 + 1e-9 for p in pauses), pauses
+    assert min(pauses) < 1.75 and max(pauses) > 2.25, pauses
+    assert_exactly_once(controller)
+
+
 @guarded
 async def test_jittered_backoff_never_exceeds_the_cap(autojump_clock) -> None:
     failure = ProviderFailureError("boom", status=503)
@@ -303,6 +350,7 @@ async def test_non_retryable_failure_propagates_at_once(autojump_clock) -> None:
         await executor.execute("gen", REQUEST)
     assert info.value is bad_request
     assert provider.calls == 1
+    assert (executor.stats.requests, executor.stats.failed, executor.stats.succeeded) == (1, 1, 0)
     assert released_outcomes(sink) == ["provider_failure"]
     assert_exactly_once(controller, sink)
 
@@ -338,13 +386,20 @@ async def test_own_attempt_deadline_is_local_timeout(autojump_clock) -> None:
     assert_exactly_once(controller2)
 
 
+@pytest.mark.parametrize("max_attempts", [1, 3])
 @guarded
-async def test_cancellation_mid_call_releases_local_cancelled(autojump_clock) -> None:
+async def test_cancellation_mid_call_releases_local_cancelled(
+    max_attempts: int, autojump_clock
+) -> None:
+    # Cancelled, not a ModelRequestError, even when it was the last allowed attempt.
     sink = InMemoryEventSink()
-    controller, executor, provider = setup("hang", sink=sink)
+    controller, executor, provider = setup(
+        "hang", sink=sink, executor_kwargs={"max_attempts": max_attempts}
+    )
     with trio.move_on_after(5.0) as scope:
         await executor.execute("gen", REQUEST)
     assert scope.cancelled_caught and provider.calls == 1
+    assert (executor.stats.attempts, executor.stats.failed) == (1, 1)
     assert released_outcomes(sink) == ["local_cancelled"]
     assert sink.of_kind("model_request_completed")[0].outcome == "local_cancelled"
     assert_exactly_once(controller, sink)
@@ -391,6 +446,8 @@ async def test_admission_errors_propagate(autojump_clock) -> None:
     controller.shutdown()
     with pytest.raises(RequestAdmissionError, match="shutdown"):
         await executor.execute("gen", REQUEST)
+    stats = executor.stats
+    assert (stats.requests, stats.attempts, stats.failed, stats.succeeded) == (1, 0, 1, 0)
 
 
 async def test_unknown_names_are_configuration_errors() -> None:
@@ -402,6 +459,60 @@ async def test_unknown_names_are_configuration_errors() -> None:
         await other.execute("gen", REQUEST)
     with pytest.raises(ConfigurationError, match="max_attempts"):
         ModelRequestExecutor(controller, {}, max_attempts=0)
+
+
+class BareController:
+    """A RequestAdmissionController with no resolver: the protocol and nothing more."""
+
+    def __init__(self, inner: AdaptiveRequestAdmissionController) -> None:
+        self._inner = inner
+        self.try_acquire = inner.try_acquire
+        self.acquire = inner.acquire
+        self.release = inner.release
+        self.reconfigure = inner.reconfigure
+
+    @property
+    def pressure(self) -> Any:
+        return self._inner.pressure
+
+
+def test_a_resource_key_under_a_provider_alias_is_made_canonical() -> None:
+    controller = AdaptiveRequestAdmissionController(
+        [
+            ModelEndpoint(
+                name="gen",
+                provider="fake",
+                model_id="m",
+                max_parallel_requests=2,
+                provider_alias="fk",
+            )
+        ]
+    )
+    executor = ModelRequestExecutor(controller, {"fake": ScriptedProvider()})
+    assert executor.resolve(RequestResourceKey("fk", "m", "embedding")) == RequestResourceKey(
+        "fake", "m", "embedding"
+    )
+
+
+@guarded
+async def test_a_controller_without_a_resolver_takes_keys_but_not_aliases(autojump_clock) -> None:
+    controller, _, provider = setup()
+    executor = ModelRequestExecutor(BareController(controller), {"fake": provider})
+    # a ProviderModelKey needs no declarations: the domain comes from the request
+    embedding = ModelRequest(domain="embedding", input="text")
+    assert executor.resolve(ProviderModelKey("fake", "m"), domain="embedding") == (
+        RequestResourceKey("fake", "m", "embedding")
+    )
+    await executor.execute(ProviderModelKey("fake", "m"), embedding)
+    embed = controller.resource_pressure(RequestResourceKey("fake", "m", "embedding"))
+    assert embed is not None and embed.grants == embed.released == 1
+    assert executor.resolve(KEY) == KEY  # a full key is taken as it is
+    await executor.execute(KEY, REQUEST)
+    assert pressure(controller).released == 1
+    # an alias cannot be resolved without endpoint declarations: told before any call
+    with pytest.raises(ConfigurationError, match="without endpoint declarations"):
+        await executor.execute("gen", REQUEST)
+    assert provider.calls == 2
 
 
 @pytest.mark.parametrize(

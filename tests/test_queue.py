@@ -213,3 +213,150 @@ def test_an_idle_group_owes_at_most_one_stride() -> None:
         for key, g in q._groups.items():
             if not g.tasks:
                 assert g.pass_ - q.virtual_time <= g.stride, key
+
+
+def test_view_answers_for_absent_groups_and_resources() -> None:
+    """Policies ask a view about any group or resource: absent ones read as empty, never
+    raise, and a group that emptied reads like one that never queued."""
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a1", "a", gpu=2), task("a2", "a", gpu=1), task("b1", "b", 2.0)])
+    v = q.view()
+    assert v.is_current
+    assert v.queued_in_group("a") == 2 and v.queued_in_group("b") == 1
+    assert v.queued_in_group("nobody") == 0
+    assert v.demand("a", "submission") == 0  # a queues gpu work only
+    assert v.demand("nobody", "gpu") == 0
+    assert v.groups_with_demand("tpu") == 0
+    assert v.demand_weight("tpu") == 0.0
+    assert v.demand_weight("submission") == 2.0  # only b (weight 2) wants submission
+    assert v.first_candidate("nobody") is None
+    b1 = pop(q, lambda t, v: t.group.key == "b")
+    assert b1 is not None and b1.task_id == "b1"
+    v = q.view()
+    assert v.is_current
+    assert v.queued_in_group("b") == 0
+    assert v.first_candidate("b") is None
+    assert v.demand("b", "submission") == 0 and v.demand_weight("submission") == 0.0
+    assert v.active_groups() == ["a"] and v.count_by_group() == {"a": 2}
+
+
+def test_a_new_group_joins_at_the_current_virtual_time_not_behind_it() -> None:
+    """A group that arrives after another has been served once is next: it joins at the
+    current virtual time, which the served group has already moved past."""
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a1", "a"), task("a2", "a")])
+    assert pop(q).task_id == "a1"  # type: ignore[union-attr]
+    q.enqueue([task("b1", "b")])
+    assert [pop(q).task_id for _ in range(2)] == ["b1", "a2"]  # type: ignore[union-attr]
+
+
+def fairest_eligible(q: sg.FairTaskQueue, eligible: set[str]) -> str | None:
+    """Oracle: the eligible group that is due first (lowest pass; ties: first due)."""
+    due = [(g.entry[:2], k) for k, g in q._groups.items() if g.entry is not None and k in eligible]
+    return min(due)[1] if due else None
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    weights=st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0]), min_size=4, max_size=12),
+    rounds=st.lists(st.sets(st.integers(0, 11)), min_size=1, max_size=40),
+)
+def test_select_next_finds_the_fairest_eligible_head_among_many_groups(
+    weights: list[float], rounds: list[set[int]]
+) -> None:
+    """With many groups and any subset of heads eligible, select_next returns the eligible
+    head that is due first (even deep in the queue's order), and commits at any position
+    keep the order exact."""
+    q = sg.FairTaskQueue()
+    keys = [f"g{i}" for i in range(len(weights))]
+    # 1 to 3 tasks per group, so groups empty (and leave the order) at every position
+    q.enqueue(
+        [
+            task((k, j), k, w)
+            for j in range(3)
+            for i, (k, w) in enumerate(zip(keys, weights, strict=True))
+            if j <= i % 3
+        ]
+    )
+    for picks in rounds:
+        eligible = {keys[i % len(keys)] for i in picks}
+        expected = fairest_eligible(q, eligible)
+        sel = q.select_next(lambda t, v, eligible=eligible: t.group.key in eligible)
+        assert (sel.item.group.key if sel is not None else None) == expected
+        if sel is not None:
+            head = q.view().first_candidate(sel.item.group.key)
+            assert q.commit(sel) is head
+        assert_heap_is_tight(q)
+        assert len(q) == sum(q.view().count_by_group().values())
+
+
+def test_an_idle_group_takes_its_new_weight_when_it_comes_back() -> None:
+    q = sg.FairTaskQueue()
+    q.enqueue([task("b0", "b", 1.0)])
+    assert pop(q).task_id == "b0"  # type: ignore[union-attr]
+    q.enqueue([task(("a", i), "a", 1.0) for i in range(40)])
+    q.enqueue([task(("b", i), "b", 3.0) for i in range(40)])  # b idle: weight 3 now
+    assert q.group_weights() == {"a": 1.0, "b": 3.0}
+    order = Counter(pop(q).group.key for _ in range(40))  # type: ignore[union-attr]
+    assert abs(order["b"] - 30) <= 1, order
+    q.enqueue([task("b-late", "b", 1.0)])  # b busy: its weight does not change mid-run
+    assert q.group_weights()["b"] == 3.0
+
+
+def test_membership_emptiness_and_drain() -> None:
+    q = sg.FairTaskQueue()
+    assert q.is_empty() and "a" not in q
+    q.enqueue([task("a", "x", gpu=1), task("b", "y"), task("c", "x")])
+    assert not q.is_empty() and "a" in q and "zzz" not in q
+    before = q.view()
+    drained = q.drain()
+    assert sorted(t.task_id for t in drained) == ["a", "b", "c"]
+    assert not before.is_current
+    assert q.is_empty() and len(q) == 0 and "a" not in q
+    assert q.select_next() is None
+    v = q.view()
+    assert v.count_by_group() == {} and v.groups_with_demand("gpu") == 0
+    assert v.demand_weight("submission") == 0.0 and v.demand("x", "gpu") == 0
+    # the drained ids may be queued again, and the queue works as before
+    assert q.enqueue([task("a", "x"), task("b", "y")]) == ["a", "b"]
+    assert [pop(q).task_id for _ in range(2)] == ["a", "b"]  # type: ignore[union-attr]
+    assert q.is_empty()
+
+
+def test_a_selection_stays_stale_after_other_changes_and_commits() -> None:
+    """Once the queue changed after a selection, no later sequence of changes makes that
+    selection committable again."""
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a1", "a"), task("b1", "b")])
+    old = q.select_next()
+    assert old is not None and old.item.task_id == "a1"
+    q.enqueue([task("c1", "c")])
+    other = q.select_next(lambda t, v: t.group.key == "b")
+    assert other is not None and q.commit(other) is not None
+    assert q.commit(old) is None
+    assert "a1" in q and len(q) == 2
+
+
+def test_commit_of_a_task_that_is_not_its_groups_head_is_refused() -> None:
+    q = sg.FairTaskQueue()
+    a1, a2 = task("a1", "a"), task("a2", "a")
+    q.enqueue([a1, a2])
+    assert q.commit(sg.QueueSelection(a2, q.view(), q.view().sequence_version)) is None
+    assert len(q) == 2 and [pop(q), pop(q)] == [a1, a2]
+
+
+def test_a_committed_task_id_can_be_queued_again() -> None:
+    """A retried task comes back with the same id: once committed, it is accepted again."""
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a")])
+    assert pop(q) is not None and "a" not in q
+    assert q.enqueue([task("a")]) == ["a"] and len(q) == 1
+
+
+def test_ties_go_to_the_group_that_became_due_first() -> None:
+    q = sg.FairTaskQueue()
+    q.enqueue([task(("a", i), "a", 2.0) for i in range(6)])
+    q.enqueue([task(("b", i), "b", 1.0) for i in range(3)])
+    order = "".join(pop(q).group.key for _ in range(9))  # type: ignore[union-attr]
+    # after a, b, a both are due at 1.0: b got there first (at its commit), so b goes next
+    assert order == "ababaabaa"

@@ -162,8 +162,12 @@ def test_retry_delay_must_be_a_finite_number_of_seconds(delay: float) -> None:
 def test_retry_with_zero_delay_is_ready_at_once() -> None:
     tr = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask("a")])
     tr.mark_enqueued(["a"])
-    tr.mark_complete(tr.tasks["a"], sg.TaskOutcome.retry(0))
+    assert tr.mark_complete(tr.tasks["a"], sg.TaskOutcome.retry(0)) == []
+    assert tr.state_of("a") == "ready" and tr.next_ready_at() is None
     assert ids(tr.ready_frontier()) == ["a"]
+    tr.mark_enqueued(["a"])
+    tr.mark_complete(tr.tasks["a"], sg.TaskOutcome.retry())  # no delay given: none
+    assert ids(tr.ready_frontier()) == ["a"] and tr.next_ready_at() is None
 
 
 def test_task_added_after_seal_below_a_dropped_and_a_running_task() -> None:
@@ -248,3 +252,58 @@ def test_retry_delay_must_be_a_number() -> None:
         with pytest.raises(sg.ConfigurationError) as caught:
             sg.TaskOutcome.retry(bad)  # type: ignore[arg-type]
         assert caught.value.field == "TaskOutcome.delay"
+
+
+def test_add_returns_the_task_it_built_with_default_group_and_resources() -> None:
+    tr = sg.DagCompletionTracker()
+    plain = tr.add("plain")
+    grouped = tr.add("grouped", "payload", group="g")
+    assert plain is tr.tasks["plain"] and grouped is tr.tasks["grouped"]
+    assert grouped.payload == "payload"
+    assert grouped.group == sg.TaskGroupSpec("g", 1.0)  # weight 1 unless given
+    assert plain.resources == {"submission": 1}
+
+
+def test_from_tasks_takes_task_and_dependency_pairs() -> None:
+    a, b, c = (sg.SchedulableTask(t) for t in "abc")
+    tr = sg.DagCompletionTracker.from_tasks([(c, ["a", "b"]), a, (b, ["a"])])
+    assert tr.dependencies("c") == ("a", "b") and tr.dependencies("b") == ("a",)
+    assert ids(tr.ready_frontier()) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("graph", "cycle"),
+    [
+        # an already visited task comes first in insertion order; the cycle comes later
+        ({"b": ["a"], "a": [], "c": ["d"], "d": ["c"]}, {"c", "d"}),
+        # the cycle does not pass through the task the search started from
+        ({"r": ["x"], "x": ["y"], "y": ["x"]}, {"x", "y"}),
+        # a finished side branch inside the cycle's path is not part of the cycle
+        ({"r": ["x"], "x": ["leaf", "y"], "y": ["x"], "leaf": []}, {"x", "y"}),
+    ],
+)
+def test_every_cycle_is_found_and_named_exactly(
+    graph: dict[str, list[str]], cycle: set[str]
+) -> None:
+    tr = sg.DagCompletionTracker()
+    for task_id, deps in graph.items():
+        tr.add(task_id, depends_on=deps)
+    with pytest.raises(sg.DependencyCycleError) as info:
+        tr.seal()
+    assert set(info.value.cycle) == cycle and len(info.value.cycle) == len(cycle)
+
+
+async def test_retry_is_ready_exactly_when_its_delay_has_passed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The scheduler sleeps until next_ready_at() and then asks for the frontier: the task
+    must be ready at that instant, not one tick later; a short delay is still a delay."""
+    tr = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask("a")])
+    tr.mark_enqueued(["a"])
+    assert tr.mark_complete(tr.tasks["a"], sg.TaskOutcome.retry(0.5)) == []
+    assert tr.ready_frontier() == [] and tr.state_of("a") == "deferred"
+    ready_at = tr.next_ready_at()
+    assert ready_at is not None
+    await trio.sleep_until(ready_at)
+    assert ids(tr.ready_frontier()) == ["a"]
+    assert tr.state_of("a") == "ready" and tr.next_ready_at() is None

@@ -291,11 +291,12 @@ async def test_aimd_decrease_cooldown_and_additive_increase(autojump_clock) -> N
     assert kinds.count("request_rate_limited") == 1
 
 
+@pytest.mark.parametrize("hint", [2.0, 0.25, 30.0])
 @guarded
-async def test_retry_after_overrides_configured_cooldown(autojump_clock) -> None:
+async def test_retry_after_overrides_configured_cooldown(hint: float, autojump_clock) -> None:
     controller = make(cap=10, cooldown_seconds=5.0)
-    await cycle(controller, 1, RequestReleaseOutcome.rate_limited(2.0))
-    assert snap(controller).cooldown_remaining == pytest.approx(2.0)
+    await cycle(controller, 1, RequestReleaseOutcome.rate_limited(hint))
+    assert snap(controller).cooldown_remaining == pytest.approx(hint)
 
 
 @pytest.mark.parametrize("hint", [math.inf, math.nan, -1.0, 0.0])
@@ -330,6 +331,37 @@ async def test_only_rate_limited_decreases(outcome, autojump_clock) -> None:
     assert pressure.limit == 6
     assert pressure.cooldown_remaining == 0.0
     assert pressure.released == 5
+
+
+@guarded
+async def test_max_limit_remembers_the_highest_limit_after_a_decrease(autojump_clock) -> None:
+    controller = make(
+        cap=10,
+        initial_limit=2,
+        successes_until_increase=1,
+        ceiling_hold_rounds=0,
+        decrease_factor=0.5,
+        cooldown_seconds=0.0,
+    )
+    await cycle(controller, 4)
+    assert snap(controller).limit == 6
+    await cycle(controller, 1, RATE_LIMITED)
+    pressure = snap(controller)
+    assert (pressure.limit, pressure.max_limit) == (3, 6)
+
+
+@guarded
+async def test_pressure_counts_each_outcome(autojump_clock) -> None:
+    controller = make(cap=10, initial_limit=4, cooldown_seconds=0.0)
+    await cycle(controller, 3)
+    await cycle(controller, 2, OUTCOME_PROVIDER_FAILURE)
+    await cycle(controller, 1, OUTCOME_PROVIDER_TIMEOUT)
+    await cycle(controller, 1, RATE_LIMITED)
+    await cycle(controller, 1, OUTCOME_LOCAL_CANCELLED)
+    pressure = snap(controller)
+    assert (pressure.grants, pressure.released, pressure.in_flight) == (8, 8, 0)
+    assert (pressure.successes, pressure.failures, pressure.rate_limits) == (3, 3, 1)
+    assert (pressure.denials, pressure.wait_timeouts, pressure.wait_cancellations) == (0, 0, 0)
 
 
 @guarded
@@ -395,6 +427,48 @@ async def test_soft_ceiling_holds_then_probes_then_forgets(autojump_clock) -> No
     await cycle(controller, 1)
     assert snap(controller).limit == 8  # back at the ceiling
     await cycle(controller, 16)  # at 8 it needs 16 more before trying 9
+    pressure = snap(controller)
+    assert (pressure.limit, pressure.last_rate_limit_ceiling) == (9, None)
+    await cycle(controller, 3)  # the ceiling is stale: normal growth again
+    assert snap(controller).limit == 12
+
+
+@guarded
+async def test_a_large_step_stops_one_below_the_ceiling(autojump_clock) -> None:
+    controller = make(
+        cap=20,
+        initial_limit=8,
+        decrease_factor=0.5,
+        increase_step=3,
+        successes_until_increase=1,
+        cooldown_seconds=0.0,
+        ceiling_hold_rounds=2,
+    )
+    await cycle(controller, 1, RATE_LIMITED)
+    assert snap(controller).limit == 4
+    await cycle(controller, 1)
+    assert snap(controller).limit == 7  # 4 + 3 is exactly one below the ceiling
+    controller.reconfigure(limits={KEY: 5})
+    await cycle(controller, 1)
+    assert snap(controller).limit == 7  # 5 + 3 would jump over it: held at ceiling - 1
+
+
+@guarded
+async def test_a_hold_of_one_round_still_climbs_past_the_ceiling(autojump_clock) -> None:
+    controller = make(
+        cap=20,
+        initial_limit=8,
+        decrease_factor=0.5,
+        successes_until_increase=1,
+        cooldown_seconds=0.0,
+        ceiling_hold_rounds=1,
+    )
+    await cycle(controller, 1, RATE_LIMITED)
+    await cycle(controller, 3)
+    assert snap(controller).limit == 7
+    await cycle(controller, 7)  # at 7 a step needs ceil(1 * 7) = 7 successes
+    assert snap(controller).limit == 8
+    await cycle(controller, 8)
     pressure = snap(controller)
     assert (pressure.limit, pressure.last_rate_limit_ceiling) == (9, None)
     await cycle(controller, 3)  # the ceiling is stale: normal growth again
@@ -675,9 +749,10 @@ async def test_waiters_get_direct_handoff_and_try_acquire_never_overtakes(autoju
     assert len(got) == 1 and got[0].waited == 0.0
 
 
-async def _newcomer_round() -> list[RequestAdmissionDecision]:
-    """A chat waiter held by a paused cooldown ending at t+3, and an embedding try_acquire
-    at t+3 too, under an endpoint cap of 1. Returns what each got."""
+async def _newcomer_round(newcomer_waits: bool = False) -> list[RequestAdmissionDecision]:
+    """A chat waiter held by a paused cooldown ending at t+3, and an embedding newcomer at
+    t+3 too (``try_acquire``, or ``acquire`` without waiting), under an endpoint cap of 1.
+    Returns what each got."""
     controller = make(
         cap=1,
         overrides=(
@@ -695,7 +770,14 @@ async def _newcomer_round() -> list[RequestAdmissionDecision]:
 
     async def newcomer() -> None:
         await trio.sleep_until(due)
-        decision = controller.try_acquire(item(key=EMBED))
+        decision: RequestAdmissionDecision
+        if newcomer_waits:
+            try:
+                decision = await controller.acquire(item(key=EMBED, timeout=0.0))
+            except RequestAdmissionError as exc:
+                decision = exc.denied
+        else:
+            decision = controller.try_acquire(item(key=EMBED))
         got.append(decision)
         if isinstance(decision, RequestAdmissionLease):
             controller.release(decision, OUTCOME_SUCCESS)
@@ -708,15 +790,16 @@ async def _newcomer_round() -> list[RequestAdmissionDecision]:
     return got
 
 
+@pytest.mark.parametrize("newcomer_waits", [False, True], ids=["try_acquire", "acquire"])
 @guarded
 async def test_newcomer_never_takes_a_slot_that_time_just_freed_for_a_waiter(
-    autojump_clock,
+    newcomer_waits: bool, autojump_clock
 ) -> None:
     # Whichever of the newcomer and the timer task trio runs first at the instant the
     # cooldown ends (trio picks at random, so try a few rounds), the waiter that time made
     # admissible gets the slot; the newcomer on the other domain finds the cap taken.
     for _ in range(12):
-        got = await _newcomer_round()
+        got = await _newcomer_round(newcomer_waits)
         leases = [g for g in got if isinstance(g, RequestAdmissionLease)]
         denials = [g for g in got if isinstance(g, RequestAdmissionDenied)]
         assert [lease.item.resource for lease in leases] == [KEY]
@@ -767,10 +850,16 @@ async def test_weighted_fairness_three_to_one(autojump_clock) -> None:
     assert 2.8 <= ratio <= 3.2, grants
 
 
+@pytest.mark.parametrize("visited_before", [False, True])
 @guarded
-async def test_late_group_gets_no_credit_for_idleness(autojump_clock) -> None:
+async def test_late_group_gets_no_credit_for_idleness(visited_before: bool, autojump_clock) -> None:
     controller = make(cap=1)
     order: list[str] = []
+    if visited_before:  # the late group once queued and gave up: it is idle all the same
+        held = lease_of(controller.try_acquire(item()))
+        with pytest.raises(RequestAdmissionError, match="timeout"):
+            await controller.acquire(item("late", timeout=0.5))
+        controller.release(held, OUTCOME_SUCCESS)
 
     async def worker(group: str, rounds: int) -> None:
         for _ in range(rounds):
@@ -789,6 +878,41 @@ async def test_late_group_gets_no_credit_for_idleness(autojump_clock) -> None:
     window = order[late_start : late_start + 16]
     # the late group shares 1:1 from its arrival; it does not get a burst to catch up
     assert abs(window.count("late") - window.count("early")) <= 1, window
+
+
+@guarded
+async def test_another_group_goes_past_a_head_blocked_by_its_own_tokens(autojump_clock) -> None:
+    controller = make(cap=10, tokens_per_window=100, window_seconds=60.0)
+    await controller.acquire(item(estimated_tokens=50))
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(controller.acquire, item("big", estimated_tokens=90))
+        await trio.testing.wait_all_tasks_blocked()
+        # FIFO holds within a group only: 10 tokens fit now, so this call does not wait
+        lease = await controller.acquire(item("small", estimated_tokens=10))
+        assert trio.current_time() == start
+        assert snap(controller).waiters == 1  # only the big one
+        nursery.cancel_scope.cancel()
+    assert lease.reserved_tokens == 10
+
+
+@guarded
+async def test_a_lease_reports_how_long_it_waited(autojump_clock) -> None:
+    controller = make(cap=1)
+    start = trio.current_time()
+    await trio.sleep(5.0)  # queued at start + 5, not at the clock's origin
+    held = lease_of(controller.try_acquire(item()))
+    async with trio.open_nursery() as nursery:
+        got: list[RequestAdmissionLease] = []
+
+        async def waiter() -> None:
+            got.append(await controller.acquire(item()))
+
+        nursery.start_soon(waiter)
+        await trio.sleep(2.0)
+        controller.release(held, OUTCOME_SUCCESS)
+    assert got[0].waited == pytest.approx(2.0)
+    assert got[0].acquired_at == pytest.approx(start + 7.0)
 
 
 @guarded
@@ -878,6 +1002,43 @@ async def test_cancelled_head_unblocks_the_waiter_behind_it_at_once(autojump_clo
                 await trio.sleep_forever()
     # the big waiter was cancelled at t=1; the small one must not wait for the window (t=60)
     assert admitted == [1.0]
+
+
+@guarded
+async def test_timed_out_head_unblocks_the_waiter_behind_it_at_once(autojump_clock) -> None:
+    controller = make(cap=10, tokens_per_window=100, window_seconds=60.0)
+    await controller.acquire(item(estimated_tokens=50))
+    start = trio.current_time()
+    admitted: list[float] = []
+
+    async def big() -> None:
+        with pytest.raises(RequestAdmissionError, match="timeout"):
+            await controller.acquire(item(estimated_tokens=90, timeout=1.0))
+
+    async def small() -> None:
+        await controller.acquire(item(estimated_tokens=10))
+        admitted.append(trio.current_time() - start)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(big)  # blocks the window until t=60
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(small)  # fits, but FIFO puts it behind the big one
+    # the big waiter gave up at t=1; the small one must not wait for the window (t=60)
+    assert admitted == [1.0]
+
+
+async def test_acquire_is_a_checkpoint_even_with_capacity_free() -> None:
+    # Like trio's own primitives: an already-cancelled caller gets Cancelled, not a lease
+    # it would carry unreleased into its cancelled scope.
+    controller = make(cap=1)
+    controller.release(lease_of(controller.try_acquire(item())), OUTCOME_SUCCESS)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await controller.acquire(item())
+    pressure = snap(controller)
+    assert (pressure.in_flight, pressure.grants) == (0, 1)
+    lease_of(controller.try_acquire(item()))  # the slot is still free
 
 
 @guarded
@@ -1077,6 +1238,99 @@ async def test_circuit_opens_probes_and_closes(autojump_clock) -> None:
 
 
 @guarded
+async def test_max_reopens_allows_that_many_reopenings(autojump_clock) -> None:
+    controller = make(
+        cap=4,
+        initial_limit=1,
+        cooldown_seconds=0.0,
+        circuit_breaker_threshold=1,
+        circuit_open_seconds=1.0,
+        circuit_backoff_multiplier=2.0,
+        circuit_max_reopens=1,
+    )
+    await cycle(controller, 1, RATE_LIMITED)
+    assert snap(controller).circuit_reopens_in == pytest.approx(1.0)
+    await cycle(controller, 1, RATE_LIMITED)  # the first probe fails: reopened, for longer
+    assert snap(controller).circuit_reopens_in == pytest.approx(2.0)
+    await cycle(controller, 1, RATE_LIMITED)  # the second: more than one reopening
+    assert snap(controller).circuit_reopens_in == math.inf
+
+
+@guarded
+async def test_a_reconfigured_open_period_applies_to_the_next_opening(autojump_clock) -> None:
+    controller = make(cap=4, initial_limit=1, cooldown_seconds=0.0, circuit_breaker_threshold=1)
+    await cycle(controller, 1)  # the resource exists with the default 30 s open period
+    controller.reconfigure(
+        RequestAdmissionConfig(
+            defaults=RequestResourceSettings(
+                initial_limit=1,
+                cooldown_seconds=0.0,
+                circuit_breaker_threshold=1,
+                circuit_open_seconds=0.5,
+                circuit_backoff_multiplier=1.5,
+            )
+        )
+    )
+    await cycle(controller, 1, RATE_LIMITED)
+    pressure = snap(controller)
+    assert (pressure.circuit, pressure.circuit_reopens_in) == ("open", pytest.approx(0.5))
+    await cycle(controller, 1, RATE_LIMITED)  # the probe fails: sub-second periods stay exact
+    assert snap(controller).circuit_reopens_in == pytest.approx(0.75)
+
+
+@guarded
+async def test_a_circuit_closed_by_hand_starts_afresh(autojump_clock) -> None:
+    controller = make(
+        cap=4,
+        initial_limit=1,
+        cooldown_seconds=0.0,
+        circuit_breaker_threshold=2,
+        circuit_open_seconds=10.0,
+    )
+    await cycle(controller, 2, RATE_LIMITED)
+    await cycle(controller, 1, RATE_LIMITED)  # the probe fails: reopened
+    assert snap(controller).circuit_reopens_in == pytest.approx(20.0)
+    controller.reset_circuit(KEY)
+    await cycle(controller, 1, RATE_LIMITED)  # the streak starts again from zero
+    assert snap(controller).circuit == "closed"
+    await cycle(controller, 1, RATE_LIMITED)
+    assert snap(controller).circuit_reopens_in == pytest.approx(10.0)  # the first period again
+    probe = await controller.acquire(item())  # a new probe goes out once it is half-open
+    assert probe.probe
+    controller.release(probe, OUTCOME_SUCCESS)
+    assert snap(controller).circuit == "closed"
+
+
+@guarded
+async def test_opening_the_circuit_skips_waiters_that_already_left(autojump_clock) -> None:
+    controller = make(cap=4, initial_limit=1, cooldown_seconds=0.0, circuit_breaker_threshold=1)
+    held = lease_of(controller.try_acquire(item()))
+    reasons: list[str] = []
+    gone = trio.CancelScope()
+
+    async def leaves() -> None:
+        with gone:
+            await controller.acquire(item(timeout=5.0))
+
+    async def stays() -> None:
+        with pytest.raises(RequestAdmissionError) as info:
+            await controller.acquire(item(timeout=5.0))
+        reasons.append(info.value.reason)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stays)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(leaves)  # queued behind the one that stays ...
+        await trio.testing.wait_all_tasks_blocked()
+        gone.cancel()  # ... and left in the queue (skipped lazily) when it leaves
+        await trio.testing.wait_all_tasks_blocked()
+        controller.release(held, RATE_LIMITED)  # opens for 30 s: longer than both timeouts
+    assert reasons == ["circuit_open"]
+    pressure = snap(controller)
+    assert (pressure.waiters, pressure.in_flight, pressure.wait_cancellations) == (0, 0, 1)
+
+
+@guarded
 async def test_circuit_stays_open_after_max_reopens(autojump_clock) -> None:
     controller = make(
         cap=4,
@@ -1108,10 +1362,33 @@ async def test_circuit_stays_open_after_max_reopens(autojump_clock) -> None:
 
 
 @guarded
-async def test_failures_break_the_rate_limit_streak(autojump_clock) -> None:
+async def test_only_rate_limits_at_limit_one_count_towards_the_breaker(autojump_clock) -> None:
+    controller = make(
+        cap=16,
+        initial_limit=8,
+        decrease_factor=0.5,
+        cooldown_seconds=0.0,
+        circuit_breaker_threshold=2,
+    )
+    for expected in (4, 2, 1):  # separate storms: each one cuts
+        await cycle(controller, 1, RATE_LIMITED)
+        assert snap(controller).limit == expected
+    pressure = snap(controller)
+    assert (pressure.circuit, pressure.consecutive_rate_limits) == ("closed", 3)
+    await cycle(controller, 1, RATE_LIMITED)  # the first 429 at limit 1
+    assert snap(controller).circuit == "closed"
+    await cycle(controller, 1, RATE_LIMITED)  # the second: the breaker's threshold
+    assert snap(controller).circuit == "open"
+
+
+@pytest.mark.parametrize("answer", [OUTCOME_PROVIDER_FAILURE, OUTCOME_SUCCESS])
+@guarded
+async def test_failures_break_the_rate_limit_streak(
+    answer: RequestReleaseOutcome, autojump_clock
+) -> None:
     controller = make(cap=4, initial_limit=1, cooldown_seconds=0.0, circuit_breaker_threshold=2)
     await cycle(controller, 1, RATE_LIMITED)
-    await cycle(controller, 1, OUTCOME_PROVIDER_FAILURE)
+    await cycle(controller, 1, answer)  # any non-429 answer ends the streak at limit 1
     await cycle(controller, 1, RATE_LIMITED)
     assert snap(controller).circuit == "closed"
     await cycle(controller, 1, RATE_LIMITED)

@@ -96,6 +96,7 @@ def test_reconfigure_shrink_never_revokes() -> None:
     for lease in leases[:2]:
         assert ctl.release(lease).released  # type: ignore[arg-type]
     # usage 2 == new limit: still no admission
+    assert ctl.free_resources == 0
     assert isinstance(acquire(ctl, q, task(9)), sg.TaskAdmissionDenied)
     ctl.release(leases[2])  # type: ignore[arg-type]
     assert isinstance(acquire(ctl, q, task(10)), sg.TaskAdmissionLease)
@@ -119,7 +120,7 @@ def test_group_caps_and_explain_blocked() -> None:
     sel = q.select_next(ctl.is_eligible)
     assert sel is not None and sel.item.task_id == "b1"
     summary = ctl.explain_blocked(q.view())
-    assert summary.queued == 2
+    assert summary.queued == 2 and summary.candidates_checked == 2  # heads of a and b
     assert summary.blocked_groups == {"a": "group_capped"}
     assert summary.dominant_reasons[0] == ("group_capped", 1)
     with pytest.raises(sg.ConfigurationError, match="group_caps"):
@@ -310,3 +311,343 @@ def test_bad_policy_arguments_name_the_field(make: Callable[[], object], field: 
     with pytest.raises(sg.ConfigurationError) as info:
         make()
     assert info.value.field == field and info.value.fix
+
+
+@pytest.mark.parametrize("limits", [{"": 1}, {1: 1}])
+def test_bad_resource_names_rejected(limits: dict[object, int]) -> None:
+    with pytest.raises(sg.ConfigurationError, match="resource name"):
+        sg.TaskAdmissionController(limits)  # type: ignore[arg-type]
+
+
+async def test_usage_reads_live_counters_for_custom_policies(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """What a custom policy sees through TaskAdmissionUsage: live limits and usage per
+    resource and group (absent ones read 0), holders with their weights, its own counters,
+    and trio's clock."""
+    seen: list[dict[str, object]] = []
+
+    class Recording:
+        name = "recording"
+
+        def evaluate(
+            self, item: sg.SchedulableTask, queue_view: sg.QueueView, usage: sg.TaskAdmissionUsage
+        ) -> sg.TaskAdmissionPolicyDecision:
+            seen.append(
+                {
+                    "limit": usage.limit("gpu"),
+                    "in_use": usage.in_use("gpu"),
+                    "group_in_use": usage.group_in_use(item.group.key, "gpu"),
+                    "nobody": usage.group_in_use("nobody", "gpu"),
+                    "other_resource": usage.group_in_use(item.group.key, "submission"),
+                    "holders": dict(usage.holders("gpu")),
+                    "holder_weight": usage.holder_weight("gpu"),
+                    "grants": usage.policy_counter("grants"),
+                    "missing": usage.policy_counter("missing"),
+                    "now": usage.now,
+                }
+            )
+            return sg.TaskAdmissionPolicyDecision(True)
+
+        def on_acquire(
+            self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
+        ) -> sg.PolicyStateDelta:
+            return sg.PolicyStateDelta((("grants", 1),))
+
+        def on_release(
+            self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
+        ) -> sg.PolicyStateDelta:
+            return sg.PolicyStateDelta((("grants", -1),))
+
+    ctl = sg.TaskAdmissionController({"gpu": 5, "submission": 3}, policy=Recording())
+    q = sg.FairTaskQueue()
+    await trio.sleep(7)
+    first = acquire(ctl, q, task("a1", "a", 2.0, gpu=2))
+    assert isinstance(first, sg.TaskAdmissionLease)
+    second = acquire(ctl, q, task("a2", "a", 2.0, gpu=1))
+    assert isinstance(second, sg.TaskAdmissionLease)
+    assert seen[-1] == {
+        "limit": 5,
+        "in_use": 2,
+        "group_in_use": 2,
+        "nobody": 0,
+        "other_resource": 0,
+        "holders": {"a": 2.0},
+        "holder_weight": 2.0,
+        "grants": 1,
+        "missing": 0,
+        "now": trio.current_time(),
+    }
+    assert first.acquired_at == pytest.approx(7.0)
+    ctl.release(first)
+    assert ctl.is_eligible(task("b1", "b", 3.0, gpu=1), q.view())
+    assert seen[-1]["in_use"] == 1 and seen[-1]["holders"] == {"a": 2.0}
+    assert seen[-1]["group_in_use"] == 0 and seen[-1]["grants"] == 1
+    ctl.release(second)
+    assert ctl.is_eligible(task("b1", "b", 3.0, gpu=1), q.view())
+    assert seen[-1]["holders"] == {} and seen[-1]["holder_weight"] == 0.0
+    assert seen[-1]["in_use"] == 0 and seen[-1]["grants"] == 0
+
+
+def test_default_controller_is_one_submission_resource_of_64() -> None:
+    assert sg.TaskAdmissionController().limits == {"submission": 64}
+    assert sg.TaskAdmissionController(capacity=3).limits == {"submission": 3}
+
+
+def test_a_positive_check_is_not_reused_once_state_or_item_changed() -> None:
+    """is_eligible lets the try_acquire right after it skip re-evaluation; that shortcut must
+    never admit a different task, the same task after another grant, or against a newer
+    queue view."""
+    ctl = sg.TaskAdmissionController(capacity=1)
+    q = sg.FairTaskQueue()
+    t1, t2 = task(1), task(2)
+    view = q.view()
+    assert ctl.is_eligible(t1, view)
+    too_big = task("big", submission=2)
+    denied = ctl.try_acquire(too_big, view)
+    assert isinstance(denied, sg.TaskAdmissionDenied) and denied.reason == "no_capacity"
+    assert isinstance(ctl.try_acquire(t2, view), sg.TaskAdmissionLease)
+    assert isinstance(ctl.try_acquire(t1, view), sg.TaskAdmissionDenied)
+    # the same task twice in one step: the second grant would exceed the capacity
+    ctl = sg.TaskAdmissionController(capacity=1)
+    assert ctl.is_eligible(t1, view)
+    assert isinstance(ctl.try_acquire(t1, view), sg.TaskAdmissionLease)
+    assert isinstance(ctl.try_acquire(t1, view), sg.TaskAdmissionDenied)
+    assert ctl.view().in_use == {"submission": 1}
+
+
+def test_a_positive_check_against_an_older_queue_view_is_not_reused() -> None:
+    """A peer that queues work between is_eligible and try_acquire changes the answer."""
+    ctl = sg.TaskAdmissionController(capacity=2, policy=sg.BoundedBorrowPolicy())
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a1", "a"), task("a2", "a")])
+    sel = q.select_next(ctl.is_eligible)
+    assert sel is not None
+    assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.TaskAdmissionLease)
+    q.commit(sel)
+    a2 = q.view().first_candidate("a")
+    assert a2 is not None and ctl.is_eligible(a2, q.view())  # alone: its share is 2
+    q.enqueue([task("b1", "b")])
+    denied = ctl.try_acquire(a2, q.view())  # b waits: a's share is 1, a holds 1
+    assert isinstance(denied, sg.TaskAdmissionDenied) and denied.reason == "borrow_debt"
+
+
+def test_free_resources_and_totals_follow_grants_and_releases() -> None:
+    """free_resources (how many resources have a free unit) is what the dispatch loop checks
+    before trying to admit anything; it must be exact through grants, releases and
+    shutdown."""
+    ctl = sg.TaskAdmissionController({"submission": 2, "gpu": 1})
+    q = sg.FairTaskQueue()
+    assert ctl.free_resources == 2
+    gpu = acquire(ctl, q, task("g", gpu=1))
+    assert isinstance(gpu, sg.TaskAdmissionLease)
+    assert ctl.free_resources == 1
+    big = acquire(ctl, q, task("s", submission=2))
+    assert isinstance(big, sg.TaskAdmissionLease)
+    assert ctl.free_resources == 0 and ctl.active_leases == 2
+    assert ctl.release(big).released
+    assert ctl.free_resources == 1
+    assert ctl.release(gpu).released
+    assert ctl.free_resources == 2 and ctl.active_leases == 0
+    small = acquire(ctl, q, task("s1"))
+    assert isinstance(small, sg.TaskAdmissionLease)
+    assert ctl.free_resources == 2  # one of two submission units left
+    view = ctl.view()
+    assert (view.acquired_total, view.released_total) == (3, 2)
+    assert view.in_use_by_group == {"g": {"submission": 1}}
+    ctl.release(small)
+    assert ctl.view().in_use_by_group == {} and ctl.view().released_total == 3
+    ctl.begin_shutdown()
+    assert ctl.free_resources == 0
+    assert not ctl.is_eligible(task("late"), q.view())
+    assert ctl.limits == {"submission": 2, "gpu": 1}
+
+
+def test_a_policy_failing_in_on_acquire_takes_the_grant_back() -> None:
+    class Broken(sg.StrictFairPolicy):
+        def on_acquire(
+            self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
+        ) -> sg.PolicyStateDelta | None:
+            raise RuntimeError("broken policy")
+
+    ctl = sg.TaskAdmissionController(capacity=1, policy=Broken())
+    q = sg.FairTaskQueue()
+    with pytest.raises(RuntimeError, match="broken policy"):
+        acquire(ctl, q, task(1))
+    view = ctl.view()
+    assert view.in_use == {"submission": 0} and view.active_leases == 0
+    assert view.acquired_total == 0 and view.in_use_by_group == {}
+    assert ctl.free_resources == 1
+
+
+def test_a_policy_failing_in_on_release_still_releases() -> None:
+    class Broken(sg.StrictFairPolicy):
+        def on_release(
+            self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
+        ) -> sg.PolicyStateDelta | None:
+            raise RuntimeError("broken policy")
+
+    ctl = sg.TaskAdmissionController(capacity=1, policy=Broken())
+    q = sg.FairTaskQueue()
+    lease = acquire(ctl, q, task(1))
+    assert isinstance(lease, sg.TaskAdmissionLease)
+    result = ctl.release(lease)
+    assert (result.released, result.reason) == (True, "released")
+    assert result.diagnostics == {"policy_error": "RuntimeError: broken policy"}
+    view = ctl.view()
+    assert view.in_use == {"submission": 0} and view.release_diagnostics == {"policy_error": 1}
+    assert isinstance(acquire(ctl, q, task(2)), sg.TaskAdmissionLease)
+
+
+def test_release_diagnostics_name_the_generations_and_accept_an_equal_copy() -> None:
+    ctl = sg.TaskAdmissionController(capacity=2)
+    other = sg.TaskAdmissionController(capacity=1)
+    q = sg.FairTaskQueue()
+    foreign = acquire(other, q, task(1))
+    assert isinstance(foreign, sg.TaskAdmissionLease)
+    result = ctl.release(foreign)
+    assert result.diagnostics == {
+        "controller_generation": ctl.generation,
+        "lease_generation": other.generation,
+    }
+    lease = acquire(ctl, q, task(2))
+    assert isinstance(lease, sg.TaskAdmissionLease)
+    # ids not issued yet (the next one, or 0) are unknown, not duplicates
+    for lease_id in (0, lease.lease_id + 1):
+        forged = sg.TaskAdmissionLease(lease_id, task(3), {"submission": 1}, 0.0, ctl.generation)
+        assert ctl.release(forged).reason == "unknown_lease"
+    # a lease that round-tripped (an equal copy, not the same object) releases normally
+    copy = sg.TaskAdmissionLease(
+        lease.lease_id, lease.item, dict(lease.resources), lease.acquired_at, lease.generation
+    )
+    assert ctl.release(copy).released
+    assert ctl.view().in_use == {"submission": 0}
+
+
+def test_reconfigure_adds_resources_swaps_the_policy_and_invalidates_checks() -> None:
+    ctl = sg.TaskAdmissionController(capacity=2)
+    q = sg.FairTaskQueue()
+    held = acquire(ctl, q, task("s1", "a"))
+    assert isinstance(held, sg.TaskAdmissionLease)
+    t2 = task("s2", "a")
+    assert ctl.is_eligible(t2, q.view())
+    ctl.reconfigure({"submission": 1})  # between the check and the grant
+    denied = ctl.try_acquire(t2, q.view())
+    assert isinstance(denied, sg.TaskAdmissionDenied) and denied.reason == "no_capacity"
+    assert ctl.limits_version == 1 and ctl.free_resources == 0
+    # a new resource and a policy capping it; the held lease is released through it
+    ctl.reconfigure({"gpu": 2}, policy=sg.StrictFairPolicy({"a": {"gpu": 1}}))
+    assert ctl.limits == {"submission": 1, "gpu": 2} and ctl.limits_version == 2
+    assert ctl.free_resources == 1 and ctl.view().policy == "strict_fair"
+    gpu = acquire(ctl, q, task("g1", "a", gpu=1))
+    assert isinstance(gpu, sg.TaskAdmissionLease)
+    capped = acquire(ctl, q, task("g2", "a", gpu=1))
+    assert isinstance(capped, sg.TaskAdmissionDenied) and capped.reason == "group_capped"
+    assert isinstance(acquire(ctl, q, task("g3", "b", gpu=1)), sg.TaskAdmissionLease)
+    assert ctl.view().in_use == {"submission": 1, "gpu": 2} and ctl.free_resources == 0
+    assert ctl.release(held).released and ctl.free_resources == 1
+    # a policy that does not fit the limits changes nothing
+    with pytest.raises(sg.UnknownResourceError):
+        ctl.reconfigure({"submission": 5}, policy=sg.StrictFairPolicy({"a": {"tpu": 1}}))
+    assert ctl.limits == {"submission": 1, "gpu": 2} and ctl.limits_version == 2
+    assert ctl.view().policy == "strict_fair"
+
+
+def test_shutdown_between_check_and_grant_denies() -> None:
+    ctl = sg.TaskAdmissionController(capacity=2)
+    q = sg.FairTaskQueue()
+    t = task(1)
+    assert ctl.is_eligible(t, q.view())
+    ctl.begin_shutdown()
+    denied = ctl.try_acquire(t, q.view())
+    assert isinstance(denied, sg.TaskAdmissionDenied) and denied.reason == "shutdown"
+    assert ctl.view().shutting_down and ctl.active_leases == 0
+
+
+def test_explain_blocked_reports_the_earliest_hint() -> None:
+    hints = {"a": 5.0, "b": 3.0, "c": None}
+
+    class Waits(sg.StrictFairPolicy):
+        def evaluate(
+            self, item: sg.SchedulableTask, queue_view: sg.QueueView, usage: sg.TaskAdmissionUsage
+        ) -> sg.TaskAdmissionPolicyDecision:
+            if item.group.key == "free":
+                return sg.TaskAdmissionPolicyDecision(True)
+            return sg.TaskAdmissionPolicyDecision(
+                False, "policy_denied", available_after=hints[item.group.key]
+            )
+
+    ctl = sg.TaskAdmissionController(capacity=4, policy=Waits())
+    q = sg.FairTaskQueue()
+    q.enqueue([task("c1", "c"), task("a1", "a"), task("free1", "free"), task("b1", "b")])
+    summary = ctl.explain_blocked(q.view())
+    assert summary.available_after == 3.0
+    assert summary.candidates_checked == 4
+    assert summary.blocked_groups == {
+        "a": "policy_denied",
+        "b": "policy_denied",
+        "c": "policy_denied",
+    }
+    assert summary.dominant_reasons == [("policy_denied", 3)]
+
+
+def test_bounded_borrow_max_borrow_per_resource() -> None:
+    assert sg.BoundedBorrowPolicy().max_borrow("submission") == 0
+    per_resource = sg.BoundedBorrowPolicy({"gpu": 2})
+    assert per_resource.max_borrow("gpu") == 2 and per_resource.max_borrow("submission") == 0
+    with pytest.raises(sg.UnknownResourceError):
+        sg.TaskAdmissionController(capacity=2, policy=per_resource)
+
+
+def test_fair_share_counts_the_asking_group_and_its_weight() -> None:
+    ctl = sg.TaskAdmissionController(capacity=8, policy=sg.BoundedBorrowPolicy())
+    policy = ctl.policy
+    assert isinstance(policy, sg.BoundedBorrowPolicy)
+    q = sg.FairTaskQueue()
+    q.enqueue([task("a1", "a")])
+    view, usage = q.view(), ctl.usage
+    assert policy.fair_share("a", 1.0, "submission", view, usage) == 8  # alone
+    # a group neither queued nor holding joins the count with its own weight
+    assert policy.fair_share("c", 1.0, "submission", view, usage) == 4
+    assert policy.fair_share("c", 3.0, "submission", view, usage) == 6
+    q.enqueue([task((g, 1), g) for g in "bcdefghij"])  # ten groups share 8 units
+    assert policy.fair_share("a", 1.0, "submission", q.view(), usage) == 1
+
+
+def test_bounded_borrow_a_group_holding_another_resource_holds_none_of_this_one() -> None:
+    """The at-least-one-task rule is per resource: holding a gpu does not count as holding
+    submission units."""
+    ctl = sg.TaskAdmissionController({"submission": 2, "gpu": 1}, policy=sg.BoundedBorrowPolicy())
+    q = sg.FairTaskQueue()
+    assert isinstance(acquire(ctl, q, task("a-gpu", "a", gpu=1)), sg.TaskAdmissionLease)
+    q.enqueue([task("a1", "a", submission=2), task("b1", "b", submission=2)])
+    a1 = q.view().first_candidate("a")
+    assert a1 is not None and ctl.is_eligible(a1, q.view())
+
+
+def test_bounded_borrow_debt_with_one_peer_queued_ignores_the_borrow_ceiling() -> None:
+    """With a single peer waiting, a group at its exact share gets nothing more, even though
+    max_borrow would allow it while peers are idle."""
+    ctl = sg.TaskAdmissionController(capacity=8, policy=sg.BoundedBorrowPolicy(max_borrow=2))
+    q = sg.FairTaskQueue()
+    for i in range(3):
+        assert isinstance(acquire(ctl, q, task(("a", i), "a")), sg.TaskAdmissionLease)
+    for i in range(2):
+        assert isinstance(acquire(ctl, q, task(("c", i), "c")), sg.TaskAdmissionLease)
+    q.enqueue([task("a3", "a"), task("b0", "b")])
+    # active groups a, b (queued) and c (holding): a's share is ceil(8 / 3) = 3, a holds 3
+    share = ctl.policy.fair_share("a", 1.0, "submission", q.view(), ctl.usage)  # type: ignore[attr-defined]
+    assert share == 3
+    denied = ctl.evaluate(q.view().first_candidate("a"), q.view())  # type: ignore[arg-type]
+    assert denied is not None and denied.reason == "borrow_debt"
+    sel = q.select_next(ctl.is_eligible)
+    assert sel is not None and sel.item.task_id == "b0"
+
+
+def test_check_request_accepts_up_to_the_whole_limit() -> None:
+    ctl = sg.TaskAdmissionController({"submission": 2, "gpu": 1})
+    ctl.check_request(task("fits", submission=2, gpu=1))
+    with pytest.raises(sg.ConfigurationError, match="requests 3 units"):
+        ctl.check_request(task("too-big", submission=3))
+    with pytest.raises(sg.UnknownResourceError):
+        ctl.check_request(task("unknown", tpu=1))
