@@ -95,14 +95,17 @@ def cells_with_model_call(loops: int, n: int, capacity: int) -> float:
     return total
 
 
-def bare_trio_model_call(loops: int, n: int, capacity: int) -> float:
+def _bare_trio(loops: int, n: int, capacity: int, call_model: bool) -> float:
+    """The floor: every task spawned at once, each entering one ``CapacityLimiter``."""
+
     async def main() -> None:
         limiter = trio.CapacityLimiter(capacity)
         provider = _provider()
 
         async def task() -> None:
             async with limiter:
-                await provider.call("m", REQUEST)
+                if call_model:
+                    await provider.call("m", REQUEST)
 
         async with trio.open_nursery() as nursery:
             for _ in range(n):
@@ -114,26 +117,14 @@ def bare_trio_model_call(loops: int, n: int, capacity: int) -> float:
         trio.run(main)
         total += time.perf_counter() - t0
     return total
+
+
+def bare_trio_model_call(loops: int, n: int, capacity: int) -> float:
+    return _bare_trio(loops, n, capacity, call_model=True)
 
 
 def bare_trio(loops: int, n: int, capacity: int) -> float:
-    async def main() -> None:
-        limiter = trio.CapacityLimiter(capacity)
-
-        async def task() -> None:
-            async with limiter:
-                pass
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(n):
-                nursery.start_soon(task)
-
-    total = 0.0
-    for _ in range(loops):
-        t0 = time.perf_counter()
-        trio.run(main)
-        total += time.perf_counter() - t0
-    return total
+    return _bare_trio(loops, n, capacity, call_model=False)
 
 
 def _forward(cmd: list[str], args: object) -> None:

@@ -37,7 +37,7 @@ import msgspec
 import trio
 from attrs import define, field
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, is_positive_finite
 from ._providers import (
     ModelRequest,
     ModelResponse,
@@ -294,30 +294,18 @@ def _check_api_key(_inst: object, _attr: attrs.Attribute[Any], value: object) ->
         )
 
 
-def _check_timeout(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(
-            "OpenAICompatibleProvider.timeout", f"got {value!r}", "use a number of seconds > 0"
-        )
+def _seconds_validator(name: str, fix: str) -> Callable[[object, object, object], None]:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if not is_positive_finite(value):
+            raise ConfigurationError(f"OpenAICompatibleProvider.{name}", f"got {value!r}", fix)
+
+    return check
 
 
-def _check_max_retry_after(instance: object, attribute: object, value: object) -> None:
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(
-            "OpenAICompatibleProvider.max_retry_after",
-            f"got {value!r}",
-            "use a number of seconds > 0 (the longest Retry-After to honour)",
-        )
+_check_timeout = _seconds_validator("timeout", "use a number of seconds > 0")
+_check_max_retry_after = _seconds_validator(
+    "max_retry_after", "use a number of seconds > 0 (the longest Retry-After to honour)"
+)
 
 
 @define(kw_only=True, eq=False)

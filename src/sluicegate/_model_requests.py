@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import trio
 
-from ._errors import ConfigurationError, SluicegateError
+from ._errors import ConfigurationError, SluicegateError, is_number
 from ._events import EventEmitter, EventSink, RequestEventKind
 from ._providers import (
     ModelRequest,
@@ -145,13 +145,13 @@ class ModelRequestExecutor:
             ("backoff_multiplier", backoff_multiplier, 1.0),
             ("max_backoff_seconds", max_backoff_seconds, 0.0),
         ):
-            if not _is_number(value) or not math.isfinite(value) or value < low:
+            if not is_number(value) or not math.isfinite(value) or value < low:
                 raise ConfigurationError(
                     f"ModelRequestExecutor.{name}",
                     f"must be a finite number >= {low}, got {value!r}",
                     f"use a value of at least {low}",
                 )
-        if not _is_number(backoff_jitter) or not 0.0 <= backoff_jitter < 1.0:
+        if not is_number(backoff_jitter) or not 0.0 <= backoff_jitter < 1.0:
             raise ConfigurationError(
                 "ModelRequestExecutor.backoff_jitter",
                 f"must be in [0, 1), got {backoff_jitter!r}",
@@ -161,7 +161,7 @@ class ModelRequestExecutor:
             ("attempt_timeout", attempt_timeout),
             ("admission_timeout", admission_timeout),
         ):
-            if timeout is not None and not (_is_number(timeout) and timeout > 0):
+            if timeout is not None and not (is_number(timeout) and timeout > 0):
                 raise ConfigurationError(
                     f"ModelRequestExecutor.{name}",
                     f"must be a positive number of seconds or None, got {timeout!r}",
@@ -404,7 +404,3 @@ class ModelRequestExecutor:
             attempt=attempt,
             **fields,
         )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

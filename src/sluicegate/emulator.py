@@ -38,7 +38,7 @@ import msgspec
 import trio
 from attrs import define, field
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, is_positive_finite
 from ._providers import (
     ModelRequest,
     ModelResponse,
@@ -126,12 +126,7 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
             ("idle_timeout_seconds", self.idle_timeout_seconds),
             ("max_body_bytes", self.max_body_bytes),
         ):
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
+            if not is_positive_finite(value):
                 raise ConfigurationError(
                     f"EmulatorConfig.{name}", f"got {value!r}", "use a number > 0"
                 )
