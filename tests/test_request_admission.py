@@ -1916,3 +1916,32 @@ async def test_many_short_lived_request_groups_keep_memory_bounded(autojump_cloc
     pressure = snap(controller)
     assert (pressure.in_flight, pressure.waiters) == (0, 0)
     assert pressure.grants == pressure.released == 3_001
+
+
+@guarded
+async def test_on_a_fairness_tie_the_oldest_waiter_goes_first(autojump_clock) -> None:
+    # Groups a and b both joined at the same virtual time, so their passes tie. Lane a is
+    # listed first (a1 queued first), but after a1 leaves, its head a2 is younger than b1.
+    controller = make(cap=1, initial_limit=1)
+    held = lease_of(controller.try_acquire(item("a")))
+    order: list[str] = []
+    scope_a1 = trio.CancelScope()
+
+    async def waiter(name: str, group: str, scope: trio.CancelScope | None = None) -> None:
+        with scope or trio.CancelScope():
+            lease = await controller.acquire(item(group))
+            order.append(name)
+            await trio.sleep(1)
+            controller.release(lease, OUTCOME_SUCCESS)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter, "a1", "a", scope_a1)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(waiter, "b1", "b")
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(waiter, "a2", "a")
+        await trio.testing.wait_all_tasks_blocked()
+        scope_a1.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        controller.release(held, OUTCOME_SUCCESS)
+    assert order == ["b1", "a2"]
