@@ -1068,3 +1068,401 @@ def test_bad_scheduler_arguments_name_the_field(make: Callable[[], object], fiel
     with pytest.raises(sg.ConfigurationError) as info:
         make()
     assert info.value.field == field and info.value.fix
+
+
+async def test_elapsed_is_measured_from_the_start_of_the_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await trio.sleep(10)  # the run does not start at time zero
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        await trio.sleep(1)
+
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), worker).run()
+    assert result.started_at == pytest.approx(10.0)
+    assert result.finished_at == pytest.approx(11.0)
+    assert result.elapsed == pytest.approx(1.0)
+
+
+async def test_default_capacity_is_64(autojump_clock: trio.testing.MockClock) -> None:
+    running = peak = 0
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await trio.sleep(1)
+        running -= 1
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(100), worker)
+    result = await scheduler.run()
+    assert peak == 64
+    assert result.admission.limits == {"submission": 64}
+    assert result.elapsed == pytest.approx(2.0)
+
+
+async def test_notify_starts_tasks_added_from_outside_a_worker_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("long")
+    started: dict[Hashable, float] = {}
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        started[task.task_id] = trio.current_time()
+        await trio.sleep(10 if task.task_id == "long" else 1)
+
+    scheduler = sg.AsyncTaskScheduler(tr, worker, capacity=4)
+
+    async def operator() -> None:
+        await trio.sleep(2)
+        tr.add("extra")  # not from a worker: no worker ending will wake the loop for it
+        scheduler.notify()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(operator)
+        result = await scheduler.run()
+    assert started == {"long": 0.0, "extra": pytest.approx(2.0)}
+    assert result.counts["succeeded"] == 2
+    assert result.elapsed == pytest.approx(10.0)
+
+
+async def test_reconfigure_from_outside_a_worker_uses_new_capacity_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    started: list[float] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        started.append(trio.current_time())
+        await trio.sleep(10)
+
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(3), worker, capacity=1)
+
+    async def operator() -> None:
+        await trio.sleep(1)
+        scheduler.reconfigure({"submission": 3})  # grown while the only worker still runs
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(operator)
+        result = await scheduler.run()
+    assert started == pytest.approx([0.0, 1.0, 1.0])
+    assert result.elapsed == pytest.approx(11.0)
+
+
+async def test_queued_tasks_never_started_at_shutdown_are_not_started(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        scheduler.shutdown()
+        await trio.sleep(1)
+
+    # Capacity 1: task 0 runs, tasks 1 and 2 wait in the queue and are drained at shutdown.
+    scheduler = sg.AsyncTaskScheduler(chain_tracker(3), worker, capacity=1)
+    result = await scheduler.run()
+    assert result.outcomes[0] == sg.TaskRunOutcome(status="succeeded", attempts=1)
+    for task_id in (1, 2):
+        assert result.outcomes[task_id] == sg.TaskRunOutcome(
+            status="cancelled", attempts=0, reason="not_started"
+        )
+    assert result.admission.shutting_down  # task admission was told to stop admitting
+    assert result.admission.active_leases == 0
+
+
+@pytest.mark.parametrize("failed", [False, True])
+async def test_shutdown_after_the_run_is_a_no_op(
+    autojump_clock: trio.testing.MockClock, failed: bool
+) -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("task", resources={"submission": 9 if failed else 1})  # 9 > capacity: run fails
+    scheduler = sg.AsyncTaskScheduler(tr, noop, capacity=4)
+    if failed:
+        with pytest.raises(sg.ConfigurationError):
+            await scheduler.run()
+    else:
+        await scheduler.run()
+    scheduler.shutdown(grace_period=1)  # the run is over: nothing left to stop
+    assert not scheduler.admission.view().shutting_down
+
+
+async def test_task_added_under_a_failed_task_is_reported_dropped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("bad")
+    tr.add("later", depends_on=["bad"])  # keeps nothing alive; dropped with "bad"
+    tr.add("slow")
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        if task.task_id == "bad":
+            raise ValueError("broken")
+        await trio.sleep(1)
+        # "bad" has failed by now: a task added under it is dropped as it is added,
+        # without ever reaching the scheduler.
+        tr.add("late", depends_on=["bad"])
+
+    result = await sg.AsyncTaskScheduler(tr, worker, capacity=2).run()
+    assert result.outcomes["late"] == sg.TaskRunOutcome(status="dropped", reason="upstream 'bad'")
+    assert result.outcomes["later"] == sg.TaskRunOutcome(status="dropped", reason="upstream 'bad'")
+    assert result.counts == {"succeeded": 1, "failed": 1, "dropped": 2, "cancelled": 0}
+
+
+async def test_a_policy_polling_with_future_hints_is_a_wait_not_a_stall(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class PollsUntil20(_PolicyBase):
+        """Denies until t=20, always saying "look again in one second"."""
+
+        def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
+            if usage.now < 20.0:
+                return sg.TaskAdmissionPolicyDecision(
+                    False, "policy_denied", available_after=usage.now + 1.0
+                )
+            return sg.TaskAdmissionPolicyDecision(True)
+
+    started: list[float] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        started.append(trio.current_time())
+
+    adm = sg.TaskAdmissionController(capacity=1, policy=PollsUntil20())
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), worker, admission=adm).run()
+    assert started == pytest.approx([20.0])  # nothing ran for 20 s, yet no stall
+    assert result.counts["succeeded"] == 1
+
+
+async def test_a_past_hint_while_a_worker_runs_is_not_a_stall(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class OneAtATimeForGroupB(_PolicyBase):
+        """Group "b" waits while anything runs, with a hint that is already past."""
+
+        def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
+            if item.group.key == "b" and usage.in_use("submission"):
+                return sg.TaskAdmissionPolicyDecision(
+                    False, "policy_denied", available_after=usage.now
+                )
+            return sg.TaskAdmissionPolicyDecision(True)
+
+    tr = sg.DagCompletionTracker()
+    tr.add("long", group="a")
+    tr.add("short", group="b")
+    started: dict[Hashable, float] = {}
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        started[task.task_id] = trio.current_time()
+        if task.task_id == "long":
+            await trio.sleep(10)  # far past the 5 s stall grace
+
+    adm = sg.TaskAdmissionController(capacity=2, policy=OneAtATimeForGroupB())
+    result = await sg.AsyncTaskScheduler(tr, worker, admission=adm).run()
+    assert started == {"long": 0.0, "short": pytest.approx(10.0)}
+    assert result.counts["succeeded"] == 2
+
+
+async def test_short_past_hint_waits_do_not_add_up_to_a_stall(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await trio.sleep(100)  # the stall grace counts from when the wait began, not from zero
+    t0 = trio.current_time()
+
+    class TwoShortWaits(_PolicyBase):
+        """Denies everything for 3 s, then "b" for 3 s after "a" ends; hints always past."""
+
+        def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
+            elapsed = usage.now - t0
+            if elapsed < 3.0 or (item.task_id == "b" and elapsed < 7.0):
+                return sg.TaskAdmissionPolicyDecision(
+                    False, "policy_denied", available_after=usage.now
+                )
+            return sg.TaskAdmissionPolicyDecision(True)
+
+    tr = sg.DagCompletionTracker()
+    tr.add("a")
+    tr.add("b")
+    started: dict[Hashable, float] = {}
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        started[task.task_id] = trio.current_time() - t0
+        if task.task_id == "a":
+            await trio.sleep(1)  # runs from 3 to 4; "b" then waits 3 s with nothing running
+
+    adm = sg.TaskAdmissionController(capacity=2, policy=TwoShortWaits())
+    result = await sg.AsyncTaskScheduler(tr, worker, admission=adm).run()
+    assert started == {"a": pytest.approx(3.0), "b": pytest.approx(7.0)}
+    assert result.counts["succeeded"] == 2
+
+
+async def test_a_request_is_checked_again_after_limits_shrink(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    big = {"submission": 3}  # one mapping shared by both tasks: checked once per limits
+    tr = sg.DagCompletionTracker()
+    tr.add("first", resources=big)
+    tr.add("second", depends_on=["first"], resources=big)
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        scheduler.reconfigure({"submission": 2})  # "second" can never fit any more
+
+    scheduler = sg.AsyncTaskScheduler(tr, worker, capacity=4)
+    with pytest.raises(sg.ConfigurationError, match="requests 3 units") as info:
+        await scheduler.run()
+    assert info.value.field == "task 'second'.resources['submission']"
+    assert scheduler.admission.view().active_leases == 0
+
+
+async def test_a_stale_selection_releases_its_lease_and_dispatch_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class StaleOnce(sg.FairTaskQueue):
+        """The first commit finds the queue changed since the selection was made."""
+
+        stale = 0
+
+        def commit(self, selection):  # type: ignore[no-untyped-def]
+            if not self.stale:
+                self.stale += 1
+                return None
+            return super().commit(selection)
+
+    started: list[float] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        started.append(trio.current_time())
+        await trio.sleep(1)
+
+    sink = sg.InMemoryEventSink()
+    scheduler = sg.AsyncTaskScheduler(
+        chain_tracker(2), worker, capacity=2, queue=StaleOnce(), sink=sink
+    )
+    result = await scheduler.run()
+    assert started == [0.0, 0.0]  # both start at once: the stale pick was retried
+    assert result.counts["succeeded"] == 2
+    assert sink.kinds().count("stale_selection") == 1
+    assert result.admission.acquired_total == result.admission.released_total == 3
+    assert result.admission.active_leases == 0
+
+
+async def test_a_returned_outcome_keeps_its_reason_or_names_its_kind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def worker(task: sg.SchedulableTask) -> sg.TaskOutcome:
+        if task.task_id == "given":
+            return sg.TaskOutcome.drop("nothing to do")
+        if task.task_id == "unnamed_drop":
+            return sg.TaskOutcome.drop()
+        return sg.TaskOutcome.retry(0.5)
+
+    tr = sg.DagCompletionTracker()
+    for task_id in ("given", "unnamed_drop", "unnamed_retry"):
+        tr.add(task_id)
+    retry = sg.RetryPolicy(max_attempts=2)
+    result = await sg.AsyncTaskScheduler(tr, worker, retry=retry).run()
+    assert result.outcomes["given"].reason == "nothing to do"
+    assert result.outcomes["unnamed_drop"].reason == "worker_requested_drop"
+    assert result.outcomes["unnamed_retry"] == sg.TaskRunOutcome(
+        status="failed", attempts=2, reason="attempts exhausted (2): worker_requested_retry"
+    )
+
+
+async def test_a_failure_reason_is_capped_at_200_characters(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def worker(task: sg.SchedulableTask) -> None:
+        raise ValueError("x" * 500)
+
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), worker).run()
+    reason = result.outcomes[0].reason
+    assert reason is not None and reason.startswith("ValueError: xxx")
+    assert len(reason) == 200
+
+
+async def test_a_group_where_only_some_failures_give_a_hint_uses_that_hint(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    times: list[float] = []
+
+    async def fail(error: Exception) -> None:
+        raise error
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        times.append(trio.current_time())
+        if len(times) == 1:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(fail, sg.RetryableTaskError("no hint"))
+                nursery.start_soon(fail, sg.RetryableTaskError("429", retry_after=3.0))
+
+    result = await sg.AsyncTaskScheduler(chain_tracker(1), worker).run()
+    assert times == pytest.approx([0.0, 3.0])
+    assert result.outcomes[0] == sg.TaskRunOutcome(status="succeeded", attempts=2)
+
+
+class _TwoStepTracker:
+    """A minimal CompletionTracker of its own: "b" depends on "a"; no ``tasks``/``dropped``."""
+
+    def __init__(self) -> None:
+        self.a = sg.SchedulableTask("a", None, sg.TaskGroupSpec("default", 1.0), {"submission": 1})
+        self.b = sg.SchedulableTask("b", None, sg.TaskGroupSpec("default", 1.0), {"submission": 1})
+        self.ready = [self.a]
+        self.open = {"a", "b"}
+
+    def ready_frontier(self) -> list[sg.SchedulableTask]:
+        ready, self.ready = self.ready, []
+        return ready
+
+    def mark_enqueued(self, task_ids: object) -> None:
+        pass
+
+    def mark_complete(self, task: sg.SchedulableTask, outcome: sg.TaskOutcome) -> list[Hashable]:
+        self.open.discard(task.task_id)
+        if outcome.kind == "drop" and task.task_id == "a":
+            self.open.discard("b")
+            return ["b"]
+        if task.task_id == "a":
+            self.ready = [self.b]
+        return []
+
+    @property
+    def is_finished(self) -> bool:
+        return not self.open
+
+    def next_ready_at(self) -> float | None:
+        return None
+
+
+async def test_downstream_drops_reported_by_any_tracker_are_recorded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def worker(task: sg.SchedulableTask) -> None:
+        raise ValueError("broken")
+
+    result = await sg.AsyncTaskScheduler(_TwoStepTracker(), worker).run()
+    assert result.outcomes == {
+        "a": sg.TaskRunOutcome(status="failed", attempts=1, reason="ValueError: broken"),
+        "b": sg.TaskRunOutcome(status="dropped", reason="upstream 'a'"),
+    }
+    assert result.counts == {"succeeded": 0, "failed": 1, "dropped": 1, "cancelled": 0}
+
+
+async def test_an_error_in_dispatch_cancels_running_workers_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tr = sg.DagCompletionTracker()
+    tr.add("long")
+    tr.add("adder")
+    scheduler: sg.AsyncTaskScheduler
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        if task.task_id == "long":
+            await trio.sleep(100)
+        else:
+            await trio.sleep(1)
+            tr.add("huge", resources={"submission": 9})  # can never fit: fails the run
+
+    scheduler = sg.AsyncTaskScheduler(tr, worker, capacity=4)
+    with pytest.raises(sg.ConfigurationError, match="requests 9 units"):
+        await scheduler.run()
+    assert trio.current_time() == pytest.approx(1.0)  # "long" was cancelled, not awaited
+    assert scheduler.admission.view().active_leases == 0
