@@ -29,7 +29,9 @@ async def noop(task: sg.SchedulableTask) -> None:
     return None
 
 
-def scheduler_run(loops: int, n: int, groups: int, capacity: int, policy: str) -> float:
+def scheduler_run(
+    loops: int, n: int, groups: int, capacity: int, policy: str, with_sink: bool = False
+) -> float:
     specs = [sg.TaskGroupSpec(f"g{i}", float(1 + i % 4)) for i in range(groups)]
     total = 0.0
     for _ in range(loops):
@@ -38,27 +40,13 @@ def scheduler_run(loops: int, n: int, groups: int, capacity: int, policy: str) -
         )
         pol = sg.BoundedBorrowPolicy(max_borrow=4) if policy == "borrow" else None
         admission = sg.TaskAdmissionController(capacity=capacity, policy=pol)
-        scheduler = sg.AsyncTaskScheduler(tracker, noop, admission=admission)
+        sink = sg.InMemoryEventSink() if with_sink else None
+        scheduler = sg.AsyncTaskScheduler(tracker, noop, admission=admission, sink=sink)
         t0 = time.perf_counter()
         result = trio.run(scheduler.run)
         total += time.perf_counter() - t0
         assert result.counts["succeeded"] == n
-    return total
-
-
-def scheduler_with_sink(loops: int, n: int, groups: int, capacity: int) -> float:
-    specs = [sg.TaskGroupSpec(f"g{i}", float(1 + i % 4)) for i in range(groups)]
-    total = 0.0
-    for _ in range(loops):
-        tracker = sg.DagCompletionTracker.from_tasks(
-            [sg.SchedulableTask(i, None, specs[i % groups]) for i in range(n)]
-        )
-        sink = sg.InMemoryEventSink()
-        scheduler = sg.AsyncTaskScheduler(tracker, noop, capacity=capacity, sink=sink)
-        t0 = time.perf_counter()
-        result = trio.run(scheduler.run)
-        total += time.perf_counter() - t0
-        assert result.counts["succeeded"] == n and len(sink.events) >= 5 * n
+        assert sink is None or len(sink.events) >= 5 * n
     return total
 
 
@@ -154,10 +142,12 @@ def main() -> None:
     g = 8
     runner.bench_time_func(
         f"scheduler[strict,tasks={n},groups={g},capacity={cap},sink=memory]",
-        scheduler_with_sink,
+        scheduler_run,
         n,
         g,
         cap,
+        "strict",
+        True,
         inner_loops=n,
     )
     runner.bench_time_func(

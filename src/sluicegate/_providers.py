@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from ._errors import ConfigurationError, SluicegateError
+from ._errors import ConfigurationError, SluicegateError, is_number
 from ._request_identity import RequestDomain
 
 
@@ -35,9 +35,7 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         timeout = self.timeout
-        if timeout is not None and not (
-            isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0
-        ):
+        if timeout is not None and not (is_number(timeout) and timeout > 0):
             # inf is allowed (no limit); nan fails "> 0"
             raise ConfigurationError(
                 "ModelRequest.timeout",

@@ -23,6 +23,7 @@ from ._errors import (
     TaskStateError,
     UnknownDependencyError,
     describe,
+    is_number,
 )
 from ._task import (
     DEFAULT_GROUP,
@@ -53,8 +54,7 @@ class TaskOutcome(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def retry(cls, delay: float = 0.0, reason: str | None = None) -> TaskOutcome:
-        number = isinstance(delay, (int, float)) and not isinstance(delay, bool)
-        if not (number and 0 <= delay < math.inf):
+        if not (is_number(delay) and 0 <= delay < math.inf):
             raise ConfigurationError(
                 "TaskOutcome.delay", f"got {delay!r}", "use a finite number of seconds >= 0"
             )

@@ -186,8 +186,8 @@ OUTCOME_PROVIDER_FAILURE: Final = RequestReleaseOutcome("provider_failure")
 OUTCOME_PROVIDER_TIMEOUT: Final = RequestReleaseOutcome("provider_timeout")
 OUTCOME_LOCAL_CANCELLED: Final = RequestReleaseOutcome("local_cancelled")
 # A grant reclaimed because its waiter was cancelled in the same instant: the call was never
-# sent (a distinct instance, told apart by identity, so its rate-window tokens are returned).
-_NEVER_SENT: Final = RequestReleaseOutcome("local_cancelled")
+# sent, so it used no tokens (its rate-window estimate is given back).
+_NEVER_SENT: Final = RequestReleaseOutcome("local_cancelled", actual_tokens=0)
 # How many reclaimed lease ids are remembered to diagnose a late release as stale.
 _RECLAIMED_REMEMBERED: Final = 4096
 OUTCOME_LOCAL_TIMEOUT: Final = RequestReleaseOutcome("local_timeout")
@@ -1039,9 +1039,9 @@ class AdaptiveRequestAdmissionController:
             entry = held[2]
             if entry is not None:
                 tokens = outcome.actual_tokens
-                if tokens is None and (kind == "rate_limited" or outcome is _NEVER_SENT):
-                    # A rejected or never-sent call used no tokens; it still counts as a
-                    # request (providers count rejected requests against their per-minute limit).
+                if tokens is None and kind == "rate_limited":
+                    # A rejected call used no tokens; it still counts as a request (providers
+                    # count rejected requests against their per-minute limit).
                     tokens = 0
                 entry.window.settle(entry, tokens)
             if kind == "success":

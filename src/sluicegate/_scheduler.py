@@ -25,6 +25,7 @@ from ._errors import (
     SchedulerClosedError,
     SluicegateError,
     describe,
+    is_number,
 )
 from ._events import EventEmitter, EventSink
 from ._queue import FairTaskQueue, QueueView
@@ -216,11 +217,7 @@ class AsyncTaskScheduler:
         """
         if self._state == "finished":
             return
-        if grace_period is not None and not (
-            isinstance(grace_period, (int, float))
-            and not isinstance(grace_period, bool)
-            and grace_period >= 0
-        ):
+        if grace_period is not None and not (is_number(grace_period) and grace_period >= 0):
             raise ConfigurationError(
                 "shutdown.grace_period",
                 f"got {grace_period!r}",
