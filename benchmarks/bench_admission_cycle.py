@@ -21,8 +21,12 @@ def make_tasks(n: int, groups: int) -> list[sg.SchedulableTask]:
     return [sg.SchedulableTask(i, None, specs[i % groups]) for i in range(n)]
 
 
-def make_policy(name: str) -> sg.TaskAdmissionPolicy:
-    return sg.BoundedBorrowPolicy(max_borrow=4) if name == "borrow" else sg.StrictFairPolicy()
+def make_policy(name: str) -> sg.scheduling.TaskAdmissionPolicy:
+    return (
+        sg.scheduling.BoundedBorrowPolicy(max_borrow=4)
+        if name == "borrow"
+        else sg.scheduling.StrictFairPolicy()
+    )
 
 
 def cycle(loops: int, tasks: list[sg.SchedulableTask], policy: str, capacity: int) -> float:
@@ -33,7 +37,7 @@ def cycle(loops: int, tasks: list[sg.SchedulableTask], policy: str, capacity: in
 async def _cycle(loops: int, tasks: list[sg.SchedulableTask], policy: str, capacity: int) -> float:
     total = 0.0
     for _ in range(loops):
-        queue = sg.FairTaskQueue()
+        queue = sg.scheduling.FairTaskQueue()
         admission = sg.TaskAdmissionController(capacity=capacity, policy=make_policy(policy))
         is_eligible = admission.is_eligible
         select, commit = queue.select_next, queue.commit

@@ -25,7 +25,7 @@ def main() -> None:
     tracker = sg.DagCompletionTracker()
     for i in range(n):
         tracker.add(i, group=specs[i % args.groups])
-    queue = sg.FairTaskQueue()
+    queue = sg.scheduling.FairTaskQueue()
     accepted = queue.enqueue(tracker.ready_frontier())
     tracker.mark_enqueued(accepted)
     gc.collect()

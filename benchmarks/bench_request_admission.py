@@ -27,13 +27,8 @@ import pyperf
 import trio
 import trio.testing
 
-from sluicegate import (
-    AdaptiveRequestAdmissionController,
-    ModelEndpoint,
-    RequestAdmissionItem,
-    RequestReleaseOutcome,
-    RequestResourceKey,
-)
+from sluicegate import AdaptiveRequestAdmissionController, ModelEndpoint, RequestResourceKey
+from sluicegate.requests import RequestAdmissionItem, RequestReleaseOutcome
 
 CAP = 16
 KEY = RequestResourceKey("bench", "model", "chat")

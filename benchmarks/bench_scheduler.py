@@ -38,7 +38,7 @@ def scheduler_run(
         tracker = sg.DagCompletionTracker.from_tasks(
             [sg.SchedulableTask(i, None, specs[i % groups]) for i in range(n)]
         )
-        pol = sg.BoundedBorrowPolicy(max_borrow=4) if policy == "borrow" else None
+        pol = sg.scheduling.BoundedBorrowPolicy(max_borrow=4) if policy == "borrow" else None
         admission = sg.TaskAdmissionController(capacity=capacity, policy=pol)
         sink = sg.InMemoryEventSink() if with_sink else None
         scheduler = sg.AsyncTaskScheduler(tracker, noop, admission=admission, sink=sink)

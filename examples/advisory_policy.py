@@ -39,21 +39,21 @@ async def run(advisory: bool) -> None:
         sg.RequestAdmissionConfig(defaults=sg.RequestResourceSettings(cooldown_admission="paused")),
     )
     # The writer endpoint has just been rate limited: 3 s of cooldown.
-    lease = requests.try_acquire(sg.RequestAdmissionItem(resource=WRITER))
-    assert isinstance(lease, sg.RequestAdmissionLease)
-    requests.release(lease, sg.RequestReleaseOutcome.rate_limited(retry_after_seconds=3.0))
+    lease = requests.try_acquire(sg.requests.RequestAdmissionItem(resource=WRITER))
+    assert isinstance(lease, sg.requests.RequestAdmissionLease)
+    requests.release(lease, sg.requests.RequestReleaseOutcome.rate_limited(retry_after_seconds=3.0))
 
     async def worker(task: sg.SchedulableTask) -> None:
-        item = sg.RequestAdmissionItem(resource=task.payload, request_group=task.group.key)
+        item = sg.requests.RequestAdmissionItem(resource=task.payload, request_group=task.group.key)
         call = await requests.acquire(item)  # waits while the endpoint is paused
         try:
             await trio.sleep(1.0)  # the model call
         finally:
-            requests.release(call, sg.RequestReleaseOutcome.success())
+            requests.release(call, sg.requests.RequestReleaseOutcome.success())
 
-    policy: sg.TaskAdmissionPolicy = sg.StrictFairPolicy()
+    policy: sg.scheduling.TaskAdmissionPolicy = sg.scheduling.StrictFairPolicy()
     if advisory:
-        advisor = sg.RequestPressureAdvisoryPolicy(requests.pressure, endpoint_of)
+        advisor = sg.scheduling.RequestPressureAdvisoryPolicy(requests.pressure, endpoint_of)
         print("writer endpoint at the start:", advisor.pressure_signal(WRITER))
         policy = advisor
     admission = sg.TaskAdmissionController(capacity=1, policy=policy)

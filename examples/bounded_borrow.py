@@ -7,16 +7,16 @@ def task(task_id: object, group: str) -> sg.SchedulableTask:
     return sg.SchedulableTask(task_id, None, sg.TaskGroupSpec(group, 1.0))
 
 
-policy = sg.BoundedBorrowPolicy(max_borrow=2)
+policy = sg.scheduling.BoundedBorrowPolicy(max_borrow=2)
 admission = sg.TaskAdmissionController(capacity=8, policy=policy)
-queue = sg.FairTaskQueue()
+queue = sg.scheduling.FairTaskQueue()
 
 
-def admit_all() -> list[sg.TaskAdmissionLease]:
+def admit_all() -> list[sg.scheduling.TaskAdmissionLease]:
     leases = []
     while (sel := queue.select_next(admission.is_eligible)) is not None:
         lease = admission.try_acquire(sel.item, sel.view)
-        assert isinstance(lease, sg.TaskAdmissionLease)
+        assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
         queue.commit(sel)
         leases.append(lease)
     return leases

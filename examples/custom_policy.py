@@ -6,7 +6,7 @@ import trio
 
 import sluicegate as sg
 
-ALLOW = sg.TaskAdmissionPolicyDecision(True)
+ALLOW = sg.scheduling.TaskAdmissionPolicyDecision(True)
 
 
 class HeavyTaskLimit:
@@ -26,24 +26,35 @@ class HeavyTaskLimit:
         return isinstance(item.payload, Mapping) and bool(item.payload.get("heavy"))
 
     def evaluate(
-        self, item: sg.SchedulableTask, queue_view: sg.QueueView, usage: sg.TaskAdmissionUsage
-    ) -> sg.TaskAdmissionPolicyDecision:
+        self,
+        item: sg.SchedulableTask,
+        queue_view: sg.scheduling.QueueView,
+        usage: sg.scheduling.TaskAdmissionUsage,
+    ) -> sg.scheduling.TaskAdmissionPolicyDecision:
         # Pure: read the live counters, change nothing.
         if self._is_heavy(item) and usage.policy_counter("heavy_running") >= self.max_heavy:
-            return sg.TaskAdmissionPolicyDecision(
+            return sg.scheduling.TaskAdmissionPolicyDecision(
                 False, "policy_denied", detail=f"{self.max_heavy} heavy task(s) running"
             )
         return ALLOW
 
     def on_acquire(
-        self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
-    ) -> sg.PolicyStateDelta | None:
-        return sg.PolicyStateDelta((("heavy_running", 1),)) if self._is_heavy(lease.item) else None
+        self, lease: sg.scheduling.TaskAdmissionLease, usage: sg.scheduling.TaskAdmissionUsage
+    ) -> sg.scheduling.PolicyStateDelta | None:
+        return (
+            sg.scheduling.PolicyStateDelta((("heavy_running", 1),))
+            if self._is_heavy(lease.item)
+            else None
+        )
 
     def on_release(
-        self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
-    ) -> sg.PolicyStateDelta | None:
-        return sg.PolicyStateDelta((("heavy_running", -1),)) if self._is_heavy(lease.item) else None
+        self, lease: sg.scheduling.TaskAdmissionLease, usage: sg.scheduling.TaskAdmissionUsage
+    ) -> sg.scheduling.PolicyStateDelta | None:
+        return (
+            sg.scheduling.PolicyStateDelta((("heavy_running", -1),))
+            if self._is_heavy(lease.item)
+            else None
+        )
 
 
 tracker = sg.DagCompletionTracker()
@@ -61,7 +72,9 @@ async def worker(task: sg.SchedulableTask) -> None:
     heavy_now -= heavy
 
 
-policy: sg.TaskAdmissionPolicy = HeavyTaskLimit(max_heavy=2)  # mypy checks the protocol here
+policy: sg.scheduling.TaskAdmissionPolicy = HeavyTaskLimit(
+    max_heavy=2
+)  # mypy checks the protocol here
 admission = sg.TaskAdmissionController(capacity=6, policy=policy)
 result = trio.run(sg.AsyncTaskScheduler(tracker, worker, admission=admission).run)
 print("heavy peak:", heavy_peak, "| policy state after the run:", admission.view().policy_state)

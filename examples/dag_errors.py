@@ -8,21 +8,21 @@ cyclic.add("b", depends_on=["a"])
 cyclic.add("c", depends_on=["b"])
 try:
     cyclic.seal()
-except sg.DependencyCycleError as exc:
+except sg.errors.DependencyCycleError as exc:
     print("cycle:", exc.cycle)
 
 dangling = sg.DagCompletionTracker()
 dangling.add("a", depends_on=["ghost"])
 try:
     dangling.seal()
-except sg.UnknownDependencyError as exc:
+except sg.errors.UnknownDependencyError as exc:
     print("unknown:", exc.task_id, "->", exc.missing)
 
 twice = sg.DagCompletionTracker()
 twice.add("a")
 try:
     twice.add("a")
-except sg.DuplicateTaskError as exc:
+except sg.errors.DuplicateTaskError as exc:
     print("duplicate:", exc.task_id)
 
 try:
@@ -31,5 +31,7 @@ except sg.ConfigurationError as exc:
     print("bad resources:", exc.field)
 
 # All graph errors share one base class (also a ValueError).
-assert issubclass(sg.DependencyCycleError, sg.TaskGraphError)
-print("all graph errors are TaskGraphError:", issubclass(sg.TaskGraphError, sg.SluicegateError))
+assert issubclass(sg.errors.DependencyCycleError, sg.errors.TaskGraphError)
+print(
+    "all graph errors are TaskGraphError:", issubclass(sg.errors.TaskGraphError, sg.SluicegateError)
+)

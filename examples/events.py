@@ -20,7 +20,7 @@ with tempfile.TemporaryDirectory() as tmp:
     path = Path(tmp) / "events.jsonl"
     memory = sg.InMemoryEventSink()
     with sg.JsonLinesEventSink(path) as file_sink:
-        sink = sg.FanOutEventSink([memory, file_sink])
+        sink = sg.events.FanOutEventSink([memory, file_sink])
         scheduler = sg.AsyncTaskScheduler(tracker, worker, sink=sink, run_id="run-1")
         result = trio.run(scheduler.run)
     # closing the sink flushes it; read_events decodes both event streams
@@ -28,7 +28,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
 print("events:", result.event_count, "in memory:", len(memory.events), "in file:", len(from_file))
 for event in memory.events:
-    if isinstance(event, sg.SchedulerEvent) and event.task_id == "question":
+    if isinstance(event, sg.events.SchedulerEvent) and event.task_id == "question":
         run_id = event.correlation.run_id if event.correlation else None
         print(f"  #{event.sequence:<3} {event.event_kind:<20} run_id={run_id}")
 released = memory.of_kind("task_lease_released")

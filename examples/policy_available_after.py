@@ -14,22 +14,25 @@ class OpensAt:
         self.opens_at = opens_at
 
     def evaluate(
-        self, item: sg.SchedulableTask, queue_view: sg.QueueView, usage: sg.TaskAdmissionUsage
-    ) -> sg.TaskAdmissionPolicyDecision:
+        self,
+        item: sg.SchedulableTask,
+        queue_view: sg.scheduling.QueueView,
+        usage: sg.scheduling.TaskAdmissionUsage,
+    ) -> sg.scheduling.TaskAdmissionPolicyDecision:
         if usage.now < self.opens_at:
-            return sg.TaskAdmissionPolicyDecision(
+            return sg.scheduling.TaskAdmissionPolicyDecision(
                 False, "policy_denied", available_after=self.opens_at
             )
-        return sg.TaskAdmissionPolicyDecision(True)
+        return sg.scheduling.TaskAdmissionPolicyDecision(True)
 
     def on_acquire(
-        self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
-    ) -> sg.PolicyStateDelta | None:
+        self, lease: sg.scheduling.TaskAdmissionLease, usage: sg.scheduling.TaskAdmissionUsage
+    ) -> sg.scheduling.PolicyStateDelta | None:
         return None
 
     def on_release(
-        self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
-    ) -> sg.PolicyStateDelta | None:
+        self, lease: sg.scheduling.TaskAdmissionLease, usage: sg.scheduling.TaskAdmissionUsage
+    ) -> sg.scheduling.PolicyStateDelta | None:
         return None
 
 
@@ -47,7 +50,7 @@ async def main() -> None:
     admission = sg.TaskAdmissionController(capacity=2, policy=OpensAt(start + 0.05))
     await sg.AsyncTaskScheduler(tracker, worker, admission=admission, sink=sink).run()
     blocked = sink.of_kind("admission_blocked")[0]
-    assert isinstance(blocked, sg.SchedulerEvent) and blocked.available_after is not None
+    assert isinstance(blocked, sg.events.SchedulerEvent) and blocked.available_after is not None
     wake = blocked.available_after - start
     print(f"blocked: reason={blocked.reason}, look again at +{wake:.2f}s")
     print("started at:", [f"{t:.2f}s" for t in started])

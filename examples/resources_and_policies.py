@@ -21,7 +21,7 @@ def build() -> sg.DagCompletionTracker:
     return tracker
 
 
-async def measure(policy: sg.TaskAdmissionPolicy) -> Counter[str]:
+async def measure(policy: sg.scheduling.TaskAdmissionPolicy) -> Counter[str]:
     running: Counter[str] = Counter()
     peak: Counter[str] = Counter()
 
@@ -40,13 +40,13 @@ async def measure(policy: sg.TaskAdmissionPolicy) -> Counter[str]:
 
 async def main() -> None:
     # Default policy: capacity only. The gpu limit alone caps judges at 2.
-    print("strict_fair:", dict(await measure(sg.StrictFairPolicy())))
+    print("strict_fair:", dict(await measure(sg.scheduling.StrictFairPolicy())))
     # A per-group cap: "generate" may never hold more than 3 submission units.
-    capped = sg.StrictFairPolicy(group_caps={"generate": {"submission": 3}})
+    capped = sg.scheduling.StrictFairPolicy(group_caps={"generate": {"submission": 3}})
     print("group cap:  ", dict(await measure(capped)))
     # Borrowing: a group may exceed its weighted fair share by 1 unit while peers are idle;
     # "generate" is alone at first, and a group alone has the whole resource as its share.
-    print("borrow:     ", dict(await measure(sg.BoundedBorrowPolicy(max_borrow=1))))
+    print("borrow:     ", dict(await measure(sg.scheduling.BoundedBorrowPolicy(max_borrow=1))))
 
 
 trio.run(main)

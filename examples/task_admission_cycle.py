@@ -7,16 +7,16 @@ def task(task_id: str, group: str) -> sg.SchedulableTask:
     return sg.SchedulableTask(task_id, None, sg.TaskGroupSpec(group, 1.0))
 
 
-queue = sg.FairTaskQueue()
+queue = sg.scheduling.FairTaskQueue()
 admission = sg.TaskAdmissionController(
-    capacity=3, policy=sg.StrictFairPolicy(group_caps={"a": {"submission": 1}})
+    capacity=3, policy=sg.scheduling.StrictFairPolicy(group_caps={"a": {"submission": 1}})
 )
 queue.enqueue([task("a1", "a"), task("a2", "a"), task("b1", "b")])
 
 leases = []
 while (selection := queue.select_next(admission.is_eligible)) is not None:
     decision = admission.try_acquire(selection.item, selection.view)
-    assert isinstance(decision, sg.TaskAdmissionLease)
+    assert isinstance(decision, sg.scheduling.TaskAdmissionLease)
     assert queue.commit(selection) is selection.item  # None would mean "stale: release, retry"
     leases.append(decision)
 print("admitted:", [lease.item.task_id for lease in leases])
@@ -36,6 +36,6 @@ print("foreign:", other.release(b1).reason)  # a lease from another controller
 
 admission.begin_shutdown()
 denied = admission.try_acquire(task("b2", "b"), queue.view())
-assert isinstance(denied, sg.TaskAdmissionDenied)
+assert isinstance(denied, sg.scheduling.TaskAdmissionDenied)
 print("after begin_shutdown:", denied.reason, "| held lease still releases:", admission.release(b1))
 print(admission.view().release_diagnostics, other.view().release_diagnostics)

@@ -23,9 +23,9 @@ def rp(
     waiters: int = 0,
     cooldown: float = 0.0,
     circuit: str = "closed",
-) -> sg.RequestResourcePressure:
+) -> sg.requests.RequestResourcePressure:
     """A pressure snapshot of ``key`` with only the fields the policy reads set."""
-    return sg.RequestResourcePressure(
+    return sg.requests.RequestResourcePressure(
         resource=key,
         captured_at=0.0,
         limit=4,
@@ -64,12 +64,12 @@ def rp(
 class FakePressure:
     """A RequestPressureSource whose per-resource pressure the test sets directly."""
 
-    def __init__(self, *entries: sg.RequestResourcePressure) -> None:
+    def __init__(self, *entries: sg.requests.RequestResourcePressure) -> None:
         self.entries = {e.resource: e for e in entries}
         self.lookups = 0
 
-    def snapshot(self) -> sg.RequestPressureSnapshot:
-        return sg.RequestPressureSnapshot(
+    def snapshot(self) -> sg.requests.RequestPressureSnapshot:
+        return sg.requests.RequestPressureSnapshot(
             captured_at=0.0,
             resources=tuple(self.entries.values()),
             endpoints=(),
@@ -77,7 +77,7 @@ class FakePressure:
             closed=False,
         )
 
-    def resource(self, key: sg.RequestResourceKey) -> sg.RequestResourcePressure | None:
+    def resource(self, key: sg.RequestResourceKey) -> sg.requests.RequestResourcePressure | None:
         self.lookups += 1
         return self.entries.get(key)
 
@@ -97,17 +97,23 @@ def setup(
     *,
     limits: dict[str, int] | None = None,
     **kwargs: Any,
-) -> tuple[sg.RequestPressureAdvisoryPolicy, sg.TaskAdmissionController, sg.FairTaskQueue]:
-    policy = sg.RequestPressureAdvisoryPolicy(pressure, endpoint_of, **kwargs)
+) -> tuple[
+    sg.scheduling.RequestPressureAdvisoryPolicy,
+    sg.TaskAdmissionController,
+    sg.scheduling.FairTaskQueue,
+]:
+    policy = sg.scheduling.RequestPressureAdvisoryPolicy(pressure, endpoint_of, **kwargs)
     ctl = sg.TaskAdmissionController(limits or {"submission": 4}, policy=policy)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue(tasks)
     return policy, ctl, q
 
 
-def hold(ctl: sg.TaskAdmissionController, t: sg.SchedulableTask) -> sg.TaskAdmissionLease:
-    lease = ctl.try_acquire(t, sg.FairTaskQueue().view())
-    assert isinstance(lease, sg.TaskAdmissionLease)
+def hold(
+    ctl: sg.TaskAdmissionController, t: sg.SchedulableTask
+) -> sg.scheduling.TaskAdmissionLease:
+    lease = ctl.try_acquire(t, sg.scheduling.FairTaskQueue().view())
+    assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
     return lease
 
 
@@ -131,7 +137,7 @@ def test_pressured_item_skipped_for_admissible_unpressured_peer() -> None:
     selection = q.select_next(ctl.is_eligible)
     assert selection is not None and selection.item is b1
     lease = ctl.try_acquire(selection.item, selection.view)
-    assert isinstance(lease, sg.TaskAdmissionLease)
+    assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
     assert q.commit(selection) is b1
     # no unpressured peer is left: the pressured task is admitted
     selection = q.select_next(ctl.is_eligible)
@@ -201,7 +207,7 @@ def test_allowed_when_the_peer_does_not_fit_free_capacity() -> None:
 
 def test_allowed_when_inner_denies_the_peer() -> None:
     a1, b1 = task("a1", "ga", A), task("b1", "gb", B)
-    inner = sg.StrictFairPolicy(group_caps={"gb": {"submission": 1}})
+    inner = sg.scheduling.StrictFairPolicy(group_caps={"gb": {"submission": 1}})
     _, ctl, q = setup(FakePressure(rp(A, waiters=1)), [a1, b1], inner=inner)
     assert ctl.evaluate(a1, q.view()) is not None
     hold(ctl, task("b0", "gb", B))  # gb is now at its cap: b1 would be denied group_capped
@@ -210,7 +216,7 @@ def test_allowed_when_inner_denies_the_peer() -> None:
 
 def test_inner_denial_wins() -> None:
     a1, b1 = task("a1", "ga", A), task("b1", "gb", B)
-    inner = sg.StrictFairPolicy(group_caps={"ga": {"submission": 1}})
+    inner = sg.scheduling.StrictFairPolicy(group_caps={"ga": {"submission": 1}})
     _, ctl, q = setup(FakePressure(rp(A, waiters=1)), [a1, b1], inner=inner)
     hold(ctl, task("a0", "ga", A))
     denied = ctl.evaluate(a1, q.view())
@@ -272,7 +278,9 @@ def test_peer_found_after_many_skips() -> None:
     _, ctl, q = setup(FakePressure(rp(A, waiters=2)), a + b, limits={"submission": 100})
     order = []
     while (selection := q.select_next(ctl.is_eligible)) is not None:
-        assert isinstance(ctl.try_acquire(selection.item, selection.view), sg.TaskAdmissionLease)
+        assert isinstance(
+            ctl.try_acquire(selection.item, selection.view), sg.scheduling.TaskAdmissionLease
+        )
         assert q.commit(selection) is selection.item
         order.append(selection.item.task_id)
     assert order == [t.task_id for t in b + a]
@@ -283,13 +291,13 @@ def test_state_and_validation_are_forwarded_to_inner() -> None:
         name = "counting"
 
         def evaluate(self, item: Any, queue_view: Any, usage: Any) -> Any:
-            return sg.TaskAdmissionPolicyDecision(True)
+            return sg.scheduling.TaskAdmissionPolicyDecision(True)
 
         def on_acquire(self, lease: Any, usage: Any) -> Any:
-            return sg.PolicyStateDelta((("counting:running", 1),))
+            return sg.scheduling.PolicyStateDelta((("counting:running", 1),))
 
         def on_release(self, lease: Any, usage: Any) -> Any:
-            return sg.PolicyStateDelta((("counting:running", -1),))
+            return sg.scheduling.PolicyStateDelta((("counting:running", -1),))
 
     policy, ctl, _ = setup(FakePressure(), [], inner=Counting())
     assert policy.name == "request_pressure_advisory" and ctl.view().policy == policy.name
@@ -298,14 +306,14 @@ def test_state_and_validation_are_forwarded_to_inner() -> None:
     assert ctl.release(lease).released
     assert ctl.view().policy_state == {}
 
-    capped = sg.StrictFairPolicy(group_caps={"ga": {"tpu": 1}})
-    wrapper = sg.RequestPressureAdvisoryPolicy(FakePressure(), endpoint_of, inner=capped)
-    with pytest.raises(sg.UnknownResourceError, match="tpu"):
+    capped = sg.scheduling.StrictFairPolicy(group_caps={"ga": {"tpu": 1}})
+    wrapper = sg.scheduling.RequestPressureAdvisoryPolicy(FakePressure(), endpoint_of, inner=capped)
+    with pytest.raises(sg.errors.UnknownResourceError, match="tpu"):
         sg.TaskAdmissionController(capacity=2, policy=wrapper)
 
 
 def test_parse_detail_ignores_other_details() -> None:
-    parse = sg.RequestPressureAdvisoryPolicy.parse_detail
+    parse = sg.scheduling.RequestPressureAdvisoryPolicy.parse_detail
     assert parse(None) is None and parse("group cap 1 on 'submission'") is None
     assert parse("request_pressure_advisory_other x") is None
     assert parse(DETAIL_A.format("cooldown", "group with spaces")) == {
@@ -333,7 +341,7 @@ def test_parse_detail_ignores_other_details() -> None:
 def test_bad_arguments_are_rejected(kwargs: dict[str, Any], field: str) -> None:
     args: dict[str, Any] = {"pressure": FakePressure(), "endpoint_of": endpoint_of, **kwargs}
     with pytest.raises(sg.ConfigurationError) as info:
-        sg.RequestPressureAdvisoryPolicy(**args)
+        sg.scheduling.RequestPressureAdvisoryPolicy(**args)
     assert info.value.field == f"RequestPressureAdvisoryPolicy.{field}"
     assert info.value.fix
 
@@ -342,8 +350,8 @@ def test_passing_the_controller_instead_of_its_pressure_says_so() -> None:
     endpoint = sg.ModelEndpoint(name="a", provider="sim", model_id="a", max_parallel_requests=1)
     requests = sg.AdaptiveRequestAdmissionController([endpoint])
     with pytest.raises(sg.ConfigurationError, match=r"controller\.pressure, not the controller"):
-        sg.RequestPressureAdvisoryPolicy(requests, endpoint_of)  # type: ignore[arg-type]
-    sg.RequestPressureAdvisoryPolicy(requests.pressure, endpoint_of)  # the right way
+        sg.scheduling.RequestPressureAdvisoryPolicy(requests, endpoint_of)  # type: ignore[arg-type]
+    sg.scheduling.RequestPressureAdvisoryPolicy(requests.pressure, endpoint_of)  # the right way
 
 
 def test_bad_endpoint_of_result_is_a_clear_error() -> None:
@@ -386,8 +394,8 @@ def test_liveness_never_denies_everything(data: st.DataObject) -> None:
         for g in range(n_groups)
         if data.draw(st.integers(0, 3))
     }
-    inner = sg.StrictFairPolicy(group_caps=caps)
-    policy = sg.RequestPressureAdvisoryPolicy(
+    inner = sg.scheduling.StrictFairPolicy(group_caps=caps)
+    policy = sg.scheduling.RequestPressureAdvisoryPolicy(
         pressure,
         endpoint_of,
         inner=inner,
@@ -395,7 +403,7 @@ def test_liveness_never_denies_everything(data: st.DataObject) -> None:
         admit_idle_groups=data.draw(st.booleans()),
     )
     ctl = sg.TaskAdmissionController(limits, policy=policy)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     tasks = []
     for g in range(n_groups):
         endpoint = data.draw(st.sampled_from([None, *keys]))
@@ -407,7 +415,7 @@ def test_liveness_never_denies_everything(data: st.DataObject) -> None:
             tasks.append(sg.SchedulableTask((g, i), endpoint, sg.TaskGroupSpec(f"g{g}"), res))
     data.draw(st.randoms(use_true_random=False)).shuffle(tasks)
     q.enqueue(tasks)
-    held: list[sg.TaskAdmissionLease] = []
+    held: list[sg.scheduling.TaskAdmissionLease] = []
     for _ in range(40):
         view = q.view()
         heads = [h for k in view.active_groups() if (h := view.first_candidate(k)) is not None]
@@ -431,7 +439,7 @@ def test_liveness_never_denies_everything(data: st.DataObject) -> None:
             assert selection is not None, "the advisory policy denied every admissible head"
             assert selection.item in admissible
             lease = ctl.try_acquire(selection.item, selection.view)
-            assert isinstance(lease, sg.TaskAdmissionLease)
+            assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
             assert q.commit(selection) is selection.item
             held.append(lease)
         if held and (selection is None or data.draw(st.booleans())):
@@ -469,12 +477,12 @@ def calling_worker(requests: sg.AdaptiveRequestAdmissionController, seconds: flo
     """Each task makes one model call to its endpoint through request admission."""
 
     async def worker(t: sg.SchedulableTask) -> None:
-        item = sg.RequestAdmissionItem(resource=t.payload, request_group=t.group.key)
+        item = sg.requests.RequestAdmissionItem(resource=t.payload, request_group=t.group.key)
         lease = await requests.acquire(item)
         try:
             await trio.sleep(seconds)
         finally:
-            requests.release(lease, sg.RequestReleaseOutcome.success())
+            requests.release(lease, sg.requests.RequestReleaseOutcome.success())
 
     return worker
 
@@ -489,12 +497,14 @@ async def test_scheduler_prefers_the_unpressured_endpoint_while_waiters_queue(
     autojump_clock: trio.testing.MockClock, mode: str
 ) -> None:
     requests = request_controller()
-    blocker = requests.try_acquire(sg.RequestAdmissionItem(resource=A, request_group="other"))
-    assert isinstance(blocker, sg.RequestAdmissionLease)  # endpoint a (cap 1) is full
+    blocker = requests.try_acquire(
+        sg.requests.RequestAdmissionItem(resource=A, request_group="other")
+    )
+    assert isinstance(blocker, sg.requests.RequestAdmissionLease)  # endpoint a (cap 1) is full
     if mode == "baseline":
-        policy: sg.TaskAdmissionPolicy = sg.StrictFairPolicy()
+        policy: sg.scheduling.TaskAdmissionPolicy = sg.scheduling.StrictFairPolicy()
     else:
-        policy = sg.RequestPressureAdvisoryPolicy(
+        policy = sg.scheduling.RequestPressureAdvisoryPolicy(
             requests.pressure, endpoint_of, admit_idle_groups=mode == "advisory_idle_groups"
         )
     admission = sg.TaskAdmissionController(capacity=2, policy=policy)
@@ -504,12 +514,14 @@ async def test_scheduler_prefers_the_unpressured_endpoint_while_waiters_queue(
     )
 
     async def queued_caller() -> None:
-        lease = await requests.acquire(sg.RequestAdmissionItem(resource=A, request_group="other"))
-        requests.release(lease, sg.RequestReleaseOutcome.success())
+        lease = await requests.acquire(
+            sg.requests.RequestAdmissionItem(resource=A, request_group="other")
+        )
+        requests.release(lease, sg.requests.RequestReleaseOutcome.success())
 
     async def release_blocker_later() -> None:
         await trio.sleep(10)  # the pressure outlasts every gb task
-        requests.release(blocker, sg.RequestReleaseOutcome.success())
+        requests.release(blocker, sg.requests.RequestReleaseOutcome.success())
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(queued_caller)
@@ -550,9 +562,9 @@ def cooling_down_controller() -> sg.AdaptiveRequestAdmissionController:
     """Endpoint a answered a 429 with a 3 s retry-after; "paused" means no call to it goes
     out until the cooldown ends."""
     requests = request_controller(cooldown_admission="paused")
-    lease = requests.try_acquire(sg.RequestAdmissionItem(resource=A))
-    assert isinstance(lease, sg.RequestAdmissionLease)
-    requests.release(lease, sg.RequestReleaseOutcome.rate_limited(retry_after_seconds=3.0))
+    lease = requests.try_acquire(sg.requests.RequestAdmissionItem(resource=A))
+    assert isinstance(lease, sg.requests.RequestAdmissionLease)
+    requests.release(lease, sg.requests.RequestReleaseOutcome.rate_limited(retry_after_seconds=3.0))
     return requests
 
 
@@ -560,7 +572,7 @@ async def test_scheduler_defers_a_cooling_down_endpoint_and_catches_up(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     requests = cooling_down_controller()
-    policy = sg.RequestPressureAdvisoryPolicy(requests.pressure, endpoint_of)
+    policy = sg.scheduling.RequestPressureAdvisoryPolicy(requests.pressure, endpoint_of)
     assert policy.pressure_signal(A) == "cooldown"
     admission = sg.TaskAdmissionController(capacity=1, policy=policy)
     sink = sg.InMemoryEventSink()
@@ -595,7 +607,7 @@ async def test_random_pressure_runs_complete_without_leaks(
     # no circuit breaker: trio orders same-instant tasks at random, and an open circuit would
     # fail calls (this test is about leases and completion, not about the breaker)
     requests = request_controller(cooldown_seconds=0.5, circuit_breaker_threshold=None)
-    policy = sg.RequestPressureAdvisoryPolicy(requests.pressure, endpoint_of)
+    policy = sg.scheduling.RequestPressureAdvisoryPolicy(requests.pressure, endpoint_of)
     admission = sg.TaskAdmissionController(capacity=3, policy=policy)
     tracker = sg.DagCompletionTracker()
     for i in range(40):
@@ -606,13 +618,13 @@ async def test_random_pressure_runs_complete_without_leaks(
         if t.payload is None:
             await trio.sleep(rng.random())
             return
-        lease = await requests.acquire(sg.RequestAdmissionItem(resource=t.payload))
+        lease = await requests.acquire(sg.requests.RequestAdmissionItem(resource=t.payload))
         await trio.sleep(rng.random())
         limited = rng.random() < 0.2
         outcome = (
-            sg.RequestReleaseOutcome.rate_limited(retry_after_seconds=0.3)
+            sg.requests.RequestReleaseOutcome.rate_limited(retry_after_seconds=0.3)
             if limited
-            else sg.RequestReleaseOutcome.success()
+            else sg.requests.RequestReleaseOutcome.success()
         )
         requests.release(lease, outcome)
 

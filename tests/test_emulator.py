@@ -18,7 +18,8 @@ import pytest
 import trio
 
 from sluicegate import ConfigurationError
-from sluicegate.emulator import EmulatorConfig, main, serve_emulator
+from sluicegate.testing import EmulatorConfig, serve_emulator
+from sluicegate.testing.emulator import main
 
 CHAT_BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -39,7 +40,7 @@ def test_loopback_hosts_are_accepted(host: str) -> None:
 def test_cli_refuses_non_loopback() -> None:
     # In a child process with a deadline: a broken check must fail the test, not serve forever.
     done = subprocess.run(
-        [sys.executable, "-m", "sluicegate.emulator", "--host", "0.0.0.0", "--port", "0"],
+        [sys.executable, "-m", "sluicegate.testing.emulator", "--host", "0.0.0.0", "--port", "0"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -271,7 +272,7 @@ async def test_shutdown_with_requests_in_flight_is_clean() -> None:
 def test_cli_serves_until_terminated() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sluicegate.emulator", "--port", "0", "--capacity", "2"],
+        [sys.executable, "-m", "sluicegate.testing.emulator", "--port", "0", "--capacity", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

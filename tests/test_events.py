@@ -5,7 +5,7 @@ import warnings
 import pytest
 
 import sluicegate as sg
-from sluicegate._events import EventEmitter
+from sluicegate.events.emitter import EventEmitter
 
 
 class FlakySink:
@@ -13,9 +13,9 @@ class FlakySink:
 
     def __init__(self) -> None:
         self.calls = 0
-        self.kept: list[sg.SchedulerEvent | sg.RequestEvent] = []
+        self.kept: list[sg.events.SchedulerEvent | sg.events.RequestEvent] = []
 
-    def emit(self, event: sg.SchedulerEvent | sg.RequestEvent) -> None:
+    def emit(self, event: sg.events.SchedulerEvent | sg.events.RequestEvent) -> None:
         self.calls += 1
         if self.calls % 2 == 0:
             raise OSError("disk full")
@@ -50,7 +50,9 @@ def test_fields_reach_the_event() -> None:
     )
     em.request("request_limit_decreased", provider="p", limit=3, previous_limit=6, retry_after=2.0)
     first, second = sink.events
-    assert isinstance(first, sg.SchedulerEvent) and isinstance(second, sg.RequestEvent)
+    assert isinstance(first, sg.events.SchedulerEvent) and isinstance(
+        second, sg.events.RequestEvent
+    )
     assert (first.task_id, first.group, first.lease_id, first.attempt) == ("t", "g", 4, 2)
     assert (first.reason, first.available_after, first.diagnostics) == (
         "no_capacity",
@@ -63,12 +65,12 @@ def test_fields_reach_the_event() -> None:
         6,
         2.0,
     )
-    assert [first.schema_version, second.schema_version] == [sg.SCHEMA_VERSION] * 2
+    assert [first.schema_version, second.schema_version] == [sg.events.SCHEMA_VERSION] * 2
 
 
 def test_no_sink_means_disabled() -> None:
     assert EventEmitter(None).enabled is False
-    assert EventEmitter(sg.NullEventSink()).enabled is False
+    assert EventEmitter(sg.events.NullEventSink()).enabled is False
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert EventEmitter(sg.InMemoryEventSink()).enabled is True

@@ -25,16 +25,16 @@ from sluicegate import (
     OpenAICompatibleProvider,
     Provider,
     ProviderError,
+    SimulatedProvider,
+)
+from sluicegate.providers import parse_duration, parse_rate_limit_headers, parse_retry_after
+from sluicegate.requests import (
     ProviderFailureError,
     ProviderRateLimitedError,
     ProviderTimeoutError,
     RateLimitHints,
-    SimulatedProvider,
-    parse_duration,
-    parse_rate_limit_headers,
-    parse_retry_after,
 )
-from sluicegate.emulator import Emulator, EmulatorConfig, serve_emulator
+from sluicegate.testing import Emulator, EmulatorConfig, serve_emulator
 
 API_KEY = "sk-test-0123456789abcdef-SECRET"
 PROMPT = "my confidential prompt text 4711"

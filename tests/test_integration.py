@@ -233,8 +233,8 @@ def assert_consistent_events(
     """Both streams gap-free and in order; task leases acquired/released once each; every
     request lease reads acquired -> started -> completed -> released (acquired -> released
     only for a grant reclaimed from a cancelled waiter), all inside one task attempt."""
-    sched = [e for e in events if isinstance(e, sg.SchedulerEvent)]
-    req = [e for e in events if isinstance(e, sg.RequestEvent)]
+    sched = [e for e in events if isinstance(e, sg.events.SchedulerEvent)]
+    req = [e for e in events if isinstance(e, sg.events.RequestEvent)]
     assert [e.sequence for e in sched] == list(range(1, len(sched) + 1))
     assert [e.sequence for e in req] == list(range(1, len(req) + 1))
 
@@ -267,7 +267,7 @@ def assert_consistent_events(
     attempt_of_lease: dict[int | None, str] = {}
     released_at: dict[str, int] = {}
     for index, e in enumerate(events):
-        if isinstance(e, sg.SchedulerEvent):
+        if isinstance(e, sg.events.SchedulerEvent):
             if e.event_kind == "worker_spawned":
                 key = f"{_tuple_id(e.task_id)}#{e.attempt}"
                 spawned_at[key] = index
@@ -380,13 +380,15 @@ def endpoint_of_cell(task: sg.SchedulableTask) -> sg.RequestResourceKey | None:
 
 
 def task_admission(policy: str, capacity: int, stack: Stack) -> sg.TaskAdmissionController:
-    chosen: sg.TaskAdmissionPolicy
+    chosen: sg.scheduling.TaskAdmissionPolicy
     if policy == "advisory":
-        chosen = sg.RequestPressureAdvisoryPolicy(stack.controller.pressure, endpoint_of_cell)
+        chosen = sg.scheduling.RequestPressureAdvisoryPolicy(
+            stack.controller.pressure, endpoint_of_cell
+        )
     elif policy == "borrow":
-        chosen = sg.BoundedBorrowPolicy(max_borrow=1)
+        chosen = sg.scheduling.BoundedBorrowPolicy(max_borrow=1)
     else:
-        chosen = sg.StrictFairPolicy()
+        chosen = sg.scheduling.StrictFairPolicy()
     return sg.TaskAdmissionController(capacity=capacity, policy=chosen)
 
 
@@ -933,7 +935,7 @@ async def run_advisory(
             cooldown_seconds=0.5, cooldown_admission="paused", circuit_breaker_threshold=None
         ),
     )
-    policy = sg.RequestPressureAdvisoryPolicy(
+    policy = sg.scheduling.RequestPressureAdvisoryPolicy(
         stack.controller.pressure, endpoint_of, admit_idle_groups=admit_idle_groups
     )
     admission = sg.TaskAdmissionController(capacity=capacity, policy=policy)
@@ -962,13 +964,13 @@ def assert_skips_name_real_endpoints(
     skips = sink.of_kind("request_pressure_advisory_skipped")
     groups = {t.group.key for t in tracker.tasks.values()}
     for skip in skips:
-        assert isinstance(skip, sg.SchedulerEvent)
+        assert isinstance(skip, sg.events.SchedulerEvent)
         assert skip.reason == "policy_denied"
         d = skip.diagnostics
         assert d is not None
         assert d["endpoint"] in known
         assert d["endpoint"] == str(endpoint_of(tracker.tasks[_tuple_id(skip.task_id)]))
-        assert d["signal"] in sg.RequestPressureAdvisoryPolicy.SIGNALS
+        assert d["signal"] in sg.scheduling.RequestPressureAdvisoryPolicy.SIGNALS
         assert d["peer_group"] in groups and d["peer_group"] != skip.group
         if "admitted_instead" in d:
             assert _tuple_id(d["admitted_instead"]) in tracker.tasks
@@ -1031,7 +1033,7 @@ async def test_json_lines_round_trip_of_a_whole_mixed_run(
     path = tmp_path / "events.jsonl"
     memory = sg.InMemoryEventSink()
     with sg.JsonLinesEventSink(path) as file_sink:
-        sink = sg.FanOutEventSink([memory, file_sink])
+        sink = sg.events.FanOutEventSink([memory, file_sink])
         stack = Stack(seed=11, sink=sink, executor_sink=True, admission_timeout=1.5)
         tracker = sg.DagCompletionTracker()
         for row in range(12):
@@ -1050,7 +1052,9 @@ async def test_json_lines_round_trip_of_a_whole_mixed_run(
                 depends_on=[(row, "b")] if row % 3 else [],
                 group="c",
             )
-        policy = sg.RequestPressureAdvisoryPolicy(stack.controller.pressure, endpoint_by_resource)
+        policy = sg.scheduling.RequestPressureAdvisoryPolicy(
+            stack.controller.pressure, endpoint_by_resource
+        )
         admission = sg.TaskAdmissionController(capacity=8, policy=policy)
         scheduler = sg.AsyncTaskScheduler(
             tracker,

@@ -16,8 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sluicegate import ConfigurationError, InMemoryEventSink
-from sluicegate._model_requests import ModelRequestError, ModelRequestExecutor
-from sluicegate._providers import (
+from sluicegate.requests.adaptive import AdaptiveRequestAdmissionController
+from sluicegate.requests.admission import RequestAdmissionError
+from sluicegate.requests.config import RequestAdmissionConfig, RequestResourceSettings
+from sluicegate.requests.executor import ModelRequestError, ModelRequestExecutor
+from sluicegate.requests.identity import (
+    ModelEndpoint,
+    ProviderModelKey,
+    RequestResourceKey,
+    RequestResourceResolver,
+)
+from sluicegate.requests.provider import (
     ModelRequest,
     ModelResponse,
     ProviderError,
@@ -25,17 +34,6 @@ from sluicegate._providers import (
     ProviderRateLimitedError,
     ProviderTimeoutError,
     TokenUsage,
-)
-from sluicegate._request_admission import (
-    AdaptiveRequestAdmissionController,
-    RequestAdmissionError,
-)
-from sluicegate._request_config import RequestAdmissionConfig, RequestResourceSettings
-from sluicegate._request_identity import (
-    ModelEndpoint,
-    ProviderModelKey,
-    RequestResourceKey,
-    RequestResourceResolver,
 )
 
 KEY = RequestResourceKey("fake", "m", "chat")

@@ -12,7 +12,7 @@ def task(tid: object, group: str = "g", weight: float = 1.0, **res: int) -> sg.S
     return sg.SchedulableTask(tid, None, sg.TaskGroupSpec(group, weight), res or {"submission": 1})
 
 
-def pop(q: sg.FairTaskQueue, is_eligible=None) -> sg.SchedulableTask | None:
+def pop(q: sg.scheduling.FairTaskQueue, is_eligible=None) -> sg.SchedulableTask | None:
     sel = q.select_next(is_eligible)
     if sel is None:
         return None
@@ -20,21 +20,21 @@ def pop(q: sg.FairTaskQueue, is_eligible=None) -> sg.SchedulableTask | None:
 
 
 def test_fifo_within_group() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task(i) for i in range(5)])
     assert [pop(q).task_id for _ in range(5)] == [0, 1, 2, 3, 4]  # type: ignore[union-attr]
     assert pop(q) is None
 
 
 def test_enqueue_is_idempotent_by_task_id() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     assert q.enqueue([task("a"), task("b")]) == ["a", "b"]
     assert q.enqueue([task("a"), task("c")]) == ["c"]
     assert len(q) == 3
 
 
 def test_select_next_does_not_mutate() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a"), task("b", "h")])
     before = q.view().snapshot()
     s1 = q.select_next()
@@ -45,7 +45,7 @@ def test_select_next_does_not_mutate() -> None:
 
 
 def test_commit_detects_stale_selection() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a")])
     sel = q.select_next()
     assert sel is not None
@@ -59,10 +59,10 @@ def test_commit_detects_stale_selection() -> None:
 
 def test_selection_is_stale_when_eligibility_changed_the_queue() -> None:
     """The selection carries the version it was chosen against, not a later one."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a"), task("b1", "b")])
 
-    def enqueues(t: sg.SchedulableTask, view: sg.QueueView) -> bool:
+    def enqueues(t: sg.SchedulableTask, view: sg.scheduling.QueueView) -> bool:
         q.enqueue([task(("late", t.task_id), "late")])
         return t.task_id == "b1"
 
@@ -73,7 +73,7 @@ def test_selection_is_stale_when_eligibility_changed_the_queue() -> None:
 
 
 def test_weighted_fairness_three_to_one() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task(("a", i), "a", 3.0) for i in range(400)])
     q.enqueue([task(("b", i), "b", 1.0) for i in range(400)])
     order = [pop(q).group.key for _ in range(400)]  # type: ignore[union-attr]
@@ -84,7 +84,7 @@ def test_weighted_fairness_three_to_one() -> None:
 
 
 def test_late_joiner_gets_no_credit_for_idleness() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task(("a", i), "a") for i in range(100)])
     for _ in range(50):
         pop(q)
@@ -95,7 +95,7 @@ def test_late_joiner_gets_no_credit_for_idleness() -> None:
 
 
 def test_ineligible_head_is_skipped_but_fifo_kept() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a"), task("a2", "a"), task("b1", "b"), task("c1", "c")])
     got = pop(q, lambda t, v: t.group.key != "a")
     assert got is not None and got.task_id == "b1"
@@ -107,7 +107,7 @@ def test_ineligible_head_is_skipped_but_fifo_kept() -> None:
 
 
 def test_view_reports_demand_and_candidates() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a", "x", gpu=2), task("b", "x", gpu=1, submission=1), task("c", "y")])
     v = q.view()
     assert v.queued_total == 3
@@ -129,7 +129,7 @@ def test_view_reports_demand_and_candidates() -> None:
 )
 def test_queue_invariants(weights: list[float], ops: list[tuple[int, bool]]) -> None:
     """Random enqueues and pops: nothing lost or duplicated, FIFO per group, counters match."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     expected: dict[str, list[int]] = {f"g{i}": [] for i in range(len(weights))}
     n = 0
     popped: list[sg.SchedulableTask] = []
@@ -153,7 +153,7 @@ def test_queue_invariants(weights: list[float], ops: list[tuple[int, bool]]) -> 
     assert q.view().groups_with_demand("submission") == 0
 
 
-def assert_heap_is_tight(q: sg.FairTaskQueue) -> None:
+def assert_heap_is_tight(q: sg.scheduling.FairTaskQueue) -> None:
     """One heap entry per group with queued tasks, in heap order (what keeps selection cheap)."""
     heap = q._heap
     assert sorted(e[2].key for e in heap) == sorted(q.view().active_groups())
@@ -164,7 +164,7 @@ def assert_heap_is_tight(q: sg.FairTaskQueue) -> None:
 def test_a_head_that_stays_ineligible_leaves_no_dead_entries() -> None:
     """Serving the groups behind a blocked head (a capped group, say) must not pile up dead
     heap entries that every later select_next walks through."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task(("x", i), "x") for i in range(3)])
     q.enqueue([task((g, i), g) for i in range(200) for g in ("a", "b")])
     served = Counter[str]()
@@ -179,11 +179,11 @@ def test_a_head_that_stays_ineligible_leaves_no_dead_entries() -> None:
 
 def test_commit_of_a_hand_built_selection() -> None:
     """A selection built without select_next's position hint still commits the right task."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a"), task("b1", "b"), task("b2", "b"), task("c1", "c")])
     b1 = q.view().first_candidate("b")
     assert b1 is not None
-    assert q.commit(sg.QueueSelection(b1, q.view(), q.view().sequence_version)) is b1
+    assert q.commit(sg.scheduling.QueueSelection(b1, q.view(), q.view().sequence_version)) is b1
     assert_heap_is_tight(q)
     assert [pop(q).task_id for _ in range(3)] == ["a1", "c1", "b2"]  # type: ignore[union-attr]
 
@@ -191,7 +191,7 @@ def test_commit_of_a_hand_built_selection() -> None:
 def test_short_lived_groups_are_forgotten_and_fairness_is_kept() -> None:
     """Many one-task groups (one per request, say) must not grow the queue's memory forever;
     a long-lived group keeps its share while they come and go."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task(("main", i), "main") for i in range(20_000)])
     served = Counter[str]()
     for i in range(10_000):
@@ -206,7 +206,7 @@ def test_short_lived_groups_are_forgotten_and_fairness_is_kept() -> None:
 
 def test_an_idle_group_owes_at_most_one_stride() -> None:
     """What makes forgetting idle groups safe: a comeback gains at most one task's turn."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task(f"h{i}", "heavy", 0.01) for i in range(3)])  # stride 100 per task
     q.enqueue([task(f"l{i}", "light", 1.0) for i in range(50)])
     while pop(q) is not None:
@@ -218,7 +218,7 @@ def test_an_idle_group_owes_at_most_one_stride() -> None:
 def test_view_answers_for_absent_groups_and_resources() -> None:
     """Policies ask a view about any group or resource: absent ones read as empty, never
     raise, and a group that emptied reads like one that never queued."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a", gpu=2), task("a2", "a", gpu=1), task("b1", "b", 2.0)])
     v = q.view()
     assert v.is_current
@@ -243,14 +243,14 @@ def test_view_answers_for_absent_groups_and_resources() -> None:
 def test_a_new_group_joins_at_the_current_virtual_time_not_behind_it() -> None:
     """A group that arrives after another has been served once is next: it joins at the
     current virtual time, which the served group has already moved past."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a"), task("a2", "a")])
     assert pop(q).task_id == "a1"  # type: ignore[union-attr]
     q.enqueue([task("b1", "b")])
     assert [pop(q).task_id for _ in range(2)] == ["b1", "a2"]  # type: ignore[union-attr]
 
 
-def fairest_eligible(q: sg.FairTaskQueue, eligible: set[str]) -> str | None:
+def fairest_eligible(q: sg.scheduling.FairTaskQueue, eligible: set[str]) -> str | None:
     """Oracle: the eligible group that is due first (lowest pass; ties: first due)."""
     due = [(g.entry[:2], k) for k, g in q._groups.items() if g.entry is not None and k in eligible]
     return min(due)[1] if due else None
@@ -267,7 +267,7 @@ def test_select_next_finds_the_fairest_eligible_head_among_many_groups(
     """With many groups and any subset of heads eligible, select_next returns the eligible
     head that is due first (even deep in the queue's order), and commits at any position
     keep the order exact."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     keys = [f"g{i}" for i in range(len(weights))]
     # 1 to 3 tasks per group, so groups empty (and leave the order) at every position
     q.enqueue(
@@ -291,7 +291,7 @@ def test_select_next_finds_the_fairest_eligible_head_among_many_groups(
 
 
 def test_an_idle_group_takes_its_new_weight_when_it_comes_back() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("b0", "b", 1.0)])
     assert pop(q).task_id == "b0"  # type: ignore[union-attr]
     q.enqueue([task(("a", i), "a", 1.0) for i in range(40)])
@@ -304,7 +304,7 @@ def test_an_idle_group_takes_its_new_weight_when_it_comes_back() -> None:
 
 
 def test_membership_emptiness_and_drain() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     assert q.is_empty() and "a" not in q
     q.enqueue([task("a", "x", gpu=1), task("b", "y"), task("c", "x")])
     assert not q.is_empty() and "a" in q and "zzz" not in q
@@ -326,7 +326,7 @@ def test_membership_emptiness_and_drain() -> None:
 def test_a_selection_stays_stale_after_other_changes_and_commits() -> None:
     """Once the queue changed after a selection, no later sequence of changes makes that
     selection committable again."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a"), task("b1", "b")])
     old = q.select_next()
     assert old is not None and old.item.task_id == "a1"
@@ -338,23 +338,23 @@ def test_a_selection_stays_stale_after_other_changes_and_commits() -> None:
 
 
 def test_commit_of_a_task_that_is_not_its_groups_head_is_refused() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     a1, a2 = task("a1", "a"), task("a2", "a")
     q.enqueue([a1, a2])
-    assert q.commit(sg.QueueSelection(a2, q.view(), q.view().sequence_version)) is None
+    assert q.commit(sg.scheduling.QueueSelection(a2, q.view(), q.view().sequence_version)) is None
     assert len(q) == 2 and [pop(q), pop(q)] == [a1, a2]
 
 
 def test_a_committed_task_id_can_be_queued_again() -> None:
     """A retried task comes back with the same id: once committed, it is accepted again."""
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a")])
     assert pop(q) is not None and "a" not in q
     assert q.enqueue([task("a")]) == ["a"] and len(q) == 1
 
 
 def test_ties_go_to_the_group_that_became_due_first() -> None:
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task(("a", i), "a", 2.0) for i in range(6)])
     q.enqueue([task(("b", i), "b", 1.0) for i in range(3)])
     order = "".join(pop(q).group.key for _ in range(9))  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sluicegate import ConfigurationError
-from sluicegate._rate_window import RateWindow
+from sluicegate.requests.rate_window import RateWindow
 
 
 def test_requests_per_window_slides() -> None:

@@ -48,7 +48,7 @@ def test_cycle_is_rejected_naming_the_tasks() -> None:
     tr.add("b", depends_on=["a"])
     tr.add("c", depends_on=["b"])
     tr.add("d")
-    with pytest.raises(sg.DependencyCycleError) as info:
+    with pytest.raises(sg.errors.DependencyCycleError) as info:
         tr.seal()
     assert set(info.value.cycle) == {"a", "b", "c"}
     assert "'a'" in str(info.value) and "Fix" in str(info.value)
@@ -56,14 +56,14 @@ def test_cycle_is_rejected_naming_the_tasks() -> None:
 
 def test_self_dependency_is_a_cycle() -> None:
     tr = sg.DagCompletionTracker()
-    with pytest.raises(sg.DependencyCycleError):
+    with pytest.raises(sg.errors.DependencyCycleError):
         tr.add("a", depends_on=["a"])
 
 
 def test_unknown_dependency_is_rejected_naming_both() -> None:
     tr = sg.DagCompletionTracker()
     tr.add("a", depends_on=["ghost"])
-    with pytest.raises(sg.UnknownDependencyError) as info:
+    with pytest.raises(sg.errors.UnknownDependencyError) as info:
         tr.seal()
     assert info.value.task_id == "a"
     assert info.value.missing == ("ghost",)
@@ -73,7 +73,7 @@ def test_unknown_dependency_is_rejected_naming_both() -> None:
 def test_duplicate_task_rejected() -> None:
     tr = sg.DagCompletionTracker()
     tr.add("a")
-    with pytest.raises(sg.DuplicateTaskError, match="'a'"):
+    with pytest.raises(sg.errors.DuplicateTaskError, match="'a'"):
         tr.add("a")
 
 
@@ -108,7 +108,7 @@ def test_tasks_added_after_seal_must_reference_known_tasks() -> None:
     tr = sg.DagCompletionTracker()
     tr.add("a")
     tr.seal()
-    with pytest.raises(sg.UnknownDependencyError):
+    with pytest.raises(sg.errors.UnknownDependencyError):
         tr.add("b", depends_on=["zzz"])
     tr.add("b", depends_on=["a"])
     assert ids(tr.ready_frontier()) == ["a"]
@@ -134,7 +134,7 @@ def test_completing_twice_is_an_error() -> None:
     tr = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask("a")])
     tr.mark_enqueued(["a"])
     tr.mark_complete(tr.tasks["a"], sg.TaskOutcome.success())
-    with pytest.raises(sg.TaskStateError, match="'a'"):
+    with pytest.raises(sg.errors.TaskStateError, match="'a'"):
         tr.mark_complete(tr.tasks["a"], sg.TaskOutcome.success())
 
 
@@ -288,7 +288,7 @@ def test_every_cycle_is_found_and_named_exactly(
     tr = sg.DagCompletionTracker()
     for task_id, deps in graph.items():
         tr.add(task_id, depends_on=deps)
-    with pytest.raises(sg.DependencyCycleError) as info:
+    with pytest.raises(sg.errors.DependencyCycleError) as info:
         tr.seal()
     assert set(info.value.cycle) == cycle and len(info.value.cycle) == len(cycle)
 

@@ -14,15 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sluicegate import ConfigurationError, InMemoryEventSink
-from sluicegate._events import EventEmitter
-from sluicegate._request_admission import (
+from sluicegate.events.emitter import EventEmitter
+from sluicegate.requests.adaptive import AdaptiveRequestAdmissionController
+from sluicegate.requests.admission import (
     OUTCOME_LOCAL_CANCELLED,
     OUTCOME_LOCAL_TIMEOUT,
     OUTCOME_PROVIDER_FAILURE,
     OUTCOME_PROVIDER_TIMEOUT,
     OUTCOME_SUCCESS,
     OUTCOME_UNEXPECTED,
-    AdaptiveRequestAdmissionController,
     RequestAdmissionController,
     RequestAdmissionDecision,
     RequestAdmissionDenied,
@@ -31,12 +31,12 @@ from sluicegate._request_admission import (
     RequestAdmissionLease,
     RequestReleaseOutcome,
 )
-from sluicegate._request_config import (
+from sluicegate.requests.config import (
     RequestAdmissionConfig,
     RequestResourceOverride,
     RequestResourceSettings,
 )
-from sluicegate._request_identity import ModelEndpoint, ProviderModelKey, RequestResourceKey
+from sluicegate.requests.identity import ModelEndpoint, ProviderModelKey, RequestResourceKey
 
 KEY = RequestResourceKey("sim", "m", "chat")
 EMBED = RequestResourceKey("sim", "m", "embedding")

@@ -4,13 +4,17 @@ import msgspec
 import pytest
 
 from sluicegate import ConfigurationError
-from sluicegate._request_config import (
+from sluicegate.requests.config import (
     SETTINGS_FIELDS,
     RequestAdmissionConfig,
     RequestResourceOverride,
     RequestResourceSettings,
 )
-from sluicegate._request_identity import ModelEndpoint, RequestResourceKey, RequestResourceResolver
+from sluicegate.requests.identity import (
+    ModelEndpoint,
+    RequestResourceKey,
+    RequestResourceResolver,
+)
 
 
 def test_defaults_are_valid_and_documented() -> None:

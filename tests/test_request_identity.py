@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from sluicegate import ConfigurationError
-from sluicegate._request_identity import (
+from sluicegate.requests.identity import (
     ModelEndpoint,
     ProviderModelKey,
     RequestResourceKey,

@@ -252,7 +252,7 @@ async def test_worker_with_its_own_nursery_is_recorded_as_cancelled(
                 nursery.start_soon(operator)
             result = await scheduler.run()
             assert result.outcomes == {
-                i: sg.TaskRunOutcome(status="cancelled", attempts=1, reason="Cancelled")
+                i: sg.scheduling.TaskRunOutcome(status="cancelled", attempts=1, reason="Cancelled")
                 for i in range(2)
             }
     assert [e.reason for e in sink.of_kind("cancelled")] == ["Cancelled", "Cancelled"]
@@ -278,7 +278,7 @@ async def test_unknown_resource_fails_the_run_naming_it(
 ) -> None:
     tr = sg.DagCompletionTracker()
     tr.add("x", resources={"gpu": 1})
-    with pytest.raises(sg.UnknownResourceError, match="gpu"):
+    with pytest.raises(sg.errors.UnknownResourceError, match="gpu"):
         await sg.AsyncTaskScheduler(tr, noop).run()
 
 
@@ -296,7 +296,7 @@ async def test_failing_sink_never_breaks_the_run(autojump_clock: trio.testing.Mo
 async def test_scheduler_runs_once(autojump_clock: trio.testing.MockClock) -> None:
     s = sg.AsyncTaskScheduler(chain_tracker(1), noop)
     await s.run()
-    with pytest.raises(sg.SchedulerClosedError):
+    with pytest.raises(sg.errors.SchedulerClosedError):
         await s.run()
 
 
@@ -305,7 +305,7 @@ async def test_stalled_policy_is_reported(autojump_clock: trio.testing.MockClock
         name = "never"
 
         def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
-            return sg.TaskAdmissionPolicyDecision(False, "policy_denied")
+            return sg.scheduling.TaskAdmissionPolicyDecision(False, "policy_denied")
 
         def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
             return None
@@ -321,11 +321,11 @@ async def test_stalled_policy_is_reported(autojump_clock: trio.testing.MockClock
 async def test_events_are_ordered_and_versioned(autojump_clock: trio.testing.MockClock) -> None:
     sink = sg.InMemoryEventSink()
     await sg.AsyncTaskScheduler(chain_tracker(3), noop, sink=sink, run_id="r1").run()
-    events = [e for e in sink.events if isinstance(e, sg.SchedulerEvent)]
+    events = [e for e in sink.events if isinstance(e, sg.events.SchedulerEvent)]
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     assert events[0].event_kind == "scheduler_job_started"
     assert events[-1].event_kind == "scheduler_job_completed"
-    assert all(e.schema_version == sg.SCHEMA_VERSION for e in events)
+    assert all(e.schema_version == sg.events.SCHEMA_VERSION for e in events)
     stamps = [e.captured_at for e in events]
     assert stamps == sorted(stamps)
     done = [e for e in events if e.event_kind == "task_completed"]
@@ -389,7 +389,7 @@ def test_random_dags_release_every_lease_exactly_once(case: tuple) -> None:  # t
         deps = sorted({d for d in raw_deps[i] if d < i})  # acyclic by construction
         tr.add(i, depends_on=deps, group=f"g{i % groups}", weight=float(1 + i % groups))
     sink = sg.InMemoryEventSink()
-    policy = sg.BoundedBorrowPolicy(max_borrow=1) if mode == "borrow" else None
+    policy = sg.scheduling.BoundedBorrowPolicy(max_borrow=1) if mode == "borrow" else None
     adm = sg.TaskAdmissionController(capacity=capacity, policy=policy)
     calls: Counter[int] = Counter()
     running = 0
@@ -444,7 +444,7 @@ def test_random_dags_release_every_lease_exactly_once(case: tuple) -> None:  # t
     assert view.release_diagnostics == {}
     assert running == 0
 
-    events = [e for e in sink.events if isinstance(e, sg.SchedulerEvent)]
+    events = [e for e in sink.events if isinstance(e, sg.events.SchedulerEvent)]
     acquired = [e.lease_id for e in events if e.event_kind == "task_lease_acquired"]
     released = [e.lease_id for e in events if e.event_kind == "task_lease_released"]
     assert sorted(acquired) == sorted(released) and len(set(acquired)) == len(acquired)
@@ -581,8 +581,10 @@ async def test_policy_available_after_wakes_dispatcher(
 
         def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
             if usage.now < 10.0:
-                return sg.TaskAdmissionPolicyDecision(False, "policy_denied", available_after=10.0)
-            return sg.TaskAdmissionPolicyDecision(True)
+                return sg.scheduling.TaskAdmissionPolicyDecision(
+                    False, "policy_denied", available_after=10.0
+                )
+            return sg.scheduling.TaskAdmissionPolicyDecision(True)
 
         def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
             return None
@@ -709,8 +711,10 @@ async def test_past_available_after_does_not_spin(autojump_clock: trio.testing.M
             nonlocal evaluations
             evaluations += 1
             if usage.now < 1.0:
-                return sg.TaskAdmissionPolicyDecision(False, "policy_denied", available_after=0.0)
-            return sg.TaskAdmissionPolicyDecision(True)
+                return sg.scheduling.TaskAdmissionPolicyDecision(
+                    False, "policy_denied", available_after=0.0
+                )
+            return sg.scheduling.TaskAdmissionPolicyDecision(True)
 
         def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
             return None
@@ -754,7 +758,7 @@ async def test_schema_version_is_written_to_jsonl(
     first = path.read_text().splitlines()[0]
     assert '"schema_version":1' in first
     events = sg.read_events(path)
-    assert {e.schema_version for e in events} == {sg.SCHEMA_VERSION}
+    assert {e.schema_version for e in events} == {sg.events.SCHEMA_VERSION}
     assert "queue_empty" in [e.event_kind for e in events]
 
 
@@ -762,7 +766,7 @@ class _PolicyBase:
     name = "test_policy"
 
     def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
-        return sg.TaskAdmissionPolicyDecision(True)
+        return sg.scheduling.TaskAdmissionPolicyDecision(True)
 
     def on_acquire(self, lease, usage):  # type: ignore[no-untyped-def]
         return None
@@ -774,7 +778,9 @@ class _PolicyBase:
 async def test_policy_always_past_hint_is_a_stall(autojump_clock: trio.testing.MockClock) -> None:
     class NeverOpens(_PolicyBase):
         def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
-            return sg.TaskAdmissionPolicyDecision(False, "policy_denied", available_after=0.0)
+            return sg.scheduling.TaskAdmissionPolicyDecision(
+                False, "policy_denied", available_after=0.0
+            )
 
     adm = sg.TaskAdmissionController(capacity=1, policy=NeverOpens())
     with pytest.raises(sg.SchedulerStalledError, match="policy_denied"):
@@ -789,7 +795,7 @@ def test_on_acquire_raising_takes_the_grant_back() -> None:
             raise RuntimeError("policy bug")
 
     adm = sg.TaskAdmissionController(capacity=2, policy=Broken())
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     task = sg.SchedulableTask("t")
     q.enqueue([task])
     with pytest.raises(RuntimeError, match="policy bug"):
@@ -805,11 +811,11 @@ def test_on_release_raising_still_releases_and_never_raises() -> None:
             raise RuntimeError("policy bug")
 
     adm = sg.TaskAdmissionController(capacity=1, policy=Broken())
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     task = sg.SchedulableTask("t")
     q.enqueue([task])
     lease = adm.try_acquire(task, q.view())
-    assert isinstance(lease, sg.TaskAdmissionLease)
+    assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
     result = adm.release(lease)
     assert result.released and result.diagnostics is not None
     assert "policy bug" in result.diagnostics["policy_error"]
@@ -913,14 +919,14 @@ async def test_read_events_names_the_bad_line(
     lines = path.read_bytes().splitlines(keepends=True)
     good = lines[0]
     path.write_bytes(good + b"\n" + b'{"schema_version":1,"event_ki')
-    with pytest.raises(sg.EventDecodeError, match=r"events.jsonl:3: not a sluicegate event"):
+    with pytest.raises(sg.errors.EventDecodeError, match=r"events.jsonl:3: not a sluicegate event"):
         sg.read_events(path)
     # A newer writer that only added fields still reads; one that changed a field is named.
     newer = good.replace(b'"schema_version":1', b'"schema_version":7,"new_field":1')
     path.write_bytes(good + newer)
     assert len(sg.read_events(path)) == 2
     path.write_bytes(good + newer.replace(b'"sequence":', b'"sequence":"x","_old":'))
-    with pytest.raises(sg.EventDecodeError, match="schema_version 7 is newer"):
+    with pytest.raises(sg.errors.EventDecodeError, match="schema_version 7 is newer"):
         sg.read_events(path)
     path.write_bytes(b"".join(lines))
     assert len(sg.read_events(path)) == len(lines)
@@ -1161,9 +1167,9 @@ async def test_queued_tasks_never_started_at_shutdown_are_not_started(
     # Capacity 1: task 0 runs, tasks 1 and 2 wait in the queue and are drained at shutdown.
     scheduler = sg.AsyncTaskScheduler(chain_tracker(3), worker, capacity=1)
     result = await scheduler.run()
-    assert result.outcomes[0] == sg.TaskRunOutcome(status="succeeded", attempts=1)
+    assert result.outcomes[0] == sg.scheduling.TaskRunOutcome(status="succeeded", attempts=1)
     for task_id in (1, 2):
-        assert result.outcomes[task_id] == sg.TaskRunOutcome(
+        assert result.outcomes[task_id] == sg.scheduling.TaskRunOutcome(
             status="cancelled", attempts=0, reason="not_started"
         )
     assert result.admission.shutting_down  # task admission was told to stop admitting
@@ -1203,8 +1209,12 @@ async def test_task_added_under_a_failed_task_is_reported_dropped(
         tr.add("late", depends_on=["bad"])
 
     result = await sg.AsyncTaskScheduler(tr, worker, capacity=2).run()
-    assert result.outcomes["late"] == sg.TaskRunOutcome(status="dropped", reason="upstream 'bad'")
-    assert result.outcomes["later"] == sg.TaskRunOutcome(status="dropped", reason="upstream 'bad'")
+    assert result.outcomes["late"] == sg.scheduling.TaskRunOutcome(
+        status="dropped", reason="upstream 'bad'"
+    )
+    assert result.outcomes["later"] == sg.scheduling.TaskRunOutcome(
+        status="dropped", reason="upstream 'bad'"
+    )
     assert result.counts == {"succeeded": 1, "failed": 1, "dropped": 2, "cancelled": 0}
 
 
@@ -1216,10 +1226,10 @@ async def test_a_policy_polling_with_future_hints_is_a_wait_not_a_stall(
 
         def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
             if usage.now < 20.0:
-                return sg.TaskAdmissionPolicyDecision(
+                return sg.scheduling.TaskAdmissionPolicyDecision(
                     False, "policy_denied", available_after=usage.now + 1.0
                 )
-            return sg.TaskAdmissionPolicyDecision(True)
+            return sg.scheduling.TaskAdmissionPolicyDecision(True)
 
     started: list[float] = []
 
@@ -1240,10 +1250,10 @@ async def test_a_past_hint_while_a_worker_runs_is_not_a_stall(
 
         def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
             if item.group.key == "b" and usage.in_use("submission"):
-                return sg.TaskAdmissionPolicyDecision(
+                return sg.scheduling.TaskAdmissionPolicyDecision(
                     False, "policy_denied", available_after=usage.now
                 )
-            return sg.TaskAdmissionPolicyDecision(True)
+            return sg.scheduling.TaskAdmissionPolicyDecision(True)
 
     tr = sg.DagCompletionTracker()
     tr.add("long", group="a")
@@ -1273,10 +1283,10 @@ async def test_short_past_hint_waits_do_not_add_up_to_a_stall(
         def evaluate(self, item, queue_view, usage):  # type: ignore[no-untyped-def]
             elapsed = usage.now - t0
             if elapsed < 3.0 or (item.task_id == "b" and elapsed < 7.0):
-                return sg.TaskAdmissionPolicyDecision(
+                return sg.scheduling.TaskAdmissionPolicyDecision(
                     False, "policy_denied", available_after=usage.now
                 )
-            return sg.TaskAdmissionPolicyDecision(True)
+            return sg.scheduling.TaskAdmissionPolicyDecision(True)
 
     tr = sg.DagCompletionTracker()
     tr.add("a")
@@ -1316,7 +1326,7 @@ async def test_a_request_is_checked_again_after_limits_shrink(
 async def test_a_stale_selection_releases_its_lease_and_dispatch_goes_on(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    class StaleOnce(sg.FairTaskQueue):
+    class StaleOnce(sg.scheduling.FairTaskQueue):
         """The first commit finds the queue changed since the selection was made."""
 
         stale = 0
@@ -1362,7 +1372,7 @@ async def test_a_returned_outcome_keeps_its_reason_or_names_its_kind(
     result = await sg.AsyncTaskScheduler(tr, worker, retry=retry).run()
     assert result.outcomes["given"].reason == "nothing to do"
     assert result.outcomes["unnamed_drop"].reason == "worker_requested_drop"
-    assert result.outcomes["unnamed_retry"] == sg.TaskRunOutcome(
+    assert result.outcomes["unnamed_retry"] == sg.scheduling.TaskRunOutcome(
         status="failed", attempts=2, reason="attempts exhausted (2): worker_requested_retry"
     )
 
@@ -1396,7 +1406,7 @@ async def test_a_group_where_only_some_failures_give_a_hint_uses_that_hint(
 
     result = await sg.AsyncTaskScheduler(chain_tracker(1), worker).run()
     assert times == pytest.approx([0.0, 3.0])
-    assert result.outcomes[0] == sg.TaskRunOutcome(status="succeeded", attempts=2)
+    assert result.outcomes[0] == sg.scheduling.TaskRunOutcome(status="succeeded", attempts=2)
 
 
 class _TwoStepTracker:
@@ -1440,8 +1450,8 @@ async def test_downstream_drops_reported_by_any_tracker_are_recorded(
 
     result = await sg.AsyncTaskScheduler(_TwoStepTracker(), worker).run()
     assert result.outcomes == {
-        "a": sg.TaskRunOutcome(status="failed", attempts=1, reason="ValueError: broken"),
-        "b": sg.TaskRunOutcome(status="dropped", reason="upstream 'a'"),
+        "a": sg.scheduling.TaskRunOutcome(status="failed", attempts=1, reason="ValueError: broken"),
+        "b": sg.scheduling.TaskRunOutcome(status="dropped", reason="upstream 'a'"),
     }
     assert result.counts == {"succeeded": 0, "failed": 1, "dropped": 1, "cancelled": 0}
 

@@ -17,11 +17,13 @@ from sluicegate import (
     ModelResponse,
     Provider,
     ProviderError,
+    SimulatedProvider,
+)
+from sluicegate.providers import SimulatedProviderStats
+from sluicegate.requests import (
     ProviderFailureError,
     ProviderRateLimitedError,
     ProviderTimeoutError,
-    SimulatedProvider,
-    SimulatedProviderStats,
 )
 
 

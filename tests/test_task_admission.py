@@ -15,41 +15,45 @@ def task(tid: object, group: str = "g", weight: float = 1.0, **res: int) -> sg.S
     return sg.SchedulableTask(tid, None, sg.TaskGroupSpec(group, weight), res or {"submission": 1})
 
 
-def acquire(ctl: sg.TaskAdmissionController, q: sg.FairTaskQueue, t: sg.SchedulableTask):
+def acquire(ctl: sg.TaskAdmissionController, q: sg.scheduling.FairTaskQueue, t: sg.SchedulableTask):
     return ctl.try_acquire(t, q.view())
 
 
 def test_capacity_and_unique_leases() -> None:
     ctl = sg.TaskAdmissionController(capacity=2)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     a, b = acquire(ctl, q, task(1)), acquire(ctl, q, task(2))
-    assert isinstance(a, sg.TaskAdmissionLease) and isinstance(b, sg.TaskAdmissionLease)
+    assert isinstance(a, sg.scheduling.TaskAdmissionLease) and isinstance(
+        b, sg.scheduling.TaskAdmissionLease
+    )
     assert a.lease_id != b.lease_id and a.generation == b.generation == ctl.generation
     denied = acquire(ctl, q, task(3))
-    assert isinstance(denied, sg.TaskAdmissionDenied)
+    assert isinstance(denied, sg.scheduling.TaskAdmissionDenied)
     assert denied.reason == "no_capacity" and denied.resource == "submission"
     assert ctl.view().in_use == {"submission": 2}
     assert ctl.release(a).released
-    assert isinstance(acquire(ctl, q, task(3)), sg.TaskAdmissionLease)
+    assert isinstance(acquire(ctl, q, task(3)), sg.scheduling.TaskAdmissionLease)
 
 
 def test_release_diagnostics_never_raise_or_add_capacity() -> None:
     ctl = sg.TaskAdmissionController(capacity=1)
     other = sg.TaskAdmissionController(capacity=1)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     lease = acquire(ctl, q, task(1))
-    assert isinstance(lease, sg.TaskAdmissionLease)
+    assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
     assert ctl.release(lease).reason == "released"
     dup = ctl.release(lease)
     assert (dup.released, dup.reason) == (False, "duplicate")
     foreign = acquire(other, q, task(2))
-    assert isinstance(foreign, sg.TaskAdmissionLease)
+    assert isinstance(foreign, sg.scheduling.TaskAdmissionLease)
     assert ctl.release(foreign).reason == "wrong_generation"
-    forged = sg.TaskAdmissionLease(999, task(3), {"submission": 1}, 0.0, ctl.generation)
+    forged = sg.scheduling.TaskAdmissionLease(999, task(3), {"submission": 1}, 0.0, ctl.generation)
     assert ctl.release(forged).reason == "unknown_lease"
     held = acquire(ctl, q, task(4))
-    assert isinstance(held, sg.TaskAdmissionLease)
-    copy = sg.TaskAdmissionLease(held.lease_id, task(5), {"submission": 1}, 0.0, ctl.generation)
+    assert isinstance(held, sg.scheduling.TaskAdmissionLease)
+    copy = sg.scheduling.TaskAdmissionLease(
+        held.lease_id, task(5), {"submission": 1}, 0.0, ctl.generation
+    )
     assert ctl.release(copy).reason == "stale_lease"
     view = ctl.view()
     assert view.in_use == {"submission": 1} and view.active_leases == 1
@@ -61,7 +65,7 @@ def test_release_diagnostics_never_raise_or_add_capacity() -> None:
     }
     # capacity was never inflated: still exactly one unit in use, none free
     denied = acquire(ctl, q, task(6))
-    assert isinstance(denied, sg.TaskAdmissionDenied)
+    assert isinstance(denied, sg.scheduling.TaskAdmissionDenied)
     # not even a lease (a denial released by mistake): reported, never raised
     for junk in (denied, None):
         result = ctl.release(junk)  # type: ignore[arg-type]
@@ -71,12 +75,14 @@ def test_release_diagnostics_never_raise_or_add_capacity() -> None:
 
 def test_multiple_resources_and_unknown_resource() -> None:
     ctl = sg.TaskAdmissionController({"submission": 4, "gpu": 1})
-    q = sg.FairTaskQueue()
-    assert isinstance(acquire(ctl, q, task(1, gpu=1, submission=1)), sg.TaskAdmissionLease)
+    q = sg.scheduling.FairTaskQueue()
+    assert isinstance(
+        acquire(ctl, q, task(1, gpu=1, submission=1)), sg.scheduling.TaskAdmissionLease
+    )
     d = acquire(ctl, q, task(2, gpu=1, submission=1))
-    assert isinstance(d, sg.TaskAdmissionDenied) and d.resource == "gpu"
-    assert isinstance(acquire(ctl, q, task(3)), sg.TaskAdmissionLease)
-    with pytest.raises(sg.UnknownResourceError, match="tpu") as info:
+    assert isinstance(d, sg.scheduling.TaskAdmissionDenied) and d.resource == "gpu"
+    assert isinstance(acquire(ctl, q, task(3)), sg.scheduling.TaskAdmissionLease)
+    with pytest.raises(sg.errors.UnknownResourceError, match="tpu") as info:
         acquire(ctl, q, task(4, tpu=1))
     assert "'gpu'" in str(info.value)
 
@@ -89,7 +95,7 @@ def test_bad_limits_rejected(limits: dict[str, object]) -> None:
 
 def test_reconfigure_shrink_never_revokes() -> None:
     ctl = sg.TaskAdmissionController(capacity=4)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     leases = [acquire(ctl, q, task(i)) for i in range(4)]
     ctl.reconfigure({"submission": 2})
     assert ctl.view().active_leases == 4
@@ -97,9 +103,9 @@ def test_reconfigure_shrink_never_revokes() -> None:
         assert ctl.release(lease).released  # type: ignore[arg-type]
     # usage 2 == new limit: still no admission
     assert ctl.free_resources == 0
-    assert isinstance(acquire(ctl, q, task(9)), sg.TaskAdmissionDenied)
+    assert isinstance(acquire(ctl, q, task(9)), sg.scheduling.TaskAdmissionDenied)
     ctl.release(leases[2])  # type: ignore[arg-type]
-    assert isinstance(acquire(ctl, q, task(10)), sg.TaskAdmissionLease)
+    assert isinstance(acquire(ctl, q, task(10)), sg.scheduling.TaskAdmissionLease)
     ctl.reconfigure({"submission": 8})
     assert ctl.free_resources == 1
     with pytest.raises(sg.ConfigurationError):
@@ -108,13 +114,13 @@ def test_reconfigure_shrink_never_revokes() -> None:
 
 def test_group_caps_and_explain_blocked() -> None:
     ctl = sg.TaskAdmissionController(
-        capacity=10, policy=sg.StrictFairPolicy({"a": {"submission": 1}})
+        capacity=10, policy=sg.scheduling.StrictFairPolicy({"a": {"submission": 1}})
     )
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a"), task("a2", "a"), task("b1", "b")])
     sel = q.select_next(ctl.is_eligible)
     assert sel is not None and sel.item.task_id == "a1"
-    assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.TaskAdmissionLease)
+    assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.scheduling.TaskAdmissionLease)
     q.commit(sel)
     # a is capped now, b is served
     sel = q.select_next(ctl.is_eligible)
@@ -124,51 +130,55 @@ def test_group_caps_and_explain_blocked() -> None:
     assert summary.blocked_groups == {"a": "group_capped"}
     assert summary.dominant_reasons[0] == ("group_capped", 1)
     with pytest.raises(sg.ConfigurationError, match="group_caps"):
-        sg.StrictFairPolicy({"a": {"submission": 0}})
-    with pytest.raises(sg.UnknownResourceError):
-        sg.TaskAdmissionController(capacity=1, policy=sg.StrictFairPolicy({"a": {"gpu": 1}}))
+        sg.scheduling.StrictFairPolicy({"a": {"submission": 0}})
+    with pytest.raises(sg.errors.UnknownResourceError):
+        sg.TaskAdmissionController(
+            capacity=1, policy=sg.scheduling.StrictFairPolicy({"a": {"gpu": 1}})
+        )
 
 
 def test_shutdown_denies_everything() -> None:
     ctl = sg.TaskAdmissionController(capacity=2)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     held = acquire(ctl, q, task(1))
     ctl.begin_shutdown()
     d = acquire(ctl, q, task(2))
-    assert isinstance(d, sg.TaskAdmissionDenied) and d.reason == "shutdown"
+    assert isinstance(d, sg.scheduling.TaskAdmissionDenied) and d.reason == "shutdown"
     assert ctl.release(held).released  # type: ignore[arg-type]
 
 
 def test_bounded_borrow_alone_uses_everything() -> None:
-    ctl = sg.TaskAdmissionController(capacity=8, policy=sg.BoundedBorrowPolicy(max_borrow=0))
-    q = sg.FairTaskQueue()
+    ctl = sg.TaskAdmissionController(
+        capacity=8, policy=sg.scheduling.BoundedBorrowPolicy(max_borrow=0)
+    )
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task(i, "solo") for i in range(20)])
     granted = 0
     while (sel := q.select_next(ctl.is_eligible)) is not None:
-        assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.TaskAdmissionLease)
+        assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.scheduling.TaskAdmissionLease)
         q.commit(sel)
         granted += 1
     assert granted == 8  # a single group is its whole share: live
 
 
 def test_bounded_borrow_ceiling_and_debt() -> None:
-    policy = sg.BoundedBorrowPolicy(max_borrow=2)
+    policy = sg.scheduling.BoundedBorrowPolicy(max_borrow=2)
     ctl = sg.TaskAdmissionController(capacity=8, policy=policy)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     # b holds one unit (active, idle queue); a borrows beyond its share of 4 up to 4 + 2
     lb = acquire(ctl, q, task("b0", "b"))
-    assert isinstance(lb, sg.TaskAdmissionLease)
+    assert isinstance(lb, sg.scheduling.TaskAdmissionLease)
     q.enqueue([task(i, "a") for i in range(10)])
     a_leases = []
     while (sel := q.select_next(ctl.is_eligible)) is not None:
         lease = ctl.try_acquire(sel.item, sel.view)
-        assert isinstance(lease, sg.TaskAdmissionLease)
+        assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
         q.commit(sel)
         a_leases.append(lease)
     assert len(a_leases) == 6
     assert ctl.view().policy_state.get("borrowed:a:submission") == 2
     d = ctl.try_acquire(q.view().first_candidate("a"), q.view())  # type: ignore[arg-type]
-    assert isinstance(d, sg.TaskAdmissionDenied) and d.reason == "borrow_debt"
+    assert isinstance(d, sg.scheduling.TaskAdmissionDenied) and d.reason == "borrow_debt"
     # a peer queues work: a (indebted) gets nothing even after releasing below the ceiling
     q.enqueue([task(("b", i), "b") for i in range(5)])
     ctl.release(a_leases.pop())
@@ -191,10 +201,10 @@ def test_bounded_borrow_never_exceeds_ceiling_with_peer_queued(
     max_borrow: int, capacity: int, steps: list[tuple[str, int]]
 ) -> None:
     """Random enqueue/admit/release: a group above its share never gains while a peer waits."""
-    policy = sg.BoundedBorrowPolicy(max_borrow=max_borrow)
+    policy = sg.scheduling.BoundedBorrowPolicy(max_borrow=max_borrow)
     ctl = sg.TaskAdmissionController(capacity=capacity, policy=policy)
-    q = sg.FairTaskQueue()
-    held: list[sg.TaskAdmissionLease] = []
+    q = sg.scheduling.FairTaskQueue()
+    held: list[sg.scheduling.TaskAdmissionLease] = []
     n = 0
     for group, action in steps:
         if action == 0:
@@ -210,7 +220,7 @@ def test_bounded_borrow_never_exceeds_ceiling_with_peer_queued(
             share = policy.fair_share(g, 1.0, "submission", view, ctl.usage)
             peers = view.groups_with_demand("submission") - 1
             lease = ctl.try_acquire(sel.item, view)
-            assert isinstance(lease, sg.TaskAdmissionLease)
+            assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
             q.commit(sel)
             held.append(lease)
             after = before + 1
@@ -229,13 +239,13 @@ def test_bounded_borrow_never_exceeds_ceiling_with_peer_queued(
 def test_bounded_borrow_admits_a_group_holding_nothing_even_above_its_share() -> None:
     """Tasks asking for more units than a share must not deadlock: with nothing held, each
     group's head is above its share while the other group is queued, yet one must run."""
-    ctl = sg.TaskAdmissionController(capacity=4, policy=sg.BoundedBorrowPolicy())
-    q = sg.FairTaskQueue()
+    ctl = sg.TaskAdmissionController(capacity=4, policy=sg.scheduling.BoundedBorrowPolicy())
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a", submission=3), task("b1", "b", submission=3)])
     sel = q.select_next(ctl.is_eligible)
     assert sel is not None and sel.item.task_id == "a1"
     lease = ctl.try_acquire(sel.item, sel.view)
-    assert isinstance(lease, sg.TaskAdmissionLease)
+    assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
     q.commit(sel)
     assert q.select_next(ctl.is_eligible) is None  # 1 unit free, b1 needs 3
     ctl.release(lease)
@@ -244,7 +254,7 @@ def test_bounded_borrow_admits_a_group_holding_nothing_even_above_its_share() ->
     # a group that already holds units still gets no more than its share while b waits
     q.enqueue([task("a2", "a", submission=2), task("a3", "a", submission=1)])
     held = ctl.try_acquire(task("a0", "a", submission=2), q.view())
-    assert isinstance(held, sg.TaskAdmissionLease)
+    assert isinstance(held, sg.scheduling.TaskAdmissionLease)
     denied = ctl.evaluate(q.view().first_candidate("a"), q.view())  # type: ignore[arg-type]
     assert denied is not None and denied.reason == "borrow_debt"
 
@@ -260,7 +270,7 @@ async def test_bounded_borrow_run_with_tasks_larger_than_a_share_completes(
     async def worker(t: sg.SchedulableTask) -> None:
         await trio.sleep(1)
 
-    admission = sg.TaskAdmissionController(capacity=4, policy=sg.BoundedBorrowPolicy())
+    admission = sg.TaskAdmissionController(capacity=4, policy=sg.scheduling.BoundedBorrowPolicy())
     result = await sg.AsyncTaskScheduler(tracker, worker, admission=admission).run()
     assert result.counts["succeeded"] == 6
     assert result.elapsed == pytest.approx(6.0)  # one at a time, never idle
@@ -278,8 +288,10 @@ def test_bounded_borrow_never_stalls_with_nothing_held(
     max_borrow: int, limit: int, weights: list[float], tasks: list[tuple[int, int]]
 ) -> None:
     """Whatever the task sizes and group weights, with nothing held some queued task runs."""
-    ctl = sg.TaskAdmissionController(capacity=limit, policy=sg.BoundedBorrowPolicy(max_borrow))
-    q = sg.FairTaskQueue()
+    ctl = sg.TaskAdmissionController(
+        capacity=limit, policy=sg.scheduling.BoundedBorrowPolicy(max_borrow)
+    )
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue(
         [
             task(i, f"g{g}", weights[g], submission=min(units, limit))
@@ -288,21 +300,26 @@ def test_bounded_borrow_never_stalls_with_nothing_held(
     )
     sel = q.select_next(ctl.is_eligible)
     assert sel is not None
-    assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.TaskAdmissionLease)
+    assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.scheduling.TaskAdmissionLease)
 
 
 @pytest.mark.parametrize(
     ("make", "field"),
     [
-        (lambda: sg.BoundedBorrowPolicy(max_borrow=1.5), "BoundedBorrowPolicy.max_borrow"),
-        (lambda: sg.StrictFairPolicy({"a": 3}), "StrictFairPolicy.group_caps['a']"),  # type: ignore[dict-item]
+        (
+            lambda: sg.scheduling.BoundedBorrowPolicy(max_borrow=1.5),
+            "BoundedBorrowPolicy.max_borrow",
+        ),
+        (lambda: sg.scheduling.StrictFairPolicy({"a": 3}), "StrictFairPolicy.group_caps['a']"),  # type: ignore[dict-item]
         (lambda: sg.TaskAdmissionController(policy=object()), "TaskAdmissionController.policy"),  # type: ignore[arg-type]
         (
-            lambda: sg.TaskAdmissionController(policy=sg.StrictFairPolicy),  # type: ignore[arg-type]
+            lambda: sg.TaskAdmissionController(policy=sg.scheduling.StrictFairPolicy),  # type: ignore[arg-type]
             "TaskAdmissionController.policy",
         ),
         (
-            lambda: sg.TaskAdmissionController().reconfigure({}, policy=sg.BoundedBorrowPolicy),  # type: ignore[arg-type]
+            lambda: sg.TaskAdmissionController().reconfigure(
+                {}, policy=sg.scheduling.BoundedBorrowPolicy
+            ),  # type: ignore[arg-type]
             "TaskAdmissionController.policy",
         ),
     ],
@@ -331,8 +348,11 @@ async def test_usage_reads_live_counters_for_custom_policies(
         name = "recording"
 
         def evaluate(
-            self, item: sg.SchedulableTask, queue_view: sg.QueueView, usage: sg.TaskAdmissionUsage
-        ) -> sg.TaskAdmissionPolicyDecision:
+            self,
+            item: sg.SchedulableTask,
+            queue_view: sg.scheduling.QueueView,
+            usage: sg.scheduling.TaskAdmissionUsage,
+        ) -> sg.scheduling.TaskAdmissionPolicyDecision:
             seen.append(
                 {
                     "limit": usage.limit("gpu"),
@@ -347,25 +367,25 @@ async def test_usage_reads_live_counters_for_custom_policies(
                     "now": usage.now,
                 }
             )
-            return sg.TaskAdmissionPolicyDecision(True)
+            return sg.scheduling.TaskAdmissionPolicyDecision(True)
 
         def on_acquire(
-            self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
-        ) -> sg.PolicyStateDelta:
-            return sg.PolicyStateDelta((("grants", 1),))
+            self, lease: sg.scheduling.TaskAdmissionLease, usage: sg.scheduling.TaskAdmissionUsage
+        ) -> sg.scheduling.PolicyStateDelta:
+            return sg.scheduling.PolicyStateDelta((("grants", 1),))
 
         def on_release(
-            self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
-        ) -> sg.PolicyStateDelta:
-            return sg.PolicyStateDelta((("grants", -1),))
+            self, lease: sg.scheduling.TaskAdmissionLease, usage: sg.scheduling.TaskAdmissionUsage
+        ) -> sg.scheduling.PolicyStateDelta:
+            return sg.scheduling.PolicyStateDelta((("grants", -1),))
 
     ctl = sg.TaskAdmissionController({"gpu": 5, "submission": 3}, policy=Recording())
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     await trio.sleep(7)
     first = acquire(ctl, q, task("a1", "a", 2.0, gpu=2))
-    assert isinstance(first, sg.TaskAdmissionLease)
+    assert isinstance(first, sg.scheduling.TaskAdmissionLease)
     second = acquire(ctl, q, task("a2", "a", 2.0, gpu=1))
-    assert isinstance(second, sg.TaskAdmissionLease)
+    assert isinstance(second, sg.scheduling.TaskAdmissionLease)
     assert seen[-1] == {
         "limit": 5,
         "in_use": 2,
@@ -399,37 +419,37 @@ def test_a_positive_check_is_not_reused_once_state_or_item_changed() -> None:
     never admit a different task, the same task after another grant, or against a newer
     queue view."""
     ctl = sg.TaskAdmissionController(capacity=1)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     t1, t2 = task(1), task(2)
     view = q.view()
     assert ctl.is_eligible(t1, view)
     too_big = task("big", submission=2)
     denied = ctl.try_acquire(too_big, view)
-    assert isinstance(denied, sg.TaskAdmissionDenied) and denied.reason == "no_capacity"
-    assert isinstance(ctl.try_acquire(t2, view), sg.TaskAdmissionLease)
-    assert isinstance(ctl.try_acquire(t1, view), sg.TaskAdmissionDenied)
+    assert isinstance(denied, sg.scheduling.TaskAdmissionDenied) and denied.reason == "no_capacity"
+    assert isinstance(ctl.try_acquire(t2, view), sg.scheduling.TaskAdmissionLease)
+    assert isinstance(ctl.try_acquire(t1, view), sg.scheduling.TaskAdmissionDenied)
     # the same task twice in one step: the second grant would exceed the capacity
     ctl = sg.TaskAdmissionController(capacity=1)
     assert ctl.is_eligible(t1, view)
-    assert isinstance(ctl.try_acquire(t1, view), sg.TaskAdmissionLease)
-    assert isinstance(ctl.try_acquire(t1, view), sg.TaskAdmissionDenied)
+    assert isinstance(ctl.try_acquire(t1, view), sg.scheduling.TaskAdmissionLease)
+    assert isinstance(ctl.try_acquire(t1, view), sg.scheduling.TaskAdmissionDenied)
     assert ctl.view().in_use == {"submission": 1}
 
 
 def test_a_positive_check_against_an_older_queue_view_is_not_reused() -> None:
     """A peer that queues work between is_eligible and try_acquire changes the answer."""
-    ctl = sg.TaskAdmissionController(capacity=2, policy=sg.BoundedBorrowPolicy())
-    q = sg.FairTaskQueue()
+    ctl = sg.TaskAdmissionController(capacity=2, policy=sg.scheduling.BoundedBorrowPolicy())
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a"), task("a2", "a")])
     sel = q.select_next(ctl.is_eligible)
     assert sel is not None
-    assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.TaskAdmissionLease)
+    assert isinstance(ctl.try_acquire(sel.item, sel.view), sg.scheduling.TaskAdmissionLease)
     q.commit(sel)
     a2 = q.view().first_candidate("a")
     assert a2 is not None and ctl.is_eligible(a2, q.view())  # alone: its share is 2
     q.enqueue([task("b1", "b")])
     denied = ctl.try_acquire(a2, q.view())  # b waits: a's share is 1, a holds 1
-    assert isinstance(denied, sg.TaskAdmissionDenied) and denied.reason == "borrow_debt"
+    assert isinstance(denied, sg.scheduling.TaskAdmissionDenied) and denied.reason == "borrow_debt"
 
 
 def test_free_resources_and_totals_follow_grants_and_releases() -> None:
@@ -437,20 +457,20 @@ def test_free_resources_and_totals_follow_grants_and_releases() -> None:
     before trying to admit anything; it must be exact through grants, releases and
     shutdown."""
     ctl = sg.TaskAdmissionController({"submission": 2, "gpu": 1})
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     assert ctl.free_resources == 2
     gpu = acquire(ctl, q, task("g", gpu=1))
-    assert isinstance(gpu, sg.TaskAdmissionLease)
+    assert isinstance(gpu, sg.scheduling.TaskAdmissionLease)
     assert ctl.free_resources == 1
     big = acquire(ctl, q, task("s", submission=2))
-    assert isinstance(big, sg.TaskAdmissionLease)
+    assert isinstance(big, sg.scheduling.TaskAdmissionLease)
     assert ctl.free_resources == 0 and ctl.active_leases == 2
     assert ctl.release(big).released
     assert ctl.free_resources == 1
     assert ctl.release(gpu).released
     assert ctl.free_resources == 2 and ctl.active_leases == 0
     small = acquire(ctl, q, task("s1"))
-    assert isinstance(small, sg.TaskAdmissionLease)
+    assert isinstance(small, sg.scheduling.TaskAdmissionLease)
     assert ctl.free_resources == 2  # one of two submission units left
     view = ctl.view()
     assert (view.acquired_total, view.released_total) == (3, 2)
@@ -464,14 +484,14 @@ def test_free_resources_and_totals_follow_grants_and_releases() -> None:
 
 
 def test_a_policy_failing_in_on_acquire_takes_the_grant_back() -> None:
-    class Broken(sg.StrictFairPolicy):
+    class Broken(sg.scheduling.StrictFairPolicy):
         def on_acquire(
-            self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
-        ) -> sg.PolicyStateDelta | None:
+            self, lease: sg.scheduling.TaskAdmissionLease, usage: sg.scheduling.TaskAdmissionUsage
+        ) -> sg.scheduling.PolicyStateDelta | None:
             raise RuntimeError("broken policy")
 
     ctl = sg.TaskAdmissionController(capacity=1, policy=Broken())
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     with pytest.raises(RuntimeError, match="broken policy"):
         acquire(ctl, q, task(1))
     view = ctl.view()
@@ -481,43 +501,45 @@ def test_a_policy_failing_in_on_acquire_takes_the_grant_back() -> None:
 
 
 def test_a_policy_failing_in_on_release_still_releases() -> None:
-    class Broken(sg.StrictFairPolicy):
+    class Broken(sg.scheduling.StrictFairPolicy):
         def on_release(
-            self, lease: sg.TaskAdmissionLease, usage: sg.TaskAdmissionUsage
-        ) -> sg.PolicyStateDelta | None:
+            self, lease: sg.scheduling.TaskAdmissionLease, usage: sg.scheduling.TaskAdmissionUsage
+        ) -> sg.scheduling.PolicyStateDelta | None:
             raise RuntimeError("broken policy")
 
     ctl = sg.TaskAdmissionController(capacity=1, policy=Broken())
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     lease = acquire(ctl, q, task(1))
-    assert isinstance(lease, sg.TaskAdmissionLease)
+    assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
     result = ctl.release(lease)
     assert (result.released, result.reason) == (True, "released")
     assert result.diagnostics == {"policy_error": "RuntimeError: broken policy"}
     view = ctl.view()
     assert view.in_use == {"submission": 0} and view.release_diagnostics == {"policy_error": 1}
-    assert isinstance(acquire(ctl, q, task(2)), sg.TaskAdmissionLease)
+    assert isinstance(acquire(ctl, q, task(2)), sg.scheduling.TaskAdmissionLease)
 
 
 def test_release_diagnostics_name_the_generations_and_accept_an_equal_copy() -> None:
     ctl = sg.TaskAdmissionController(capacity=2)
     other = sg.TaskAdmissionController(capacity=1)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     foreign = acquire(other, q, task(1))
-    assert isinstance(foreign, sg.TaskAdmissionLease)
+    assert isinstance(foreign, sg.scheduling.TaskAdmissionLease)
     result = ctl.release(foreign)
     assert result.diagnostics == {
         "controller_generation": ctl.generation,
         "lease_generation": other.generation,
     }
     lease = acquire(ctl, q, task(2))
-    assert isinstance(lease, sg.TaskAdmissionLease)
+    assert isinstance(lease, sg.scheduling.TaskAdmissionLease)
     # ids not issued yet (the next one, or 0) are unknown, not duplicates
     for lease_id in (0, lease.lease_id + 1):
-        forged = sg.TaskAdmissionLease(lease_id, task(3), {"submission": 1}, 0.0, ctl.generation)
+        forged = sg.scheduling.TaskAdmissionLease(
+            lease_id, task(3), {"submission": 1}, 0.0, ctl.generation
+        )
         assert ctl.release(forged).reason == "unknown_lease"
     # a lease that round-tripped (an equal copy, not the same object) releases normally
-    copy = sg.TaskAdmissionLease(
+    copy = sg.scheduling.TaskAdmissionLease(
         lease.lease_id, lease.item, dict(lease.resources), lease.acquired_at, lease.generation
     )
     assert ctl.release(copy).released
@@ -526,59 +548,62 @@ def test_release_diagnostics_name_the_generations_and_accept_an_equal_copy() -> 
 
 def test_reconfigure_adds_resources_swaps_the_policy_and_invalidates_checks() -> None:
     ctl = sg.TaskAdmissionController(capacity=2)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     held = acquire(ctl, q, task("s1", "a"))
-    assert isinstance(held, sg.TaskAdmissionLease)
+    assert isinstance(held, sg.scheduling.TaskAdmissionLease)
     t2 = task("s2", "a")
     assert ctl.is_eligible(t2, q.view())
     ctl.reconfigure({"submission": 1})  # between the check and the grant
     denied = ctl.try_acquire(t2, q.view())
-    assert isinstance(denied, sg.TaskAdmissionDenied) and denied.reason == "no_capacity"
+    assert isinstance(denied, sg.scheduling.TaskAdmissionDenied) and denied.reason == "no_capacity"
     assert ctl.limits_version == 1 and ctl.free_resources == 0
     # a new resource and a policy capping it; the held lease is released through it
-    ctl.reconfigure({"gpu": 2}, policy=sg.StrictFairPolicy({"a": {"gpu": 1}}))
+    ctl.reconfigure({"gpu": 2}, policy=sg.scheduling.StrictFairPolicy({"a": {"gpu": 1}}))
     assert ctl.limits == {"submission": 1, "gpu": 2} and ctl.limits_version == 2
     assert ctl.free_resources == 1 and ctl.view().policy == "strict_fair"
     gpu = acquire(ctl, q, task("g1", "a", gpu=1))
-    assert isinstance(gpu, sg.TaskAdmissionLease)
+    assert isinstance(gpu, sg.scheduling.TaskAdmissionLease)
     capped = acquire(ctl, q, task("g2", "a", gpu=1))
-    assert isinstance(capped, sg.TaskAdmissionDenied) and capped.reason == "group_capped"
-    assert isinstance(acquire(ctl, q, task("g3", "b", gpu=1)), sg.TaskAdmissionLease)
+    assert isinstance(capped, sg.scheduling.TaskAdmissionDenied) and capped.reason == "group_capped"
+    assert isinstance(acquire(ctl, q, task("g3", "b", gpu=1)), sg.scheduling.TaskAdmissionLease)
     assert ctl.view().in_use == {"submission": 1, "gpu": 2} and ctl.free_resources == 0
     assert ctl.release(held).released and ctl.free_resources == 1
     # a policy that does not fit the limits changes nothing
-    with pytest.raises(sg.UnknownResourceError):
-        ctl.reconfigure({"submission": 5}, policy=sg.StrictFairPolicy({"a": {"tpu": 1}}))
+    with pytest.raises(sg.errors.UnknownResourceError):
+        ctl.reconfigure({"submission": 5}, policy=sg.scheduling.StrictFairPolicy({"a": {"tpu": 1}}))
     assert ctl.limits == {"submission": 1, "gpu": 2} and ctl.limits_version == 2
     assert ctl.view().policy == "strict_fair"
 
 
 def test_shutdown_between_check_and_grant_denies() -> None:
     ctl = sg.TaskAdmissionController(capacity=2)
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     t = task(1)
     assert ctl.is_eligible(t, q.view())
     ctl.begin_shutdown()
     denied = ctl.try_acquire(t, q.view())
-    assert isinstance(denied, sg.TaskAdmissionDenied) and denied.reason == "shutdown"
+    assert isinstance(denied, sg.scheduling.TaskAdmissionDenied) and denied.reason == "shutdown"
     assert ctl.view().shutting_down and ctl.active_leases == 0
 
 
 def test_explain_blocked_reports_the_earliest_hint() -> None:
     hints = {"a": 5.0, "b": 3.0, "c": None}
 
-    class Waits(sg.StrictFairPolicy):
+    class Waits(sg.scheduling.StrictFairPolicy):
         def evaluate(
-            self, item: sg.SchedulableTask, queue_view: sg.QueueView, usage: sg.TaskAdmissionUsage
-        ) -> sg.TaskAdmissionPolicyDecision:
+            self,
+            item: sg.SchedulableTask,
+            queue_view: sg.scheduling.QueueView,
+            usage: sg.scheduling.TaskAdmissionUsage,
+        ) -> sg.scheduling.TaskAdmissionPolicyDecision:
             if item.group.key == "free":
-                return sg.TaskAdmissionPolicyDecision(True)
-            return sg.TaskAdmissionPolicyDecision(
+                return sg.scheduling.TaskAdmissionPolicyDecision(True)
+            return sg.scheduling.TaskAdmissionPolicyDecision(
                 False, "policy_denied", available_after=hints[item.group.key]
             )
 
     ctl = sg.TaskAdmissionController(capacity=4, policy=Waits())
-    q = sg.FairTaskQueue()
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("c1", "c"), task("a1", "a"), task("free1", "free"), task("b1", "b")])
     summary = ctl.explain_blocked(q.view())
     assert summary.available_after == 3.0
@@ -592,18 +617,18 @@ def test_explain_blocked_reports_the_earliest_hint() -> None:
 
 
 def test_bounded_borrow_max_borrow_per_resource() -> None:
-    assert sg.BoundedBorrowPolicy().max_borrow("submission") == 0
-    per_resource = sg.BoundedBorrowPolicy({"gpu": 2})
+    assert sg.scheduling.BoundedBorrowPolicy().max_borrow("submission") == 0
+    per_resource = sg.scheduling.BoundedBorrowPolicy({"gpu": 2})
     assert per_resource.max_borrow("gpu") == 2 and per_resource.max_borrow("submission") == 0
-    with pytest.raises(sg.UnknownResourceError):
+    with pytest.raises(sg.errors.UnknownResourceError):
         sg.TaskAdmissionController(capacity=2, policy=per_resource)
 
 
 def test_fair_share_counts_the_asking_group_and_its_weight() -> None:
-    ctl = sg.TaskAdmissionController(capacity=8, policy=sg.BoundedBorrowPolicy())
+    ctl = sg.TaskAdmissionController(capacity=8, policy=sg.scheduling.BoundedBorrowPolicy())
     policy = ctl.policy
-    assert isinstance(policy, sg.BoundedBorrowPolicy)
-    q = sg.FairTaskQueue()
+    assert isinstance(policy, sg.scheduling.BoundedBorrowPolicy)
+    q = sg.scheduling.FairTaskQueue()
     q.enqueue([task("a1", "a")])
     view, usage = q.view(), ctl.usage
     assert policy.fair_share("a", 1.0, "submission", view, usage) == 8  # alone
@@ -617,9 +642,11 @@ def test_fair_share_counts_the_asking_group_and_its_weight() -> None:
 def test_bounded_borrow_a_group_holding_another_resource_holds_none_of_this_one() -> None:
     """The at-least-one-task rule is per resource: holding a gpu does not count as holding
     submission units."""
-    ctl = sg.TaskAdmissionController({"submission": 2, "gpu": 1}, policy=sg.BoundedBorrowPolicy())
-    q = sg.FairTaskQueue()
-    assert isinstance(acquire(ctl, q, task("a-gpu", "a", gpu=1)), sg.TaskAdmissionLease)
+    ctl = sg.TaskAdmissionController(
+        {"submission": 2, "gpu": 1}, policy=sg.scheduling.BoundedBorrowPolicy()
+    )
+    q = sg.scheduling.FairTaskQueue()
+    assert isinstance(acquire(ctl, q, task("a-gpu", "a", gpu=1)), sg.scheduling.TaskAdmissionLease)
     q.enqueue([task("a1", "a", submission=2), task("b1", "b", submission=2)])
     a1 = q.view().first_candidate("a")
     assert a1 is not None and ctl.is_eligible(a1, q.view())
@@ -628,12 +655,14 @@ def test_bounded_borrow_a_group_holding_another_resource_holds_none_of_this_one(
 def test_bounded_borrow_debt_with_one_peer_queued_ignores_the_borrow_ceiling() -> None:
     """With a single peer waiting, a group at its exact share gets nothing more, even though
     max_borrow would allow it while peers are idle."""
-    ctl = sg.TaskAdmissionController(capacity=8, policy=sg.BoundedBorrowPolicy(max_borrow=2))
-    q = sg.FairTaskQueue()
+    ctl = sg.TaskAdmissionController(
+        capacity=8, policy=sg.scheduling.BoundedBorrowPolicy(max_borrow=2)
+    )
+    q = sg.scheduling.FairTaskQueue()
     for i in range(3):
-        assert isinstance(acquire(ctl, q, task(("a", i), "a")), sg.TaskAdmissionLease)
+        assert isinstance(acquire(ctl, q, task(("a", i), "a")), sg.scheduling.TaskAdmissionLease)
     for i in range(2):
-        assert isinstance(acquire(ctl, q, task(("c", i), "c")), sg.TaskAdmissionLease)
+        assert isinstance(acquire(ctl, q, task(("c", i), "c")), sg.scheduling.TaskAdmissionLease)
     q.enqueue([task("a3", "a"), task("b0", "b")])
     # active groups a, b (queued) and c (holding): a's share is ceil(8 / 3) = 3, a holds 3
     share = ctl.policy.fair_share("a", 1.0, "submission", q.view(), ctl.usage)  # type: ignore[attr-defined]
@@ -649,5 +678,5 @@ def test_check_request_accepts_up_to_the_whole_limit() -> None:
     ctl.check_request(task("fits", submission=2, gpu=1))
     with pytest.raises(sg.ConfigurationError, match="requests 3 units"):
         ctl.check_request(task("too-big", submission=3))
-    with pytest.raises(sg.UnknownResourceError):
+    with pytest.raises(sg.errors.UnknownResourceError):
         ctl.check_request(task("unknown", tpu=1))

@@ -16,25 +16,32 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final, TypeAlias
 
-from ._errors import ConfigurationError, describe
-from ._queue import QueueView
-from ._request_admission import RequestPressureSource, RequestResourcePressure
-from ._request_identity import REQUEST_DOMAINS, ProviderModelKey, RequestResourceKey
-from ._task import SchedulableTask
-from ._task_admission import (
+from ..._internal.checks import describe
+from ...errors import ConfigurationError
+from ...requests.identity import REQUEST_DOMAINS, ProviderModelKey, RequestResourceKey
+from ...requests.pressure import RequestPressureSource, RequestResourcePressure
+from ..leases import TaskAdmissionLease
+from ..queue import QueueView
+from ..task import SchedulableTask
+from .base import (
     PolicyStateDelta,
-    StrictFairPolicy,
-    TaskAdmissionLease,
     TaskAdmissionPolicy,
     TaskAdmissionPolicyDecision,
     TaskAdmissionUsage,
 )
+from .strict import StrictFairPolicy
 
 RequestEndpoint: TypeAlias = RequestResourceKey | ProviderModelKey
+
+
 """What a task's model calls go to: one request resource, or every domain of an endpoint."""
 
+
 EndpointOf: TypeAlias = Callable[[SchedulableTask], RequestEndpoint | None]
+
+
 """Maps a task to the endpoint its model calls go to (``None``: it makes no model call)."""
+
 
 _DETAIL_RE: Final = re.compile(
     r"request_pressure_advisory endpoint=(?P<endpoint>.*) signal=(?P<signal>\w+) "

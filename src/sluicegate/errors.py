@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 
 class SluicegateError(Exception):
@@ -94,22 +92,6 @@ class RetryableTaskError(SluicegateError):
 
 class SchedulerClosedError(SluicegateError, RuntimeError):
     """The scheduler was already run or shut down."""
-
-
-def is_number(value: object) -> bool:
-    """An int or float, but not a bool (``True`` is an int to Python, never a setting)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def is_positive_finite(value: object) -> bool:
-    """A number > 0 that is not inf or nan (seconds, sizes)."""
-    return is_number(value) and math.isfinite(value) and value > 0  # type: ignore[arg-type, operator]
-
-
-def describe(value: Any) -> str:
-    """Short repr for error messages (never dumps payloads)."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class EventDecodeError(SluicegateError, ValueError):

@@ -14,7 +14,7 @@ In code::
             ...
         print(emulator.stats)
 
-From a shell: ``python -m sluicegate.emulator --port 8000 --capacity 8``.
+From a shell: ``python -m sluicegate.testing.emulator --port 8000 --capacity 8``.
 
 The emulator binds loopback addresses only: it has no authentication worth the name and must
 never be reachable from another machine.
@@ -22,14 +22,11 @@ never be reachable from another machine.
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import ipaddress
 import logging
 import math
-import signal
-import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,8 +35,10 @@ import msgspec
 import trio
 from attrs import define, field
 
-from ._errors import ConfigurationError, is_positive_finite
-from ._providers import (
+from .._internal.checks import is_positive_finite
+from ..errors import ConfigurationError
+from ..providers.simulated import SimulatedProvider, SimulatedProviderStats
+from ..requests.provider import (
     ModelRequest,
     ModelResponse,
     ProviderFailureError,
@@ -47,13 +46,16 @@ from ._providers import (
     ProviderTimeoutError,
     RateLimitHints,
 )
-from ._simulated_provider import SimulatedProvider, SimulatedProviderStats
 
-__all__ = ["Emulator", "EmulatorConfig", "EmulatorStats", "main", "serve_emulator"]
+__all__ = ["Emulator", "EmulatorConfig", "EmulatorStats", "serve_emulator"]
+
 
 _log = logging.getLogger("sluicegate.emulator")
 
+
 _RECEIVE_BYTES = 65536
+
+
 _JSON = b"application/json"
 
 
@@ -184,9 +186,6 @@ class EmulatorStats(msgspec.Struct, frozen=True, kw_only=True):
     responses_by_status: dict[int, int]
 
 
-# --- wire formats ---------------------------------------------------------------------------
-
-
 class _ChatRequestBody(msgspec.Struct):
     model: str
     messages: list[dict[str, Any]]
@@ -266,8 +265,13 @@ class _HealthBody(msgspec.Struct):
 
 
 _ENCODER = msgspec.json.Encoder()
+
+
 _CHAT_DECODER = msgspec.json.Decoder(_ChatRequestBody)
+
+
 _EMBEDDING_DECODER = msgspec.json.Decoder(_EmbeddingRequestBody)
+
 
 _Headers = list[tuple[bytes, bytes]]
 
@@ -305,9 +309,6 @@ def _error(
 ) -> tuple[int, _Headers, bytes]:
     body = _ErrorBody(error=_ErrorDetail(message=message, type=kind, code=code, param=param))
     return status, [], _ENCODER.encode(body)
-
-
-# --- the server -----------------------------------------------------------------------------
 
 
 @define(eq=False)
@@ -604,64 +605,3 @@ async def serve_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[
             raise
     if body_error is not None:
         raise body_error
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m sluicegate.emulator",
-        description="Serve a local OpenAI-compatible emulator with hidden rate limits.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port, 0 for any (default 8000)")
-    parser.add_argument("--capacity", type=int, default=None, help="hidden max concurrent calls")
-    parser.add_argument("--rpm", type=int, default=None, help="hidden requests per minute")
-    parser.add_argument("--latency", type=float, default=0.05, help="mean latency, seconds")
-    parser.add_argument("--jitter", type=float, default=0.0, help="latency jitter fraction [0, 1)")
-    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After on a 429 (s)")
-    parser.add_argument("--failure-rate", type=float, default=0.0, help="probability of a 5xx")
-    parser.add_argument("--seed", type=int, default=0, help="seed for latency and failures")
-    parser.add_argument(
-        "--model", action="append", default=None, help="accepted model id (repeat; default any)"
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; serves until interrupted (Ctrl-C). Returns the exit status."""
-    args = _build_parser().parse_args(argv)
-    try:
-        config = EmulatorConfig(
-            host=args.host,
-            port=args.port,
-            capacity=args.capacity,
-            requests_per_minute=args.rpm,
-            latency_seconds=args.latency,
-            latency_jitter=args.jitter,
-            retry_after_seconds=args.retry_after,
-            failure_rate=args.failure_rate,
-            seed=args.seed,
-            models=tuple(args.model or ()),
-        )
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    async def serve() -> None:
-        # Stop on SIGINT/SIGTERM by leaving the block, so shutdown is the ordinary clean exit.
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with serve_emulator(config) as emulator:
-                print(f"sluicegate emulator listening on {emulator.base_url}", flush=True)
-                async for signum in signals:
-                    print(f"stopping on {signal.Signals(signum).name}", file=sys.stderr)
-                    break
-
-    try:
-        trio.run(serve)
-    except OSError as exc:
-        print(f"error: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

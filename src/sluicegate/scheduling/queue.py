@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ._task import SchedulableTask, SchedulerResourceKey
+from .task import SchedulableTask, SchedulerResourceKey
 
 
 class QueueSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,6 +129,7 @@ class _Group:
 
 
 Eligibility = Callable[[SchedulableTask, QueueView], bool]
+
 
 # Idle groups remembered beyond twice the active ones before the forgettable are dropped.
 _IDLE_GROUPS_KEPT: Final = 1024

@@ -12,21 +12,27 @@ from collections import Counter
 
 import trio
 
-from ._errors import RetryableTaskError
-from ._events import EventSink, JsonLinesEventSink
-from ._model_requests import ModelRequestError, ModelRequestExecutor
-from ._providers import ModelRequest
-from ._readiness import DagCompletionTracker
-from ._request_admission import AdaptiveRequestAdmissionController
-from ._request_config import RequestAdmissionConfig, RequestResourceSettings
-from ._request_identity import ModelEndpoint, RequestResourceKey
-from ._scheduler import AsyncTaskScheduler, RetryPolicy
-from ._simulated_provider import SimulatedProvider
-from ._task import SchedulableTask
+from ..errors import RetryableTaskError
+from ..events.sinks import EventSink, JsonLinesEventSink
+from ..providers.simulated import SimulatedProvider
+from ..requests.adaptive import AdaptiveRequestAdmissionController
+from ..requests.config import RequestAdmissionConfig, RequestResourceSettings
+from ..requests.executor import ModelRequestError, ModelRequestExecutor
+from ..requests.identity import ModelEndpoint, RequestResourceKey
+from ..requests.provider import ModelRequest
+from ..scheduling.readiness import DagCompletionTracker
+from ..scheduling.retry import RetryPolicy
+from ..scheduling.scheduler import AsyncTaskScheduler
+from ..scheduling.task import SchedulableTask
 
 MODEL = "demo-model"
+
+
 STATIC_CAP = 64
+
+
 """The endpoint's declared ``max_parallel_requests``: well above what it really takes."""
+
 
 # column -> (dependencies, fairness weight, completion tokens)
 COLUMNS: dict[str, tuple[tuple[str, ...], float, int]] = {

@@ -18,76 +18,41 @@ from typing import Any, Final, Literal
 import msgspec
 import trio
 
-from ._correlation import RuntimeCorrelation, set_correlation
-from ._errors import (
-    ConfigurationError,
-    RetryableTaskError,
-    SchedulerClosedError,
-    SluicegateError,
-    describe,
-    is_number,
-)
-from ._events import EventEmitter, EventSink
-from ._queue import FairTaskQueue, QueueView
-from ._readiness import CompletionTracker, TaskOutcome
-from ._task import SchedulableTask
-from ._task_admission import (
+from .._internal.checks import describe, is_number
+from ..errors import ConfigurationError, RetryableTaskError, SchedulerClosedError, SluicegateError
+from ..events.correlation import RuntimeCorrelation, set_correlation
+from ..events.emitter import EventEmitter
+from ..events.sinks import EventSink
+from .admission import TaskAdmissionController
+from .leases import (
     TaskAdmissionBlockSummary,
-    TaskAdmissionController,
     TaskAdmissionDenied,
     TaskAdmissionLease,
-    TaskAdmissionPolicy,
     TaskAdmissionView,
 )
+from .policies.base import TaskAdmissionPolicy
+from .queue import FairTaskQueue, QueueView
+from .readiness import CompletionTracker, TaskOutcome
+from .retry import RetryPolicy
+from .task import SchedulableTask
 
 TaskStatus = Literal["succeeded", "failed", "dropped", "cancelled"]
+
+
 TASK_STATUSES: Final[tuple[TaskStatus, ...]] = ("succeeded", "failed", "dropped", "cancelled")
+
 
 Worker = Callable[[SchedulableTask], Awaitable[Any]]
 
+
 _MIN_REPOLL: Final = 0.001  # seconds; floor for re-polling a policy's past available_after
+
+
 _PAST_HINT_STALL_SECONDS: Final = 5.0
+
+
 """How long a policy may keep denying, with nothing running, at an ``available_after`` that
 has already passed before the run fails with :class:`SchedulerStalledError`."""
-
-
-class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """Bounded attempts with exponential backoff (deterministic; no jitter).
-
-    The delay before attempt ``n + 1`` is ``initial_backoff * multiplier ** (n - 1)``,
-    capped at ``max_backoff``; a :class:`RetryableTaskError` with ``retry_after`` overrides it.
-    """
-
-    max_attempts: int = 3
-    initial_backoff: float = 0.5
-    multiplier: float = 2.0
-    max_backoff: float = 30.0
-
-    def __post_init__(self) -> None:
-        attempts = self.max_attempts
-        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
-            raise ConfigurationError(
-                "RetryPolicy.max_attempts", f"got {self.max_attempts!r}", "use an integer >= 1"
-            )
-        for name in ("initial_backoff", "max_backoff"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ConfigurationError(
-                    f"RetryPolicy.{name}", f"got {value!r}", "use a number >= 0"
-                )
-        m = self.multiplier
-        if not (isinstance(m, (int, float)) and math.isfinite(m) and m >= 1):
-            raise ConfigurationError(
-                "RetryPolicy.multiplier", f"got {m!r}", "use a finite number >= 1"
-            )
-
-    def backoff(self, attempt: int) -> float:
-        """Delay after failed attempt number ``attempt`` (1-based)."""
-        try:
-            delay = self.initial_backoff * self.multiplier ** (attempt - 1)
-        except OverflowError:  # beyond the float range: far past any cap
-            return self.max_backoff
-        return min(self.max_backoff, delay)
 
 
 class TaskRunOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -15,17 +15,16 @@ from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from ._clock import now as _now
-from ._errors import (
+from .._internal.checks import describe, is_number
+from .._internal.clock import now as _now
+from ..errors import (
     ConfigurationError,
     DependencyCycleError,
     DuplicateTaskError,
     TaskStateError,
     UnknownDependencyError,
-    describe,
-    is_number,
 )
-from ._task import (
+from .task import (
     DEFAULT_GROUP,
     DEFAULT_RESOURCE_REQUEST,
     SchedulableTask,
@@ -93,10 +92,20 @@ class CompletionTracker(Protocol):
 
 # Task states inside the DAG tracker.
 _PENDING: Final = 0  # waiting for dependencies
+
+
 _READY: Final = 1  # dependencies met, not yet accepted by the queue
+
+
 _ENQUEUED: Final = 2  # accepted by the queue (queued or running)
+
+
 _DEFERRED: Final = 3  # retry scheduled, becomes ready at a given time
+
+
 _DONE: Final = 4
+
+
 _DROPPED: Final = 5
 
 

@@ -13,8 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from ._errors import ConfigurationError, SluicegateError, is_number
-from ._request_identity import RequestDomain
+from .._internal.checks import is_number
+from ..errors import ConfigurationError, SluicegateError
+from .identity import RequestDomain
 
 
 class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Final, Literal, TypeAlias
 
 import msgspec
 
-from ._errors import ConfigurationError
+from .._internal.checks import did_you_mean
+from ..errors import ConfigurationError
 
 RequestDomain: TypeAlias = Literal["chat", "embedding", "image", "healthcheck"]
+
+
 REQUEST_DOMAINS: Final[tuple[RequestDomain, ...]] = ("chat", "embedding", "image", "healthcheck")
 
 
@@ -139,12 +141,6 @@ def _canonical_provider_names(endpoints: tuple[ModelEndpoint, ...]) -> dict[str,
             seen.append(current)
         names[name] = current
     return names
-
-
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """A ``" (did you mean 'x'?)"`` suffix for error messages, or ``""``."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class RequestResourceResolver:

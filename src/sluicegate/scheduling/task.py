@@ -9,17 +9,26 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
-from ._errors import ConfigurationError
+from ..errors import ConfigurationError
 
 SchedulerResourceKey: TypeAlias = str
+
+
 """Name of a scheduler resource (``"submission"`` unless configured otherwise)."""
 
+
 SchedulerResourceRequest: TypeAlias = Mapping[SchedulerResourceKey, int]
+
+
 """How many units of each scheduler resource a task holds while it runs."""
+
 
 TaskId: TypeAlias = Hashable
 
+
 DEFAULT_RESOURCE: Final[SchedulerResourceKey] = "submission"
+
+
 DEFAULT_RESOURCE_REQUEST: Final[SchedulerResourceRequest] = MappingProxyType({DEFAULT_RESOURCE: 1})
 
 

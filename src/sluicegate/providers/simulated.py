@@ -25,8 +25,8 @@ import msgspec
 import trio
 from attrs import define, field
 
-from ._errors import ConfigurationError
-from ._providers import (
+from ..errors import ConfigurationError
+from ..requests.provider import (
     ModelRequest,
     ModelResponse,
     ProviderFailureError,
@@ -37,7 +37,11 @@ from ._providers import (
 )
 
 _WINDOW_SECONDS = 60.0
+
+
 _CHARS_PER_TOKEN = 4
+
+
 # Chat formats add a few framing tokens per message (role markers); mimic it so prompt
 # usage is never zero for an empty message.
 _TOKENS_PER_MESSAGE = 4

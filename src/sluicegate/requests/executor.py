@@ -16,18 +16,12 @@ from typing import Any
 import msgspec
 import trio
 
-from ._errors import ConfigurationError, SluicegateError, is_number
-from ._events import EventEmitter, EventSink, RequestEventKind
-from ._providers import (
-    ModelRequest,
-    ModelResponse,
-    Provider,
-    ProviderError,
-    ProviderFailureError,
-    ProviderRateLimitedError,
-    ProviderTimeoutError,
-)
-from ._request_admission import (
+from .._internal.checks import did_you_mean, is_number
+from ..errors import ConfigurationError, SluicegateError
+from ..events.emitter import EventEmitter
+from ..events.schema import RequestEventKind
+from ..events.sinks import EventSink
+from .admission import (
     OUTCOME_LOCAL_CANCELLED,
     OUTCOME_LOCAL_TIMEOUT,
     OUTCOME_PROVIDER_FAILURE,
@@ -38,15 +32,20 @@ from ._request_admission import (
     RequestAdmissionLease,
     RequestReleaseOutcome,
 )
-from ._request_identity import (
-    ProviderModelKey,
-    RequestDomain,
-    RequestResourceKey,
-    RequestResourceResolver,
-    did_you_mean,
+from .identity import ProviderModelKey, RequestDomain, RequestResourceKey, RequestResourceResolver
+from .provider import (
+    ModelRequest,
+    ModelResponse,
+    Provider,
+    ProviderError,
+    ProviderFailureError,
+    ProviderRateLimitedError,
+    ProviderTimeoutError,
 )
 
 ProviderLookup = Mapping[str, Provider] | Callable[[ProviderModelKey], Provider]
+
+
 """Providers by canonical provider name, or a function from endpoint to provider."""
 
 

@@ -24,11 +24,8 @@ never echoed into errors.
 
 from __future__ import annotations
 
-import email.utils
-import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -37,8 +34,9 @@ import msgspec
 import trio
 from attrs import define, field
 
-from ._errors import ConfigurationError, is_positive_finite
-from ._providers import (
+from .._internal.checks import is_positive_finite
+from ..errors import ConfigurationError
+from ..requests.provider import (
     ModelRequest,
     ModelResponse,
     ProviderError,
@@ -48,118 +46,7 @@ from ._providers import (
     RateLimitHints,
     TokenUsage,
 )
-
-# --- header parsing -------------------------------------------------------------------------
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
-_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-
-
-def parse_duration(value: str | None) -> float | None:
-    """Seconds in a rate-limit reset value (``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"``).
-
-    A bare number is read as seconds. Anything unparseable gives ``None``: hints are advice,
-    so a provider's odd header never fails a call.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    total = 0.0
-    position = 0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            return None
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if position != len(text) or position == 0:
-        return None
-    # a number too long for a float reads as infinity: as unusable as any other odd value
-    return total if math.isfinite(total) else None
-
-
-def parse_retry_after(
-    headers: Mapping[str, str], *, now: Callable[[], datetime] | None = None
-) -> float | None:
-    """Seconds to wait according to ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP-date).
-
-    ``headers`` must be case-insensitive (like ``httpx.Headers``) or use lower-case keys.
-    An HTTP-date is compared with the wall clock (``now``, injectable for tests); a date in
-    the past gives ``0.0``. Missing or unparseable values give ``None``.
-    """
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            value = float(millis) / 1000.0
-        except ValueError:
-            value = math.nan
-        if math.isfinite(value) and value >= 0:
-            return value
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    text = raw.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = now() if now is not None else datetime.now(UTC)
-    return max(0.0, (when - current).total_seconds())
-
-
-def _parse_count(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        count = int(value.strip())
-    except ValueError:
-        return None
-    return count if count >= 0 else None
-
-
-def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitHints | None:
-    """:class:`RateLimitHints` from ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``.
-
-    ``headers`` must be case-insensitive (like ``httpx.Headers``) or use lower-case keys.
-    Returns ``None`` when no such header is present; unparseable values are left ``None``.
-    """
-    names = (
-        "x-ratelimit-limit-requests",
-        "x-ratelimit-remaining-requests",
-        "x-ratelimit-reset-requests",
-        "x-ratelimit-limit-tokens",
-        "x-ratelimit-remaining-tokens",
-        "x-ratelimit-reset-tokens",
-    )
-    values = [headers.get(name) for name in names]
-    if all(v is None for v in values):
-        return None
-    return RateLimitHints(
-        limit_requests=_parse_count(values[0]),
-        remaining_requests=_parse_count(values[1]),
-        reset_requests_seconds=parse_duration(values[2]),
-        limit_tokens=_parse_count(values[3]),
-        remaining_tokens=_parse_count(values[4]),
-        reset_tokens_seconds=parse_duration(values[5]),
-    )
-
-
-# --- response bodies ------------------------------------------------------------------------
+from .rate_limit_headers import parse_rate_limit_headers, parse_retry_after
 
 
 class _Usage(msgspec.Struct):
@@ -211,12 +98,23 @@ class _ErrorBody(msgspec.Struct):
 
 
 _CHAT_DECODER = msgspec.json.Decoder(_ChatCompletion)
+
+
 _EMBEDDING_DECODER = msgspec.json.Decoder(_EmbeddingList)
+
+
 _MODELS_DECODER = msgspec.json.Decoder(_ModelList)
+
+
 _ERROR_DECODER = msgspec.json.Decoder(_ErrorBody)
+
+
 _ENCODER = msgspec.json.Encoder()
 
+
 _MAX_DETAIL = 64
+
+
 # A header value may only hold visible ASCII; rejecting anything else up front keeps httpx or
 # h11 from ever quoting the (secret) value in a "bad header" error.
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
@@ -254,9 +152,6 @@ def _error_detail(body: bytes) -> str:
         if value is not None
     ]
     return f" ({', '.join(parts)})" if parts else ""
-
-
-# --- the provider ---------------------------------------------------------------------------
 
 
 def _check_base_url(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
@@ -303,6 +198,8 @@ def _seconds_validator(name: str, fix: str) -> Callable[[object, object, object]
 
 
 _check_timeout = _seconds_validator("timeout", "use a number of seconds > 0")
+
+
 _check_max_retry_after = _seconds_validator(
     "max_retry_after", "use a number of seconds > 0 (the longest Retry-After to honour)"
 )

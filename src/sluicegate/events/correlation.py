@@ -30,7 +30,10 @@ _CURRENT: contextvars.ContextVar[RuntimeCorrelation | None] = contextvars.Contex
     "sluicegate_runtime_correlation", default=None
 )
 
+
 current_correlation = _CURRENT.get
+
+
 """Return the correlation of the running task, or ``None`` outside any task."""
 
 

@@ -8,6 +8,7 @@ import msgspec
 
 ReleaseReason = Literal["released", "duplicate", "stale_lease", "wrong_generation", "unknown_lease"]
 
+
 RELEASE_REASONS: Final[tuple[ReleaseReason, ...]] = (
     "released",
     "duplicate",

@@ -23,20 +23,30 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import msgspec
 import outcome as _outcome
 import trio
 from attrs import frozen
 
-from ._clock import now as _now
-from ._errors import ConfigurationError, SluicegateError
-from ._events import EventEmitter, EventSink, RequestEventKind
-from ._leases import ReleaseResult
-from ._rate_window import RateWindow, RateWindowReservation
-from ._request_config import RequestAdmissionConfig, RequestResourceSettings
-from ._request_identity import (
+from .._internal.clock import now as _now
+from .._internal.leases import ReleaseResult
+from ..errors import ConfigurationError
+from ..events.emitter import EventEmitter
+from ..events.schema import RequestEventKind
+from ..events.sinks import EventSink
+from .admission import (
+    OUTCOME_UNEXPECTED,
+    RequestAdmissionDecision,
+    RequestAdmissionDenied,
+    RequestAdmissionError,
+    RequestAdmissionItem,
+    RequestAdmissionLease,
+    RequestDenialReason,
+    RequestReleaseOutcome,
+)
+from .config import RequestAdmissionConfig, RequestResourceSettings
+from .identity import (
     REQUEST_DOMAINS,
     ModelEndpoint,
     ProviderCapPlan,
@@ -44,351 +54,58 @@ from ._request_identity import (
     RequestResourceKey,
     RequestResourceResolver,
 )
+from .pressure import (
+    CircuitState,
+    RequestEndpointPressure,
+    RequestPressureSnapshot,
+    RequestResourcePressure,
+)
+from .rate_window import RateWindow, RateWindowReservation
 
 if TYPE_CHECKING:
     from trio.lowlevel import Task
 
-RequestOutcomeKind: TypeAlias = Literal[
-    "success",
-    "rate_limited",
-    "provider_failure",
-    "provider_timeout",
-    "local_cancelled",
-    "local_timeout",
-    "unexpected_exception",
-]
-REQUEST_OUTCOME_KINDS: Final[tuple[RequestOutcomeKind, ...]] = (
-    "success",
-    "rate_limited",
-    "provider_failure",
-    "provider_timeout",
-    "local_cancelled",
-    "local_timeout",
-    "unexpected_exception",
-)
-
-RequestDenialReason: TypeAlias = Literal[
-    "timeout",
-    "shutdown",
-    "circuit_open",
-    "would_wait",
-    "queue_full",
-    "unknown_resource",
-    "too_large",
-]
-
-CircuitState: TypeAlias = Literal["closed", "open", "half_open"]
 
 _INF: Final = math.inf
 
 
-# --------------------------------------------------------------------------------------------
-# Values
-# --------------------------------------------------------------------------------------------
-
-
-class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One request that wants to go out.
-
-    ``request_group`` and ``weight`` place it in the weighted fair waiter queue (groups with
-    weights 3 and 1 get leases 3:1 while both wait). ``estimated_tokens`` is reserved in a
-    token rate window, if the resource has one. ``timeout`` bounds the queue wait in seconds
-    (``None``: the resource's ``queue_timeout_seconds``; ``math.inf``: wait without limit).
-    """
-
-    resource: RequestResourceKey
-    request_group: str = "default"
-    weight: float = 1.0
-    estimated_tokens: int | None = None
-    timeout: float | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.request_group, str) or not self.request_group:
-            raise ConfigurationError(
-                "RequestAdmissionItem.request_group",
-                f"must be a non-empty string, got {self.request_group!r}",
-                "name the request group (e.g. the column or task type)",
-            )
-        w = self.weight
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 < w < _INF:
-            raise ConfigurationError(
-                "RequestAdmissionItem.weight",
-                f"must be a finite number > 0, got {w!r}",
-                "use a positive fairness weight such as 1.0",
-            )
-        t = self.estimated_tokens
-        if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 0):
-            raise ConfigurationError(
-                "RequestAdmissionItem.estimated_tokens",
-                f"must be an integer >= 0 or None, got {t!r}",
-                "estimate the prompt plus completion tokens, or leave it unset",
-            )
-        timeout = self.timeout
-        if timeout is not None and (
-            not isinstance(timeout, (int, float))
-            or isinstance(timeout, bool)
-            or timeout != timeout
-            or timeout < 0
-        ):
-            raise ConfigurationError(
-                "RequestAdmissionItem.timeout",
-                f"must be a number of seconds >= 0 (or math.inf), got {timeout!r}",
-                "use a queue-wait timeout in seconds, math.inf to wait forever, or None",
-            )
-
-
-class RequestAdmissionLease(msgspec.Struct, frozen=True, gc=False):
-    """Permission for one concrete call; release it exactly once.
-
-    ``generation`` identifies the issuing controller; ``reserved_tokens`` is what a token
-    window holds for it until release; ``limit`` is the adaptive limit at acquisition;
-    ``waited`` the queue-wait seconds; ``probe`` marks a half-open circuit's probe call.
-    ``rate_limit_epoch`` lets a 429 for a call admitted before the last decrease be coalesced
-    into that decrease instead of cutting the limit again.
-    """
-
-    lease_id: int
-    item: RequestAdmissionItem
-    acquired_at: float
-    generation: int
-    reserved_tokens: int = 0
-    limit: int = 0
-    waited: float = 0.0
-    rate_limit_epoch: int = 0
-    probe: bool = False
-
-
-class RequestReleaseOutcome(msgspec.Struct, frozen=True, gc=False):
-    """How the call behind a lease ended. Only ``rate_limited`` drives decrease and cooldown.
-
-    ``retry_after_seconds`` is the provider's hint on a rate limit; ``actual_tokens`` corrects
-    the token window's reservation to what the call really used.
-    """
-
-    kind: RequestOutcomeKind
-    retry_after_seconds: float | None = None
-    actual_tokens: int | None = None
-
-    @classmethod
-    def success(cls, actual_tokens: int | None = None) -> RequestReleaseOutcome:
-        return cls("success", None, actual_tokens)
-
-    @classmethod
-    def rate_limited(
-        cls, retry_after_seconds: float | None = None, actual_tokens: int | None = None
-    ) -> RequestReleaseOutcome:
-        return cls("rate_limited", retry_after_seconds, actual_tokens)
-
-
-OUTCOME_SUCCESS: Final = RequestReleaseOutcome("success")
-OUTCOME_RATE_LIMITED: Final = RequestReleaseOutcome("rate_limited")
-OUTCOME_PROVIDER_FAILURE: Final = RequestReleaseOutcome("provider_failure")
-OUTCOME_PROVIDER_TIMEOUT: Final = RequestReleaseOutcome("provider_timeout")
-OUTCOME_LOCAL_CANCELLED: Final = RequestReleaseOutcome("local_cancelled")
 # A grant reclaimed because its waiter was cancelled in the same instant: the call was never
 # sent, so it used no tokens (its rate-window estimate is given back).
 _NEVER_SENT: Final = RequestReleaseOutcome("local_cancelled", actual_tokens=0)
+
+
 # How many reclaimed lease ids are remembered to diagnose a late release as stale.
 _RECLAIMED_REMEMBERED: Final = 4096
-OUTCOME_LOCAL_TIMEOUT: Final = RequestReleaseOutcome("local_timeout")
-OUTCOME_UNEXPECTED: Final = RequestReleaseOutcome("unexpected_exception")
 
-
-class RequestResourcePressure(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """Read-only state of one request resource, consistent at ``captured_at``.
-
-    ``cooldown_remaining`` is in seconds; ``last_rate_limit_ceiling`` is the limit at the last
-    rate limit that decreased the limit (``None`` once the controller climbed past it).
-    ``duplicate_releases``, ``unknown_releases`` and ``cancelled_grants`` are leak counters.
-    ``max_*`` fields are the observed maxima since the resource was registered.
-    """
-
-    resource: RequestResourceKey
-    captured_at: float
-    limit: int
-    effective_max: int
-    static_cap: int
-    clamp: int | None
-    in_flight: int
-    endpoint_in_flight: int
-    waiters: int
-    cooldown_remaining: float
-    last_rate_limit_ceiling: int | None
-    consecutive_rate_limits: int
-    ramping: bool
-    circuit: CircuitState
-    circuit_reopens_in: float | None
-    window_requests: int | None
-    window_tokens: int | None
-    grants: int
-    successes: int
-    rate_limits: int
-    coalesced_rate_limits: int
-    failures: int
-    released: int
-    wait_timeouts: int
-    wait_cancellations: int
-    denials: int
-    duplicate_releases: int
-    unknown_releases: int
-    cancelled_grants: int
-    max_in_flight: int
-    max_waiters: int
-    max_limit: int
-
-
-class RequestEndpointPressure(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """Read-only state of one concrete endpoint (provider/model) across domains and aliases."""
-
-    key: ProviderModelKey
-    static_cap: int
-    aliases: tuple[str, ...]
-    raw_caps: tuple[int, ...]
-    in_flight: int
-    waiters: int
-    max_in_flight: int
-    resources: tuple[RequestResourceKey, ...]
-
-
-class RequestPressureSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """Every resource and endpoint of a controller, captured at one instant."""
-
-    captured_at: float
-    resources: tuple[RequestResourcePressure, ...]
-    endpoints: tuple[RequestEndpointPressure, ...]
-    unknown_releases: int
-    closed: bool
-
-    def resource(self, key: RequestResourceKey) -> RequestResourcePressure | None:
-        """The snapshot of ``key``, if registered."""
-        for entry in self.resources:
-            if entry.resource == key:
-                return entry
-        return None
-
-    def endpoint(self, key: ProviderModelKey) -> RequestEndpointPressure | None:
-        """The snapshot of endpoint ``key``, if declared."""
-        for entry in self.endpoints:
-            if entry.key == key:
-                return entry
-        return None
-
-
-class RequestAdmissionDenied(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """No lease. ``reason`` says why; ``available_after`` (trio clock, absolute) says when a
-    retry may succeed if that is known; ``queued_waiters_ahead`` counts waiters a
-    ``try_acquire`` refused to overtake; ``blocked_by`` names the binding constraint
-    (``limit``, ``aggregate_cap``, ``cooldown``, ``rate_window_requests``,
-    ``rate_window_tokens``, ``circuit_open``, ``circuit_probe``, ``waiters``)."""
-
-    item: RequestAdmissionItem
-    reason: RequestDenialReason
-    available_after: float | None = None
-    queued_waiters_ahead: int = 0
-    blocked_by: str | None = None
-    snapshot: RequestResourcePressure | None = None
-
-
-RequestAdmissionDecision: TypeAlias = RequestAdmissionLease | RequestAdmissionDenied
-
-_FIXES: Final[dict[str, str]] = {
-    "timeout": "raise the item timeout or queue_timeout_seconds, raise the endpoint's cap, "
-    "or send fewer concurrent calls",
-    "shutdown": "do not start calls after the controller was shut down",
-    "circuit_open": "the endpoint kept answering 429 at limit 1; wait for the half-open probe "
-    "(available_after) or check the provider's quota",
-    "would_wait": "call acquire() to wait for capacity",
-    "queue_full": "raise max_waiters or send fewer concurrent calls",
-    "unknown_resource": "declare a ModelEndpoint for this provider/model "
-    "(and use a request domain of: " + ", ".join(REQUEST_DOMAINS) + ")",
-    "too_large": "estimated_tokens exceeds tokens_per_window; raise the token quota or "
-    "split the request",
-}
-
-
-class RequestAdmissionError(SluicegateError):
-    """``acquire`` ended without a lease; ``denied`` says why and what to do."""
-
-    def __init__(self, denied: RequestAdmissionDenied) -> None:
-        self.denied = denied
-        item = denied.item
-        super().__init__(
-            f"request admission denied for {item.resource} "
-            f"(group {item.request_group!r}): {denied.reason}. Fix: {_FIXES[denied.reason]}"
-        )
-
-    @property
-    def reason(self) -> RequestDenialReason:
-        return self.denied.reason
-
-
-# --------------------------------------------------------------------------------------------
-# Protocols
-# --------------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class RequestPressureSource(Protocol):
-    """Read-only request pressure, for diagnostics, telemetry and advisory task policies."""
-
-    def snapshot(self) -> RequestPressureSnapshot: ...
-
-    def resource(self, key: RequestResourceKey) -> RequestResourcePressure | None: ...
-
-
-@runtime_checkable
-class RequestAdmissionController(Protocol):
-    """Decides when one concrete provider call may go out (see SPEC: request admission)."""
-
-    def try_acquire(self, item: RequestAdmissionItem) -> RequestAdmissionDecision:
-        """A lease now, or a denial; never waits and never overtakes a queued waiter."""
-        ...
-
-    async def acquire(self, item: RequestAdmissionItem) -> RequestAdmissionLease:
-        """Wait for a lease; raise :class:`RequestAdmissionError` when none will come."""
-        ...
-
-    def release(
-        self, lease: RequestAdmissionLease, outcome: RequestReleaseOutcome
-    ) -> ReleaseResult:
-        """Return a lease with the call's outcome. Never raises."""
-        ...
-
-    @property
-    def pressure(self) -> RequestPressureSource:
-        """Read-only snapshots."""
-        ...
-
-    def reconfigure(
-        self,
-        config: RequestAdmissionConfig | None = None,
-        *,
-        endpoints: Sequence[ModelEndpoint] | None = None,
-        static_caps: Mapping[ProviderModelKey, int] | None = None,
-        limits: Mapping[RequestResourceKey, int] | None = None,
-    ) -> None:
-        """Live changes; lowering a cap or limit never revokes leases in flight."""
-        ...
-
-
-# --------------------------------------------------------------------------------------------
-# Internal state (plain __slots__ classes: these sit on the hot path)
-# --------------------------------------------------------------------------------------------
 
 _WAITING: Final = 0
+
+
 _GRANTED: Final = 1
+
+
 _GONE: Final = 2
 
+
 _CLOSED: Final = 0
+
+
 _OPEN: Final = 1
+
+
 _HALF_OPEN: Final = 2
+
+
 _CIRCUIT_NAMES: Final[dict[int, CircuitState]] = {
     _CLOSED: "closed",
     _OPEN: "open",
     _HALF_OPEN: "half_open",
 }
 
+
 _COMPACT_AFTER: Final = 32
+
+
 # Request groups an endpoint remembers before idle ones are forgotten (see _forget_idle_groups).
 _IDLE_GROUPS_KEPT: Final = 1024
 
@@ -618,11 +335,6 @@ class RequestPressureReader:
 
 def _finite(value: float) -> float | None:
     return None if value == math.inf else value
-
-
-# --------------------------------------------------------------------------------------------
-# The controller
-# --------------------------------------------------------------------------------------------
 
 
 class AdaptiveRequestAdmissionController:

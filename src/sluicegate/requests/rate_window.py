@@ -15,7 +15,7 @@ from collections import deque
 
 from attrs import define, field
 
-from ._errors import ConfigurationError
+from ..errors import ConfigurationError
 
 
 @define(slots=True, eq=False)

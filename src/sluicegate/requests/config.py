@@ -16,16 +16,13 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ._errors import ConfigurationError
-from ._request_identity import (
-    REQUEST_DOMAINS,
-    RequestDomain,
-    RequestResourceKey,
-    RequestResourceResolver,
-    did_you_mean,
-)
+from .._internal.checks import did_you_mean
+from ..errors import ConfigurationError
+from .identity import REQUEST_DOMAINS, RequestDomain, RequestResourceKey, RequestResourceResolver
 
 CooldownAdmission: TypeAlias = Literal["within_limit", "paused"]
+
+
 """What admission does during a cooldown.
 
 ``within_limit`` keeps admitting up to the decreased limit (right for endpoints whose 429s
@@ -456,6 +453,8 @@ class RequestAdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_u
 
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
+
+
 _UNKNOWN = re.compile(r"unknown field `(?P<name>[^`]*)`")
 
 

@@ -1,0 +1,1 @@
+"""Small helpers shared by every layer (clock, number checks, release results). Internal."""

@@ -1,0 +1,116 @@
+"""Versioned telemetry events: the two streams, their kinds and ``SCHEMA_VERSION``.
+
+Events are msgspec Structs so they can cross process boundaries (JSON Lines files, the
+benchmark harness) without dict-building. Layers build an event only after their state
+change is complete, and only when a sink listens (``EventEmitter.enabled``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+
+from .correlation import RuntimeCorrelation
+
+SCHEMA_VERSION: Final = 1
+
+
+SchedulerEventKind = Literal[
+    "scheduler_job_started",
+    "scheduler_job_completed",
+    "dependency_ready",
+    "ready_enqueued",
+    "row_group_admitted",
+    "row_group_admission_blocked",
+    "row_group_checkpointed",
+    "selected",
+    "queue_empty",
+    "admission_blocked",
+    "group_capped",
+    "request_pressure_advisory_skipped",
+    "task_lease_acquired",
+    "admission_denied",
+    "worker_spawned",
+    "worker_spawn_failed",
+    "stale_selection",
+    "retry_deferred",
+    "non_retryable_dropped",
+    "cancelled",
+    "salvage_redispatched",
+    "queue_drained",
+    "task_completed",
+    "task_lease_released",
+    "release_diagnostic",
+    "config_reloaded",
+]
+
+
+RequestEventKind = Literal[
+    "request_resource_registered",
+    "request_effective_cap_changed",
+    "request_queue_formed",
+    "request_wait_started",
+    "request_wait_completed",
+    "request_wait_timeout",
+    "request_wait_cancelled",
+    "request_acquire_denied",
+    "request_lease_acquired",
+    "model_request_started",
+    "model_request_completed",
+    "request_queue_drained",
+    "request_rate_limited",
+    "request_limit_decreased",
+    "request_limit_increased",
+    "request_soft_ceiling_recovered",
+    "request_fully_recovered",
+    "request_lease_released",
+    "request_release_diagnostic",
+]
+
+
+class SchedulerEvent(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="scheduler"
+):
+    """One step of the scheduler (task layer). ``sequence`` is per stream, gap-free."""
+
+    event_kind: SchedulerEventKind
+    sequence: int
+    captured_at: float
+    schema_version: int
+    correlation: RuntimeCorrelation | None = None
+    task_id: Any = None
+    group: str | None = None
+    lease_id: int | None = None
+    attempt: int | None = None
+    reason: str | None = None
+    available_after: float | None = None
+    snapshot: Any = None
+    diagnostics: dict[str, Any] | None = None
+
+
+class RequestEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="request"):
+    """One step of request admission or of a model call attempt."""
+
+    event_kind: RequestEventKind
+    sequence: int
+    captured_at: float
+    schema_version: int
+    correlation: RuntimeCorrelation | None = None
+    provider: str | None = None
+    model_id: str | None = None
+    domain: str | None = None
+    request_group: str | None = None
+    lease_id: int | None = None
+    request_id: int | None = None
+    attempt: int | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    limit: int | None = None
+    previous_limit: int | None = None
+    retry_after: float | None = None
+    snapshot: Any = None
+    diagnostics: dict[str, Any] | None = None
+
+
+AnyEvent = SchedulerEvent | RequestEvent

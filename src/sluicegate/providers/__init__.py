@@ -1,0 +1,41 @@
+"""Providers: the simulated provider and the OpenAI-compatible HTTP provider.
+
+The :class:`Provider` contract and its values are defined by the model-call boundary in
+:mod:`sluicegate.requests` (the executor calls providers, so the contract lives with it) and
+re-exported here, so provider authors find everything in one place.
+"""
+
+from __future__ import annotations
+
+from ..requests.provider import (
+    ModelRequest,
+    ModelResponse,
+    Provider,
+    ProviderError,
+    ProviderFailureError,
+    ProviderRateLimitedError,
+    ProviderTimeoutError,
+    RateLimitHints,
+    TokenUsage,
+)
+from .openai import OpenAICompatibleProvider
+from .rate_limit_headers import parse_duration, parse_rate_limit_headers, parse_retry_after
+from .simulated import SimulatedProvider, SimulatedProviderStats
+
+__all__ = [
+    "ModelRequest",
+    "ModelResponse",
+    "OpenAICompatibleProvider",
+    "Provider",
+    "ProviderError",
+    "ProviderFailureError",
+    "ProviderRateLimitedError",
+    "ProviderTimeoutError",
+    "RateLimitHints",
+    "SimulatedProvider",
+    "SimulatedProviderStats",
+    "TokenUsage",
+    "parse_duration",
+    "parse_rate_limit_headers",
+    "parse_retry_after",
+]

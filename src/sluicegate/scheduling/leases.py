@@ -1,0 +1,65 @@
+"""The values task admission hands out: leases, denials, frozen views and block summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+from .task import SchedulableTask, SchedulerResourceKey
+
+DenialReason = Literal["no_capacity", "group_capped", "borrow_debt", "shutdown", "policy_denied"]
+
+
+class TaskAdmissionLease(msgspec.Struct, frozen=True, gc=False):
+    """Permission for one task to run, holding ``resources`` until released.
+
+    ``generation`` identifies the controller that issued it; a lease from another
+    controller is diagnosed as ``wrong_generation`` on release.
+    """
+
+    lease_id: int
+    item: SchedulableTask
+    resources: Mapping[SchedulerResourceKey, int]
+    acquired_at: float
+    generation: int
+
+
+class TaskAdmissionView(msgspec.Struct, frozen=True, kw_only=True):
+    """Frozen facts about task admission at one instant (cheap: O(resources + holders))."""
+
+    generation: int
+    policy: str
+    limits: dict[str, int]
+    in_use: dict[str, int]
+    active_leases: int
+    in_use_by_group: dict[str, dict[str, int]]
+    policy_state: dict[str, int]
+    acquired_total: int
+    released_total: int
+    release_diagnostics: dict[str, int]
+    shutting_down: bool = False
+
+
+class TaskAdmissionDenied(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Why a task may not run now. ``available_after`` is a time hint, when one exists."""
+
+    item: SchedulableTask
+    reason: DenialReason
+    resource: str | None = None
+    available_after: float | None = None
+    detail: str | None = None
+
+
+TaskAdmissionDecision = TaskAdmissionLease | TaskAdmissionDenied
+
+
+class TaskAdmissionBlockSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """Why queued work is not being admitted: counts of denial reasons over group heads."""
+
+    queued: int
+    candidates_checked: int
+    dominant_reasons: list[tuple[str, int]]
+    blocked_groups: dict[str, str]
+    available_after: float | None
