@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LINT_DIRS := $(wildcard src tests benchmarks examples)
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench diagrams clean
+.PHONY: demo test lint typecheck imports unit bench diagrams clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint typecheck unit
+test: lint typecheck imports unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -18,6 +18,7 @@ class RuntimeCorrelation(msgspec.Struct, frozen=True, kw_only=True, omit_default
 
     run_id: str | None = None
     row_group: int | None = None
+    row: int | None = None
     column: str | None = None
     task_type: str | None = None
     group_kind: str | None = None
@@ -32,8 +33,6 @@ _CURRENT: contextvars.ContextVar[RuntimeCorrelation | None] = contextvars.Contex
 
 
 current_correlation = _CURRENT.get
-
-
 """Return the correlation of the running task, or ``None`` outside any task."""
 
 

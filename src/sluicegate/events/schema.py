@@ -66,6 +66,10 @@ RequestEventKind = Literal[
     "request_fully_recovered",
     "request_lease_released",
     "request_release_diagnostic",
+    "request_circuit_opened",
+    "request_circuit_half_open",
+    "request_circuit_closed",
+    "request_quota_learned",
 ]
 
 

@@ -134,6 +134,19 @@ class ProviderFailureError(ProviderError):
         super().__init__(message, status=status, rate_limits=rate_limits)
 
 
+class ProviderConnectionError(ProviderFailureError):
+    """The endpoint could not be reached: refused, reset, DNS, TLS or connect timeout.
+
+    ``url`` names the endpoint and ``cause`` the transport's own words. Connection failures
+    count toward the circuit breaker (a dead endpoint fails fast), not toward the AIMD limit.
+    """
+
+    def __init__(self, message: str, *, url: str, cause: str) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(message, retryable=True)
+
+
 class ProviderTimeoutError(ProviderError):
     """The provider did not answer in time (its own or the transport's timeout)."""
 
