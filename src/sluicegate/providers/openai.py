@@ -46,71 +46,8 @@ from ..requests.provider import (
     RateLimitHints,
     TokenUsage,
 )
+from . import openai_wire as wire
 from .rate_limit_headers import parse_rate_limit_headers, parse_retry_after
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int | None = 0
-    completion_tokens: int | None = 0
-
-
-class _Message(msgspec.Struct):
-    content: Any = None
-
-
-class _Choice(msgspec.Struct):
-    message: _Message
-
-
-class _ChatCompletion(msgspec.Struct):
-    choices: list[_Choice]
-    model: str | None = None
-    usage: _Usage | None = None
-
-
-class _Embedding(msgspec.Struct):
-    embedding: list[float]
-    index: int = 0
-
-
-class _EmbeddingList(msgspec.Struct):
-    data: list[_Embedding]
-    model: str | None = None
-    usage: _Usage | None = None
-
-
-class _ModelEntry(msgspec.Struct):
-    id: str
-
-
-class _ModelList(msgspec.Struct):
-    data: list[_ModelEntry]
-
-
-class _ErrorDetail(msgspec.Struct):
-    type: str | None = None
-    code: str | int | None = None
-    param: str | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail | str | None = None
-
-
-_CHAT_DECODER = msgspec.json.Decoder(_ChatCompletion)
-
-
-_EMBEDDING_DECODER = msgspec.json.Decoder(_EmbeddingList)
-
-
-_MODELS_DECODER = msgspec.json.Decoder(_ModelList)
-
-
-_ERROR_DECODER = msgspec.json.Decoder(_ErrorBody)
-
-
-_ENCODER = msgspec.json.Encoder()
-
 
 _MAX_DETAIL = 64
 
@@ -120,12 +57,19 @@ _MAX_DETAIL = 64
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
-def _usage(usage: _Usage | None) -> TokenUsage:
+def _usage(usage: wire.Usage | None) -> TokenUsage:
     if usage is None:
         return TokenUsage()
     return TokenUsage(
         prompt_tokens=usage.prompt_tokens or 0, completion_tokens=usage.completion_tokens or 0
     )
+
+
+def _encode_body(body: msgspec.Struct, extra: dict[str, Any] | None) -> bytes:
+    if not extra:
+        return wire.ENCODER.encode(body)
+    # extra fields (seed, response_format, ...) are merged in and may override ours
+    return wire.ENCODER.encode({**msgspec.to_builtins(body), **extra})
 
 
 def _short(value: object) -> str:
@@ -140,11 +84,11 @@ def _error_detail(body: bytes) -> str:
     act on and cannot leak a prompt.
     """
     try:
-        parsed = _ERROR_DECODER.decode(body)
+        parsed = wire.ERROR_DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return ""
     detail = parsed.error
-    if not isinstance(detail, _ErrorDetail):
+    if not isinstance(detail, wire.ErrorDetail):
         return ""
     parts = [
         f"{name}={_short(value)}"
@@ -279,19 +223,20 @@ class OpenAICompatibleProvider:
         (a programming error, deliberately not a :class:`ProviderError`).
         """
         timeout = request.timeout if request.timeout is not None else self.timeout
+        body: msgspec.Struct | None
         if request.domain == "chat":
-            method, path = "POST", "chat/completions"
-            chat: dict[str, Any] = {"model": model_id, "messages": request.messages or []}
-            if request.max_tokens is not None:
-                chat["max_tokens"] = request.max_tokens
-            if request.temperature is not None:
-                chat["temperature"] = request.temperature
-            body: dict[str, Any] | None = chat
+            method, path = "POST", wire.CHAT_COMPLETIONS_PATH
+            body = wire.ChatCompletionRequest(
+                model=model_id,
+                messages=request.messages or [],
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+            )
         elif request.domain == "embedding":
-            method, path = "POST", "embeddings"
-            body = {"model": model_id, "input": request.input}
+            method, path = "POST", wire.EMBEDDINGS_PATH
+            body = wire.EmbeddingRequest(model=model_id, input=request.input)
         elif request.domain == "healthcheck":
-            method, path, body = "GET", "models", None
+            method, path, body = "GET", wire.MODELS_PATH, None
         else:
             await trio.lowlevel.checkpoint()
             raise ProviderFailureError(
@@ -299,9 +244,8 @@ class OpenAICompatibleProvider:
                 "OpenAICompatibleProvider (chat, embedding and healthcheck are)",
                 retryable=False,
             )
-        if body is not None and request.extra:
-            body.update(request.extra)
-        response = await self._send(method, path, body, timeout)
+        content = None if body is None else _encode_body(body, request.extra)
+        response = await self._send(method, path, content, timeout)
         hints = parse_rate_limit_headers(response.headers)
         status = response.status_code
         if status != 200:
@@ -309,10 +253,10 @@ class OpenAICompatibleProvider:
         return self._parse(request, model_id, method, path, response.content, hints)
 
     async def _send(
-        self, method: str, path: str, body: dict[str, Any] | None, limit_seconds: float
+        self, method: str, path: str, content: bytes | None, limit_seconds: float
     ) -> httpx.Response:
         headers: dict[str, str] = dict(self.headers or {})
-        if body is not None:
+        if content is not None:
             headers["content-type"] = "application/json"
         if self.api_key is not None:
             headers["authorization"] = f"Bearer {self.api_key}"
@@ -325,7 +269,7 @@ class OpenAICompatibleProvider:
                 return await self._http.request(
                     method,
                     url,
-                    content=_ENCODER.encode(body) if body is not None else None,
+                    content=content,
                     headers=headers,
                     timeout=httpx.Timeout(limit_seconds),
                 )
@@ -397,7 +341,7 @@ class OpenAICompatibleProvider:
     ) -> ModelResponse:
         try:
             if request.domain == "chat":
-                chat = _CHAT_DECODER.decode(content)
+                chat = wire.CHAT_DECODER.decode(content)
                 if not chat.choices:
                     raise msgspec.ValidationError("no choices")
                 return ModelResponse(
@@ -407,7 +351,7 @@ class OpenAICompatibleProvider:
                     rate_limits=hints,
                 )
             if request.domain == "embedding":
-                embeddings = _EMBEDDING_DECODER.decode(content)
+                embeddings = wire.EMBEDDING_DECODER.decode(content)
                 vectors = [e.embedding for e in sorted(embeddings.data, key=lambda e: e.index)]
                 return ModelResponse(
                     content=vectors,
@@ -415,7 +359,7 @@ class OpenAICompatibleProvider:
                     model=embeddings.model or model_id,
                     rate_limits=hints,
                 )
-            models = _MODELS_DECODER.decode(content)
+            models = wire.MODELS_DECODER.decode(content)
             return ModelResponse(
                 content=[m.id for m in models.data], model=model_id, rate_limits=hints
             )

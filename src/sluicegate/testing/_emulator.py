@@ -25,7 +25,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,6 +36,8 @@ from attrs import define, field
 
 from .._internal.checks import is_positive_finite
 from ..errors import ConfigurationError
+from ..providers import openai_wire as wire
+from ..providers.rate_limit_headers import rate_limit_header_items, retry_after_header_items
 from ..providers.simulated import SimulatedProvider, SimulatedProviderStats
 from ..requests.provider import (
     ModelRequest,
@@ -44,7 +45,6 @@ from ..requests.provider import (
     ProviderFailureError,
     ProviderRateLimitedError,
     ProviderTimeoutError,
-    RateLimitHints,
 )
 
 __all__ = ["Emulator", "EmulatorConfig", "EmulatorStats", "serve_emulator"]
@@ -57,6 +57,21 @@ _RECEIVE_BYTES = 65536
 
 
 _JSON = b"application/json"
+
+
+_CHAT = "/v1/" + wire.CHAT_COMPLETIONS_PATH
+
+
+_EMBEDDINGS = "/v1/" + wire.EMBEDDINGS_PATH
+
+
+_MODELS = "/v1/" + wire.MODELS_PATH
+
+
+_ROUTES = (_MODELS, _CHAT, _EMBEDDINGS)
+
+
+_OWNER = "sluicegate-emulator"
 
 
 def _is_loopback(host: str) -> bool:
@@ -186,91 +201,8 @@ class EmulatorStats(msgspec.Struct, frozen=True, kw_only=True):
     responses_by_status: dict[int, int]
 
 
-class _ChatRequestBody(msgspec.Struct):
-    model: str
-    messages: list[dict[str, Any]]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-
-
-class _EmbeddingRequestBody(msgspec.Struct):
-    model: str
-    input: str | list[Any]
-
-
-class _ErrorDetail(msgspec.Struct, omit_defaults=True):
-    message: str
-    type: str
-    code: str | None = None
-    param: str | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail
-
-
-class _UsageBody(msgspec.Struct):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class _ChatMessage(msgspec.Struct):
-    role: str
-    content: Any
-
-
-class _ChatChoice(msgspec.Struct):
-    index: int
-    message: _ChatMessage
-    finish_reason: str
-
-
-class _ChatCompletionBody(msgspec.Struct):
-    id: str
-    object: str
-    created: int
-    model: str
-    choices: list[_ChatChoice]
-    usage: _UsageBody
-
-
-class _EmbeddingItem(msgspec.Struct):
-    object: str
-    index: int
-    embedding: list[float]
-
-
-class _EmbeddingListBody(msgspec.Struct):
-    object: str
-    data: list[_EmbeddingItem]
-    model: str
-    usage: _UsageBody
-
-
-class _ModelItem(msgspec.Struct):
-    id: str
-    object: str = "model"
-    owned_by: str = "sluicegate-emulator"
-
-
-class _ModelListBody(msgspec.Struct):
-    data: list[_ModelItem]
-    object: str = "list"
-
-
 class _HealthBody(msgspec.Struct):
     status: str
-
-
-_ENCODER = msgspec.json.Encoder()
-
-
-_CHAT_DECODER = msgspec.json.Decoder(_ChatRequestBody)
-
-
-_EMBEDDING_DECODER = msgspec.json.Decoder(_EmbeddingRequestBody)
 
 
 _Headers = list[tuple[bytes, bytes]]
@@ -280,35 +212,16 @@ class _BodyTooLargeError(Exception):
     """A request body exceeded ``EmulatorConfig.max_body_bytes``."""
 
 
-def _format_duration(seconds: float) -> str:
-    """Go-style durations as OpenAI sends them: ``20ms``, ``1.5s``, ``6m0s``."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    minutes, rest = divmod(seconds, 60.0)
-    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
-    return f"{int(minutes)}m{text}" if minutes else text
-
-
-def _hint_headers(hints: RateLimitHints | None) -> _Headers:
-    if hints is None:
-        return []
-    headers: _Headers = []
-    if hints.limit_requests is not None:
-        headers.append((b"x-ratelimit-limit-requests", str(hints.limit_requests).encode()))
-    if hints.remaining_requests is not None:
-        headers.append((b"x-ratelimit-remaining-requests", str(hints.remaining_requests).encode()))
-    if hints.reset_requests_seconds is not None:
-        headers.append(
-            (b"x-ratelimit-reset-requests", _format_duration(hints.reset_requests_seconds).encode())
-        )
-    return headers
+def _header_bytes(items: list[tuple[str, str]]) -> _Headers:
+    return [(name.encode("ascii"), value.encode("ascii")) for name, value in items]
 
 
 def _error(
     status: int, message: str, kind: str, *, code: str | None = None, param: str | None = None
 ) -> tuple[int, _Headers, bytes]:
-    body = _ErrorBody(error=_ErrorDetail(message=message, type=kind, code=code, param=param))
-    return status, [], _ENCODER.encode(body)
+    detail = wire.ErrorDetail(message=message, type=kind, code=code, param=param)
+    body = wire.ErrorBody(error=detail)
+    return status, [], wire.ENCODER.encode(body)
 
 
 @define(eq=False)
@@ -347,11 +260,16 @@ class Emulator:
             responses_by_status=dict(self._responses_by_status),
         )
 
-    async def _handle_connection(self, stream: trio.SocketStream) -> None:
-        """Serve one connection until the peer closes it, it idles out, or shutdown.
+    async def handle_connection(self, stream: trio.SocketStream) -> None:
+        """Serve one connection until the peer closes it, it idles out, or the caller cancels.
 
-        Each connection runs in its own task, one request at a time (HTTP/1.1 keep-alive,
-        no pipelining); concurrency comes from the client opening several connections.
+        :func:`serve_emulator` runs this for every accepted connection (``trio.serve_listeners``
+        handler); call it yourself only to serve the emulator on listeners of your own, which
+        must be loopback too. Each connection runs in its own task, one request at a time
+        (HTTP/1.1 keep-alive, no pipelining); concurrency comes from the client opening
+        several connections. Closes ``stream`` when it returns; never raises for a broken or
+        misbehaving peer; on cancellation the in-flight request is abandoned and
+        ``trio.Cancelled`` propagates.
         """
         self._connections_opened += 1
         self._connections_active += 1
@@ -453,35 +371,35 @@ class Emulator:
         if path == "/health":
             if method != "GET":
                 return _error(405, "use GET", "invalid_request_error")
-            return 200, [], _ENCODER.encode(_HealthBody(status="ok"))
-        if path not in ("/v1/models", "/v1/chat/completions", "/v1/embeddings"):
+            return 200, [], wire.ENCODER.encode(_HealthBody(status="ok"))
+        if path not in _ROUTES:
             return _error(404, f"no route for {path}", "invalid_request_error", code="not_found")
         if not self._authorized(request):
             return _error(
                 401, "invalid or missing API key", "invalid_request_error", code="invalid_api_key"
             )
-        if path == "/v1/models":
+        if path == _MODELS:
             if method != "GET":
                 return _error(405, "use GET", "invalid_request_error")
-            listing = _ModelListBody(data=[_ModelItem(id=m) for m in self.config.models])
-            return 200, [], _ENCODER.encode(listing)
+            listing = wire.ModelList(
+                data=[wire.ModelInfo(id=m, owned_by=_OWNER) for m in self.config.models]
+            )
+            return 200, [], wire.ENCODER.encode(listing)
         if method != "POST":
             return _error(405, "use POST", "invalid_request_error")
         model_request: ModelRequest
         try:
-            if path == "/v1/chat/completions":
-                chat = _CHAT_DECODER.decode(body)
+            if path == _CHAT:
+                chat = wire.CHAT_REQUEST_DECODER.decode(body)
                 model = chat.model
                 model_request = ModelRequest(
                     domain="chat",
                     messages=chat.messages,
-                    max_tokens=chat.max_tokens
-                    if chat.max_tokens is not None
-                    else chat.max_completion_tokens,
+                    max_tokens=chat.completion_limit,
                     temperature=chat.temperature,
                 )
             else:
-                embedding = _EMBEDDING_DECODER.decode(body)
+                embedding = wire.EMBEDDING_REQUEST_DECODER.decode(body)
                 model = embedding.model
                 model_request = ModelRequest(domain="embedding", input=embedding.input)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -511,9 +429,8 @@ class Emulator:
         except ProviderRateLimitedError as exc:
             status, headers, payload = _error(429, str(exc), "requests", code="rate_limit_exceeded")
             if exc.retry_after is not None:
-                headers.append((b"retry-after", str(math.ceil(exc.retry_after)).encode()))
-                headers.append((b"retry-after-ms", str(round(exc.retry_after * 1000)).encode()))
-            headers.extend(_hint_headers(exc.rate_limits))
+                headers.extend(_header_bytes(retry_after_header_items(exc.retry_after)))
+            headers.extend(_header_bytes(rate_limit_header_items(exc.rate_limits)))
             return status, headers, payload
         except ProviderTimeoutError as exc:
             return _error(504, str(exc), "server_error", code="timeout")
@@ -521,40 +438,35 @@ class Emulator:
             status, headers, payload = _error(
                 self.config.failure_status, str(exc), "server_error", code="internal_error"
             )
-            headers.extend(_hint_headers(exc.rate_limits))
+            headers.extend(_header_bytes(rate_limit_header_items(exc.rate_limits)))
             return status, headers, payload
         return (
             200,
-            _hint_headers(response.rate_limits),
+            _header_bytes(rate_limit_header_items(response.rate_limits)),
             self._encode_answer(model, request, response),
         )
 
     def _encode_answer(self, model: str, request: ModelRequest, response: ModelResponse) -> bytes:
-        usage = _UsageBody(
+        usage = wire.Usage(
             prompt_tokens=response.usage.prompt_tokens,
             completion_tokens=response.usage.completion_tokens,
             total_tokens=response.usage.total_tokens,
         )
         if request.domain == "embedding":
-            items = [
-                _EmbeddingItem(object="embedding", index=i, embedding=vector)
-                for i, vector in enumerate(response.content)
-            ]
-            return _ENCODER.encode(
-                _EmbeddingListBody(object="list", data=items, model=model, usage=usage)
-            )
+            vectors = enumerate(response.content)
+            items = [wire.Embedding(index=i, embedding=vector) for i, vector in vectors]
+            return wire.ENCODER.encode(wire.EmbeddingList(data=items, model=model, usage=usage))
         self._completion_ids += 1
-        return _ENCODER.encode(
-            _ChatCompletionBody(
+        return wire.ENCODER.encode(
+            wire.ChatCompletion(
                 id=f"chatcmpl-emulator-{self._completion_ids}",
-                object="chat.completion",
                 # Timing-free and seed-stable bodies matter more here than a real timestamp.
                 created=0,
                 model=model,
                 choices=[
-                    _ChatChoice(
+                    wire.ChatChoice(
                         index=0,
-                        message=_ChatMessage(role="assistant", content=response.content),
+                        message=wire.ChatMessage(role="assistant", content=response.content),
                         finish_reason="stop",
                     )
                 ],
@@ -590,7 +502,7 @@ async def serve_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[
     body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.serve_listeners, emulator._handle_connection, listeners)
+            nursery.start_soon(trio.serve_listeners, emulator.handle_connection, listeners)
             try:
                 yield emulator
             except BaseException as exc:
