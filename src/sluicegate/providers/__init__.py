@@ -19,11 +19,16 @@ from ..requests.provider import (
     RateLimitHints,
     TokenUsage,
 )
-from .openai import OpenAICompatibleProvider
+from .openai import (
+    DEFAULT_MAX_CONNECTIONS,
+    OpenAICompatibleProvider,
+    UnboundedConnectionPoolWarning,
+)
 from .rate_limit_headers import parse_duration, parse_rate_limit_headers, parse_retry_after
 from .simulated import SimulatedProvider, SimulatedProviderStats
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
     "ModelRequest",
     "ModelResponse",
     "OpenAICompatibleProvider",
@@ -37,6 +42,7 @@ __all__ = [
     "SimulatedProvider",
     "SimulatedProviderStats",
     "TokenUsage",
+    "UnboundedConnectionPoolWarning",
     "parse_duration",
     "parse_rate_limit_headers",
     "parse_retry_after",

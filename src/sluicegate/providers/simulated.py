@@ -72,8 +72,13 @@ def _config_error(name: str, value: object, fix: str) -> ConfigurationError:
 
 
 def _check_name(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value.strip():
         raise _config_error(attr.name, value, "use a non-empty string")
+
+
+def _check_bool(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise _config_error(attr.name, value, "use True or False")
 
 
 def _check_seed(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
@@ -173,7 +178,7 @@ class SimulatedProvider:
     timeout_seconds: float = field(default=30.0, validator=_check_positive)
     completion_tokens: int = field(default=64, validator=_check_positive_int)
     embedding_dimensions: int = field(default=8, validator=_check_positive_int)
-    publish_rate_limit_hints: bool = False
+    publish_rate_limit_hints: bool = field(default=False, validator=_check_bool)
 
     _rng: random.Random = field(init=False)
     _window: deque[float] = field(init=False, factory=deque)

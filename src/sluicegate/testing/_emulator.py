@@ -34,7 +34,7 @@ import msgspec
 import trio
 from attrs import define, field
 
-from .._internal.checks import is_positive_finite
+from .._internal.checks import describe, is_positive_finite
 from ..errors import ConfigurationError
 from ..providers import openai_wire as wire
 from ..providers.rate_limit_headers import rate_limit_header_items, retry_after_header_items
@@ -139,14 +139,18 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
                 f"got {self.failure_status!r}",
                 "use a 5xx status code such as 500, 502 or 503",
             )
-        for name, value in (
-            ("idle_timeout_seconds", self.idle_timeout_seconds),
-            ("max_body_bytes", self.max_body_bytes),
-        ):
-            if not is_positive_finite(value):
-                raise ConfigurationError(
-                    f"EmulatorConfig.{name}", f"got {value!r}", "use a number > 0"
-                )
+        if not is_positive_finite(self.idle_timeout_seconds):
+            raise ConfigurationError(
+                "EmulatorConfig.idle_timeout_seconds",
+                f"got {describe(self.idle_timeout_seconds)}",
+                "use a finite number of seconds > 0",
+            )
+        body = self.max_body_bytes
+        if not isinstance(body, int) or isinstance(body, bool) or body < 1:
+            raise ConfigurationError(
+                "EmulatorConfig.max_body_bytes", f"got {describe(body)}", "use an integer >= 1"
+            )
+        self._check_models()
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise ConfigurationError(
                 "EmulatorConfig.api_key",
@@ -159,6 +163,24 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
         except ConfigurationError as exc:
             name = exc.field.rpartition(".")[2]
             raise ConfigurationError(f"EmulatorConfig.{name}", exc.problem, exc.fix) from None
+
+    def _check_models(self) -> None:
+        models = self.models
+        if isinstance(models, str) or not isinstance(models, (tuple, list)):
+            raise ConfigurationError(
+                "EmulatorConfig.models",
+                f"got {describe(models)}",
+                "use a tuple of model ids, e.g. ('model-a',), or () to accept any id",
+            )
+        for model in models:
+            if not isinstance(model, str) or not model:
+                raise ConfigurationError(
+                    "EmulatorConfig.models",
+                    f"holds {describe(model)}",
+                    "use non-empty strings as model ids",
+                )
+        # a list is accepted and stored as a tuple, so the config stays hashable and frozen
+        msgspec.structs.force_setattr(self, "models", tuple(models))
 
     def __repr__(self) -> str:
         shown = ", ".join(
