@@ -57,6 +57,8 @@ SIMULATED_FIELDS: dict[str, Callable[[object], bool]] = {
     "latency_jitter": jitter,
     "capacity": optional(positive_int),
     "requests_per_minute": optional(positive_int),
+    "tokens_per_minute": optional(positive_int),
+    "failure_status": lambda v: _integer(v) and 500 <= v <= 599,  # type: ignore[operator]
     "retry_after_seconds": optional(non_negative),
     "rejection_latency_seconds": non_negative,
     "failure_rate": probability,
@@ -72,7 +74,6 @@ SIMULATED_FIELDS: dict[str, Callable[[object], bool]] = {
 EMULATOR_FIELDS: dict[str, Callable[[object], bool]] = {
     **{k: v for k, v in SIMULATED_FIELDS.items() if k not in ("name", "publish_rate_limit_hints")},
     "port": lambda v: _integer(v) and 0 <= v <= 65535,  # type: ignore[operator]
-    "failure_status": lambda v: _integer(v) and 500 <= v <= 599,  # type: ignore[operator]
     "idle_timeout_seconds": positive,
     "max_body_bytes": positive_int,
 }

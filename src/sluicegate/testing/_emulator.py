@@ -37,6 +37,8 @@ from attrs import define, field
 from .._internal.checks import describe, is_positive_finite
 from ..errors import ConfigurationError
 from ..providers import openai_wire as wire
+from ..providers.faults import FaultRule
+from ..providers.latency import LatencyDistribution
 from ..providers.rate_limit_headers import rate_limit_header_items, retry_after_header_items
 from ..providers.simulated import SimulatedProvider, SimulatedProviderStats
 from ..requests.provider import (
@@ -74,6 +76,9 @@ _ROUTES = (_MODELS, _CHAT, _EMBEDDINGS)
 _OWNER = "sluicegate-emulator"
 
 
+_DEFAULT_LATENCY = 0.01
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -87,27 +92,32 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How the emulator listens and behaves. Validated at construction.
 
     ``host`` must be a loopback address (``127.0.0.1``, ``::1``, ``localhost``); ``port=0``
-    picks a free port. The behaviour fields mean what they mean on
-    :class:`~sluicegate.SimulatedProvider`; ``failure_status`` is the 5xx status an injected
-    failure answers with. ``models`` restricts the accepted model ids (empty: any id is
-    accepted; unknown ids answer 404). With ``api_key`` set, ``/v1/*`` requires
-    ``Authorization: Bearer <api_key>`` (401 otherwise). ``idle_timeout_seconds`` closes
-    keep-alive connections idle that long; ``max_body_bytes`` bounds a request body (413).
+    picks a free port. The behaviour fields (latency, hidden capacity and quotas, failure and
+    timeout injection, scripted ``faults``) mean what they mean on
+    :class:`~sluicegate.SimulatedProvider`; ``failure_status`` is the 5xx status a random
+    failure answers with (a scripted fault answers its own status). ``models`` restricts the
+    accepted model ids (empty: any id is accepted; unknown ids answer 404). With ``api_key``
+    set, ``/v1/*`` requires ``Authorization: Bearer <api_key>`` (401 otherwise).
+    ``idle_timeout_seconds`` closes keep-alive connections idle that long; ``max_body_bytes``
+    bounds a request body (413).
     """
 
     host: str = "127.0.0.1"
     port: int = 0
     seed: int = 0
-    latency_seconds: float = 0.01
+    latency_seconds: float = _DEFAULT_LATENCY
     latency_jitter: float = 0.0
+    latency: LatencyDistribution | None = None
     capacity: int | None = None
     requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
     retry_after_seconds: float | None = 1.0
     rejection_latency_seconds: float = 0.0
     failure_rate: float = 0.0
     failure_status: int = 500
     timeout_rate: float = 0.0
     timeout_seconds: float = 30.0
+    faults: tuple[FaultRule, ...] = ()
     completion_tokens: int = 64
     embedding_dimensions: int = 8
     models: tuple[str, ...] = ()
@@ -133,12 +143,6 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
                 f"{self.port} is out of range",
                 "use 0 (any free port) or a port in 1..65535",
             )
-        if not isinstance(self.failure_status, int) or not 500 <= self.failure_status <= 599:
-            raise ConfigurationError(
-                "EmulatorConfig.failure_status",
-                f"got {self.failure_status!r}",
-                "use a 5xx status code such as 500, 502 or 503",
-            )
         if not is_positive_finite(self.idle_timeout_seconds):
             raise ConfigurationError(
                 "EmulatorConfig.idle_timeout_seconds",
@@ -157,12 +161,29 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
                 "must be a non-empty string",
                 "pass None to accept unauthenticated requests",
             )
+        if callable(self.faults):
+            raise ConfigurationError(
+                "EmulatorConfig.faults",
+                "got a callable",
+                "use a tuple of FaultRule (a script function works on SimulatedProvider only)",
+            )
+        if self.latency is not None and (
+            self.latency_seconds != _DEFAULT_LATENCY or self.latency_jitter != 0.0
+        ):
+            raise ConfigurationError(
+                "EmulatorConfig.latency",
+                "given together with latency_seconds or latency_jitter",
+                "describe the latency once: either latency=<distribution> or "
+                "latency_seconds (+ latency_jitter)",
+            )
         # One source of truth for the behaviour knobs: SimulatedProvider's validators.
         try:
-            self.build_provider()
+            provider = self.build_provider()
         except ConfigurationError as exc:
-            name = exc.field.rpartition(".")[2]
+            name = exc.field.removeprefix("SimulatedProvider.")
             raise ConfigurationError(f"EmulatorConfig.{name}", exc.problem, exc.fix) from None
+        # a list of rules is accepted and stored as a tuple, so the config stays frozen
+        msgspec.structs.force_setattr(self, "faults", provider.faults)
 
     def _check_models(self) -> None:
         models = self.models
@@ -191,16 +212,23 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     def build_provider(self) -> SimulatedProvider:
         """The :class:`SimulatedProvider` that decides every answer of this emulator."""
+        latency: dict[str, Any] = (
+            {"latency_seconds": self.latency_seconds, "latency_jitter": self.latency_jitter}
+            if self.latency is None
+            else {"latency": self.latency}
+        )
         return SimulatedProvider(
             name="emulator",
             seed=self.seed,
-            latency_seconds=self.latency_seconds,
-            latency_jitter=self.latency_jitter,
+            **latency,
             capacity=self.capacity,
             requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
             retry_after_seconds=self.retry_after_seconds,
             rejection_latency_seconds=self.rejection_latency_seconds,
             failure_rate=self.failure_rate,
+            failure_status=self.failure_status,
+            faults=self.faults,
             timeout_rate=self.timeout_rate,
             timeout_seconds=self.timeout_seconds,
             completion_tokens=self.completion_tokens,
@@ -457,9 +485,13 @@ class Emulator:
         except ProviderTimeoutError as exc:
             return _error(504, str(exc), "server_error", code="timeout")
         except ProviderFailureError as exc:
-            status, headers, payload = _error(
-                self.config.failure_status, str(exc), "server_error", code="internal_error"
-            )
+            status = exc.status if exc.status is not None else self.config.failure_status
+            if status >= 500:
+                status, headers, payload = _error(
+                    status, str(exc), "server_error", code="internal_error"
+                )
+            else:
+                status, headers, payload = _error(status, str(exc), "invalid_request_error")
             headers.extend(_header_bytes(rate_limit_header_items(exc.rate_limits)))
             return status, headers, payload
         return (
