@@ -23,6 +23,7 @@ from sluicegate.providers import (
     parse_rate_limit_headers,
     parse_retry_after,
 )
+from sluicegate.providers.http_clients import CONNECTIONS_PER_CLIENT, MAX_CLIENTS
 from sluicegate.providers.openai import _pool_limit
 from sluicegate.providers.rate_limit_headers import DEFAULT_MAX_RESET, MAX_COUNT
 from sluicegate.requests import (
@@ -201,32 +202,51 @@ async def test_unsupported_domain_says_what_to_do() -> None:
 
 def test_owned_pool_is_bounded_and_keeps_every_connection_alive() -> None:
     default = OpenAICompatibleProvider(base_url="http://h/v1")
-    assert _pool_limit(default._http) == DEFAULT_MAX_CONNECTIONS
-    sized = OpenAICompatibleProvider(base_url="http://h/v1", max_connections=5)
-    assert _pool_limit(sized._http) == 5
-    assert sized._http._transport._pool._max_keepalive_connections == 5  # type: ignore[attr-defined]
+    shards = default._http
+    assert sum(_pool_limit(c) or 0 for c in shards.clients) == DEFAULT_MAX_CONNECTIONS
+    assert max(shards.sizes) <= CONNECTIONS_PER_CLIENT
+    for size in (1, 5, 9, 64, 100, 129):
+        sized = OpenAICompatibleProvider(base_url="http://h/v1", max_connections=size)
+        limits = [_pool_limit(c) for c in sized._http.clients]
+        keepalive = [c._transport._pool._max_keepalive_connections for c in sized._http.clients]  # type: ignore[attr-defined]
+        assert sum(limits) == size  # type: ignore[arg-type]
+        assert keepalive == limits
+        assert max(limits) - min(limits) <= 1  # type: ignore[type-var, operator]
+        largest = max(CONNECTIONS_PER_CLIENT, -(-size // MAX_CLIENTS))
+        assert max(limits) <= largest  # type: ignore[type-var, operator]
+    huge = OpenAICompatibleProvider(base_url="http://h/v1", max_connections=10_000)
+    assert len(huge._http.clients) == MAX_CLIENTS
+    assert sum(huge._http.sizes) == 10_000
 
 
-async def test_pool_bounds_the_connections_and_reuses_them() -> None:
+@pytest.mark.parametrize("max_connections", [3, 12])
+async def test_pool_bounds_the_connections_and_reuses_them(max_connections: int) -> None:
     async with (
         serve_emulator(EmulatorConfig(latency_seconds=0.05)) as emulator,
-        OpenAICompatibleProvider(base_url=emulator.base_url, max_connections=3) as provider,
+        OpenAICompatibleProvider(
+            base_url=emulator.base_url, max_connections=max_connections
+        ) as provider,
     ):
         for _ in range(2):
             async with trio.open_nursery() as nursery:
-                for i in range(6):
+                for i in range(max_connections):  # as many as admission would let through
                     nursery.start_soon(provider.call, "m", chat(f"q{i}"))
+            assert provider._http.in_flight == 0
+        # more calls than connections: the extra ones wait inside httpx, never a new socket
+        async with trio.open_nursery() as nursery:
+            for i in range(2 * max_connections):
+                nursery.start_soon(provider.call, "m", chat(f"q{i}"))
         stats = emulator.stats
-    assert stats.provider.successes == 12
-    assert stats.provider.max_in_flight <= 3
-    assert stats.connections_opened == 3  # no churn: every connection was kept alive
+    assert stats.provider.successes == 4 * max_connections
+    assert stats.provider.max_in_flight <= max_connections
+    assert stats.connections_opened == max_connections  # no churn: every one kept alive
 
 
 def test_user_client_with_an_unbounded_pool_warns_and_is_kept() -> None:
     unbounded = httpx.AsyncClient(limits=httpx.Limits(max_connections=None))
     with pytest.warns(UnboundedConnectionPoolWarning, match="max_parallel_requests"):
         provider = OpenAICompatibleProvider(base_url="http://h/v1", client=unbounded)
-    assert provider._http is unbounded
+    assert provider._http.clients == (unbounded,)
     bounded = httpx.AsyncClient(limits=httpx.Limits(max_connections=8))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -293,7 +313,7 @@ _anything = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     name=st.sampled_from(["timeout", "max_retry_after", "max_connections"]),
     value=_anything,

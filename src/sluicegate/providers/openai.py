@@ -12,10 +12,11 @@ is never part of a repr, an error message or a log line, and request bodies are 
 into errors.
 
 The connection pool is sized, never unbounded: httpcore's pool bookkeeping costs grow with
-the square of the connections it tracks (encode/httpcore#1035), and a keep-alive limit below
-the calls in flight makes it close and reopen connections. An owned client gets
-``max_connections`` connections, all kept alive; request admission keeps the calls in flight
-at or under the endpoint's cap, so size ``max_connections`` to that cap.
+the square of the connections one client tracks (encode/httpcore#1035), and a keep-alive
+limit below the calls in flight makes it close and reopen connections. The owned pool holds
+``max_connections`` connections, all kept alive, split over small httpx clients (see
+:mod:`sluicegate.providers.http_clients`); request admission keeps the calls in flight at or
+under the endpoint's cap, so size ``max_connections`` to that cap.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ..requests.provider import (
     TokenUsage,
 )
 from . import openai_wire as wire
+from .http_clients import HttpClientShards
 from .openai_errors import (
     HttpCall,
     connection_error,
@@ -247,8 +249,7 @@ class OpenAICompatibleProvider:
         default=None, repr=False, validator=_check_transport
     )
 
-    _http: httpx.AsyncClient = field(init=False, repr=False)
-    _owns_client: bool = field(init=False, repr=False)
+    _http: HttpClientShards = field(init=False, repr=False)
     _api_root: str = field(init=False, repr=False)
     _display_root: str = field(init=False, repr=False)
     _base_headers: dict[str, str] = field(init=False, repr=False)
@@ -264,8 +265,7 @@ class OpenAICompatibleProvider:
             headers["authorization"] = f"Bearer {self.api_key}"
         self._base_headers = headers
         if self.client is not None:
-            self._http = self.client
-            self._owns_client = False
+            self._http = HttpClientShards.wrap(self.client)
             limit = _pool_limit(self.client)
             if limit is not None and limit >= sys.maxsize:
                 warnings.warn(
@@ -277,12 +277,7 @@ class OpenAICompatibleProvider:
                     stacklevel=3,
                 )
         else:
-            limit = self.max_connections
-            self._http = httpx.AsyncClient(
-                transport=self.transport,
-                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-            )
-            self._owns_client = True
+            self._http = HttpClientShards.build(self.max_connections, self.transport)
 
     def _check_combination(self) -> None:
         if self.client is not None and self.transport is not None:
@@ -313,11 +308,9 @@ class OpenAICompatibleProvider:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the owned HTTP client (an injected one stays open). Idempotent; a checkpoint."""
-        if self._owns_client:
-            await self._http.aclose()
-        else:
-            await trio.lowlevel.checkpoint()
+        """Close the owned HTTP clients (an injected one stays open). Idempotent; a checkpoint."""
+        await trio.lowlevel.checkpoint()
+        await self._http.aclose()
 
     async def call(self, model_id: str, request: ModelRequest) -> ModelResponse:
         """Send one request and map its answer (see :mod:`~sluicegate.providers.openai_errors`).
