@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -275,6 +276,8 @@ def report(args: argparse.Namespace, samples: dict[tuple[int, str], list[Any]]) 
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "machine": platform.uname()._asdict(),
+            "nproc": os.cpu_count(),
+            "load_average_at_end": os.getloadavg(),
             "python": sys.version,
             "command": " ".join(sys.argv),
             "requests": n,
