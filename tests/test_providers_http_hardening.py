@@ -431,3 +431,17 @@ async def test_a_huge_retry_after_on_a_429_is_capped_by_the_provider() -> None:
         with pytest.raises(ProviderRateLimitedError) as caught:
             await provider.call("m", chat())
     assert caught.value.retry_after == 12.5
+
+
+async def test_a_huge_error_message_is_clipped_quickly() -> None:
+    prompt = "lorem ipsum dolor sit amet " * 40_000  # about 1 MB
+    message = "x" * 1_000_000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"message": message}})
+
+    async with mock(handler) as provider:
+        with trio.fail_after(5), pytest.raises(ProviderFailureError) as caught:
+            await provider.call("m", chat(prompt))
+    assert len(str(caught.value)) < 1_000
+    assert "..." in str(caught.value)

@@ -143,12 +143,13 @@ def describe_error_body(body: bytes, request: ModelRequest) -> str:
         if value is not None
     ]
     text = f" ({', '.join(parts)})" if parts else ""
-    message = detail.message
-    if message:
+    if detail.message:
+        # Only the part that would be shown is checked: bounded work on any body size.
+        message = _clip(" ".join(detail.message[: 4 * _MAX_MESSAGE].split()), _MAX_MESSAGE)
         if quotes_request(message, request):
             text += ": server message withheld (it quotes the request)"
         else:
-            text += f': server said: "{_clip(" ".join(message.split()), _MAX_MESSAGE)}"'
+            text += f': server said: "{message}"'
     return text
 
 
