@@ -29,6 +29,7 @@ from sluicegate import (
 )
 from sluicegate.providers import parse_duration, parse_rate_limit_headers, parse_retry_after
 from sluicegate.requests import (
+    ProviderConnectionError,
     ProviderFailureError,
     ProviderRateLimitedError,
     ProviderTimeoutError,
@@ -221,7 +222,7 @@ async def test_provider_default_timeout() -> None:
                 await provider.call("m", chat())
 
 
-async def test_connection_refused_is_a_retryable_failure() -> None:
+async def test_connection_refused_names_the_url_and_the_cause() -> None:
     # A bound socket that never listens: connecting is refused, and the port stays ours.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -229,12 +230,22 @@ async def test_connection_refused_is_a_retryable_failure() -> None:
         async with OpenAICompatibleProvider(
             base_url=f"http://127.0.0.1:{port}", api_key=API_KEY
         ) as provider:
-            with pytest.raises(ProviderFailureError) as caught:
+            with pytest.raises(ProviderConnectionError) as caught:
                 await provider.call("m", chat())
-    assert caught.value.retryable is True
-    assert caught.value.status is None
-    assert "ConnectError" in str(caught.value)
-    assert_no_secret(caught.value)
+    error = caught.value
+    assert isinstance(error, ProviderFailureError)  # the executor retries it
+    assert error.retryable is True
+    assert error.status is None
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    assert error.url == url
+    assert error.cause.startswith("connection refused")
+    # The top-level message says it all, not only the chained __cause__.
+    text = str(error)
+    assert url in text
+    assert "connection refused" in text
+    assert "'m'" in text
+    assert "Fix:" in text
+    assert_no_secret(error)
 
 
 async def test_cancellation_propagates_and_the_provider_stays_usable() -> None:

@@ -19,11 +19,32 @@ from ..requests.provider import (
     RateLimitHints,
     TokenUsage,
 )
-from .openai import OpenAICompatibleProvider
+from .faults import Fault, FaultKind, FaultRule, FaultScript, SimulatedCall
+from .latency import (
+    EmpiricalLatency,
+    FixedLatency,
+    LatencyDistribution,
+    LogNormalLatency,
+    UniformLatency,
+)
+from .openai import (
+    DEFAULT_MAX_CONNECTIONS,
+    OpenAICompatibleProvider,
+    UnboundedConnectionPoolWarning,
+)
 from .rate_limit_headers import parse_duration, parse_rate_limit_headers, parse_retry_after
 from .simulated import SimulatedProvider, SimulatedProviderStats
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "EmpiricalLatency",
+    "Fault",
+    "FaultKind",
+    "FaultRule",
+    "FaultScript",
+    "FixedLatency",
+    "LatencyDistribution",
+    "LogNormalLatency",
     "ModelRequest",
     "ModelResponse",
     "OpenAICompatibleProvider",
@@ -34,9 +55,12 @@ __all__ = [
     "ProviderRateLimitedError",
     "ProviderTimeoutError",
     "RateLimitHints",
+    "SimulatedCall",
     "SimulatedProvider",
     "SimulatedProviderStats",
     "TokenUsage",
+    "UnboundedConnectionPoolWarning",
+    "UniformLatency",
     "parse_duration",
     "parse_rate_limit_headers",
     "parse_retry_after",

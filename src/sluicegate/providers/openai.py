@@ -1,32 +1,31 @@
 """The OpenAI-compatible HTTP provider (vLLM, NVIDIA NIM, OpenAI, and the local emulator).
 
 One :meth:`OpenAICompatibleProvider.call` is one HTTP request. Status codes and transport
-failures are mapped onto the provider error taxonomy so the model-call boundary can classify
-the outcome without knowing HTTP:
-
-======================================  =====================================================
-What happened                           Raised
-======================================  =====================================================
-200 with a well-formed body             (returns :class:`ModelResponse`)
-429                                     :class:`ProviderRateLimitedError` (``retry_after``)
-408, 504, or no answer in time          :class:`ProviderTimeoutError`
-other 5xx                               :class:`ProviderFailureError` (``retryable=True``,
-                                        ``retry_after`` from ``Retry-After`` if sent)
-other 4xx, 3xx, malformed 200 body      :class:`ProviderFailureError` (``retryable=False``)
-connection refused / reset, bad TLS...  :class:`ProviderFailureError` (``retryable=True``)
-======================================  =====================================================
+failures are mapped onto the provider error taxonomy (see
+:mod:`sluicegate.providers.openai_errors`) so the model-call boundary can classify the outcome
+without knowing HTTP. The bodies and header names are those of
+:mod:`sluicegate.providers.openai_wire`, shared with the emulator.
 
 ``x-ratelimit-*`` headers become :class:`RateLimitHints`, attached to the response and to every
 error raised for an HTTP answer. The API key travels only in the ``Authorization`` header: it
-is never part of a repr, an error message or a log line, and prompts or request bodies are
-never echoed into errors.
+is never part of a repr, an error message or a log line, and request bodies are never echoed
+into errors.
+
+The connection pool is sized, never unbounded: httpcore's pool bookkeeping costs grow with
+the square of the connections one client tracks (encode/httpcore#1035), and a keep-alive
+limit below the calls in flight makes it close and reopen connections. The owned pool holds
+``max_connections`` connections, all kept alive, split over small httpx clients (see
+:mod:`sluicegate.providers.http_clients`); request admission keeps the calls in flight at or
+under the endpoint's cap, so size ``max_connections`` to that cap.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+import sys
+import warnings
+from collections.abc import Mapping
+from typing import Any, Final
 
 import attrs
 import httpx
@@ -34,85 +33,32 @@ import msgspec
 import trio
 from attrs import define, field
 
-from .._internal.checks import is_positive_finite
+from .._internal.checks import describe, did_you_mean, is_positive_finite
 from ..errors import ConfigurationError
 from ..requests.provider import (
     ModelRequest,
     ModelResponse,
-    ProviderError,
     ProviderFailureError,
-    ProviderRateLimitedError,
     ProviderTimeoutError,
     RateLimitHints,
     TokenUsage,
 )
-from .rate_limit_headers import parse_rate_limit_headers, parse_retry_after
+from . import openai_wire as wire
+from .http_clients import HttpClientShards
+from .openai_errors import (
+    HttpCall,
+    connection_error,
+    is_connection_failure,
+    malformed_answer_error,
+    status_error,
+)
+from .rate_limit_headers import DEFAULT_MAX_RETRY_AFTER, parse_rate_limit_headers
+
+DEFAULT_MAX_CONNECTIONS: Final = 64
+"""Connections of an owned client when ``max_connections`` is not given."""
 
 
-class _Usage(msgspec.Struct):
-    prompt_tokens: int | None = 0
-    completion_tokens: int | None = 0
-
-
-class _Message(msgspec.Struct):
-    content: Any = None
-
-
-class _Choice(msgspec.Struct):
-    message: _Message
-
-
-class _ChatCompletion(msgspec.Struct):
-    choices: list[_Choice]
-    model: str | None = None
-    usage: _Usage | None = None
-
-
-class _Embedding(msgspec.Struct):
-    embedding: list[float]
-    index: int = 0
-
-
-class _EmbeddingList(msgspec.Struct):
-    data: list[_Embedding]
-    model: str | None = None
-    usage: _Usage | None = None
-
-
-class _ModelEntry(msgspec.Struct):
-    id: str
-
-
-class _ModelList(msgspec.Struct):
-    data: list[_ModelEntry]
-
-
-class _ErrorDetail(msgspec.Struct):
-    type: str | None = None
-    code: str | int | None = None
-    param: str | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail | str | None = None
-
-
-_CHAT_DECODER = msgspec.json.Decoder(_ChatCompletion)
-
-
-_EMBEDDING_DECODER = msgspec.json.Decoder(_EmbeddingList)
-
-
-_MODELS_DECODER = msgspec.json.Decoder(_ModelList)
-
-
-_ERROR_DECODER = msgspec.json.Decoder(_ErrorBody)
-
-
-_ENCODER = msgspec.json.Encoder()
-
-
-_MAX_DETAIL = 64
+_CAUSE_LIMIT = 200
 
 
 # A header value may only hold visible ASCII; rejecting anything else up front keeps httpx or
@@ -120,7 +66,17 @@ _MAX_DETAIL = 64
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
-def _usage(usage: _Usage | None) -> TokenUsage:
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
+
+
+class UnboundedConnectionPoolWarning(UserWarning):
+    """An injected ``httpx.AsyncClient`` has no connection limit (see the module docstring)."""
+
+
+def _usage(usage: wire.Usage | None) -> TokenUsage:
     if usage is None:
         return TokenUsage()
     return TokenUsage(
@@ -128,53 +84,46 @@ def _usage(usage: _Usage | None) -> TokenUsage:
     )
 
 
-def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+def _encode_body(body: msgspec.Struct, extra: dict[str, Any] | None) -> bytes:
+    if not extra:
+        return wire.ENCODER.encode(body)
+    # extra fields (seed, response_format, ...) are merged in and may override ours
+    return wire.ENCODER.encode({**msgspec.to_builtins(body), **extra})
 
 
-def _error_detail(body: bytes) -> str:
-    """``type``/``code``/``param`` of an OpenAI-style error body; never its free-text message.
-
-    Servers sometimes quote the offending input in ``message``; the identifiers are enough to
-    act on and cannot leak a prompt.
-    """
-    try:
-        parsed = _ERROR_DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return ""
-    detail = parsed.error
-    if not isinstance(detail, _ErrorDetail):
-        return ""
-    parts = [
-        f"{name}={_short(value)}"
-        for name, value in (("type", detail.type), ("code", detail.code), ("param", detail.param))
-        if value is not None
-    ]
-    return f" ({', '.join(parts)})" if parts else ""
+def _field(name: str) -> str:
+    return f"OpenAICompatibleProvider.{name}"
 
 
 def _check_base_url(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
     fix = "use an absolute http(s) URL such as 'http://127.0.0.1:8000/v1'"
     if not isinstance(value, str):
-        raise ConfigurationError("OpenAICompatibleProvider.base_url", f"got {value!r}", fix)
+        raise ConfigurationError(_field("base_url"), f"got {describe(value)}", fix)
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
-        raise ConfigurationError(
-            "OpenAICompatibleProvider.base_url", f"not a valid URL ({exc})", fix
-        ) from None
+        raise ConfigurationError(_field("base_url"), f"not a valid URL ({exc})", fix) from None
     if url.scheme not in ("http", "https") or not url.host:
+        hint = ""
+        if url.scheme and url.host:
+            hint = did_you_mean(url.scheme, ("http", "https"))
+        elif url.scheme and not url.host:  # "localhost:8000/v1" parses as scheme "localhost"
+            hint = f" (did you mean 'http://{value}'?)"
         raise ConfigurationError(
-            "OpenAICompatibleProvider.base_url", f"{value!r} is not an absolute http(s) URL", fix
+            _field("base_url"), f"{value!r} is not an absolute http(s) URL{hint}", fix
+        )
+    if url.query or url.fragment:
+        raise ConfigurationError(
+            _field("base_url"),
+            "has a query or fragment; request paths are appended to base_url",
+            "give the API root only (e.g. 'http://host:8000/v1'); send other parameters "
+            "through headers or ModelRequest.extra",
         )
 
 
 def _check_name(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(
-            "OpenAICompatibleProvider.name", f"got {value!r}", "use a non-empty string"
-        )
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(_field("name"), f"got {describe(value)}", "use a non-empty string")
 
 
 def _check_api_key(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
@@ -183,26 +132,84 @@ def _check_api_key(_inst: object, _attr: attrs.Attribute[Any], value: object) ->
         return
     if not isinstance(value, str) or not _TOKEN_CHARS.fullmatch(value):
         raise ConfigurationError(
-            "OpenAICompatibleProvider.api_key",
+            _field("api_key"),
             "must be a non-empty string of visible ASCII characters (no spaces or newlines)",
             "pass the key exactly as issued, stripped of whitespace, or None for no auth",
         )
 
 
-def _seconds_validator(name: str, fix: str) -> Callable[[object, object, object], None]:
-    def check(_inst: object, _attr: object, value: object) -> None:
-        if not is_positive_finite(value):
-            raise ConfigurationError(f"OpenAICompatibleProvider.{name}", f"got {value!r}", fix)
+def _check_headers(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            _field("headers"),
+            f"got a {type(value).__name__}",
+            "use a mapping of header names to values, e.g. {'OpenAI-Organization': 'org-1'}",
+        )
+    for name, header_value in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigurationError(
+                _field("headers"),
+                f"{describe(name)} is not a valid header name",
+                "use a header name of letters, digits and '-'",
+            )
+        # Values may be secrets: say what is wrong, never quote them.
+        if not isinstance(header_value, str) or not _HEADER_VALUE.fullmatch(header_value):
+            raise ConfigurationError(
+                _field(f"headers[{name!r}]"),
+                "must be a string of printable ASCII characters (no newlines)",
+                "pass the value exactly as the endpoint expects it",
+            )
 
-    return check
+
+def _check_seconds(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    if not is_positive_finite(value):
+        raise ConfigurationError(
+            _field(attr.name),
+            f"got {describe(value)}",
+            "use a finite number of seconds > 0 (an int or a float, not a bool)",
+        )
 
 
-_check_timeout = _seconds_validator("timeout", "use a number of seconds > 0")
+def _check_max_connections(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(
+            _field("max_connections"),
+            f"got {describe(value)}",
+            "use an integer >= 1: the endpoint's max_parallel_requests "
+            f"(default {DEFAULT_MAX_CONNECTIONS})",
+        )
 
 
-_check_max_retry_after = _seconds_validator(
-    "max_retry_after", "use a number of seconds > 0 (the longest Retry-After to honour)"
-)
+def _check_client(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, httpx.AsyncClient):
+        raise ConfigurationError(
+            _field("client"),
+            f"got a {type(value).__name__}",
+            "pass an httpx.AsyncClient (not a sync httpx.Client), or None",
+        )
+
+
+def _check_transport(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, httpx.AsyncBaseTransport):
+        raise ConfigurationError(
+            _field("transport"),
+            f"got a {type(value).__name__}",
+            "pass an httpx async transport (e.g. httpx.MockTransport), or None",
+        )
+
+
+def _pool_limit(client: httpx.AsyncClient) -> int | bool | None:
+    """The client's connection limit; ``False`` when it cannot be read.
+
+    httpx offers no public accessor for a client's pool limits, so this reads httpx's and
+    httpcore's private attributes, best effort: any change in their layout gives ``False``
+    (no warning), never an error.
+    """
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    limit = getattr(pool, "_max_connections", False)
+    return limit if limit is None or isinstance(limit, int) else False
 
 
 @define(kw_only=True, eq=False)
@@ -216,46 +223,83 @@ class OpenAICompatibleProvider:
 
     ``timeout`` bounds one whole attempt in seconds (``ModelRequest.timeout`` overrides it per
     call). ``max_retry_after`` caps a server's ``Retry-After`` (default 600 s), so one odd
-    answer (an HTTP-date days ahead, say) cannot freeze an endpoint for that long. ``client``
-    injects an existing ``httpx.AsyncClient`` (never closed by this object);
-    ``transport`` builds an owned client on that transport (e.g. ``httpx.MockTransport``).
-    The owned client has no connection-count limit so that request admission, not the
-    connection pool, decides how many calls are in flight.
+    answer (an HTTP-date days ahead, say) cannot freeze an endpoint for that long.
 
+    ``max_connections`` sizes the owned client's pool (default
+    :data:`DEFAULT_MAX_CONNECTIONS`); give it the endpoint's ``max_parallel_requests`` so that
+    every admitted call finds a kept-alive connection. ``client`` injects an existing
+    ``httpx.AsyncClient``, used as it is and never closed by this object (a warning,
+    :class:`UnboundedConnectionPoolWarning`, says so when its pool is unbounded); it excludes
+    ``transport`` and a non-default ``max_connections``. ``transport`` builds an owned client
+    on that transport (e.g. ``httpx.MockTransport``).
+
+    Every argument is validated here: a bad one raises :class:`ConfigurationError` naming it.
     Use as ``async with OpenAICompatibleProvider(...) as provider:`` or call :meth:`aclose`.
     """
 
     base_url: str = field(validator=_check_base_url)
     name: str = field(default="openai-compatible", validator=_check_name)
     api_key: str | None = field(default=None, repr=False, validator=_check_api_key)
-    timeout: float = field(default=60.0, validator=_check_timeout)
-    max_retry_after: float = field(default=600.0, validator=_check_max_retry_after)
-    headers: Mapping[str, str] | None = None
-    client: httpx.AsyncClient | None = field(default=None, repr=False)
-    transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
+    timeout: float = field(default=60.0, validator=_check_seconds)
+    max_retry_after: float = field(default=DEFAULT_MAX_RETRY_AFTER, validator=_check_seconds)
+    max_connections: int = field(default=DEFAULT_MAX_CONNECTIONS, validator=_check_max_connections)
+    headers: Mapping[str, str] | None = field(default=None, repr=False, validator=_check_headers)
+    client: httpx.AsyncClient | None = field(default=None, repr=False, validator=_check_client)
+    transport: httpx.AsyncBaseTransport | None = field(
+        default=None, repr=False, validator=_check_transport
+    )
 
-    _http: httpx.AsyncClient = field(init=False, repr=False)
-    _owns_client: bool = field(init=False, repr=False)
+    _http: HttpClientShards = field(init=False, repr=False)
     _api_root: str = field(init=False, repr=False)
+    _display_root: str = field(init=False, repr=False)
+    _base_headers: dict[str, str] = field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        self._check_combination()
+        root = self.base_url.rstrip("/")
+        self._api_root = root if root.endswith("/v1") else root + "/v1"
+        # Error messages show the URL without credentials a user may have put in it.
+        self._display_root = str(httpx.URL(self._api_root).copy_with(userinfo=b""))
+        headers = {k.lower(): v for k, v in (self.headers or {}).items()}
+        if self.api_key is not None:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        self._base_headers = headers
+        if self.client is not None:
+            self._http = HttpClientShards.wrap(self.client)
+            limit = _pool_limit(self.client)
+            if limit is not None and limit >= sys.maxsize:
+                warnings.warn(
+                    f"{self.name}: the httpx.AsyncClient given to OpenAICompatibleProvider has "
+                    "an unbounded connection pool, whose bookkeeping grows quadratically with "
+                    "the calls in flight; build it with httpx.Limits(max_connections=<the "
+                    "endpoint's max_parallel_requests>)",
+                    UnboundedConnectionPoolWarning,
+                    stacklevel=3,
+                )
+        else:
+            self._http = HttpClientShards.build(self.max_connections, self.transport)
+
+    def _check_combination(self) -> None:
         if self.client is not None and self.transport is not None:
             raise ConfigurationError(
-                "OpenAICompatibleProvider.transport",
+                _field("transport"),
                 "both client and transport were given",
                 "pass either an httpx.AsyncClient or a transport, not both",
             )
-        root = self.base_url.rstrip("/")
-        self._api_root = root if root.endswith("/v1") else root + "/v1"
-        if self.client is not None:
-            self._http = self.client
-            self._owns_client = False
-        else:
-            self._http = httpx.AsyncClient(
-                transport=self.transport,
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+        if self.client is not None and self.max_connections != DEFAULT_MAX_CONNECTIONS:
+            raise ConfigurationError(
+                _field("max_connections"),
+                "given together with client, whose pool is used as it is",
+                "size your client's pool (httpx.Limits(max_connections=...)) or drop client",
             )
-            self._owns_client = True
+        if self.api_key is not None and any(
+            k.lower() == "authorization" for k in (self.headers or {})
+        ):
+            raise ConfigurationError(
+                _field("headers"),
+                "has an Authorization header and api_key is set too",
+                "pass the key once: either api_key or headers['Authorization']",
+            )
 
     async def __aenter__(self) -> OpenAICompatibleProvider:
         return self
@@ -264,169 +308,121 @@ class OpenAICompatibleProvider:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the owned HTTP client (an injected one stays open). Idempotent; a checkpoint."""
-        if self._owns_client:
-            await self._http.aclose()
-        else:
-            await trio.lowlevel.checkpoint()
+        """Close the owned HTTP clients (an injected one stays open). Idempotent; a checkpoint."""
+        await trio.lowlevel.checkpoint()
+        await self._http.aclose()
 
     async def call(self, model_id: str, request: ModelRequest) -> ModelResponse:
-        """Send one request and map its answer; see the module docstring for the error mapping.
+        """Send one request and map its answer (see :mod:`~sluicegate.providers.openai_errors`).
 
-        A checkpoint. The whole attempt (connect, send, wait, read) is bounded by the timeout.
-        On cancellation the HTTP request is abandoned (its connection is closed, not reused)
-        and ``trio.Cancelled`` propagates. Calling after :meth:`aclose` raises ``RuntimeError``
-        (a programming error, deliberately not a :class:`ProviderError`).
+        A checkpoint. The whole attempt (waiting for a pooled connection, connect, send, wait,
+        read) is bounded by the timeout. On cancellation the HTTP request is abandoned (its
+        connection is closed, not reused) and ``trio.Cancelled`` propagates. Calling after
+        :meth:`aclose` raises ``RuntimeError`` (a programming error, not a provider error).
         """
         timeout = request.timeout if request.timeout is not None else self.timeout
+        body: msgspec.Struct | None
         if request.domain == "chat":
-            method, path = "POST", "chat/completions"
-            chat: dict[str, Any] = {"model": model_id, "messages": request.messages or []}
-            if request.max_tokens is not None:
-                chat["max_tokens"] = request.max_tokens
-            if request.temperature is not None:
-                chat["temperature"] = request.temperature
-            body: dict[str, Any] | None = chat
+            method, path = "POST", wire.CHAT_COMPLETIONS_PATH
+            body = wire.ChatCompletionRequest(
+                model=model_id,
+                messages=request.messages or [],
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+            )
         elif request.domain == "embedding":
-            method, path = "POST", "embeddings"
-            body = {"model": model_id, "input": request.input}
+            method, path = "POST", wire.EMBEDDINGS_PATH
+            body = wire.EmbeddingRequest(model=model_id, input=request.input)
         elif request.domain == "healthcheck":
-            method, path, body = "GET", "models", None
+            method, path, body = "GET", wire.MODELS_PATH, None
         else:
             await trio.lowlevel.checkpoint()
             raise ProviderFailureError(
                 f"{self.name}: domain {request.domain!r} is not supported by "
-                "OpenAICompatibleProvider (chat, embedding and healthcheck are)",
+                "OpenAICompatibleProvider (chat, embedding and healthcheck are). Fix: send "
+                "image requests to a provider that serves them",
                 retryable=False,
             )
-        if body is not None and request.extra:
-            body.update(request.extra)
-        response = await self._send(method, path, body, timeout)
+        call = HttpCall(
+            provider=self.name,
+            method=method,
+            url=f"{self._display_root}/{path}",
+            model_id=model_id,
+            root=self._display_root,
+        )
+        content = None if body is None else _encode_body(body, request.extra)
+        response = await self._send(call, f"{self._api_root}/{path}", content, timeout)
         hints = parse_rate_limit_headers(response.headers)
-        status = response.status_code
-        if status != 200:
-            raise self._status_error(method, path, response, hints)
-        return self._parse(request, model_id, method, path, response.content, hints)
+        if response.status_code != 200:
+            raise status_error(call, request, response, hints, max_retry_after=self.max_retry_after)
+        return self._parse(call, request, response.content, hints)
 
     async def _send(
-        self, method: str, path: str, body: dict[str, Any] | None, limit_seconds: float
+        self, call: HttpCall, url: str, content: bytes | None, limit_seconds: float
     ) -> httpx.Response:
-        headers: dict[str, str] = dict(self.headers or {})
-        if body is not None:
-            headers["content-type"] = "application/json"
-        if self.api_key is not None:
-            headers["authorization"] = f"Bearer {self.api_key}"
-        url = f"{self._api_root}/{path}"
-        where = f"{method} /{path}"
+        headers = self._base_headers
+        if content is not None:
+            headers = {**headers, "content-type": "application/json"}
         # httpx's own timeouts are per phase (connect, each read...); the cancel scope makes
         # the timeout a bound on the whole attempt, which is what ModelRequest.timeout means.
         with trio.move_on_after(limit_seconds) as scope:
             try:
                 return await self._http.request(
-                    method,
+                    call.method,
                     url,
-                    content=_ENCODER.encode(body) if body is not None else None,
+                    content=content,
                     headers=headers,
                     timeout=httpx.Timeout(limit_seconds),
                 )
-            except httpx.TimeoutException as exc:
-                raise ProviderTimeoutError(
-                    f"{self.name}: {where} timed out after {limit_seconds}s ({type(exc).__name__})"
-                ) from exc
-            except httpx.LocalProtocolError:
-                # Raised for our own request (e.g. a bad header); its text may quote a header
-                # value, and headers can hold secrets, so neither the text nor the cause travels.
-                raise ProviderFailureError(
-                    f"{self.name}: {where} could not be sent (invalid request headers); "
-                    "check the headers passed to OpenAICompatibleProvider",
-                    retryable=False,
-                ) from None
             except httpx.TransportError as exc:
+                if is_connection_failure(exc):
+                    raise connection_error(call, exc) from exc
+                if isinstance(exc, httpx.TimeoutException):
+                    raise ProviderTimeoutError(
+                        f"{call} timed out after {limit_seconds}s ({type(exc).__name__})"
+                    ) from exc
+                if isinstance(exc, httpx.LocalProtocolError):
+                    # Raised for our own request (e.g. a bad header); its text may quote a
+                    # header value, which can be a secret: neither text nor cause travels.
+                    raise ProviderFailureError(
+                        f"{call} could not be sent (invalid request headers). "
+                        "Fix: check the headers passed to OpenAICompatibleProvider",
+                        retryable=False,
+                    ) from None
+                # a protocol error from the server, an unsupported scheme...
                 raise ProviderFailureError(
-                    f"{self.name}: {where} failed: {type(exc).__name__}: {_short(exc)}",
-                    retryable=True,
-                ) from exc
-            except httpx.HTTPError as exc:
-                raise ProviderFailureError(
-                    f"{self.name}: {where} failed: {type(exc).__name__}: {_short(exc)}",
-                    retryable=False,
+                    f"{call} failed: {type(exc).__name__}: {str(exc)[:_CAUSE_LIMIT]}",
+                    retryable=not isinstance(exc, httpx.UnsupportedProtocol),
                 ) from exc
         assert scope.cancelled_caught
-        raise ProviderTimeoutError(f"{self.name}: {where} timed out after {limit_seconds}s")
-
-    def _retry_after(self, response: httpx.Response) -> float | None:
-        hint = parse_retry_after(response.headers)
-        return None if hint is None else min(hint, self.max_retry_after)
-
-    def _status_error(
-        self, method: str, path: str, response: httpx.Response, hints: RateLimitHints | None
-    ) -> ProviderError:
-        status = response.status_code
-        where = f"{method} /{path}"
-        detail = _error_detail(response.content)
-        if status == 429:
-            return ProviderRateLimitedError(
-                f"{self.name}: {where} rate limited (HTTP 429){detail}",
-                retry_after=self._retry_after(response),
-                rate_limits=hints,
-            )
-        if status in (408, 504):  # 504: a gateway gave up waiting for the model server
-            return ProviderTimeoutError(
-                f"{self.name}: {where} timed out (HTTP {status}){detail}",
-                status=status,
-                rate_limits=hints,
-            )
-        retryable = status >= 500
-        return ProviderFailureError(
-            f"{self.name}: {where} failed with HTTP {status}{detail}",
-            status=status,
-            retryable=retryable,
-            # a 503 (overloaded, in maintenance) often says when to come back
-            retry_after=self._retry_after(response) if retryable else None,
-            rate_limits=hints,
-        )
+        raise ProviderTimeoutError(f"{call} timed out after {limit_seconds}s")
 
     def _parse(
-        self,
-        request: ModelRequest,
-        model_id: str,
-        method: str,
-        path: str,
-        content: bytes,
-        hints: RateLimitHints | None,
+        self, call: HttpCall, request: ModelRequest, content: bytes, hints: RateLimitHints | None
     ) -> ModelResponse:
         try:
             if request.domain == "chat":
-                chat = _CHAT_DECODER.decode(content)
+                chat = wire.CHAT_DECODER.decode(content)
                 if not chat.choices:
                     raise msgspec.ValidationError("no choices")
                 return ModelResponse(
                     content=chat.choices[0].message.content,
                     usage=_usage(chat.usage),
-                    model=chat.model or model_id,
+                    model=chat.model or call.model_id,
                     rate_limits=hints,
                 )
             if request.domain == "embedding":
-                embeddings = _EMBEDDING_DECODER.decode(content)
+                embeddings = wire.EMBEDDING_DECODER.decode(content)
                 vectors = [e.embedding for e in sorted(embeddings.data, key=lambda e: e.index)]
                 return ModelResponse(
                     content=vectors,
                     usage=_usage(embeddings.usage),
-                    model=embeddings.model or model_id,
+                    model=embeddings.model or call.model_id,
                     rate_limits=hints,
                 )
-            models = _MODELS_DECODER.decode(content)
+            models = wire.MODELS_DECODER.decode(content)
             return ModelResponse(
-                content=[m.id for m in models.data], model=model_id, rate_limits=hints
+                content=[m.id for m in models.data], model=call.model_id, rate_limits=hints
             )
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            # A 200 we cannot read is almost always a misconfigured base_url (an HTML page,
-            # another API); retrying would only repeat it.
-            raise ProviderFailureError(
-                f"{self.name}: {method} /{path} answered 200 with a body that is not an "
-                f"OpenAI-compatible response ({type(exc).__name__}: {_short(exc)}). "
-                "Fix: check base_url points at the API root (e.g. http://host:8000/v1)",
-                status=200,
-                retryable=False,
-                rate_limits=hints,
-            ) from None
+            raise malformed_answer_error(call, exc, hints) from None

@@ -30,6 +30,17 @@ from .scheduler import (
     TaskRunOutcome,
     TaskStatus,
 )
+from .slow_start import (
+    BatchStrategy,
+    FailureClassifier,
+    SlowStartBatch,
+    SlowStartFailure,
+    SlowStartFailureKind,
+    SlowStartOutcome,
+    SlowStartResult,
+    classify_failure,
+    slow_start,
+)
 from .task import (
     DEFAULT_RESOURCE,
     DEFAULT_RESOURCE_REQUEST,
@@ -43,9 +54,11 @@ __all__ = [
     "DEFAULT_RESOURCE",
     "DEFAULT_RESOURCE_REQUEST",
     "AsyncTaskScheduler",
+    "BatchStrategy",
     "BoundedBorrowPolicy",
     "CompletionTracker",
     "DagCompletionTracker",
+    "FailureClassifier",
     "FairTaskQueue",
     "PolicyStateDelta",
     "QueueSelection",
@@ -60,6 +73,11 @@ __all__ = [
     "SchedulerResourceRequest",
     "SchedulerRunResult",
     "SchedulerStalledError",
+    "SlowStartBatch",
+    "SlowStartFailure",
+    "SlowStartFailureKind",
+    "SlowStartOutcome",
+    "SlowStartResult",
     "StrictFairPolicy",
     "TaskAdmissionBlockSummary",
     "TaskAdmissionController",
@@ -74,4 +92,6 @@ __all__ = [
     "TaskOutcome",
     "TaskRunOutcome",
     "TaskStatus",
+    "classify_failure",
+    "slow_start",
 ]

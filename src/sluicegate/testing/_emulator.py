@@ -25,7 +25,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,8 +34,12 @@ import msgspec
 import trio
 from attrs import define, field
 
-from .._internal.checks import is_positive_finite
+from .._internal.checks import describe, is_positive_finite
 from ..errors import ConfigurationError
+from ..providers import openai_wire as wire
+from ..providers.faults import FaultRule
+from ..providers.latency import LatencyDistribution
+from ..providers.rate_limit_headers import rate_limit_header_items, retry_after_header_items
 from ..providers.simulated import SimulatedProvider, SimulatedProviderStats
 from ..requests.provider import (
     ModelRequest,
@@ -44,7 +47,6 @@ from ..requests.provider import (
     ProviderFailureError,
     ProviderRateLimitedError,
     ProviderTimeoutError,
-    RateLimitHints,
 )
 
 __all__ = ["Emulator", "EmulatorConfig", "EmulatorStats", "serve_emulator"]
@@ -57,6 +59,24 @@ _RECEIVE_BYTES = 65536
 
 
 _JSON = b"application/json"
+
+
+_CHAT = "/v1/" + wire.CHAT_COMPLETIONS_PATH
+
+
+_EMBEDDINGS = "/v1/" + wire.EMBEDDINGS_PATH
+
+
+_MODELS = "/v1/" + wire.MODELS_PATH
+
+
+_ROUTES = (_MODELS, _CHAT, _EMBEDDINGS)
+
+
+_OWNER = "sluicegate-emulator"
+
+
+_DEFAULT_LATENCY = 0.01
 
 
 def _is_loopback(host: str) -> bool:
@@ -72,27 +92,32 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How the emulator listens and behaves. Validated at construction.
 
     ``host`` must be a loopback address (``127.0.0.1``, ``::1``, ``localhost``); ``port=0``
-    picks a free port. The behaviour fields mean what they mean on
-    :class:`~sluicegate.SimulatedProvider`; ``failure_status`` is the 5xx status an injected
-    failure answers with. ``models`` restricts the accepted model ids (empty: any id is
-    accepted; unknown ids answer 404). With ``api_key`` set, ``/v1/*`` requires
-    ``Authorization: Bearer <api_key>`` (401 otherwise). ``idle_timeout_seconds`` closes
-    keep-alive connections idle that long; ``max_body_bytes`` bounds a request body (413).
+    picks a free port. The behaviour fields (latency, hidden capacity and quotas, failure and
+    timeout injection, scripted ``faults``) mean what they mean on
+    :class:`~sluicegate.SimulatedProvider`; ``failure_status`` is the 5xx status a random
+    failure answers with (a scripted fault answers its own status). ``models`` restricts the
+    accepted model ids (empty: any id is accepted; unknown ids answer 404). With ``api_key``
+    set, ``/v1/*`` requires ``Authorization: Bearer <api_key>`` (401 otherwise).
+    ``idle_timeout_seconds`` closes keep-alive connections idle that long; ``max_body_bytes``
+    bounds a request body (413).
     """
 
     host: str = "127.0.0.1"
     port: int = 0
     seed: int = 0
-    latency_seconds: float = 0.01
+    latency_seconds: float = _DEFAULT_LATENCY
     latency_jitter: float = 0.0
+    latency: LatencyDistribution | None = None
     capacity: int | None = None
     requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
     retry_after_seconds: float | None = 1.0
     rejection_latency_seconds: float = 0.0
     failure_rate: float = 0.0
     failure_status: int = 500
     timeout_rate: float = 0.0
     timeout_seconds: float = 30.0
+    faults: tuple[FaultRule, ...] = ()
     completion_tokens: int = 64
     embedding_dimensions: int = 8
     models: tuple[str, ...] = ()
@@ -118,32 +143,65 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
                 f"{self.port} is out of range",
                 "use 0 (any free port) or a port in 1..65535",
             )
-        if not isinstance(self.failure_status, int) or not 500 <= self.failure_status <= 599:
+        if not is_positive_finite(self.idle_timeout_seconds):
             raise ConfigurationError(
-                "EmulatorConfig.failure_status",
-                f"got {self.failure_status!r}",
-                "use a 5xx status code such as 500, 502 or 503",
+                "EmulatorConfig.idle_timeout_seconds",
+                f"got {describe(self.idle_timeout_seconds)}",
+                "use a finite number of seconds > 0",
             )
-        for name, value in (
-            ("idle_timeout_seconds", self.idle_timeout_seconds),
-            ("max_body_bytes", self.max_body_bytes),
-        ):
-            if not is_positive_finite(value):
-                raise ConfigurationError(
-                    f"EmulatorConfig.{name}", f"got {value!r}", "use a number > 0"
-                )
+        body = self.max_body_bytes
+        if not isinstance(body, int) or isinstance(body, bool) or body < 1:
+            raise ConfigurationError(
+                "EmulatorConfig.max_body_bytes", f"got {describe(body)}", "use an integer >= 1"
+            )
+        self._check_models()
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key):
             raise ConfigurationError(
                 "EmulatorConfig.api_key",
                 "must be a non-empty string",
                 "pass None to accept unauthenticated requests",
             )
+        if callable(self.faults):
+            raise ConfigurationError(
+                "EmulatorConfig.faults",
+                "got a callable",
+                "use a tuple of FaultRule (a script function works on SimulatedProvider only)",
+            )
+        if self.latency is not None and (
+            self.latency_seconds != _DEFAULT_LATENCY or self.latency_jitter != 0.0
+        ):
+            raise ConfigurationError(
+                "EmulatorConfig.latency",
+                "given together with latency_seconds or latency_jitter",
+                "describe the latency once: either latency=<distribution> or "
+                "latency_seconds (+ latency_jitter)",
+            )
         # One source of truth for the behaviour knobs: SimulatedProvider's validators.
         try:
-            self.build_provider()
+            provider = self.build_provider()
         except ConfigurationError as exc:
-            name = exc.field.rpartition(".")[2]
+            name = exc.field.removeprefix("SimulatedProvider.")
             raise ConfigurationError(f"EmulatorConfig.{name}", exc.problem, exc.fix) from None
+        # a list of rules is accepted and stored as a tuple, so the config stays frozen
+        msgspec.structs.force_setattr(self, "faults", provider.faults)
+
+    def _check_models(self) -> None:
+        models = self.models
+        if isinstance(models, str) or not isinstance(models, (tuple, list)):
+            raise ConfigurationError(
+                "EmulatorConfig.models",
+                f"got {describe(models)}",
+                "use a tuple of model ids, e.g. ('model-a',), or () to accept any id",
+            )
+        for model in models:
+            if not isinstance(model, str) or not model:
+                raise ConfigurationError(
+                    "EmulatorConfig.models",
+                    f"holds {describe(model)}",
+                    "use non-empty strings as model ids",
+                )
+        # a list is accepted and stored as a tuple, so the config stays hashable and frozen
+        msgspec.structs.force_setattr(self, "models", tuple(models))
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -154,16 +212,23 @@ class EmulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     def build_provider(self) -> SimulatedProvider:
         """The :class:`SimulatedProvider` that decides every answer of this emulator."""
+        latency: dict[str, Any] = (
+            {"latency_seconds": self.latency_seconds, "latency_jitter": self.latency_jitter}
+            if self.latency is None
+            else {"latency": self.latency}
+        )
         return SimulatedProvider(
             name="emulator",
             seed=self.seed,
-            latency_seconds=self.latency_seconds,
-            latency_jitter=self.latency_jitter,
+            **latency,
             capacity=self.capacity,
             requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
             retry_after_seconds=self.retry_after_seconds,
             rejection_latency_seconds=self.rejection_latency_seconds,
             failure_rate=self.failure_rate,
+            failure_status=self.failure_status,
+            faults=self.faults,
             timeout_rate=self.timeout_rate,
             timeout_seconds=self.timeout_seconds,
             completion_tokens=self.completion_tokens,
@@ -186,91 +251,8 @@ class EmulatorStats(msgspec.Struct, frozen=True, kw_only=True):
     responses_by_status: dict[int, int]
 
 
-class _ChatRequestBody(msgspec.Struct):
-    model: str
-    messages: list[dict[str, Any]]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-
-
-class _EmbeddingRequestBody(msgspec.Struct):
-    model: str
-    input: str | list[Any]
-
-
-class _ErrorDetail(msgspec.Struct, omit_defaults=True):
-    message: str
-    type: str
-    code: str | None = None
-    param: str | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail
-
-
-class _UsageBody(msgspec.Struct):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class _ChatMessage(msgspec.Struct):
-    role: str
-    content: Any
-
-
-class _ChatChoice(msgspec.Struct):
-    index: int
-    message: _ChatMessage
-    finish_reason: str
-
-
-class _ChatCompletionBody(msgspec.Struct):
-    id: str
-    object: str
-    created: int
-    model: str
-    choices: list[_ChatChoice]
-    usage: _UsageBody
-
-
-class _EmbeddingItem(msgspec.Struct):
-    object: str
-    index: int
-    embedding: list[float]
-
-
-class _EmbeddingListBody(msgspec.Struct):
-    object: str
-    data: list[_EmbeddingItem]
-    model: str
-    usage: _UsageBody
-
-
-class _ModelItem(msgspec.Struct):
-    id: str
-    object: str = "model"
-    owned_by: str = "sluicegate-emulator"
-
-
-class _ModelListBody(msgspec.Struct):
-    data: list[_ModelItem]
-    object: str = "list"
-
-
 class _HealthBody(msgspec.Struct):
     status: str
-
-
-_ENCODER = msgspec.json.Encoder()
-
-
-_CHAT_DECODER = msgspec.json.Decoder(_ChatRequestBody)
-
-
-_EMBEDDING_DECODER = msgspec.json.Decoder(_EmbeddingRequestBody)
 
 
 _Headers = list[tuple[bytes, bytes]]
@@ -280,35 +262,16 @@ class _BodyTooLargeError(Exception):
     """A request body exceeded ``EmulatorConfig.max_body_bytes``."""
 
 
-def _format_duration(seconds: float) -> str:
-    """Go-style durations as OpenAI sends them: ``20ms``, ``1.5s``, ``6m0s``."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    minutes, rest = divmod(seconds, 60.0)
-    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
-    return f"{int(minutes)}m{text}" if minutes else text
-
-
-def _hint_headers(hints: RateLimitHints | None) -> _Headers:
-    if hints is None:
-        return []
-    headers: _Headers = []
-    if hints.limit_requests is not None:
-        headers.append((b"x-ratelimit-limit-requests", str(hints.limit_requests).encode()))
-    if hints.remaining_requests is not None:
-        headers.append((b"x-ratelimit-remaining-requests", str(hints.remaining_requests).encode()))
-    if hints.reset_requests_seconds is not None:
-        headers.append(
-            (b"x-ratelimit-reset-requests", _format_duration(hints.reset_requests_seconds).encode())
-        )
-    return headers
+def _header_bytes(items: list[tuple[str, str]]) -> _Headers:
+    return [(name.encode("ascii"), value.encode("ascii")) for name, value in items]
 
 
 def _error(
     status: int, message: str, kind: str, *, code: str | None = None, param: str | None = None
 ) -> tuple[int, _Headers, bytes]:
-    body = _ErrorBody(error=_ErrorDetail(message=message, type=kind, code=code, param=param))
-    return status, [], _ENCODER.encode(body)
+    detail = wire.ErrorDetail(message=message, type=kind, code=code, param=param)
+    body = wire.ErrorBody(error=detail)
+    return status, [], wire.ENCODER.encode(body)
 
 
 @define(eq=False)
@@ -347,11 +310,16 @@ class Emulator:
             responses_by_status=dict(self._responses_by_status),
         )
 
-    async def _handle_connection(self, stream: trio.SocketStream) -> None:
-        """Serve one connection until the peer closes it, it idles out, or shutdown.
+    async def handle_connection(self, stream: trio.SocketStream) -> None:
+        """Serve one connection until the peer closes it, it idles out, or the caller cancels.
 
-        Each connection runs in its own task, one request at a time (HTTP/1.1 keep-alive,
-        no pipelining); concurrency comes from the client opening several connections.
+        :func:`serve_emulator` runs this for every accepted connection (``trio.serve_listeners``
+        handler); call it yourself only to serve the emulator on listeners of your own, which
+        must be loopback too. Each connection runs in its own task, one request at a time
+        (HTTP/1.1 keep-alive, no pipelining); concurrency comes from the client opening
+        several connections. Closes ``stream`` when it returns; never raises for a broken or
+        misbehaving peer; on cancellation the in-flight request is abandoned and
+        ``trio.Cancelled`` propagates.
         """
         self._connections_opened += 1
         self._connections_active += 1
@@ -453,35 +421,35 @@ class Emulator:
         if path == "/health":
             if method != "GET":
                 return _error(405, "use GET", "invalid_request_error")
-            return 200, [], _ENCODER.encode(_HealthBody(status="ok"))
-        if path not in ("/v1/models", "/v1/chat/completions", "/v1/embeddings"):
+            return 200, [], wire.ENCODER.encode(_HealthBody(status="ok"))
+        if path not in _ROUTES:
             return _error(404, f"no route for {path}", "invalid_request_error", code="not_found")
         if not self._authorized(request):
             return _error(
                 401, "invalid or missing API key", "invalid_request_error", code="invalid_api_key"
             )
-        if path == "/v1/models":
+        if path == _MODELS:
             if method != "GET":
                 return _error(405, "use GET", "invalid_request_error")
-            listing = _ModelListBody(data=[_ModelItem(id=m) for m in self.config.models])
-            return 200, [], _ENCODER.encode(listing)
+            listing = wire.ModelList(
+                data=[wire.ModelInfo(id=m, owned_by=_OWNER) for m in self.config.models]
+            )
+            return 200, [], wire.ENCODER.encode(listing)
         if method != "POST":
             return _error(405, "use POST", "invalid_request_error")
         model_request: ModelRequest
         try:
-            if path == "/v1/chat/completions":
-                chat = _CHAT_DECODER.decode(body)
+            if path == _CHAT:
+                chat = wire.CHAT_REQUEST_DECODER.decode(body)
                 model = chat.model
                 model_request = ModelRequest(
                     domain="chat",
                     messages=chat.messages,
-                    max_tokens=chat.max_tokens
-                    if chat.max_tokens is not None
-                    else chat.max_completion_tokens,
+                    max_tokens=chat.completion_limit,
                     temperature=chat.temperature,
                 )
             else:
-                embedding = _EMBEDDING_DECODER.decode(body)
+                embedding = wire.EMBEDDING_REQUEST_DECODER.decode(body)
                 model = embedding.model
                 model_request = ModelRequest(domain="embedding", input=embedding.input)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -511,50 +479,48 @@ class Emulator:
         except ProviderRateLimitedError as exc:
             status, headers, payload = _error(429, str(exc), "requests", code="rate_limit_exceeded")
             if exc.retry_after is not None:
-                headers.append((b"retry-after", str(math.ceil(exc.retry_after)).encode()))
-                headers.append((b"retry-after-ms", str(round(exc.retry_after * 1000)).encode()))
-            headers.extend(_hint_headers(exc.rate_limits))
+                headers.extend(_header_bytes(retry_after_header_items(exc.retry_after)))
+            headers.extend(_header_bytes(rate_limit_header_items(exc.rate_limits)))
             return status, headers, payload
         except ProviderTimeoutError as exc:
             return _error(504, str(exc), "server_error", code="timeout")
         except ProviderFailureError as exc:
-            status, headers, payload = _error(
-                self.config.failure_status, str(exc), "server_error", code="internal_error"
-            )
-            headers.extend(_hint_headers(exc.rate_limits))
+            status = exc.status if exc.status is not None else self.config.failure_status
+            if status >= 500:
+                status, headers, payload = _error(
+                    status, str(exc), "server_error", code="internal_error"
+                )
+            else:
+                status, headers, payload = _error(status, str(exc), "invalid_request_error")
+            headers.extend(_header_bytes(rate_limit_header_items(exc.rate_limits)))
             return status, headers, payload
         return (
             200,
-            _hint_headers(response.rate_limits),
+            _header_bytes(rate_limit_header_items(response.rate_limits)),
             self._encode_answer(model, request, response),
         )
 
     def _encode_answer(self, model: str, request: ModelRequest, response: ModelResponse) -> bytes:
-        usage = _UsageBody(
+        usage = wire.Usage(
             prompt_tokens=response.usage.prompt_tokens,
             completion_tokens=response.usage.completion_tokens,
             total_tokens=response.usage.total_tokens,
         )
         if request.domain == "embedding":
-            items = [
-                _EmbeddingItem(object="embedding", index=i, embedding=vector)
-                for i, vector in enumerate(response.content)
-            ]
-            return _ENCODER.encode(
-                _EmbeddingListBody(object="list", data=items, model=model, usage=usage)
-            )
+            vectors = enumerate(response.content)
+            items = [wire.Embedding(index=i, embedding=vector) for i, vector in vectors]
+            return wire.ENCODER.encode(wire.EmbeddingList(data=items, model=model, usage=usage))
         self._completion_ids += 1
-        return _ENCODER.encode(
-            _ChatCompletionBody(
+        return wire.ENCODER.encode(
+            wire.ChatCompletion(
                 id=f"chatcmpl-emulator-{self._completion_ids}",
-                object="chat.completion",
                 # Timing-free and seed-stable bodies matter more here than a real timestamp.
                 created=0,
                 model=model,
                 choices=[
-                    _ChatChoice(
+                    wire.ChatChoice(
                         index=0,
-                        message=_ChatMessage(role="assistant", content=response.content),
+                        message=wire.ChatMessage(role="assistant", content=response.content),
                         finish_reason="stop",
                     )
                 ],
@@ -590,7 +556,7 @@ async def serve_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[
     body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.serve_listeners, emulator._handle_connection, listeners)
+            nursery.start_soon(trio.serve_listeners, emulator.handle_connection, listeners)
             try:
                 yield emulator
             except BaseException as exc:

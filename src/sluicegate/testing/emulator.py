@@ -9,10 +9,12 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
 from ..errors import ConfigurationError
+from ..providers.latency import LogNormalLatency
 from ._emulator import EmulatorConfig, serve_emulator
 
 __all__ = ["main"]
@@ -27,8 +29,15 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000, help="port, 0 for any (default 8000)")
     parser.add_argument("--capacity", type=int, default=None, help="hidden max concurrent calls")
     parser.add_argument("--rpm", type=int, default=None, help="hidden requests per minute")
+    parser.add_argument("--tpm", type=int, default=None, help="hidden tokens per minute")
     parser.add_argument("--latency", type=float, default=0.05, help="mean latency, seconds")
     parser.add_argument("--jitter", type=float, default=0.0, help="latency jitter fraction [0, 1)")
+    parser.add_argument(
+        "--latency-sigma",
+        type=float,
+        default=None,
+        help="log-normal latency: --latency is the median, this the spread (e.g. 0.5)",
+    )
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After on a 429 (s)")
     parser.add_argument("--failure-rate", type=float, default=0.0, help="probability of a 5xx")
     parser.add_argument("--seed", type=int, default=0, help="seed for latency and failures")
@@ -42,13 +51,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; serves until interrupted (Ctrl-C). Returns the exit status."""
     args = _build_parser().parse_args(argv)
     try:
+        latency: dict[str, Any] = {"latency_seconds": args.latency, "latency_jitter": args.jitter}
+        if args.latency_sigma is not None:
+            if args.jitter:
+                raise ConfigurationError(
+                    "--latency-sigma", "given with --jitter", "use one of the two"
+                )
+            latency = {"latency": LogNormalLatency(median=args.latency, sigma=args.latency_sigma)}
         config = EmulatorConfig(
             host=args.host,
             port=args.port,
             capacity=args.capacity,
             requests_per_minute=args.rpm,
-            latency_seconds=args.latency,
-            latency_jitter=args.jitter,
+            tokens_per_minute=args.tpm,
+            **latency,
             retry_after_seconds=args.retry_after,
             failure_rate=args.failure_rate,
             seed=args.seed,
