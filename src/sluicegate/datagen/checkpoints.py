@@ -67,21 +67,21 @@ class CheckpointWriter:
     async def run(self) -> None:
         """The writer task. Cancelling it between two steps leaves the directory consistent;
         :meth:`drain` completes what is left."""
-        last_flush = trio.current_time()
+        # Deadlines, not durations: "now - last >= interval" can stay false by one ulp while a
+        # timer computed as "interval - (now - last)" keeps expiring at once, a busy loop.
+        flush_at = trio.current_time() + self._interval
         while True:
             if self._backlog:
                 await self._step(*self._backlog.popleft())
             elif self._closing:
                 break
-            else:
-                wait = self._interval - (trio.current_time() - last_flush)
-                if wait > 0:
-                    with trio.move_on_after(wait):
-                        await self._wake.wait()
-                    self._wake = trio.Event()
-            if trio.current_time() - last_flush >= self._interval:
+            elif trio.current_time() < flush_at:
+                with trio.move_on_at(flush_at):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+            if trio.current_time() >= flush_at:
                 await self.flush()
-                last_flush = trio.current_time()
+                flush_at = trio.current_time() + self._interval
         await self.flush()
 
     async def drain(self) -> None:

@@ -74,8 +74,9 @@ class Column:
     value_type: Any = None
 
     def describe(self) -> dict[str, Any]:
-        """The column's serializable description (its spec as plain builtins)."""
-        out: dict[str, Any] = msgspec.to_builtins(self.spec)
+        """The column's serializable description (its spec as JSON-shaped builtins: lists, not
+        tuples, so it compares equal to a description read back from a manifest)."""
+        out: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(self.spec))
         return out
 
 

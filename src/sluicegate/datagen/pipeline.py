@@ -27,6 +27,7 @@ from .specs import CustomColumnSpec, ExpressionColumnSpec, code_digest
 
 if TYPE_CHECKING:
     from .result import RunResult
+    from .rundir import RunManifest
 
 
 class Pipeline:
@@ -156,7 +157,7 @@ class Pipeline:
         return {
             "name": self.name,
             "columns": [column.describe() for column in self.columns],
-            "endpoints": [msgspec.to_builtins(e) for e in self.endpoints],
+            "endpoints": msgspec.json.decode(msgspec.json.encode(self.endpoints)),
         }
 
     def fingerprint_parts(self, settings: RunSettings) -> dict[str, str]:
@@ -258,3 +259,36 @@ def _digest(value: object) -> str:
 def fingerprint_of(parts: Mapping[str, str]) -> str:
     """One digest over every part."""
     return _digest(sorted(parts.items()))
+
+
+def describe_changes(
+    existing: RunManifest,
+    parts: Mapping[str, str],
+    description: Mapping[str, Any],
+    settings: RunSettings,
+) -> list[str]:
+    """What differs between a run directory's pipeline and settings and these, one line each."""
+    old_parts = existing.fingerprint_parts
+    changes: list[str] = []
+    old_columns = {c["name"]: c for c in existing.pipeline.get("columns", [])}
+    new_columns = {c["name"]: c for c in description["columns"]}
+    for name in old_columns.keys() - new_columns.keys():
+        changes.append(f"column {name!r} removed")
+    for name in new_columns.keys() - old_columns.keys():
+        changes.append(f"column {name!r} added")
+    for name in sorted(old_columns.keys() & new_columns.keys()):
+        if old_parts.get(f"column:{name}") == parts.get(f"column:{name}"):
+            continue
+        old, new = old_columns[name], new_columns[name]
+        fields = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        what = ", ".join(fields) if fields else "generator or filter code"
+        changes.append(f"column {name!r}: {what} changed")
+    for key in sorted(old_parts.keys() | parts.keys()):
+        if key.startswith("endpoint:") and old_parts.get(key) != parts.get(key):
+            changes.append(f"{key.replace(':', ' ', 1)} changed (provider or model)")
+    new_settings = msgspec.to_builtins(settings.output_settings())
+    for name, value in new_settings.items():
+        old = existing.settings.get(name)
+        if old != value:
+            changes.append(f"{name} {old!r} -> {value!r}")
+    return changes or ["pipeline fingerprint differs"]

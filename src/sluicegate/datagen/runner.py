@@ -5,13 +5,9 @@
 - the run directory (new, resumed, refused when the pipeline changed, or overwritten);
 - the request layer from the endpoints (:func:`.endpoints.build_request_stack`), one request
   group per concrete endpoint;
-- task admission with one resource per endpoint (sized from its cap), one for worker threads
-  and a shared ``submission`` resource; the :class:`CellTracker` lanes match them, so cells
-  waiting on one endpoint never hold the task slots of another;
-- the scheduler, run in *segments* of at most ``_SEGMENT_TASKS`` released cells: the scheduler
-  keeps one outcome record per task it ran, so a single scheduler over a million cells would
-  grow without bound; one per segment keeps memory flat (a segment boundary drains the
-  running cells once);
+- task admission and tracker lanes laid out per endpoint (:mod:`.layout`), so cells waiting
+  on one endpoint never hold the task slots of another;
+- the scheduler, run in segments (:mod:`.segments`) so its per-task records stay bounded;
 - the checkpoint writer task, run control (stop, cancel, error-rate stop), progress and the
   final manifest, capacity plan and :class:`RunResult`.
 """
@@ -22,29 +18,25 @@ import datetime
 import shutil
 import tempfile
 import uuid
-from collections.abc import Hashable, Iterable, Mapping, Sequence
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
 import trio.testing
 
-from ..events import EventSink, JsonLinesEventSink, SchedulerEvent, correlation_scope
+from ..events import EventSink, JsonLinesEventSink, correlation_scope
 from ..events.emitter import EventEmitter
 from ..requests import ModelRequest, ModelResponse, RequestAdmissionConfig
 from ..scheduling import (
     AsyncTaskScheduler,
-    RetryPolicy,
-    SchedulableTask,
     TaskAdmissionController,
-    TaskGroupSpec,
-    TaskOutcome,
 )
-from .capacity import AsyncCapacityPlan, CapacityValue, ObservedMaxima
-from .cells import CellWorker, ColumnRuntime, ErrorRateMonitor
+from .capacity import AsyncCapacityPlan, configured_capacity, observed_maxima
+from .cells import CellWorker, ErrorRateMonitor
 from .checkpoints import CheckpointWriter
 from .errors import PipelineChangedError
+from .layout import plan_layout
 from .output import require_format
 from .progress import (
     CheckpointProgress,
@@ -54,77 +46,26 @@ from .progress import (
     RunPhase,
     RunSnapshot,
 )
-from .result import RunResult, RunStatus
+from .result import RunResult, RunStatus, RunTotals, run_status
 from .rowgroups import ROW_FAILED, RowGroupPlanner, RowGroupState
 from .rundir import RowGroupCheckpoint, RunDirectory, RunManifest
+from .segments import (
+    SEGMENT_TASKS,
+    TRACKER_RETRIES,
+    SchedulerEventStream,
+    SchedulerSegment,
+    never_retryable,
+)
 from .settings import RunSettings
-from .tracker import CellTracker, Lane
+from .tracker import CellTracker
 
 if TYPE_CHECKING:
     from .endpoints import RequestStack
     from .pipeline import Pipeline
 
-_SEGMENT_TASKS: Final = 50_000
-
-
-# The tracker bounds attempts itself; the scheduler must never drop a task on its own count.
-_TRACKER_RETRIES: Final = RetryPolicy(max_attempts=1_000_000_000, initial_backoff=0.0)
-
-
-def _never_retryable(_: BaseException) -> bool:
-    return False
-
 
 def _utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-class _SchedulerStream:
-    """Numbers scheduler events across segments (and the run's own events) as one stream."""
-
-    def __init__(self, sink: EventSink) -> None:
-        self.sink = sink
-        self.sequence = 0
-
-    def emit(self, event: Any) -> None:
-        if isinstance(event, SchedulerEvent):
-            self.sequence += 1
-            event = msgspec.structs.replace(event, sequence=self.sequence)
-        self.sink.emit(event)
-
-
-class _Segment:
-    """The tracker as one scheduler sees it: at most ``budget`` released cells, then finished
-    once they have completed."""
-
-    def __init__(self, tracker: CellTracker, budget: int) -> None:
-        self.tracker = tracker
-        self.budget = budget
-        self.released = 0
-        self.completed = 0
-
-    def ready_frontier(self) -> Sequence[SchedulableTask]:
-        if self.released >= self.budget:
-            return ()
-        tasks = self.tracker.ready_frontier()
-        self.released += len(tasks)
-        return tasks
-
-    def mark_enqueued(self, task_ids: Iterable[Hashable]) -> None:
-        self.tracker.mark_enqueued(task_ids)
-
-    def mark_complete(self, task: SchedulableTask, outcome: TaskOutcome) -> Sequence[Hashable]:
-        self.completed += 1
-        return self.tracker.mark_complete(task, outcome)
-
-    @property
-    def is_finished(self) -> bool:
-        if self.released >= self.budget:
-            return self.completed >= self.released
-        return self.tracker.is_finished
-
-    def next_ready_at(self) -> float | None:
-        return None if self.released >= self.budget else self.tracker.next_ready_at()
 
 
 class PipelineRun:
@@ -209,7 +150,7 @@ class PipelineRun:
         self.rundir = self._open_directory(io_inline)
         self.manifest = self._open_manifest()
         events_sink = self._events_sink()
-        self._stream = _SchedulerStream(events_sink) if events_sink is not None else None
+        self._stream = SchedulerEventStream(events_sink) if events_sink is not None else None
         self._emitter = EventEmitter(self._stream)
         self.stack: RequestStack = build_request_stack(
             self.pipeline.endpoints,
@@ -221,8 +162,12 @@ class PipelineRun:
         )
         self._request_group = {a: str(k) for a, k in self.stack.endpoint_of_alias.items()}
         try:
-            self._build(io_inline)
             self._started = trio.current_time()
+            try:
+                self._build(io_inline)
+            except Exception as exc:
+                self._report(self._result("failure", f"the run could not start: {exc}"))
+                raise
             await self.rundir.run_io(self.rundir.write_capacity_plan, self._capacity_plan(False))
             if self._control is not None:
                 self._control.bind(self)
@@ -234,11 +179,10 @@ class PipelineRun:
                         await self._segments()
                     self.writer.close()
             except BaseException as exc:
-                cancelled = isinstance(exc, (trio.Cancelled, KeyboardInterrupt)) or (
-                    isinstance(exc, BaseExceptionGroup)
-                    and exc.split((trio.Cancelled, KeyboardInterrupt))[1] is None
-                )
-                await self._finish(interrupted=cancelled, error=None if cancelled else exc)
+                error = _sole_error(exc)
+                await self._finish(interrupted=error is None, error=error)
+                if error is not None and error is not exc:
+                    raise error from None  # the failure itself, not a one-member group
                 raise
             return await self._finish(interrupted=False, error=None)
         finally:
@@ -261,7 +205,7 @@ class PipelineRun:
         return rundir
 
     def _open_manifest(self) -> RunManifest:
-        from .pipeline import fingerprint_of
+        from .pipeline import describe_changes, fingerprint_of
 
         parts = self.pipeline.fingerprint_parts(self.settings)
         fingerprint = fingerprint_of(parts)
@@ -270,7 +214,8 @@ class PipelineRun:
         if existing is not None:
             if existing.fingerprint != fingerprint and not self._force:
                 raise PipelineChangedError(
-                    str(self.rundir.path), _changes(existing, parts, description, self.settings)
+                    str(self.rundir.path),
+                    describe_changes(existing, parts, description, self.settings),
                 )
             self._resumed = True
             kept = [c for c in existing.row_groups if self.rundir.verify_part(c)]
@@ -329,46 +274,8 @@ class PipelineRun:
         s = self.settings
         pipeline = self.pipeline
         columns = pipeline.columns
-        stack = self.stack
-        lanes: dict[str, Lane] = {}
-        limits: dict[str, int] = {}
-        lane_of: list[int] = []
-        groups: list[TaskGroupSpec] = []
-        runtimes: list[ColumnRuntime] = []
-        thread_limiter = trio.CapacityLimiter(s.local_threads)
-        for index, column in enumerate(columns):
-            identity: tuple[str | int, ...] = (column.name,)
-            if column.model is not None and column.scheduling.kind != "local":
-                key = stack.endpoint_of_alias[column.model]
-                name = f"endpoint:{key}"
-                window = stack.static_caps[key]
-                identity = (key.provider, key.model_id)
-            elif column.threaded and not io_inline:
-                name, window = "threads", s.local_threads
-            else:
-                name, window = "local", s.local_concurrency
-            if name not in lanes:
-                resources = {"submission": 1} if name == "local" else {"submission": 1, name: 1}
-                lanes[name] = Lane(name, window, MappingProxyType(resources))
-                if name != "local":
-                    limits[name] = window
-            lane_of.append(list(lanes).index(name))
-            groups.append(
-                TaskGroupSpec(column.scheduling.group_key(identity), column.scheduling.weight)
-            )
-            runtimes.append(
-                ColumnRuntime(
-                    column,
-                    index,
-                    pipeline.index,
-                    identity_hash=column.scheduling.identity_hash(identity),
-                    threaded=column.threaded and not io_inline,
-                    limiter=thread_limiter,
-                )
-            )
-        capacity = s.task_capacity or sum(lane.window for lane in lanes.values())
-        limits["submission"] = capacity
-        self.admission = TaskAdmissionController(limits=limits)
+        layout = plan_layout(pipeline, self.stack, s, io_inline=io_inline)
+        self.admission = TaskAdmissionController(limits=layout.limits)
         completed = {c.index: c.rows_passed for c in self.manifest.row_groups}
         planner = self._planner(completed)
         deps = [[pipeline.index[d] for d in c.depends_on] for c in columns]
@@ -376,9 +283,9 @@ class PipelineRun:
             deps=deps,
             order=pipeline.order,
             is_model=[c.scheduling.kind != "local" for c in columns],
-            lane_of=lane_of,
-            groups=groups,
-            lanes=list(lanes.values()),
+            lane_of=layout.lane_of,
+            groups=layout.groups,
+            lanes=layout.lanes,
             planner=planner,
             hooks=self,
             max_attempts=s.cell_max_attempts,
@@ -394,7 +301,7 @@ class PipelineRun:
             lambda why: self.request_stop(s.stop_grace_seconds, f"error rate: {why}"),
         )
         self.worker = CellWorker(
-            runtimes=tuple(runtimes),
+            runtimes=layout.runtimes,
             tracker=self.tracker,
             rundir=self.rundir,
             caller=self,
@@ -411,18 +318,24 @@ class PipelineRun:
             flush_interval=s.journal_flush_seconds,
             on_written=self._written,
         )
-        self._journal_groups = set(self.rundir.journal_groups())
+        # Read every journal now: a corrupt one fails the run before anything is generated.
+        # A journal of a listed group is left over from a crash just after its checkpoint.
+        self._journaled = {}
+        for group in self.rundir.journal_groups():
+            if group in completed:
+                self.rundir.drop_journal(group)
+            else:
+                self._journaled[group] = self._load_journal(group)
 
     async def _segments(self) -> None:
         while not self.tracker.is_finished:
-            segment = _Segment(self.tracker, _SEGMENT_TASKS)
             scheduler = AsyncTaskScheduler(
-                segment,
+                SchedulerSegment(self.tracker, SEGMENT_TASKS),
                 self.worker,
                 admission=self.admission,
                 sink=self._stream,
-                retry=_TRACKER_RETRIES,
-                is_retryable=_never_retryable,
+                retry=TRACKER_RETRIES,
+                is_retryable=never_retryable,
                 run_id=self.run_id,
             )
             self._scheduler = scheduler
@@ -447,13 +360,16 @@ class PipelineRun:
     def prefill(
         self, group: int
     ) -> tuple[Mapping[int, object], Mapping[int, tuple[int, str, str]]]:
-        if group not in self._journal_groups:
-            return {}, {}
+        return self._journaled.pop(group, ({}, {}))
+
+    def _load_journal(
+        self, group: int
+    ) -> tuple[dict[int, object], dict[int, tuple[int, str, str]]]:
         raw_cells, raw_rows = self.rundir.load_journal(group, self._decoders)
         start, size = self.tracker.planner.group_range(group)
         columns = len(self._names)
         position = {name: i for i, name in enumerate(self._names)}
-        cells = {
+        cells: dict[int, object] = {
             (row - start) * columns + position[name]: value
             for (row, name), value in raw_cells.items()
             if start <= row < start + size
@@ -520,17 +436,17 @@ class PipelineRun:
         for category, count in checkpoint.failures.items():
             self._live_failures[category] = self._live_failures.get(category, 0) - count
         if self._progress is not None:
-            totals = self._totals()
+            totals = RunTotals.of(self.manifest.row_groups)
             self._progress.checkpoint(
                 CheckpointProgress(
                     run_id=self.run_id,
                     row_group=checkpoint.index,
-                    rows_written=totals["written"],
+                    rows_written=totals.written,
                     rows_target=self.settings.records,
-                    rows_generated=totals["generated"],
-                    rows_passed=totals["passed"],
-                    rows_filtered=totals["filtered"],
-                    rows_failed=totals["failed"],
+                    rows_generated=totals.generated,
+                    rows_passed=totals.passed,
+                    rows_filtered=totals.filtered,
+                    rows_failed=totals.failed,
                     elapsed_seconds=trio.current_time() - self._started,
                 )
             )
@@ -538,16 +454,6 @@ class PipelineRun:
             self._scheduler.notify()  # a written group frees room for the next one
 
     # -- results -----------------------------------------------------------------------------
-
-    def _totals(self) -> dict[str, int]:
-        groups = self.manifest.row_groups
-        return {
-            "written": sum(c.rows_written for c in groups),
-            "generated": sum(c.row_stop - c.row_start for c in groups),
-            "passed": sum(c.rows_passed for c in groups),
-            "filtered": sum(c.rows_filtered for c in groups),
-            "failed": sum(c.rows_failed for c in groups),
-        }
 
     async def _finish(self, *, interrupted: bool, error: BaseException | None) -> RunResult:
         """Write what is finished, then the manifest and capacity plan; report once."""
@@ -560,52 +466,34 @@ class PipelineRun:
             manifest = self.manifest
             manifest.status = status
             manifest.updated_at = _utc_now()
-            failures: dict[str, int] = {}
-            for checkpoint in manifest.row_groups:
-                for category, count in checkpoint.failures.items():
-                    failures[category] = failures.get(category, 0) + count
-            manifest.failures = failures
+            manifest.failures = RunTotals.of(manifest.row_groups).failures
             await self.rundir.run_io(self.rundir.write_manifest, manifest)
             await self.rundir.run_io(self.rundir.write_capacity_plan, self._capacity_plan(True))
             self.rundir.close_journals()
-        self._phase = "finished"
         result = self._result(status, message)
-        if self._progress is not None:
-            self._progress.finished(result)
+        self._report(result)
         return result
 
+    def _report(self, result: RunResult) -> None:
+        self._phase = "finished"
+        if self._progress is not None:
+            self._progress.finished(result)
+
     def _status(self, interrupted: bool) -> tuple[RunStatus, str]:
-        totals = self._totals()
         s = self.settings
-        reason = self._stop_reason
-        if reason is not None and reason.startswith("error rate"):
-            return "failure", f"stopped early: {reason}"
-        if interrupted or self._cancelled or reason is not None:
-            return "interrupted", (
-                "cancelled" if self._cancelled else "stopped"
-            ) + f"; {totals['written']} rows written, resume by running again"
-        if s.exact:
-            if totals["written"] < s.records:
-                return "failure", (
-                    f"only {totals['written']} of {s.records} rows passed after generating "
-                    f"{totals['generated']} (max_attempts_factor {s.max_attempts_factor})"
-                )
-        elif totals["failed"]:
-            return "failure", f"{totals['failed']} row(s) could not be produced"
-        if totals["written"] == 0:
-            return "empty", "no row was written"
-        return "success", f"{totals['written']} rows written"
+        return run_status(
+            RunTotals.of(self.manifest.row_groups),
+            records=s.records,
+            exact=s.exact,
+            max_attempts_factor=s.max_attempts_factor,
+            stop_reason=self._stop_reason,
+            cancelled=self._cancelled,
+            interrupted=interrupted,
+        )
 
     def _result(self, status: RunStatus, message: str) -> RunResult:
-        totals = self._totals()
-        failures: dict[str, int] = {}
-        filtered: dict[str, int] = {}
-        for checkpoint in self.manifest.row_groups:
-            for category, count in checkpoint.failures.items():
-                failures[category] = failures.get(category, 0) + count
-            for category, count in checkpoint.filtered.items():
-                filtered[category] = filtered.get(category, 0) + count
-        examples = {k: v for k, v in self._failure_examples.items() if k in failures}
+        totals = RunTotals.of(self.manifest.row_groups)
+        examples = {k: v for k, v in self._failure_examples.items() if k in totals.failures}
         files = tuple(c.path for c in self.manifest.row_groups if c.path is not None)
         return RunResult(
             status=status,
@@ -615,14 +503,14 @@ class PipelineRun:
             output_format=self.settings.output_format,
             files=files,
             rows_target=self.settings.records,
-            rows_written=totals["written"],
-            rows_generated=totals["generated"],
-            rows_passed=totals["passed"],
-            rows_filtered=totals["filtered"],
-            rows_failed=totals["failed"],
-            failures=failures,
+            rows_written=totals.written,
+            rows_generated=totals.generated,
+            rows_passed=totals.passed,
+            rows_filtered=totals.filtered,
+            rows_failed=totals.failed,
+            failures=totals.failures,
             failure_examples=examples,
-            filtered=filtered,
+            filtered=totals.filtered_by,
             row_groups_written=len(files),
             resumed=self._resumed,
             elapsed_seconds=trio.current_time() - self._started,
@@ -634,7 +522,7 @@ class PipelineRun:
     def snapshot(self) -> RunSnapshot:
         """A cheap live view (counters and one pressure read per endpoint)."""
         tracker = self.tracker
-        totals = self._totals()
+        totals = RunTotals.of(self.manifest.row_groups)
         active_rows = sum(g.resolved for g in tracker.groups.values())
         controller = self.stack.controller
         endpoints = []
@@ -657,18 +545,17 @@ class PipelineRun:
                 )
             )
         failures = {k: v for k, v in self._live_failures.items() if v}
-        for checkpoint in self.manifest.row_groups:
-            for category, count in checkpoint.failures.items():
-                failures[category] = failures.get(category, 0) + count
+        for category, count in totals.failures.items():
+            failures[category] = failures.get(category, 0) + count
         return RunSnapshot(
             run_id=self.run_id,
             phase=self._phase,
             elapsed_seconds=trio.current_time() - self._started,
             rows_target=self.settings.records,
-            rows_done=totals["generated"] + active_rows,
-            rows_written=totals["written"],
-            rows_failed=totals["failed"] + self._live_failed,
-            rows_filtered=totals["filtered"] + self._live_filtered,
+            rows_done=totals.generated + active_rows,
+            rows_written=totals.written,
+            rows_failed=totals.failed + self._live_failed,
+            rows_filtered=totals.filtered + self._live_filtered,
             row_groups_in_flight=len(tracker.groups),
             cells_running=self.worker.running,
             columns_done=dict(zip(self._names, tracker.column_done, strict=True)),
@@ -677,80 +564,39 @@ class PipelineRun:
         )
 
     def _capacity_plan(self, final: bool) -> AsyncCapacityPlan:
-        s = self.settings
-        configured: dict[str, CapacityValue] = {
-            "records": CapacityValue(value=s.records, source="user"),
-            "buffer_size": CapacityValue(value=s.buffer_size, source="user"),
-            "max_concurrent_row_groups": CapacityValue(
-                value=s.max_concurrent_row_groups, source="user"
-            ),
-            "local_threads": CapacityValue(value=s.local_threads, source="user"),
-        }
-        for name, limit in self.admission.limits.items():
-            source = "derived"
-            if name == "submission" and s.task_capacity is not None:
-                source = "user"
-            configured[f"task_resource:{name}"] = CapacityValue(value=limit, source=source)
-        for plan in self.stack.controller.resolver.cap_plans():
-            configured[f"endpoint:{plan.key}.static_cap"] = CapacityValue(
-                value=plan.static_cap,
-                source="derived" if len(plan.contributions) > 1 else "user",
-                fallback_from=None
-                if len(plan.contributions) == 1
-                else "min of " + ", ".join(f"{c.alias}={c.raw_cap}" for c in plan.contributions),
-            )
-        capacity_plan = AsyncCapacityPlan(
+        plan = AsyncCapacityPlan(
             run_id=self.run_id,
-            configured=configured,
+            configured=configured_capacity(
+                self.settings, self.admission.limits, self.stack.controller.resolver.cap_plans()
+            ),
             runtime_snapshot={"phase": self._phase, "resumed": self._resumed},
         )
         if final:
-            capacity_plan.observed_maxima = self._observed_maxima()
-        return capacity_plan
-
-    def _observed_maxima(self) -> ObservedMaxima:
-        maxima = ObservedMaxima(row_groups_in_flight=self.tracker.max_groups_in_flight)
-        for lane in self.tracker.lanes:
-            maxima.leases_by_resource[lane.name] = lane.max_outstanding
-        snapshot = self.stack.controller.pressure_snapshot()
-        for resource in snapshot.resources:
-            name = str(resource.resource)
-            maxima.request_in_flight_by_resource[name] = resource.max_in_flight
-            maxima.request_waiters_by_resource[name] = resource.max_waiters
-            maxima.adaptive_limit_by_resource[name] = resource.max_limit
-        for endpoint in snapshot.endpoints:
-            maxima.aggregate_in_flight_by_endpoint[str(endpoint.key)] = endpoint.max_in_flight
-        return maxima
+            plan.observed_maxima = observed_maxima(
+                self.tracker.lanes,
+                self.tracker.max_groups_in_flight,
+                self.stack.controller.pressure_snapshot(),
+            )
+        return plan
 
 
-def _changes(
-    existing: RunManifest,
-    parts: Mapping[str, str],
-    description: Mapping[str, Any],
-    settings: RunSettings,
-) -> list[str]:
-    """What differs between a run directory's pipeline and this one, one line each."""
-    old_parts = existing.fingerprint_parts
-    changes: list[str] = []
-    old_columns = {c["name"]: c for c in existing.pipeline.get("columns", [])}
-    new_columns = {c["name"]: c for c in description["columns"]}
-    for name in old_columns.keys() - new_columns.keys():
-        changes.append(f"column {name!r} removed")
-    for name in new_columns.keys() - old_columns.keys():
-        changes.append(f"column {name!r} added")
-    for name in sorted(old_columns.keys() & new_columns.keys()):
-        if old_parts.get(f"column:{name}") == parts.get(f"column:{name}"):
-            continue
-        old, new = old_columns[name], new_columns[name]
-        fields = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        what = ", ".join(fields) if fields else "generator or filter code"
-        changes.append(f"column {name!r}: {what} changed")
-    for key in sorted(old_parts.keys() | parts.keys()):
-        if key.startswith("endpoint:") and old_parts.get(key) != parts.get(key):
-            changes.append(f"{key.replace(':', ' ', 1)} changed (provider or model)")
-    new_settings = msgspec.to_builtins(settings.output_settings())
-    for name, value in new_settings.items():
-        old = existing.settings.get(name)
-        if old != value:
-            changes.append(f"{name} {old!r} -> {value!r}")
-    return changes or ["pipeline fingerprint differs"]
+def _sole_error(exc: BaseException) -> Exception | None:
+    """The one error (not a cancellation or interrupt) behind ``exc``, or ``None``."""
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split((trio.Cancelled, KeyboardInterrupt))
+        if rest is None:
+            return None
+        leaves: list[BaseException] = []
+        stack: list[BaseException] = [rest]
+        while stack:
+            current = stack.pop()
+            if isinstance(current, BaseExceptionGroup):
+                stack.extend(current.exceptions)
+            else:
+                leaves.append(current)
+        if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            return leaves[0]
+        return rest if isinstance(rest, Exception) else None
+    if isinstance(exc, Exception):
+        return exc
+    return None

@@ -78,15 +78,16 @@ def deterministic_scheduling(seed: int = 0) -> Iterator[None]:
 def run_virtual(
     async_fn: Callable[..., Awaitable[T]],
     *args: Any,
-    seed: int = 0,
+    scheduling_seed: int = 0,
     clock: trio.testing.MockClock | None = None,
     **kwargs: Any,
 ) -> T:
     """``trio.run(async_fn, *args, **kwargs)`` on a virtual clock with deterministic scheduling.
 
     ``clock`` defaults to :func:`virtual_clock`; pass your own to read ``clock.current_time()``
-    afterwards. The same ``seed`` gives the same scheduling order.
+    afterwards. The same ``scheduling_seed`` gives the same scheduling order (other keyword
+    arguments, such as a pipeline's ``seed``, go to ``async_fn``).
     """
     call = functools.partial(async_fn, *args, **kwargs) if kwargs else async_fn
-    with deterministic_scheduling(seed):
+    with deterministic_scheduling(scheduling_seed):
         return trio.run(call, *(() if kwargs else args), clock=clock or virtual_clock())
