@@ -13,7 +13,6 @@ true), ``drop`` for the rest (generator bugs, invalid structured output, bad con
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Final
@@ -30,7 +29,7 @@ from ..scheduling import SchedulableTask, TaskOutcome
 from .columns import Column
 from .context import CellContext, ModelCaller, RowView
 from .errors import CellGenerationError, StructuredOutputError
-from .rundir import RunDirectory
+from .rundir import RunDirectory, journal_prefix
 from .tracker import CellTracker
 
 _MAX_BACKOFF: Final = 60.0
@@ -52,6 +51,7 @@ class ColumnRuntime:
         "identity_hash",
         "index",
         "invoke",
+        "journal_prefix",
         "keep_if",
         "keep_positions",
         "name",
@@ -77,6 +77,7 @@ class ColumnRuntime:
         self.task_type = str(column.spec.__struct_config__.tag)
         self.group_kind = column.scheduling.kind
         self.identity_hash = identity_hash
+        self.journal_prefix = journal_prefix(column.name)
         self.invoke = _invoker(column, positions, threaded=threaded, limiter=limiter)
 
 
@@ -89,6 +90,20 @@ def _invoker(
     name = column.name
     row_positions = {d: positions[d] for d in column.depends_on}
     keywords = tuple((k, positions[k]) for k in style.keywords)
+
+    if style.is_async and not style.positional and not keywords and style.passes_ctx:
+        # The common shape of async generators (and of every built-in model column).
+        if style.passes_row:
+
+            async def row_and_ctx(values: list[Any], ctx: CellContext) -> Any:
+                return await fn(row=RowView(values, row_positions, name), ctx=ctx)
+
+            return row_and_ctx
+
+        async def ctx_only(values: list[Any], ctx: CellContext) -> Any:
+            return await fn(ctx=ctx)
+
+        return ctx_only
 
     def arguments(values: list[Any], ctx: CellContext) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if style.positional:
@@ -125,28 +140,45 @@ def _invoker(
 
 
 class ErrorRateMonitor:
-    """The share of failed cell attempts among the last ``window`` (a ring of outcomes)."""
+    """The share of failed cell attempts among the last ``window`` (a ring of outcomes).
 
-    __slots__ = ("_failed", "_on_trip", "_ring", "threshold", "tripped", "window")
+    Successes are only counted on the hot path; they are folded into the ring when the next
+    failure arrives (a run of ``window`` successes clears it), so a healthy run pays one
+    increment per cell.
+    """
+
+    __slots__ = (
+        "_count",
+        "_failed",
+        "_next",
+        "_on_trip",
+        "_pending",
+        "_ring",
+        "threshold",
+        "tripped",
+        "window",
+    )
 
     def __init__(self, window: int, threshold: float, on_trip: Callable[[str], None]) -> None:
         self.window = window
         self.threshold = threshold
-        self._ring: deque[bool] = deque()
+        self._ring = bytearray(window)
+        self._next = 0
+        self._count = 0
         self._failed = 0
+        self._pending = 0  # successes not yet folded into the ring
         self._on_trip = on_trip
         self.tripped = False
 
-    def record(self, failed: bool) -> None:
-        ring = self._ring
-        ring.append(failed)
-        self._failed += failed
-        if len(ring) > self.window:
-            self._failed -= ring.popleft()
+    def success(self) -> None:
+        self._pending += 1
+
+    def failure(self) -> None:
+        self._fold()
+        self._push(1)
         if (
-            failed
-            and not self.tripped
-            and len(ring) == self.window
+            not self.tripped
+            and self._count == self.window
             and self._failed >= self.threshold * self.window
         ):
             self.tripped = True
@@ -155,9 +187,30 @@ class ErrorRateMonitor:
                 f"(error_rate_threshold {self.threshold})"
             )
 
+    def _fold(self) -> None:
+        pending = self._pending
+        self._pending = 0
+        if pending >= self.window:
+            self._ring[:] = bytes(self.window)
+            self._failed = 0
+            self._count = self.window
+            return
+        for _ in range(pending):
+            self._push(0)
+
+    def _push(self, failed: int) -> None:
+        ring = self._ring
+        position = self._next
+        self._failed += failed - ring[position]
+        ring[position] = failed
+        self._next = position + 1 if position + 1 < self.window else 0
+        if self._count < self.window:
+            self._count += 1
+
     @property
     def rate(self) -> float:
-        return self._failed / len(self._ring) if self._ring else 0.0
+        self._fold()
+        return self._failed / self._count if self._count else 0.0
 
 
 class CellWorker:
@@ -174,6 +227,7 @@ class CellWorker:
         seed: int,
         backoff_seconds: float,
         monitor: ErrorRateMonitor,
+        correlate: bool,
     ) -> None:
         self._runtimes = runtimes
         self._columns = len(runtimes)
@@ -184,6 +238,8 @@ class CellWorker:
         self._seed = seed
         self._backoff = backoff_seconds
         self._monitor = monitor
+        self._correlate = correlate
+        self._now = trio.lowlevel.current_clock().current_time
         self.failure_kind: dict[int, str] = {}
         """Cell -> the exception type of its last failed attempt (for failure counts)."""
         self.running = 0
@@ -194,7 +250,48 @@ class CellWorker:
         values, group, attempt = tracker.cell_input(cell)
         row, column = divmod(cell, self._columns)
         rt = self._runtimes[column]
-        correlation = RuntimeCorrelation(
+        ctx = CellContext(
+            self._caller,
+            seed=self._seed,
+            row_index=row,
+            row_group=group,
+            column=rt.name,
+            attempt=attempt,
+            correlation=None,
+        )
+        if self._correlate:
+            # Only a sink reads correlation; without one the context builds it on demand.
+            set_correlation(self.correlation(rt, cell, row, group, attempt))
+        self.running += 1
+        now = self._now
+        started = now()
+        try:
+            value = await rt.invoke(values, ctx)
+            encoded = _encode(rt.name, value)
+            filtered = None
+            if rt.keep_if is not None:
+                values[column] = value
+                if not rt.keep_if(RowView(values, rt.keep_positions, rt.name)):
+                    filtered = rt.filter_reason
+        except Exception as exc:
+            self._monitor.failure()
+            return self._failed(rt, cell, attempt, exc)
+        finally:
+            self.running -= 1
+        if row & 7 == 0 or tracker.estimator.observed[column] < 64:
+            tracker.observe(column, now() - started)  # a sample is enough once warmed up
+        if tracker.record(cell, value, filtered):
+            self._rundir.append_encoded(group, rt.journal_prefix, row, encoded)
+        if self.failure_kind:
+            self.failure_kind.pop(cell, None)
+        self._monitor.success()
+        return None
+
+    def correlation(
+        self, rt: ColumnRuntime, cell: int, row: int, group: int, attempt: int
+    ) -> RuntimeCorrelation:
+        """The correlation of one cell attempt (what its events carry)."""
+        return RuntimeCorrelation(
             run_id=self._run_id,
             row_group=group,
             row=row,
@@ -205,37 +302,6 @@ class CellWorker:
             task_execution_id=f"{rt.name}:{row}#{attempt}",
             task_id=cell,
         )
-        set_correlation(correlation)
-        ctx = CellContext(
-            self._caller,
-            seed=self._seed,
-            row_index=row,
-            row_group=group,
-            column=rt.name,
-            attempt=attempt,
-            correlation=correlation,
-        )
-        self.running += 1
-        started = trio.current_time()
-        try:
-            value = await rt.invoke(values, ctx)
-            encoded = _encode(rt.name, value)
-            filtered = None
-            if rt.keep_if is not None:
-                values[column] = value
-                if not rt.keep_if(RowView(values, rt.keep_positions, rt.name)):
-                    filtered = rt.filter_reason
-        except Exception as exc:
-            self._monitor.record(True)
-            return self._failed(rt, cell, attempt, exc)
-        finally:
-            self.running -= 1
-        tracker.observe(column, trio.current_time() - started)
-        if tracker.record(cell, value, filtered):
-            self._rundir.append_cell(group, row, rt.name, encoded)
-        self.failure_kind.pop(cell, None)
-        self._monitor.record(False)
-        return None
 
     def _failed(self, rt: ColumnRuntime, cell: int, attempt: int, exc: Exception) -> TaskOutcome:
         kind = type(exc).__name__

@@ -14,7 +14,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from .._internal.checks import did_you_mean
-from ..events import RuntimeCorrelation
+from ..events import RuntimeCorrelation, current_correlation
 from ..requests import ModelRequest, ModelResponse
 
 MISSING: Final[Any] = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
@@ -86,11 +86,11 @@ class CellContext:
 
     __slots__ = (
         "_caller",
+        "_correlation",
         "_rng",
         "_seed",
         "attempt",
         "column",
-        "correlation",
         "row_group",
         "row_index",
     )
@@ -113,7 +113,23 @@ class CellContext:
         self.row_group = row_group
         self.column = column
         self.attempt = attempt
-        self.correlation = correlation
+        self._correlation = correlation
+
+    @property
+    def correlation(self) -> RuntimeCorrelation:
+        """The correlation of this cell attempt (the one its events carry)."""
+        correlation = self._correlation
+        if correlation is None:
+            correlation = current_correlation()
+            if correlation is None or correlation.column != self.column:
+                correlation = RuntimeCorrelation(
+                    row_group=self.row_group,
+                    row=self.row_index,
+                    column=self.column,
+                    task_execution_id=f"{self.column}:{self.row_index}#{self.attempt}",
+                )
+            self._correlation = correlation
+        return correlation
 
     @property
     def rng(self) -> random.Random:

@@ -28,7 +28,7 @@ _RERANK_EVERY: Final = 32
 class CriticalPathEstimator:
     """Per-column duration estimates and the resulting column ranks (0 = most urgent)."""
 
-    __slots__ = ("_dependents", "_estimate", "_observed", "_order", "_since", "rank", "remaining")
+    __slots__ = ("_dependents", "_estimate", "_order", "_since", "observed", "rank", "remaining")
 
     def __init__(
         self, dependents: Sequence[Sequence[int]], is_model: Sequence[bool], order: Sequence[int]
@@ -36,7 +36,7 @@ class CriticalPathEstimator:
         self._dependents = [tuple(d) for d in dependents]
         self._order = tuple(order)  # topological order
         self._estimate = [_MODEL_PRIOR if m else _LOCAL_PRIOR for m in is_model]
-        self._observed = [0] * len(is_model)
+        self.observed = [0] * len(is_model)
         self._since = 0
         self.remaining: list[float] = [0.0] * len(is_model)
         self.rank: list[int] = list(range(len(is_model)))
@@ -44,13 +44,13 @@ class CriticalPathEstimator:
 
     def observe(self, column: int, seconds: float) -> bool:
         """Fold one cell duration in; returns True when the ranks changed."""
-        if self._observed[column] == 0:
+        if self.observed[column] == 0:
             self._estimate[column] = seconds
             first = True
         else:
             self._estimate[column] += _ALPHA * (seconds - self._estimate[column])
             first = False
-        self._observed[column] += 1
+        self.observed[column] += 1
         self._since += 1
         if first or self._since >= _RERANK_EVERY:
             self._since = 0

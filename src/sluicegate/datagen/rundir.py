@@ -99,6 +99,11 @@ _ENCODER: Final = msgspec.json.Encoder()
 _MANIFEST_DECODER: Final = msgspec.json.Decoder(RunManifest)
 
 
+def journal_prefix(column: str) -> bytes:
+    """The bytes between a cell line's row and its value: ``,"<column>",``."""
+    return b"," + _ENCODER.encode(column) + b","
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file, fsync and rename (then fsync the
     directory), so readers see the old file or the new one, never a part."""
@@ -216,6 +221,14 @@ class RunDirectory:
             buffer = self._journals[group] = bytearray()
         _ENCODER.encode_into(CellLine(row, column, msgspec.Raw(value)), buffer, len(buffer))
         buffer.extend(b"\n")
+
+    def append_encoded(self, group: int, prefix: bytes, row: int, value: bytes) -> None:
+        """:meth:`append_cell` with the column given as :func:`journal_prefix` (hot path:
+        writes the same bytes without building the record)."""
+        buffer = self._journals.get(group)
+        if buffer is None:
+            buffer = self._journals[group] = bytearray()
+        buffer += b'["c",%d%s%s]\n' % (row, prefix, value)
 
     def append_row(self, group: int, row: int, status: int, category: str, reason: str) -> None:
         """Buffer a resolved (filtered or failed) row for ``group``'s journal."""

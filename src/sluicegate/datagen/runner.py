@@ -309,6 +309,7 @@ class PipelineRun:
             seed=s.seed,
             backoff_seconds=s.cell_backoff_seconds,
             monitor=self.monitor,
+            correlate=self._stream is not None,
         )
         self.writer = CheckpointWriter(
             self.rundir,

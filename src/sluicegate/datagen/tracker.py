@@ -87,17 +87,36 @@ class TrackerHooks(Protocol):
 
 
 class Lane:
-    """Ready cells bound for one scheduler resource, released through a bounded window."""
+    """Ready cells bound for one scheduler resource, released through a bounded window.
 
-    __slots__ = ("heap", "max_outstanding", "name", "outstanding", "resources", "window")
+    One heap of row indices per column of the lane; the tracker picks the column to release
+    from at each step (oldest row group first, then column rank), so a change of ranks costs
+    nothing.
+    """
+
+    __slots__ = (
+        "columns",
+        "heaps",
+        "max_outstanding",
+        "name",
+        "outstanding",
+        "resources",
+        "window",
+    )
 
     def __init__(self, name: str, window: int, resources: SchedulerResourceRequest) -> None:
         self.name = name
         self.window = window
         self.resources = resources
-        self.heap: list[int] = []
+        self.columns: list[int] = []
+        self.heaps: list[list[int]] = []
         self.outstanding = 0
         self.max_outstanding = 0
+
+    @property
+    def ready(self) -> int:
+        """Cells waiting in the heaps (stale entries of dropped rows included)."""
+        return sum(len(h) for h in self.heaps)
 
 
 class CellTracker:
@@ -131,11 +150,17 @@ class CellTracker:
         self._lane_of = tuple(lane_of)
         self._col_group = tuple(groups)
         self.lanes = tuple(lanes)
+        # column -> (its lane, the position of its heap in that lane)
+        self._heap_of: list[list[int]] = []
+        for column, lane_index in enumerate(self._lane_of):
+            lane = self.lanes[lane_index]
+            lane.columns.append(column)
+            lane.heaps.append([])
+            self._heap_of.append(lane.heaps[-1])
         self.planner = planner
         self._hooks = hooks
         self._buffer = planner.buffer_size
         self.estimator = CriticalPathEstimator(self._dependents, is_model, order)
-        self._rank_to_col = self._invert(self.estimator.rank)
         self.groups: dict[int, RowGroupState] = {}
         self._deferred: list[tuple[float, int, int]] = []
         self._seq = itertools.count()
@@ -149,13 +174,6 @@ class CellTracker:
         self.column_done = [0] * columns
         self.max_groups_in_flight = 0
 
-    @staticmethod
-    def _invert(rank: Sequence[int]) -> list[int]:
-        out = [0] * len(rank)
-        for column, position in enumerate(rank):
-            out[position] = column
-        return out
-
     # -- CompletionTracker ----------------------------------------------------------------
 
     def ready_frontier(self) -> list[SchedulableTask]:
@@ -168,41 +186,60 @@ class CellTracker:
             self._promote_due(_now())
         self._admit_groups()
         out: list[SchedulableTask] = []
-        columns = self.columns
-        buffer = self._buffer
-        rank_to_col = self._rank_to_col
-        groups = self.groups
-        col_group = self._col_group
-        heappop = heapq.heappop
         for lane in self.lanes:
-            heap = lane.heap
-            while heap and lane.outstanding < lane.window:
-                key = heappop(heap)
-                offset = key % buffer
-                rest = key // buffer
-                column = rank_to_col[rest % columns]
-                group = groups.get(rest // columns)
-                if group is None:
-                    continue
-                index = offset * columns + column
-                if group.state[index] != READY:
-                    continue  # its row was dropped after the cell became ready
-                group.state[index] = RUNNING
-                attempts = group.unmet[index] + 1  # a running cell reuses unmet as attempts
-                group.unmet[index] = attempts if attempts < 255 else 255
-                lane.outstanding += 1
-                out.append(
-                    SchedulableTask(
-                        (group.start + offset) * columns + column,
-                        None,
-                        col_group[column],
-                        lane.resources,
-                    )
-                )
-            if lane.outstanding > lane.max_outstanding:
-                lane.max_outstanding = lane.outstanding
+            if lane.outstanding < lane.window:
+                self._release(lane, out)
         self._pending = out
         return out
+
+    def _release(self, lane: Lane, out: list[SchedulableTask]) -> None:
+        """Move ready cells of ``lane`` to ``out`` until its window is full: the oldest row
+        group first, then the column with the longest expected remaining path, then the
+        lowest row."""
+        columns = self.columns
+        buffer = self._buffer
+        rank = self.estimator.rank
+        groups = self.groups
+        col_group = self._col_group
+        resources = lane.resources
+        heaps = lane.heaps
+        lane_columns = lane.columns
+        heappop = heapq.heappop
+        if len(heaps) == 1:
+            single: list[int] | None = heaps[0]
+        else:
+            single = None
+        while lane.outstanding < lane.window:
+            if single is not None:
+                if not single:
+                    break
+                best = 0
+            else:
+                best = -1
+                best_key = 0
+                for position, heap in enumerate(heaps):
+                    if heap:
+                        # (row group, rank) as one integer: cheaper than a tuple per candidate
+                        key = (heap[0] // buffer) * columns + rank[lane_columns[position]]
+                        if best < 0 or key < best_key:
+                            best, best_key = position, key
+                if best < 0:
+                    break
+            row = heappop(heaps[best])
+            column = lane_columns[best]
+            group = groups.get(row // buffer)
+            if group is None:
+                continue
+            index = (row - group.start) * columns + column
+            if group.state[index] != READY:
+                continue  # its row was dropped after the cell became ready
+            group.state[index] = RUNNING
+            attempts = group.unmet[index] + 1  # a running cell reuses unmet as attempts
+            group.unmet[index] = attempts if attempts < 255 else 255
+            lane.outstanding += 1
+            out.append(SchedulableTask(row * columns + column, None, col_group[column], resources))
+        if lane.outstanding > lane.max_outstanding:
+            lane.max_outstanding = lane.outstanding
 
     def mark_enqueued(self, task_ids: Iterable[Hashable]) -> None:
         self._pending = []
@@ -287,9 +324,8 @@ class CellTracker:
         return True
 
     def observe(self, column: int, seconds: float) -> None:
-        """Fold a cell's duration into the critical-path estimate (re-ranking if needed)."""
-        if self.estimator.observe(column, seconds):
-            self._rerank()
+        """Fold a cell's duration into the critical-path estimate (the ranks follow)."""
+        self.estimator.observe(column, seconds)
 
     def stop(self) -> None:
         """Release nothing more and admit no row group (a graceful stop)."""
@@ -301,8 +337,7 @@ class CellTracker:
     def _push(self, group: RowGroupState, offset: int, column: int) -> None:
         group.state[offset * self.columns + column] = READY
         group.live += 1
-        key = (group.index * self.columns + self.estimator.rank[column]) * self._buffer + offset
-        heapq.heappush(self.lanes[self._lane_of[column]].heap, key)
+        heapq.heappush(self._heap_of[column], group.start + offset)
 
     def _succeeded(
         self, group: RowGroupState, offset: int, column: int, index: int, cell: int
@@ -501,19 +536,3 @@ class CellTracker:
         if left == 0:
             group.row_state[offset] = ROW_DONE
             group.resolved += 1
-
-    def _rerank(self) -> None:
-        old = self._rank_to_col
-        new_rank = self.estimator.rank
-        columns = self.columns
-        buffer = self._buffer
-        for lane in self.lanes:
-            rebuilt = []
-            for key in lane.heap:
-                offset = key % buffer
-                rest = key // buffer
-                column = old[rest % columns]
-                rebuilt.append(((rest // columns) * columns + new_rank[column]) * buffer + offset)
-            heapq.heapify(rebuilt)
-            lane.heap = rebuilt
-        self._rank_to_col = self._invert(new_rank)
