@@ -93,6 +93,7 @@ class RowGroupPlanner:
     """Which row groups to admit and which finished groups to write (see the module doc)."""
 
     __slots__ = (
+        "_done",
         "_finished",
         "_held",
         "_in_flight",
@@ -127,6 +128,7 @@ class RowGroupPlanner:
         self._held: dict[int, int] = {}  # finished, waiting for earlier groups: passing rows
         self._in_flight: set[int] = set()
         self._next = 0
+        self._done = False
 
     def group_range(self, index: int) -> tuple[int, int]:
         """``(start, size)`` of group ``index``."""
@@ -137,11 +139,11 @@ class RowGroupPlanner:
 
     def wants_more(self) -> bool:
         """Whether another row group should be admitted now (ignoring the concurrency limit)."""
-        if self.done:
-            return False
         while self._next < self.group_count and self._next in self._finished:
             self._next += 1
         if self._next >= self.group_count:
+            return False
+        if self.exact and self.done:
             return False
         if not self.exact:
             return True
@@ -213,8 +215,13 @@ class RowGroupPlanner:
     @property
     def done(self) -> bool:
         """No group left to admit: the output is decided (groups in flight may be abandoned)."""
+        if not self._done:
+            self._done = self._compute_done()  # once true it stays true
+        return self._done
+
+    def _compute_done(self) -> bool:
         if not self.exact:
-            return all(g in self._finished for g in range(self.group_count))
+            return len(self._finished) >= self.group_count
         total = 0
         for g in range(self.group_count):
             if g not in self._finished:
