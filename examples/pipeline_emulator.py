@@ -16,7 +16,8 @@ pipeline = sg.Pipeline(
     ],
     endpoints=[sg.Endpoint("llm", model="demo", base_url=url, max_parallel_requests=24)],
 )
-result = pipeline.run(2000 if url else 40, output_dir=os.environ.get("SLUICEGATE_OUTPUT"))
+records = int(os.environ.get("SLUICEGATE_RECORDS", 2000 if url else 40))
+result = pipeline.run(records, output_dir=os.environ.get("SLUICEGATE_OUTPUT"))
 print(f"{result.status}: {result.message} in {result.elapsed_seconds:.1f} s -> {result.output_dir}")
 if not result.ok:
     raise SystemExit(f"{result.rows_failed} row(s) could not be produced: {result.failures}")

@@ -457,3 +457,31 @@ async def test_default_output_dir_is_a_temporary_directory(autojump_clock: Any) 
 async def test_zero_records_is_empty(autojump_clock: Any, tmp_path: pathlib.Path) -> None:
     result = await dg.Pipeline([dg.sampler("a", [1])]).arun(0, output_dir=str(tmp_path))
     assert result.status == "empty" and result.files == ()
+
+
+async def test_against_the_loopback_emulator_over_http(tmp_path: pathlib.Path) -> None:
+    from sluicegate.testing import EmulatorConfig, serve_emulator
+
+    config = EmulatorConfig(capacity=4, latency_seconds=0.01, failure_rate=0.2, seed=3)
+    async with serve_emulator(config) as emulator:
+        pipeline = dg.Pipeline(
+            [
+                dg.sampler("topic", ["a", "b"]),
+                dg.llm_text("question", "About {topic}", model="llm"),
+                dg.judge("judge", "Judge {question}", model="llm"),
+            ],
+            endpoints=[
+                dg.Endpoint(
+                    "llm", model="demo", base_url=emulator.base_url, max_parallel_requests=6
+                )
+            ],
+        )
+        result = await pipeline.arun(
+            12, output_dir=str(tmp_path), cell_backoff_seconds=0.01, salvage_delay_seconds=0.01
+        )
+        stats = emulator.stats
+    assert result.ok, result.message
+    rows = read(result)
+    assert len(rows) == 12
+    assert all(r["question"].startswith("simulated completion") for r in rows)
+    assert stats.requests >= 24
