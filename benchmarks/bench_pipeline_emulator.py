@@ -4,7 +4,7 @@ Starts ``python -m sluicegate.testing.emulator --capacity 24 --latency 0.05 --ji
 --failure-rate 0.01`` in its own process, then runs, interleaved ``--repeat`` times:
 
 - ``examples/pipeline_emulator.py`` (sluicegate, default settings, 24 requests in parallel);
-- ``benchmarks/handwritten_pipeline_client.py`` (the fair floor: trio + httpx, a 24-connection
+- ``benchmarks/bench_pipeline_handwritten.py`` (the fair floor: trio + httpx, a 24-connection
   pool, a ``trio.CapacityLimiter(24)``, retries on errors).
 
 Each is a fresh process; wall time is measured around it and client CPU is the child's
@@ -97,7 +97,7 @@ def main() -> None:
                 wall, cpu, text = timed(
                     [
                         sys.executable,
-                        str(ROOT / "benchmarks" / "handwritten_pipeline_client.py"),
+                        str(ROOT / "benchmarks" / "bench_pipeline_handwritten.py"),
                         url,
                         str(args.rows),
                         str(hand),

@@ -308,7 +308,7 @@ def test_snapshot_and_capacity_plan(tmp_path: pathlib.Path) -> None:
     assert snapshots[-1].rows_done <= ROWS
     assert set(busy[0].columns_done) == {"topic", "question", "answer", "n"}
     plan = json.loads((tmp_path / "capacity_plan.json").read_text())
-    assert plan["configured"]["task_resource:endpoint:fn/m"] == {"value": 4, "source": "derived"}
+    assert plan["configured"]["task_resource:endpoint:fn/m"] == {"value": 8, "source": "derived"}
     maxima = plan["observed_maxima"]
     assert maxima["row_groups_in_flight"] == 2
     assert maxima["leases_by_resource"]["endpoint:fn/m"] == 4

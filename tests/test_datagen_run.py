@@ -485,3 +485,49 @@ async def test_against_the_loopback_emulator_over_http(tmp_path: pathlib.Path) -
     assert len(rows) == 12
     assert all(r["question"].startswith("simulated completion") for r in rows)
     assert stats.requests >= 24
+
+
+async def test_the_context_knows_its_correlation_without_a_sink(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
+    def who(row: dg.RowView, ctx: dg.CellContext) -> list[Any]:
+        c = ctx.correlation
+        return [c.run_id, c.row_group, c.row, c.column, c.task_execution_id]
+
+    pipeline = dg.Pipeline([dg.column("who", who, threaded=False)])
+    result = await pipeline.arun(3, output_dir=str(tmp_path), run_id="rid", buffer_size=2)
+    assert [r["who"] for r in read(result)] == [
+        ["rid", 0, 0, "who", "who:0#1"],
+        ["rid", 0, 1, "who", "who:1#1"],
+        ["rid", 1, 2, "who", "who:2#1"],
+    ]
+
+
+async def test_a_retry_pause_lends_the_endpoint_to_another_cell(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
+    calls: list[tuple[float, str]] = []
+
+    def answer(model: str, request: ModelRequest) -> str:
+        prompt = prompt_of(request)
+        calls.append((trio.current_time(), prompt))
+        if prompt == "row 0" and sum(p == "row 0" for _, p in calls) == 1:
+            raise failing("transient")
+        return prompt
+
+    provider = FunctionProvider(answer=answer, latency=lambda model, request: 0.1)
+    pipeline = dg.Pipeline(
+        [
+            dg.column("i", lambda row, ctx: ctx.row_index, threaded=False),
+            dg.llm_text("x", "row {i}", model="m"),
+        ],
+        endpoints=[dg.Endpoint("m", model="m", provider="fn", max_parallel_requests=1)],
+        providers={"fn": provider},
+    )
+    result = await pipeline.arun(3, output_dir=str(tmp_path))
+    assert result.ok
+    # row 0 fails at 0.1 s and backs off ~0.5 s; rows 1 and 2 use the endpoint meanwhile
+    order = [prompt for _, prompt in calls]
+    assert order == ["row 0", "row 1", "row 2", "row 0"]
+    assert provider.max_in_flight == {"m": 1}
+    assert [r["x"] for r in read(result)] == ["row 0", "row 1", "row 2"]

@@ -54,6 +54,7 @@ class ColumnRuntime:
         "journal_prefix",
         "keep_if",
         "keep_positions",
+        "lane",
         "name",
         "task_type",
     )
@@ -78,6 +79,7 @@ class ColumnRuntime:
         self.group_kind = column.scheduling.kind
         self.identity_hash = identity_hash
         self.journal_prefix = journal_prefix(column.name)
+        self.lane: object | None = None  # set by the layout: the lane this column's cells use
         self.invoke = _invoker(column, positions, threaded=threaded, limiter=limiter)
 
 
@@ -258,6 +260,8 @@ class CellWorker:
             column=rt.name,
             attempt=attempt,
             correlation=None,
+            run_id=self._run_id,
+            holder=rt.lane,
         )
         if self._correlate:
             # Only a sink reads correlation; without one the context builds it on demand.

@@ -69,7 +69,9 @@ class RowView(Mapping[str, Any]):
 class ModelCaller(Protocol):
     """What a context needs from the run to send model calls (the runner implements it)."""
 
-    async def call(self, model: str, request: ModelRequest) -> ModelResponse: ...
+    async def call(
+        self, model: str, request: ModelRequest, holder: object | None = None
+    ) -> ModelResponse: ...
 
 
 class CellContext:
@@ -87,7 +89,9 @@ class CellContext:
     __slots__ = (
         "_caller",
         "_correlation",
+        "_holder",
         "_rng",
+        "_run_id",
         "_seed",
         "attempt",
         "column",
@@ -105,8 +109,12 @@ class CellContext:
         column: str,
         attempt: int,
         correlation: RuntimeCorrelation | None,
+        run_id: str | None = None,
+        holder: object | None = None,
     ) -> None:
         self._caller = caller
+        self._run_id = run_id
+        self._holder = holder
         self._seed = seed
         self._rng: random.Random | None = None
         self.row_index = row_index
@@ -123,6 +131,7 @@ class CellContext:
             correlation = current_correlation()
             if correlation is None or correlation.column != self.column:
                 correlation = RuntimeCorrelation(
+                    run_id=self._run_id,
                     row_group=self.row_group,
                     row=self.row_index,
                     column=self.column,
@@ -147,7 +156,7 @@ class CellContext:
         """
         if isinstance(request, str):
             request = ModelRequest(messages=[{"role": "user", "content": request}])
-        return await self._caller.call(model, request)
+        return await self._caller.call(model, request, self._holder)
 
     def call_sync(self, model: str, request: ModelRequest | str) -> ModelResponse:
         """:meth:`call` from a synchronous generator (it runs in a worker thread)."""

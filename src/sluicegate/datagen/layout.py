@@ -1,9 +1,12 @@
 """Which scheduler resources, lanes and fairness groups a pipeline's cells use.
 
 - A model cell (a ``model`` or ``custom_model`` column naming an endpoint alias) holds one unit
-  of its *concrete endpoint's* resource, sized from the endpoint's static cap (aliases of one
-  endpoint share it), plus one unit of the shared ``submission`` resource. Cells waiting on
-  one endpoint therefore never take the task slots another endpoint could use.
+  of its *concrete endpoint's* resource plus one unit of the shared ``submission`` resource.
+  The endpoint's lane releases as many cells as the endpoint's static cap (aliases of one
+  endpoint share it), plus one for each cell pausing between two attempts of a model call
+  (:mod:`.calls`); the resource, twice the cap, is only a ceiling. Cells waiting on one endpoint
+  therefore never take the task slots another endpoint could use, and a retry's backoff does
+  not leave the endpoint idle.
 - A sync generator running in a worker thread holds one unit of ``threads``
   (``local_threads``) plus ``submission``.
 - Inline and async local cells hold ``submission`` only; their lane releases at most
@@ -67,7 +70,11 @@ def plan_layout(
         if name not in lanes:
             resources = {"submission": 1} if name == "local" else {"submission": 1, name: 1}
             lanes[name] = Lane(name, window, MappingProxyType(resources))
-            if name != "local":
+            if name.startswith("endpoint:"):
+                # The lane (cap, plus one per cell pausing between call attempts, see
+                # calls.py) decides; the resource is the hard ceiling above it.
+                limits[name] = 2 * window
+            elif name != "local":
                 limits[name] = window
         lane_of.append(list(lanes).index(name))
         meta = column.scheduling
@@ -82,7 +89,12 @@ def plan_layout(
                 limiter=thread_limiter,
             )
         )
-    limits["submission"] = settings.task_capacity or sum(lane.window for lane in lanes.values())
+    lane_list = list(lanes.values())
+    for runtime, index in zip(runtimes, lane_of, strict=True):
+        runtime.lane = lane_list[index]
+    limits["submission"] = settings.task_capacity or sum(
+        limits.get(lane.name, lane.window) for lane in lanes.values()
+    )
     return ColumnLayout(
         lanes=tuple(lanes.values()),
         limits=limits,

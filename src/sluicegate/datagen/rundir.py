@@ -214,17 +214,9 @@ class RunDirectory:
     def journal_path(self, group: int) -> Path:
         return self.journal_dir / f"rg-{group:05d}.jsonl"
 
-    def append_cell(self, group: int, row: int, column: str, value: bytes) -> None:
-        """Buffer a finished cell (``value`` already JSON-encoded) for ``group``'s journal."""
-        buffer = self._journals.get(group)
-        if buffer is None:
-            buffer = self._journals[group] = bytearray()
-        _ENCODER.encode_into(CellLine(row, column, msgspec.Raw(value)), buffer, len(buffer))
-        buffer.extend(b"\n")
-
     def append_encoded(self, group: int, prefix: bytes, row: int, value: bytes) -> None:
-        """:meth:`append_cell` with the column given as :func:`journal_prefix` (hot path:
-        writes the same bytes without building the record)."""
+        """Buffer a finished cell for ``group``'s journal: a :class:`CellLine` written by hand
+        (``prefix`` from :func:`journal_prefix`, ``value`` already JSON), the hot path."""
         buffer = self._journals.get(group)
         if buffer is None:
             buffer = self._journals[group] = bytearray()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Mapping
@@ -23,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
-import trio.testing
 
 from ..events import EventSink, JsonLinesEventSink, correlation_scope
 from ..events.emitter import EventEmitter
-from ..requests import ModelRequest, ModelResponse, RequestAdmissionConfig
+from ..requests import RequestAdmissionConfig
 from ..scheduling import (
     AsyncTaskScheduler,
     TaskAdmissionController,
 )
+from .calls import CellCalls
 from .capacity import AsyncCapacityPlan, configured_capacity, observed_maxima
 from .cells import CellWorker, ErrorRateMonitor
 from .checkpoints import CheckpointWriter
@@ -62,6 +63,17 @@ from .tracker import CellTracker
 if TYPE_CHECKING:
     from .endpoints import RequestStack
     from .pipeline import Pipeline
+
+
+def _virtual_clock() -> bool:
+    """Whether the run's clock is trio's MockClock (virtual time: no threads, inline IO).
+
+    Without importing ``trio.testing`` (it imports pytest): if nobody imported it, the clock
+    cannot be one of its clocks.
+    """
+    testing = sys.modules.get("trio.testing")
+    mock = getattr(testing, "MockClock", None)
+    return mock is not None and isinstance(trio.lowlevel.current_clock(), mock)
 
 
 def _utc_now() -> str:
@@ -146,7 +158,7 @@ class PipelineRun:
 
         settings = self.settings
         require_format(settings.output_format)
-        io_inline = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        io_inline = _virtual_clock()
         self.rundir = self._open_directory(io_inline)
         self.manifest = self._open_manifest()
         events_sink = self._events_sink()
@@ -158,9 +170,15 @@ class PipelineRun:
             seed=settings.seed,
             sink=events_sink,
             config=self._request_config,
-            max_attempts=settings.request_max_attempts,
+            max_attempts=1,  # CellCalls retries, so a pause frees the endpoint slot
         )
-        self._request_group = {a: str(k) for a, k in self.stack.endpoint_of_alias.items()}
+        self.calls = CellCalls(
+            self.stack.executor,
+            {a: str(k) for a, k in self.stack.endpoint_of_alias.items()},
+            max_attempts=settings.request_max_attempts,
+            seed=settings.seed,
+            wake=self._wake,
+        )
         try:
             self._started = trio.current_time()
             try:
@@ -304,7 +322,7 @@ class PipelineRun:
             runtimes=layout.runtimes,
             tracker=self.tracker,
             rundir=self.rundir,
-            caller=self,
+            caller=self.calls,
             run_id=self.run_id,
             seed=s.seed,
             backoff_seconds=s.cell_backoff_seconds,
@@ -349,12 +367,9 @@ class PipelineRun:
             if self._stop_reason is not None:
                 return
 
-    # -- model calls (the context's caller) -------------------------------------------------
-
-    async def call(self, model: str, request: ModelRequest) -> ModelResponse:
-        """Send one model request through the executor, in the endpoint's request group."""
-        group = self._request_group.get(model, model)
-        return await self.stack.executor.execute(model, request, request_group=group)
+    def _wake(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.notify()
 
     # -- tracker hooks -----------------------------------------------------------------------
 

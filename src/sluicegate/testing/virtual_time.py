@@ -24,10 +24,12 @@ import functools
 import importlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
-import trio.testing
+
+if TYPE_CHECKING:
+    import trio.testing
 
 __all__ = ["deterministic_scheduling", "run_virtual", "virtual_clock"]
 
@@ -47,6 +49,8 @@ _RANDOM: Final = "_r"
 
 def virtual_clock(autojump_threshold: float = 0.0) -> trio.testing.MockClock:
     """A :class:`trio.testing.MockClock` that jumps ahead whenever every task is blocked."""
+    import trio.testing  # imports pytest: only when a virtual clock is asked for
+
     return trio.testing.MockClock(autojump_threshold=autojump_threshold)
 
 

@@ -2,7 +2,7 @@
 judge dataset written by hand with trio + httpx (bounded pool, ``trio.CapacityLimiter``,
 retries on 5xx/429, one JSON Lines file).
 
-Run: python benchmarks/handwritten_pipeline_client.py URL ROWS OUT.jsonl
+Run: python benchmarks/bench_pipeline_handwritten.py URL ROWS OUT.jsonl
 """
 
 from __future__ import annotations
