@@ -5,7 +5,7 @@
 group, row, column and task execution id), calls the generator (async in the scheduler, sync in
 a worker thread or inline), checks that the value can be written, applies ``keep_if``, stores
 the value and buffers it for the journal. A failure becomes a typed outcome: ``retry`` for what
-a later attempt can fix (rate limits and provider failures after the executor's own retries,
+a later attempt can fix (rate limits and provider failures after the call's own retries,
 timeouts, :class:`~sluicegate.errors.RetryableTaskError`, any error whose ``retryable`` is
 true), ``drop`` for the rest (generator bugs, invalid structured output, bad configuration).
 """

@@ -10,15 +10,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
 from .._internal.checks import is_number
 from ..errors import ConfigurationError
+from ..requests import AdaptiveRequestAdmissionController, ProviderModelKey
 
 if TYPE_CHECKING:
     from .result import RunResult
+    from .tracker import Lane
 
 RunPhase: TypeAlias = Literal["starting", "running", "stopping", "finished"]
 
@@ -67,6 +70,38 @@ class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     columns_done: dict[str, int]
     endpoints: tuple[EndpointSnapshot, ...]
     failures: dict[str, int]
+
+
+def endpoint_snapshots(
+    controller: AdaptiveRequestAdmissionController,
+    static_caps: Mapping[ProviderModelKey, int],
+    lanes: Iterable[Lane],
+) -> tuple[EndpointSnapshot, ...]:
+    """One :class:`EndpointSnapshot` per concrete endpoint (one pressure read each)."""
+    running = {lane.name: lane.outstanding for lane in lanes}
+    out = []
+    for key, cap in static_caps.items():
+        pressure = controller.endpoint_pressure(key)
+        resources = [
+            r
+            for r in (
+                controller.resource_pressure(k) for k in (pressure.resources if pressure else ())
+            )
+            if r is not None
+        ]
+        out.append(
+            EndpointSnapshot(
+                endpoint=str(key),
+                aliases=pressure.aliases if pressure else (),
+                in_flight=pressure.in_flight if pressure else 0,
+                waiters=pressure.waiters if pressure else 0,
+                limit=max((r.limit for r in resources), default=None),
+                static_cap=cap,
+                rate_limited=sum(r.rate_limits for r in resources),
+                cells_running=running.get(f"endpoint:{key}", 0),
+            )
+        )
+    return tuple(out)
 
 
 @runtime_checkable

@@ -14,11 +14,7 @@
 
 from __future__ import annotations
 
-import datetime
-import shutil
 import sys
-import tempfile
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,20 +32,20 @@ from .calls import CellCalls
 from .capacity import AsyncCapacityPlan, configured_capacity, observed_maxima
 from .cells import CellWorker, ErrorRateMonitor
 from .checkpoints import CheckpointWriter
-from .errors import PipelineChangedError
 from .layout import plan_layout
 from .output import require_format
 from .progress import (
     CheckpointProgress,
-    EndpointSnapshot,
     ProgressReporter,
     RunControl,
     RunPhase,
     RunSnapshot,
+    endpoint_snapshots,
 )
 from .result import RunResult, RunStatus, RunTotals, run_status
-from .rowgroups import ROW_FAILED, RowGroupPlanner, RowGroupState
-from .rundir import RowGroupCheckpoint, RunDirectory, RunManifest
+from .resume import open_run, planner_for, utc_now
+from .rowgroups import ROW_FAILED, RowGroupState
+from .rundir import RowGroupCheckpoint
 from .segments import (
     SEGMENT_TASKS,
     TRACKER_RETRIES,
@@ -74,10 +70,6 @@ def _virtual_clock() -> bool:
     testing = sys.modules.get("trio.testing")
     mock = getattr(testing, "MockClock", None)
     return mock is not None and isinstance(trio.lowlevel.current_clock(), mock)
-
-
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 class PipelineRun:
@@ -159,19 +151,33 @@ class PipelineRun:
         settings = self.settings
         require_format(settings.output_format)
         io_inline = _virtual_clock()
-        self.rundir = self._open_directory(io_inline)
-        self.manifest = self._open_manifest()
+        opened = open_run(
+            self.pipeline,
+            settings,
+            output_dir=self._output_dir,
+            overwrite=self._overwrite,
+            force=self._force,
+            run_id=self._run_id,
+            io_inline=io_inline,
+        )
+        self.rundir, self.manifest = opened.rundir, opened.manifest
+        self.run_id, self._resumed = opened.run_id, opened.resumed
         events_sink = self._events_sink()
         self._stream = SchedulerEventStream(events_sink) if events_sink is not None else None
         self._emitter = EventEmitter(self._stream)
-        self.stack: RequestStack = build_request_stack(
-            self.pipeline.endpoints,
-            providers=self.pipeline.providers,
-            seed=settings.seed,
-            sink=events_sink,
-            config=self._request_config,
-            max_attempts=1,  # CellCalls retries, so a pause frees the endpoint slot
-        )
+        try:
+            self.stack: RequestStack = build_request_stack(
+                self.pipeline.endpoints,
+                providers=self.pipeline.providers,
+                seed=settings.seed,
+                sink=events_sink,
+                config=self._request_config,
+                max_attempts=1,  # CellCalls retries, so a pause frees the endpoint slot
+            )
+        except BaseException:
+            if self._owned_sink is not None:
+                self._owned_sink.close()
+            raise
         self.calls = CellCalls(
             self.stack.executor,
             {a: str(k) for a, k in self.stack.endpoint_of_alias.items()},
@@ -209,65 +215,6 @@ class PipelineRun:
             if self._owned_sink is not None:
                 self._owned_sink.close()
 
-    def _open_directory(self, io_inline: bool) -> RunDirectory:
-        path = self._output_dir
-        if path is None:
-            path = tempfile.mkdtemp(prefix=f"sluicegate-{self.pipeline.name}-")
-        rundir = RunDirectory(path, io_inline=io_inline)
-        if self._overwrite and rundir.path.exists():
-            for child in ("data", "journal"):
-                shutil.rmtree(rundir.path / child, ignore_errors=True)
-            for name in ("manifest.json", "capacity_plan.json", "events.jsonl"):
-                (rundir.path / name).unlink(missing_ok=True)
-        rundir.prepare()
-        return rundir
-
-    def _open_manifest(self) -> RunManifest:
-        from .pipeline import describe_changes, fingerprint_of
-
-        parts = self.pipeline.fingerprint_parts(self.settings)
-        fingerprint = fingerprint_of(parts)
-        existing = self.rundir.load_manifest()
-        description = self.pipeline.describe()
-        if existing is not None:
-            if existing.fingerprint != fingerprint and not self._force:
-                raise PipelineChangedError(
-                    str(self.rundir.path),
-                    describe_changes(existing, parts, description, self.settings),
-                )
-            self._resumed = True
-            kept = [c for c in existing.row_groups if self.rundir.verify_part(c)]
-            if self._force:  # only groups whose rows are the same rows may be kept
-                planner = self._planner({})
-                kept = [
-                    c
-                    for c in kept
-                    if (c.row_start, c.row_stop - c.row_start) == planner.group_range(c.index)
-                ]
-            existing.row_groups = kept
-            existing.fingerprint = fingerprint
-            existing.fingerprint_parts = parts
-            existing.pipeline = description
-            existing.settings = msgspec.to_builtins(self.settings.output_settings())
-            existing.status = "running"
-            existing.updated_at = _utc_now()
-            self.run_id = existing.run_id
-            return existing
-        self.run_id = self._run_id or uuid.uuid4().hex[:12]
-        now = _utc_now()
-        manifest = RunManifest(
-            run_id=self.run_id,
-            pipeline_name=self.pipeline.name,
-            fingerprint=fingerprint,
-            fingerprint_parts=parts,
-            pipeline=description,
-            settings=msgspec.to_builtins(self.settings.output_settings()),
-            created_at=now,
-            updated_at=now,
-        )
-        self.rundir.write_manifest(manifest)
-        return manifest
-
     def _events_sink(self) -> EventSink | None:
         option = self._events_option
         if option is True:
@@ -277,16 +224,6 @@ class PipelineRun:
             return None
         return option
 
-    def _planner(self, completed: Mapping[int, int]) -> RowGroupPlanner:
-        s = self.settings
-        return RowGroupPlanner(
-            s.records,
-            s.buffer_size,
-            exact=s.exact,
-            max_attempts_factor=s.max_attempts_factor,
-            completed=completed,
-        )
-
     def _build(self, io_inline: bool) -> None:
         """Lanes, task admission, the tracker, the worker and the writer."""
         s = self.settings
@@ -295,7 +232,7 @@ class PipelineRun:
         layout = plan_layout(pipeline, self.stack, s, io_inline=io_inline)
         self.admission = TaskAdmissionController(limits=layout.limits)
         completed = {c.index: c.rows_passed for c in self.manifest.row_groups}
-        planner = self._planner(completed)
+        planner = planner_for(s, completed)
         deps = [[pipeline.index[d] for d in c.depends_on] for c in columns]
         self.tracker = CellTracker(
             deps=deps,
@@ -481,7 +418,7 @@ class PipelineRun:
                 message = f"the run failed: {type(error).__name__}: {error}"
             manifest = self.manifest
             manifest.status = status
-            manifest.updated_at = _utc_now()
+            manifest.updated_at = utc_now()
             manifest.failures = RunTotals.of(manifest.row_groups).failures
             await self.rundir.run_io(self.rundir.write_manifest, manifest)
             await self.rundir.run_io(self.rundir.write_capacity_plan, self._capacity_plan(True))
@@ -540,26 +477,7 @@ class PipelineRun:
         tracker = self.tracker
         totals = RunTotals.of(self.manifest.row_groups)
         active_rows = sum(g.resolved for g in tracker.groups.values())
-        controller = self.stack.controller
-        endpoints = []
-        for key, cap in self.stack.static_caps.items():
-            pressure = controller.endpoint_pressure(key)
-            resources = [
-                controller.resource_pressure(r) for r in (pressure.resources if pressure else ())
-            ]
-            lane = next((lane for lane in tracker.lanes if lane.name == f"endpoint:{key}"), None)
-            endpoints.append(
-                EndpointSnapshot(
-                    endpoint=str(key),
-                    aliases=pressure.aliases if pressure else (),
-                    in_flight=pressure.in_flight if pressure else 0,
-                    waiters=pressure.waiters if pressure else 0,
-                    limit=max((r.limit for r in resources if r is not None), default=None),
-                    static_cap=cap,
-                    rate_limited=sum(r.rate_limits for r in resources if r is not None),
-                    cells_running=lane.outstanding if lane is not None else 0,
-                )
-            )
+        endpoints = endpoint_snapshots(self.stack.controller, self.stack.static_caps, tracker.lanes)
         failures = {k: v for k, v in self._live_failures.items() if v}
         for category, count in totals.failures.items():
             failures[category] = failures.get(category, 0) + count
@@ -575,7 +493,7 @@ class PipelineRun:
             row_groups_in_flight=len(tracker.groups),
             cells_running=self.worker.running,
             columns_done=dict(zip(self._names, tracker.column_done, strict=True)),
-            endpoints=tuple(endpoints),
+            endpoints=endpoints,
             failures=failures,
         )
 

@@ -6,6 +6,7 @@ the row index and the column name, so it is the same in every run with that seed
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -107,36 +108,11 @@ def sampler(
         values, weight_list = _categories(name, categories, weights)
         cumulative = None
         if weight_list is not None:
-            running = 0.0
-            cumulative_list = []
-            for w in weight_list:
-                running += w
-                cumulative_list.append(running)
-            cumulative = tuple(cumulative_list)
+            cumulative = tuple(itertools.accumulate(weight_list))
         draw = _CategoryDraw(values, cumulative)
         spec_fields.update(categories=values, weights=weight_list)
-    elif uniform is not None:
-        low, high = _pair(name, "uniform", uniform)
-        if low > high:
-            raise PipelineDefinitionError(
-                f"sampler {name!r}.uniform", f"low {low} is above high {high}", "swap them"
-            )
-        if integer and (low != int(low) or high != int(high)):
-            raise PipelineDefinitionError(
-                f"sampler {name!r}.uniform",
-                f"integer=True needs whole-number bounds, got {uniform!r}",
-                "use integer bounds such as (1, 5)",
-            )
-        draw = _UniformDraw(low, high, integer)
-        spec_fields["uniform"] = (low, high)
     else:
-        mean, stddev = _pair(name, "normal", normal)
-        if stddev < 0:
-            raise PipelineDefinitionError(
-                f"sampler {name!r}.normal", f"stddev {stddev} is negative", "use a stddev >= 0"
-            )
-        draw = _NormalDraw(mean, stddev, integer)
-        spec_fields["normal"] = (mean, stddev)
+        draw = _numeric(name, uniform, normal, integer, spec_fields)
     if weights is not None and categories is None:
         raise PipelineDefinitionError(
             f"sampler {name!r}.weights", "weights need categories", "drop weights"
@@ -158,6 +134,37 @@ def sampler(
         drop=drop,
         threaded=False,
     )
+
+
+def _numeric(
+    name: str,
+    uniform: tuple[float, float] | None,
+    normal: tuple[float, float] | None,
+    integer: bool,
+    spec_fields: dict[str, Any],
+) -> Callable[[CellContext], Any]:
+    """The draw of a ``uniform`` or ``normal`` sampler (validated; recorded in ``spec_fields``)."""
+    if uniform is not None:
+        low, high = _pair(name, "uniform", uniform)
+        if low > high:
+            raise PipelineDefinitionError(
+                f"sampler {name!r}.uniform", f"low {low} is above high {high}", "swap them"
+            )
+        if integer and (low != int(low) or high != int(high)):
+            raise PipelineDefinitionError(
+                f"sampler {name!r}.uniform",
+                f"integer=True needs whole-number bounds, got {uniform!r}",
+                "use integer bounds such as (1, 5)",
+            )
+        spec_fields["uniform"] = (low, high)
+        return _UniformDraw(low, high, integer)
+    mean, stddev = _pair(name, "normal", normal)
+    if stddev < 0:
+        raise PipelineDefinitionError(
+            f"sampler {name!r}.normal", f"stddev {stddev} is negative", "use a stddev >= 0"
+        )
+    spec_fields["normal"] = (mean, stddev)
+    return _NormalDraw(mean, stddev, integer)
 
 
 def _categories(
