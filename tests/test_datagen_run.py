@@ -531,3 +531,41 @@ async def test_a_retry_pause_lends_the_endpoint_to_another_cell(
     assert order == ["row 0", "row 1", "row 2", "row 0"]
     assert provider.max_in_flight == {"m": 1}
     assert [r["x"] for r in read(result)] == ["row 0", "row 1", "row 2"]
+
+
+async def test_abandoned_row_groups_end_cleanly(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
+    """Exact mode: group 0 passes 1 row of 5, so groups 1-3 are admitted at that pass rate;
+    group 1 alone then completes the count, and groups 2 and 3, still running (and retrying),
+    are abandoned: their running cells end, nothing of them is written or left behind."""
+
+    async def slow(row: dg.RowView, ctx: dg.CellContext) -> int:
+        if ctx.column == "a":
+            await trio.sleep(0.1)
+        else:  # the last cell of a row: still running (or retrying) in group 2 at the end
+            await trio.sleep(1.0 if ctx.row_index < 10 else 5.0 + ctx.row_index % 3)
+            if ctx.row_index >= 10 and ctx.row_index % 2:
+                raise failing("flaky")
+        return ctx.row_index
+
+    keep = dg.column(
+        "b", slow, depends_on=["a"], keep_if=lambda row: row["a"] == 0 or row["a"] >= 5
+    )
+    pipeline = dg.Pipeline([dg.column("a", slow), keep])
+    sink = InMemoryEventSink()
+    result = await pipeline.arun(
+        5,
+        output_dir=str(tmp_path),
+        exact=True,
+        buffer_size=5,
+        max_concurrent_row_groups=3,
+        cell_backoff_seconds=0.1,
+        events=sink,
+    )
+    assert result.status == "success", result.message
+    assert [r["a"] for r in read(result)] == [0, 5, 6, 7, 8]
+    admitted = [e.correlation.row_group for e in sink.of_kind("row_group_admitted")]
+    assert admitted == [0, 1, 2]  # 2 was running (and retrying) when the count was complete
+    assert result.files == ("data/part-00000.jsonl", "data/part-00001.jsonl")
+    assert not list((tmp_path / "journal").iterdir())

@@ -32,6 +32,7 @@ ROW_ACTIVE: Final = 0
 ROW_DONE: Final = 1
 ROW_FILTERED: Final = 2
 ROW_FAILED: Final = 3
+ROW_ABANDONED: Final = 4  # its group is not needed any more (exact mode)
 
 
 class RowGroupState:
@@ -41,7 +42,8 @@ class RowGroupState:
     count of unfinished dependencies; once the cell is ready it is 0, and from its first
     release on it counts the cell's attempts (one byte either way). ``live`` counts cells that are
     ready, deferred or running (the group is finished when every row is resolved and ``live``
-    is 0); ``parked`` holds cells waiting for a salvage round with their last failure.
+    is 0); ``parked`` holds cells waiting for a salvage round with their last failure, and
+    ``salvaged`` how many rounds each cell has had.
     """
 
     __slots__ = (
@@ -54,6 +56,7 @@ class RowGroupState:
         "row_left",
         "row_state",
         "salvage_rounds",
+        "salvaged",
         "size",
         "start",
         "state",
@@ -77,7 +80,8 @@ class RowGroupState:
         self.resolved = 0
         self.live = 0
         self.parked: dict[int, str] = {}  # cell offset -> last failure
-        self.salvage_rounds = 0
+        self.salvage_rounds = 0  # rounds held for this group (for events)
+        self.salvaged: dict[int, int] = {}  # cell offset -> salvage rounds it has used
 
     @property
     def finished(self) -> bool:

@@ -14,9 +14,10 @@ invariants:
   (:mod:`.ordering`), then the lowest row.
 - A retryable failure defers the cell (``retry`` outcome) until it has used ``max_attempts``
   attempts; then it is parked. When nothing of its row group is ready, deferred or running any
-  more, parked cells get a salvage round (fresh attempts) up to ``salvage_rounds`` times; after
-  that their rows fail. A non-retryable failure (``drop``) fails its row at once; a row whose
-  ``keep_if`` is false is filtered. Either way the row's remaining cells never run.
+  more, parked cells get a salvage round (fresh attempts), each cell at most
+  ``salvage_rounds`` times; after that their rows fail. A non-retryable failure (``drop``)
+  fails its row at once; a row whose ``keep_if`` is false is filtered. Either way the row's
+  remaining cells never run.
 - Row groups are admitted up to ``max_row_groups`` at once, in order, as
   :class:`RowGroupPlanner` asks for them; a finished group is handed to the hooks (written,
   then its memory released).
@@ -42,6 +43,7 @@ from .rowgroups import (
     PARKED,
     PENDING,
     READY,
+    ROW_ABANDONED,
     ROW_ACTIVE,
     ROW_DONE,
     ROW_FAILED,
@@ -256,7 +258,10 @@ class CellTracker:
         offset = row - group.start
         index = offset * self.columns + column
         group.live -= 1
-        if group.state[index] != RUNNING:  # its row was resolved while it ran
+        if group.row_state[offset] != ROW_ACTIVE:
+            # Its row was resolved (or its group abandoned) while it ran: whatever it returned,
+            # the cell is over; a retry would only redo work nobody needs.
+            group.state[index] = DEAD
             self._filtered.pop(cell, None)
             self._after_change(group)
             return ()
@@ -423,30 +428,34 @@ class CellTracker:
             self._finish(group)
 
     def _salvage(self, group: RowGroupState) -> None:
+        """A salvage round: every parked cell with salvage budget left gets fresh attempts
+        after the salvage delay; a parked cell without budget fails its row."""
         parked = sorted(group.parked.items())
         group.parked.clear()
-        if group.salvage_rounds < self._salvage_rounds:
-            group.salvage_rounds += 1
-            at = _now() + self._salvage_delay
-            for index, _ in parked:
+        at = _now() + self._salvage_delay
+        salvaged = 0
+        for index, reason in parked:
+            used = group.salvaged.get(index, 0)
+            if used < self._salvage_rounds:
+                group.salvaged[index] = used + 1
                 group.unmet[index] = 0  # fresh attempts
                 group.state[index] = DEFERRED
                 group.live += 1
                 cell = group.start * self.columns + index
                 heapq.heappush(self._deferred, (at, next(self._seq), cell))
-            self._hooks.salvage(group, len(parked))
-            return
-        rounds = group.salvage_rounds
-        for index, reason in parked:
-            offset = index // self.columns
+                salvaged += 1
+                continue
             group.state[index] = DEAD
             self._resolve_row(
                 group,
-                offset,
+                index // self.columns,
                 ROW_FAILED,
-                f"retries exhausted after {rounds} salvage round(s): {reason}",
+                f"retries exhausted after {used} salvage round(s): {reason}",
                 group.start * self.columns + index,
             )
+        if salvaged:
+            group.salvage_rounds += 1
+            self._hooks.salvage(group, salvaged)
 
     def _finish(self, group: RowGroupState) -> None:
         del self.groups[group.index]
@@ -472,6 +481,10 @@ class CellTracker:
             elif state[cell_index] in (PENDING, PARKED):
                 state[cell_index] = DEAD
         group.parked.clear()
+        row_state = group.row_state
+        for offset in range(group.size):
+            if row_state[offset] == ROW_ACTIVE:
+                row_state[offset] = ROW_ABANDONED
         group.resolved = group.size
         if group.live == 0:
             del self.groups[index]
