@@ -313,3 +313,4 @@ def test_snapshot_and_capacity_plan(tmp_path: pathlib.Path) -> None:
     assert maxima["row_groups_in_flight"] == 2
     assert maxima["leases_by_resource"]["endpoint:fn/m"] == 4
     assert maxima["aggregate_in_flight_by_endpoint"]["fn/m"] == 4
+    assert maxima["queued_by_group"]["local"] > 0

@@ -81,10 +81,18 @@ def configured_capacity(
 
 
 def observed_maxima(
-    lanes: Iterable[Lane], row_groups_in_flight: int, pressure: RequestPressureSnapshot
+    lanes: Iterable[Lane],
+    row_groups_in_flight: int,
+    pressure: RequestPressureSnapshot,
+    ready_by_lane: Mapping[str, int] | None = None,
 ) -> ObservedMaxima:
-    """Peaks from the tracker's lanes and the request controller's pressure counters."""
+    """Peaks from the tracker's lanes and the request controller's pressure counters.
+
+    ``queued_by_group`` is keyed by lane (one per endpoint, ``threads``, ``local``): ready
+    cells wait in the tracker's lanes, not in the scheduler's queue (see plans/pipeline.md).
+    """
     maxima = ObservedMaxima(row_groups_in_flight=row_groups_in_flight)
+    maxima.queued_by_group.update(ready_by_lane or {})
     for lane in lanes:
         maxima.leases_by_resource[lane.name] = lane.max_outstanding
     for resource in pressure.resources:

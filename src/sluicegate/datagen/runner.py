@@ -510,6 +510,7 @@ class PipelineRun:
                 self.tracker.lanes,
                 self.tracker.max_groups_in_flight,
                 self.stack.controller.pressure_snapshot(),
+                self.tracker.max_ready,
             )
         return plan
 

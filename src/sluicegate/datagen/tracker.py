@@ -175,6 +175,8 @@ class CellTracker:
         self.stopping = False
         self.column_done = [0] * columns
         self.max_groups_in_flight = 0
+        self.max_ready: dict[str, int] = {}
+        """Lane -> most ready cells seen waiting (sampled as row groups are admitted)."""
 
     # -- CompletionTracker ----------------------------------------------------------------
 
@@ -502,6 +504,10 @@ class CellTracker:
             if len(self.groups) > self.max_groups_in_flight:
                 self.max_groups_in_flight = len(self.groups)
             self._fill(group)
+            for lane in self.lanes:
+                waiting = lane.ready
+                if waiting > self.max_ready.get(lane.name, 0):
+                    self.max_ready[lane.name] = waiting
             self._hooks.group_admitted(group)
             if group.finished:
                 self._finish(group)
