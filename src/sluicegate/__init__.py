@@ -3,11 +3,12 @@
 The top level holds what a pipeline or embedding author needs first. Every public name lives
 in its layer's subpackage (see ``plans/architecture.md``):
 
+- :mod:`sluicegate.datagen` pipelines of columns, run cell by cell into a crash-safe directory
 - :mod:`sluicegate.scheduling` readiness, fair queue, task admission and policies, the scheduler
 - :mod:`sluicegate.requests` request admission, the provider contract, the model-request executor
 - :mod:`sluicegate.providers` the simulated and OpenAI-compatible providers
 - :mod:`sluicegate.events` versioned events, sinks and runtime correlation
-- :mod:`sluicegate.testing` the loopback emulator
+- :mod:`sluicegate.testing` the loopback emulator and virtual-time runs
 - :mod:`sluicegate.errors` the error family
 
 ``_``-prefixed modules are internal.
@@ -15,7 +16,21 @@ in its layer's subpackage (see ``plans/architecture.md``):
 
 from __future__ import annotations
 
-from . import errors, events, providers, requests, scheduling, testing
+from . import datagen, errors, events, providers, requests, scheduling, testing
+from .datagen import (
+    CellContext,
+    Endpoint,
+    Pipeline,
+    RunControl,
+    RunResult,
+    SchedulingMetadata,
+    column,
+    expression,
+    judge,
+    llm_structured,
+    llm_text,
+    sampler,
+)
 from .errors import ConfigurationError, RetryableTaskError, SluicegateError
 from .events import (
     EventSink,
@@ -57,8 +72,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AdaptiveRequestAdmissionController",
     "AsyncTaskScheduler",
+    "CellContext",
     "ConfigurationError",
     "DagCompletionTracker",
+    "Endpoint",
     "EventSink",
     "InMemoryEventSink",
     "JsonLinesEventSink",
@@ -68,6 +85,7 @@ __all__ = [
     "ModelRequestExecutor",
     "ModelResponse",
     "OpenAICompatibleProvider",
+    "Pipeline",
     "Provider",
     "ProviderError",
     "ProviderModelKey",
@@ -77,21 +95,31 @@ __all__ = [
     "RequestResourceSettings",
     "RetryPolicy",
     "RetryableTaskError",
+    "RunControl",
+    "RunResult",
     "RuntimeCorrelation",
     "SchedulableTask",
     "SchedulerRunResult",
     "SchedulerStalledError",
+    "SchedulingMetadata",
     "SimulatedProvider",
     "SluicegateError",
     "TaskAdmissionController",
     "TaskGroupSpec",
     "TaskOutcome",
     "__version__",
+    "column",
+    "datagen",
     "errors",
     "events",
+    "expression",
+    "judge",
+    "llm_structured",
+    "llm_text",
     "providers",
     "read_events",
     "requests",
+    "sampler",
     "scheduling",
     "testing",
 ]

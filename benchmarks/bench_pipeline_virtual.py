@@ -1,0 +1,289 @@
+"""Scheduling quality of pipelines in virtual time: makespan vs the lower bound.
+
+Shapes (every model cell is one call; 16 parallel requests per endpoint):
+
+- narrow: a 4-column chain c1 -> c2 -> c3 -> c4 on endpoint A;
+- deep:   the same chain plus an independent column b, all on A;
+- wide:   5 independent columns on A;
+- dual:   generators g1, g2, g3 on A and judges j1, j2, j3 on B (j_i judges g_i).
+
+Latency per cell is a function of (row, column): ``fixed`` (1.0 s) or ``lognormal`` (mean 1.0 s,
+sigma 0.5), so every system below sees the same cells with the same durations.
+
+Systems, each at 10, 100 and 1,000 rows:
+
+- sluicegate: ``Pipeline.arun`` under ``sluicegate.testing.run_virtual``;
+- column-by-column: every column in turn, all rows at once under a ``trio.CapacityLimiter(16)``
+  of its endpoint (how a column-at-a-time engine runs);
+- fair share: the same cells as a ``DagCompletionTracker`` on ``AsyncTaskScheduler`` with one
+  fairness group per column and a 16-unit task resource per endpoint (the scheduler alone,
+  without the pipeline's ordering).
+
+The lower bound is the larger of (1) the critical path: the longest chain of one row, and
+(2) for every endpoint E: ``head(E) + work(E) + tail(E)``, where ``head`` is the earliest any
+cell of E can start (the shortest chain before an E cell), ``tail`` the least work that must
+follow the last E cell (the shortest chain after an E cell), and ``work`` E's busy time at
+16 in parallel: ``ceil(cells / 16) * 1.0`` for fixed latency (cells finish in rounds); for
+lognormal the larger of ``sum(latencies) / 16`` and the 16th plus the 17th longest latency (of
+the 17 longest cells two must share a slot). No schedule can beat it, not even one that knows
+every latency in advance; the pipeline does not (it learns per-column means as it goes), so
+with a few dozen random latencies the unlucky last long cell shows up as a gap to the bound.
+
+Run: .venv/bin/python benchmarks/bench_pipeline_virtual.py [--rows 10,100,1000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+import sluicegate as sg
+from sluicegate.requests import ModelRequest, ModelResponse
+from sluicegate.scheduling import (
+    AsyncTaskScheduler,
+    DagCompletionTracker,
+    RetryPolicy,
+    SchedulableTask,
+    TaskAdmissionController,
+)
+from sluicegate.testing import run_virtual
+
+CAP = 16
+SIGMA = 0.5
+Shape = list[tuple[str, str, list[str]]]  # (column, endpoint, dependencies)
+
+SHAPES: dict[str, Shape] = {
+    "narrow": [("c1", "A", []), ("c2", "A", ["c1"]), ("c3", "A", ["c2"]), ("c4", "A", ["c3"])],
+    "deep": [
+        ("c1", "A", []),
+        ("c2", "A", ["c1"]),
+        ("c3", "A", ["c2"]),
+        ("c4", "A", ["c3"]),
+        ("b", "A", []),
+    ],
+    "wide": [(f"w{i}", "A", []) for i in range(1, 6)],
+    "dual": [
+        ("g1", "A", []),
+        ("g2", "A", []),
+        ("g3", "A", []),
+        ("j1", "B", ["g1"]),
+        ("j2", "B", ["g2"]),
+        ("j3", "B", ["g3"]),
+    ],
+}
+
+
+def latency_of(kind: str, seed: int = 0) -> Callable[[int, str], float]:
+    def fixed(row: int, column: str) -> float:
+        return 1.0
+
+    def lognormal(row: int, column: str) -> float:
+        digest = hashlib.blake2b(f"{seed}:{row}:{column}".encode(), digest_size=16).digest()
+        u1 = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
+        u2 = (int.from_bytes(digest[8:], "big") + 0.5) / 2**64
+        z = math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
+        return math.exp(-SIGMA * SIGMA / 2 + SIGMA * z)  # mean 1.0
+
+    return fixed if kind == "fixed" else lognormal
+
+
+class LatencyProvider:
+    """Answers a call ``"column:row"`` after that cell's latency."""
+
+    name = "bench"
+
+    def __init__(self, latency: Callable[[int, str], float]) -> None:
+        self.latency = latency
+
+    async def call(self, model_id: str, request: ModelRequest) -> ModelResponse:
+        assert request.messages is not None
+        column, _, row = str(request.messages[-1]["content"]).partition(":")
+        await trio.sleep(self.latency(int(row), column))
+        return ModelResponse(content="x")
+
+
+def order(shape: Shape) -> list[str]:
+    done: list[str] = []
+    while len(done) < len(shape):
+        for name, _, deps in shape:
+            if name not in done and all(d in done for d in deps):
+                done.append(name)
+    return done
+
+
+# -- the lower bound -----------------------------------------------------------------------
+
+
+def lower_bound(shape: Shape, rows: int, latency: Callable[[int, str], float], kind: str) -> float:
+    deps = {name: d for name, _, d in shape}
+    endpoint = {name: e for name, e, _ in shape}
+    children: dict[str, list[str]] = {name: [] for name, _, _ in shape}
+    for name, _, d in shape:
+        for dep in d:
+            children[dep].append(name)
+    critical = 0.0
+    head: dict[str, float] = {}
+    tail: dict[str, float] = {}
+    work: dict[str, float] = {}
+    cells: dict[str, int] = {}
+    durations: dict[str, list[float]] = {}
+    for row in range(rows):
+        start: dict[str, float] = {}
+        for name in order(shape):
+            start[name] = max((start[d] + latency(row, d) for d in deps[name]), default=0.0)
+        after: dict[str, float] = {}
+        for name in reversed(order(shape)):
+            after[name] = max((latency(row, c) + after[c] for c in children[name]), default=0.0)
+        for name in deps:
+            e = endpoint[name]
+            critical = max(critical, start[name] + latency(row, name) + after[name])
+            head[e] = min(head.get(e, math.inf), start[name])
+            tail[e] = min(tail.get(e, math.inf), after[name])
+            work[e] = work.get(e, 0.0) + latency(row, name)
+            cells[e] = cells.get(e, 0) + 1
+            durations.setdefault(e, []).append(latency(row, name))
+    busy = {
+        e: (math.ceil(cells[e] / CAP) * 1.0 if kind == "fixed" else work[e] / CAP) for e in work
+    }
+    for e, values in durations.items():
+        if len(values) > CAP:  # of the CAP + 1 longest cells, two share a slot
+            longest = sorted(values, reverse=True)
+            busy[e] = max(busy[e], longest[CAP - 1] + longest[CAP])
+    return max(critical, *(head[e] + busy[e] + tail[e] for e in work))
+
+
+# -- the three systems -------------------------------------------------------------------
+
+
+async def run_sluicegate(shape: Shape, rows: int, latency: Callable[[int, str], float]) -> float:
+    async def cell(row: sg.datagen.RowView, ctx: sg.CellContext) -> int:
+        await ctx.call(alias_of[ctx.column], f"{ctx.column}:{ctx.row_index}")
+        return 0
+
+    alias_of = {name: e for name, e, _ in shape}
+    pipeline = sg.Pipeline(
+        [sg.column(name, cell, depends_on=deps, model=e) for name, e, deps in shape],
+        endpoints=[
+            sg.Endpoint(e, model=e, provider="bench", max_parallel_requests=CAP, initial_limit=CAP)
+            for e in sorted({e for _, e, _ in shape})
+        ],
+        providers={"bench": LatencyProvider(latency)},
+    )
+    with tempfile.TemporaryDirectory() as out:
+        start = trio.current_time()
+        result = await pipeline.arun(rows, output_dir=out, buffer_size=max(rows, 1))
+        assert result.ok, result.message
+        return trio.current_time() - start
+
+
+async def run_column_by_column(
+    shape: Shape, rows: int, latency: Callable[[int, str], float]
+) -> float:
+    start = trio.current_time()
+    limiters: dict[str, trio.CapacityLimiter] = {}
+    for name in order(shape):
+        endpoint = next(e for n, e, _ in shape if n == name)
+        limiter = limiters.setdefault(endpoint, trio.CapacityLimiter(CAP))
+
+        async def one(row: int, name: str = name, limiter: trio.CapacityLimiter = limiter) -> None:
+            async with limiter:
+                await trio.sleep(latency(row, name))
+
+        async with trio.open_nursery() as nursery:
+            for row in range(rows):
+                nursery.start_soon(one, row)
+    return trio.current_time() - start
+
+
+async def run_fair_share(shape: Shape, rows: int, latency: Callable[[int, str], float]) -> float:
+    tracker = DagCompletionTracker()
+    endpoints = sorted({e for _, e, _ in shape})
+    for row in range(rows):
+        for name, e, deps in shape:
+            tracker.add(
+                (row, name),
+                depends_on=[(row, d) for d in deps],
+                group=name,
+                resources={"submission": 1, e: 1},
+            )
+    admission = TaskAdmissionController(
+        limits={"submission": CAP * len(endpoints), **dict.fromkeys(endpoints, CAP)}
+    )
+
+    async def worker(task: SchedulableTask) -> None:
+        row, name = task.task_id
+        await trio.sleep(latency(row, name))
+
+    start = trio.current_time()
+    await AsyncTaskScheduler(tracker, worker, admission=admission, retry=RetryPolicy()).run()
+    return trio.current_time() - start
+
+
+def measure(shape_name: str, rows: int, kind: str, seed: int) -> dict[str, Any]:
+    shape = SHAPES[shape_name]
+    latency = latency_of(kind, seed)
+    bound = lower_bound(shape, rows, latency, kind)
+    ours = run_virtual(run_sluicegate, shape, rows, latency)
+    columns = run_virtual(run_column_by_column, shape, rows, latency)
+    fair = run_virtual(run_fair_share, shape, rows, latency)
+    return {
+        "shape": shape_name,
+        "rows": rows,
+        "latency": kind,
+        "seed": seed,
+        "bound": round(bound, 3),
+        "sluicegate": round(ours, 3),
+        "column_by_column": round(columns, 3),
+        "fair_share": round(fair, 3),
+        "ratio": round(ours / bound, 4),
+        "column_by_column_ratio": round(columns / bound, 4),
+        "fair_share_ratio": round(fair / bound, 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="10,100,1000")
+    parser.add_argument(
+        "--seeds", type=int, default=10, help="latency seeds per lognormal case below 1,000 rows"
+    )
+    parser.add_argument("--json", default=None, help="write every measurement to this file")
+    args = parser.parse_args()
+    results = []
+    print(
+        f"{'shape':7} {'rows':>5} {'latency':9} {'seeds':>5} {'bound':>8} {'ours':>8} "
+        f"{'ratio':>6} {'worst':>6} {'col-by-col':>10} {'fair':>6}"
+    )
+    for shape in SHAPES:
+        for rows in (int(r) for r in args.rows.split(",")):
+            for kind in ("fixed", "lognormal"):
+                seeds = range(args.seeds if kind == "lognormal" and rows < 1000 else 1)
+                batch = [measure(shape, rows, kind, seed) for seed in seeds]
+                results.extend(batch)
+                n = len(batch)
+
+                def mean(key: str, batch: list[dict[str, Any]] = batch, n: int = n) -> float:
+                    return sum(r[key] for r in batch) / n
+
+                print(
+                    f"{shape:7} {rows:5d} {kind:9} {n:5d} {mean('bound'):8.2f} "
+                    f"{mean('sluicegate'):8.2f} {mean('ratio'):6.3f} "
+                    f"{max(r['ratio'] for r in batch):6.3f} {mean('column_by_column_ratio'):10.3f} "
+                    f"{mean('fair_share_ratio'):6.3f}",
+                    flush=True,
+                )
+    print(f"worst single ratio to the bound: {max(r['ratio'] for r in results):.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

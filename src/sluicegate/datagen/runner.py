@@ -1,0 +1,537 @@
+"""One pipeline run: the run directory, the request layer, the tracker on the scheduler.
+
+:class:`PipelineRun` wires the layers for :meth:`Pipeline.arun`:
+
+- the run directory (new, resumed, refused when the pipeline changed, or overwritten);
+- the request layer from the endpoints (:func:`.endpoints.build_request_stack`), one request
+  group per concrete endpoint;
+- task admission and tracker lanes laid out per endpoint (:mod:`.layout`), so cells waiting
+  on one endpoint never hold the task slots of another;
+- the scheduler, run in segments (:mod:`.segments`) so its per-task records stay bounded;
+- the checkpoint writer task, run control (stop, cancel, error-rate stop), progress and the
+  final manifest, capacity plan and :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import trio
+
+from ..events import EventSink, JsonLinesEventSink, correlation_scope
+from ..events.emitter import EventEmitter
+from ..requests import RequestAdmissionConfig
+from ..scheduling import (
+    AsyncTaskScheduler,
+    TaskAdmissionController,
+)
+from .calls import CellCalls
+from .capacity import AsyncCapacityPlan, configured_capacity, observed_maxima
+from .cells import CellWorker, ErrorRateMonitor
+from .checkpoints import CheckpointWriter
+from .layout import plan_layout
+from .output import require_format
+from .progress import (
+    CheckpointProgress,
+    ProgressReporter,
+    RunControl,
+    RunPhase,
+    RunSnapshot,
+    endpoint_snapshots,
+)
+from .result import RunResult, RunStatus, RunTotals, run_status
+from .resume import open_run, planner_for, utc_now
+from .rowgroups import ROW_FAILED, RowGroupState
+from .rundir import RowGroupCheckpoint
+from .segments import (
+    SEGMENT_TASKS,
+    TRACKER_RETRIES,
+    SchedulerEventStream,
+    SchedulerSegment,
+    never_retryable,
+)
+from .settings import RunSettings
+from .tracker import CellTracker
+
+if TYPE_CHECKING:
+    from .endpoints import RequestStack
+    from .pipeline import Pipeline
+
+
+def _virtual_clock() -> bool:
+    """Whether the run's clock is trio's MockClock (virtual time: no threads, inline IO).
+
+    Without importing ``trio.testing`` (it imports pytest): if nobody imported it, the clock
+    cannot be one of its clocks.
+    """
+    testing = sys.modules.get("trio.testing")
+    mock = getattr(testing, "MockClock", None)
+    return mock is not None and isinstance(trio.lowlevel.current_clock(), mock)
+
+
+class PipelineRun:
+    """One run of a pipeline (see the module docstring). Use :meth:`Pipeline.arun`."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: RunSettings,
+        *,
+        output_dir: str | None,
+        overwrite: bool,
+        force: bool,
+        control: RunControl | None,
+        progress: ProgressReporter | None,
+        events: EventSink | bool | None,
+        run_id: str | None,
+        request_config: RequestAdmissionConfig | None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self._output_dir = output_dir
+        self._overwrite = overwrite
+        self._force = force
+        self._control = control
+        self._progress = progress
+        self._events_option = events
+        self._run_id = run_id
+        self._request_config = request_config
+        self._phase: RunPhase = "starting"
+        self._stop_reason: str | None = None
+        self._stop_grace: tuple[float | None] | None = None
+        self._cancelled = False
+        self._cancel_scope = trio.CancelScope()
+        self._scheduler: AsyncTaskScheduler | None = None
+        self._held: dict[int, RowGroupState] = {}
+        self._live_failures: dict[str, int] = {}
+        self._live_filtered = 0
+        self._live_failed = 0
+        self._started = 0.0
+        self._owned_sink: JsonLinesEventSink | None = None
+        self._resumed = False
+        self._failure_examples: dict[str, str] = {}
+        columns = pipeline.columns
+        self._names = tuple(c.name for c in columns)
+        self._output_columns = tuple((c.name, i) for i, c in enumerate(columns) if not c.drop)
+        self._decoders = {
+            c.name: msgspec.json.Decoder(c.value_type if c.value_type is not None else Any)
+            for c in columns
+        }
+
+    # -- control (RunControl calls these) --------------------------------------------------
+
+    def request_stop(self, grace_period: float | None, reason: str | None) -> None:
+        """Stop admitting; running cells get ``grace_period`` seconds (``None``: no limit)."""
+        if self._stop_reason is None:
+            self._stop_reason = reason or "stopped"
+        if self._phase == "running":
+            self._phase = "stopping"
+        tracker = getattr(self, "tracker", None)
+        if tracker is not None:
+            tracker.stop()
+        self._stop_grace = (grace_period,)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(grace_period)
+
+    def request_cancel(self) -> None:
+        """Cancel running cells now (finished work is still written)."""
+        self._cancelled = True
+        self.request_stop(0.0, None)
+        self._cancel_scope.cancel()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        """Run to the end (or a stop) and return the result; see :meth:`Pipeline.arun`."""
+        from .endpoints import build_request_stack
+
+        settings = self.settings
+        require_format(settings.output_format)
+        io_inline = _virtual_clock()
+        opened = open_run(
+            self.pipeline,
+            settings,
+            output_dir=self._output_dir,
+            overwrite=self._overwrite,
+            force=self._force,
+            run_id=self._run_id,
+            io_inline=io_inline,
+        )
+        self.rundir, self.manifest = opened.rundir, opened.manifest
+        self.run_id, self._resumed = opened.run_id, opened.resumed
+        events_sink = self._events_sink()
+        self._stream = SchedulerEventStream(events_sink) if events_sink is not None else None
+        self._emitter = EventEmitter(self._stream)
+        try:
+            self.stack: RequestStack = build_request_stack(
+                self.pipeline.endpoints,
+                providers=self.pipeline.providers,
+                seed=settings.seed,
+                sink=events_sink,
+                config=self._request_config,
+                max_attempts=1,  # CellCalls retries, so a pause frees the endpoint slot
+            )
+        except BaseException:
+            if self._owned_sink is not None:
+                self._owned_sink.close()
+            raise
+        self.calls = CellCalls(
+            self.stack.executor,
+            {a: str(k) for a, k in self.stack.endpoint_of_alias.items()},
+            max_attempts=settings.request_max_attempts,
+            seed=settings.seed,
+            wake=self._wake,
+        )
+        try:
+            self._started = trio.current_time()
+            try:
+                self._build(io_inline)
+            except Exception as exc:
+                self._report(self._result("failure", f"the run could not start: {exc}"))
+                raise
+            await self.rundir.run_io(self.rundir.write_capacity_plan, self._capacity_plan(False))
+            if self._control is not None:
+                self._control.bind(self)
+            self._phase = "stopping" if self._stop_reason else "running"
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.writer.run)
+                    with self._cancel_scope:
+                        await self._segments()
+                    self.writer.close()
+            except BaseException as exc:
+                error = _sole_error(exc)
+                await self._finish(interrupted=error is None, error=error)
+                if error is not None and error is not exc:
+                    raise error from None  # the failure itself, not a one-member group
+                raise
+            return await self._finish(interrupted=False, error=None)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.stack.aclose()
+            if self._owned_sink is not None:
+                self._owned_sink.close()
+
+    def _events_sink(self) -> EventSink | None:
+        option = self._events_option
+        if option is True:
+            self._owned_sink = JsonLinesEventSink(self.rundir.events_path)
+            return self._owned_sink
+        if option is None or option is False:
+            return None
+        return option
+
+    def _build(self, io_inline: bool) -> None:
+        """Lanes, task admission, the tracker, the worker and the writer."""
+        s = self.settings
+        pipeline = self.pipeline
+        columns = pipeline.columns
+        layout = plan_layout(pipeline, self.stack, s, io_inline=io_inline)
+        self.admission = TaskAdmissionController(limits=layout.limits)
+        completed = {c.index: c.rows_passed for c in self.manifest.row_groups}
+        planner = planner_for(s, completed)
+        deps = [[pipeline.index[d] for d in c.depends_on] for c in columns]
+        self.tracker = CellTracker(
+            deps=deps,
+            order=pipeline.order,
+            is_model=[c.scheduling.kind != "local" for c in columns],
+            lane_of=layout.lane_of,
+            groups=layout.groups,
+            lanes=layout.lanes,
+            planner=planner,
+            hooks=self,
+            max_attempts=s.cell_max_attempts,
+            salvage_rounds=s.salvage_rounds,
+            salvage_delay=s.salvage_delay_seconds,
+            max_row_groups=s.max_concurrent_row_groups,
+        )
+        if self._stop_reason is not None:
+            self.tracker.stop()
+        self.monitor = ErrorRateMonitor(
+            s.error_rate_window,
+            s.error_rate_threshold,
+            lambda why: self.request_stop(s.stop_grace_seconds, f"error rate: {why}"),
+        )
+        self.worker = CellWorker(
+            runtimes=layout.runtimes,
+            tracker=self.tracker,
+            rundir=self.rundir,
+            caller=self.calls,
+            run_id=self.run_id,
+            seed=s.seed,
+            backoff_seconds=s.cell_backoff_seconds,
+            monitor=self.monitor,
+            correlate=self._stream is not None,
+        )
+        self.writer = CheckpointWriter(
+            self.rundir,
+            self.manifest,
+            output_columns=self._output_columns,
+            output_format=s.output_format,
+            flush_interval=s.journal_flush_seconds,
+            on_written=self._written,
+        )
+        # Read every journal now: a corrupt one fails the run before anything is generated.
+        # A journal of a listed group is left over from a crash just after its checkpoint.
+        self._journaled = {}
+        for group in self.rundir.journal_groups():
+            if group in completed:
+                self.rundir.drop_journal(group)
+            else:
+                self._journaled[group] = self._load_journal(group)
+
+    async def _segments(self) -> None:
+        while not self.tracker.is_finished:
+            scheduler = AsyncTaskScheduler(
+                SchedulerSegment(self.tracker, SEGMENT_TASKS),
+                self.worker,
+                admission=self.admission,
+                sink=self._stream,
+                retry=TRACKER_RETRIES,
+                is_retryable=never_retryable,
+                run_id=self.run_id,
+            )
+            self._scheduler = scheduler
+            if self._stop_grace is not None:
+                scheduler.shutdown(self._stop_grace[0])
+            try:
+                await scheduler.run()
+            finally:
+                self._scheduler = None
+            if self._stop_reason is not None:
+                return
+
+    def _wake(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.notify()
+
+    # -- tracker hooks -----------------------------------------------------------------------
+
+    def prefill(
+        self, group: int
+    ) -> tuple[Mapping[int, object], Mapping[int, tuple[int, str, str]]]:
+        return self._journaled.pop(group, ({}, {}))
+
+    def _load_journal(
+        self, group: int
+    ) -> tuple[dict[int, object], dict[int, tuple[int, str, str]]]:
+        raw_cells, raw_rows = self.rundir.load_journal(group, self._decoders)
+        start, size = self.tracker.planner.group_range(group)
+        columns = len(self._names)
+        position = {name: i for i, name in enumerate(self._names)}
+        cells: dict[int, object] = {
+            (row - start) * columns + position[name]: value
+            for (row, name), value in raw_cells.items()
+            if start <= row < start + size
+        }
+        rows = {row - start: line for row, line in raw_rows.items() if start <= row < start + size}
+        return cells, rows
+
+    def group_admitted(self, state: RowGroupState) -> None:
+        if self._emitter.enabled:
+            with correlation_scope(run_id=self.run_id, row_group=state.index):
+                self._emitter.scheduler(
+                    "row_group_admitted",
+                    diagnostics={"row_start": state.start, "rows": state.size},
+                )
+
+    def group_finished(self, state: RowGroupState, writes: list[tuple[int, int | None]]) -> None:
+        self._held[state.index] = state
+        for index, limit in writes:
+            self.writer.submit(self._held.pop(index), limit)
+
+    def group_abandoned(self, index: int) -> None:
+        self.writer.submit_discard(index)
+
+    def row_resolved(
+        self, state: RowGroupState, row: int, status: int, reason: str, cell: int
+    ) -> str:
+        column = self._names[cell % len(self._names)]
+        if status == ROW_FAILED:
+            kind = self.worker.failure_kind.pop(cell, "Error")
+            category = f"{column}: {kind}"
+            self._live_failed += 1
+            self._live_failures[category] = self._live_failures.get(category, 0) + 1
+            self._failure_examples.setdefault(category, reason)
+        else:
+            category = column
+            self._live_filtered += 1
+        self.rundir.append_row(state.index, state.start + row, status, category, reason)
+        return category
+
+    def salvage(self, state: RowGroupState, cells: int) -> None:
+        if self._emitter.enabled:
+            with correlation_scope(run_id=self.run_id, row_group=state.index):
+                self._emitter.scheduler(
+                    "salvage_redispatched",
+                    diagnostics={"cells": cells, "round": state.salvage_rounds},
+                )
+
+    def backlog(self) -> int:
+        return self.writer.writes_pending + len(self._held)
+
+    def _written(self, checkpoint: RowGroupCheckpoint) -> None:
+        if self._emitter.enabled:
+            with correlation_scope(run_id=self.run_id, row_group=checkpoint.index):
+                self._emitter.scheduler(
+                    "row_group_checkpointed",
+                    diagnostics={
+                        "rows_written": checkpoint.rows_written,
+                        "rows_failed": checkpoint.rows_failed,
+                        "rows_filtered": checkpoint.rows_filtered,
+                    },
+                )
+        self._live_failed -= checkpoint.rows_failed
+        self._live_filtered -= checkpoint.rows_filtered
+        for category, count in checkpoint.failures.items():
+            self._live_failures[category] = self._live_failures.get(category, 0) - count
+        if self._progress is not None:
+            totals = RunTotals.of(self.manifest.row_groups)
+            self._progress.checkpoint(
+                CheckpointProgress(
+                    run_id=self.run_id,
+                    row_group=checkpoint.index,
+                    rows_written=totals.written,
+                    rows_target=self.settings.records,
+                    rows_generated=totals.generated,
+                    rows_passed=totals.passed,
+                    rows_filtered=totals.filtered,
+                    rows_failed=totals.failed,
+                    elapsed_seconds=trio.current_time() - self._started,
+                )
+            )
+        if self._scheduler is not None:
+            self._scheduler.notify()  # a written group frees room for the next one
+
+    # -- results -----------------------------------------------------------------------------
+
+    async def _finish(self, *, interrupted: bool, error: BaseException | None) -> RunResult:
+        """Write what is finished, then the manifest and capacity plan; report once."""
+        with trio.CancelScope(shield=True):
+            await self.writer.drain()
+            status, message = self._status(interrupted)
+            if error is not None:
+                status = "failure"
+                message = f"the run failed: {type(error).__name__}: {error}"
+            manifest = self.manifest
+            manifest.status = status
+            manifest.updated_at = utc_now()
+            manifest.failures = RunTotals.of(manifest.row_groups).failures
+            await self.rundir.run_io(self.rundir.write_manifest, manifest)
+            await self.rundir.run_io(self.rundir.write_capacity_plan, self._capacity_plan(True))
+            self.rundir.close_journals()
+        result = self._result(status, message)
+        self._report(result)
+        return result
+
+    def _report(self, result: RunResult) -> None:
+        self._phase = "finished"
+        if self._progress is not None:
+            self._progress.finished(result)
+
+    def _status(self, interrupted: bool) -> tuple[RunStatus, str]:
+        s = self.settings
+        return run_status(
+            RunTotals.of(self.manifest.row_groups),
+            records=s.records,
+            exact=s.exact,
+            max_attempts_factor=s.max_attempts_factor,
+            stop_reason=self._stop_reason,
+            cancelled=self._cancelled,
+            interrupted=interrupted,
+        )
+
+    def _result(self, status: RunStatus, message: str) -> RunResult:
+        totals = RunTotals.of(self.manifest.row_groups)
+        examples = {k: v for k, v in self._failure_examples.items() if k in totals.failures}
+        files = tuple(c.path for c in self.manifest.row_groups if c.path is not None)
+        return RunResult(
+            status=status,
+            message=message,
+            run_id=self.run_id,
+            output_dir=str(self.rundir.path),
+            output_format=self.settings.output_format,
+            files=files,
+            rows_target=self.settings.records,
+            rows_written=totals.written,
+            rows_generated=totals.generated,
+            rows_passed=totals.passed,
+            rows_filtered=totals.filtered,
+            rows_failed=totals.failed,
+            failures=totals.failures,
+            failure_examples=examples,
+            filtered=totals.filtered_by,
+            row_groups_written=len(files),
+            resumed=self._resumed,
+            elapsed_seconds=trio.current_time() - self._started,
+            manifest=str(self.rundir.manifest_path),
+        )
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def snapshot(self) -> RunSnapshot:
+        """A cheap live view (counters and one pressure read per endpoint)."""
+        tracker = self.tracker
+        totals = RunTotals.of(self.manifest.row_groups)
+        active_rows = sum(g.resolved for g in tracker.groups.values())
+        endpoints = endpoint_snapshots(self.stack.controller, self.stack.static_caps, tracker.lanes)
+        failures = {k: v for k, v in self._live_failures.items() if v}
+        for category, count in totals.failures.items():
+            failures[category] = failures.get(category, 0) + count
+        return RunSnapshot(
+            run_id=self.run_id,
+            phase=self._phase,
+            elapsed_seconds=trio.current_time() - self._started,
+            rows_target=self.settings.records,
+            rows_done=totals.generated + active_rows,
+            rows_written=totals.written,
+            rows_failed=totals.failed + self._live_failed,
+            rows_filtered=totals.filtered + self._live_filtered,
+            row_groups_in_flight=len(tracker.groups),
+            cells_running=self.worker.running,
+            columns_done=dict(zip(self._names, tracker.column_done, strict=True)),
+            endpoints=endpoints,
+            failures=failures,
+        )
+
+    def _capacity_plan(self, final: bool) -> AsyncCapacityPlan:
+        plan = AsyncCapacityPlan(
+            run_id=self.run_id,
+            configured=configured_capacity(
+                self.settings, self.admission.limits, self.stack.controller.resolver.cap_plans()
+            ),
+            runtime_snapshot={"phase": self._phase, "resumed": self._resumed},
+        )
+        if final:
+            plan.observed_maxima = observed_maxima(
+                self.tracker.lanes,
+                self.tracker.max_groups_in_flight,
+                self.stack.controller.pressure_snapshot(),
+                self.tracker.max_ready,
+            )
+        return plan
+
+
+def _sole_error(exc: BaseException) -> Exception | None:
+    """The one error (not a cancellation or interrupt) behind ``exc``, or ``None``."""
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split((trio.Cancelled, KeyboardInterrupt))
+        if rest is None:
+            return None
+        leaves: list[BaseException] = []
+        stack: list[BaseException] = [rest]
+        while stack:
+            current = stack.pop()
+            if isinstance(current, BaseExceptionGroup):
+                stack.extend(current.exceptions)
+            else:
+                leaves.append(current)
+        if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            return leaves[0]
+        return rest if isinstance(rest, Exception) else None
+    if isinstance(exc, Exception):
+        return exc
+    return None
