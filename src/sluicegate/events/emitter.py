@@ -6,7 +6,7 @@ import warnings
 from typing import Any
 
 from .._internal.clock import now as _now
-from .correlation import current_correlation
+from .correlation import current_correlation, current_request_id
 from .schema import (
     SCHEMA_VERSION,
     AnyEvent,
@@ -40,10 +40,12 @@ class EventEmitter:
         return self._sequence
 
     def next_sequence(self) -> int:
+        """Take the next sequence number (for callers that build their own events)."""
         self._sequence += 1
         return self._sequence
 
     def deliver(self, event: AnyEvent) -> None:
+        """Hand a prebuilt event to the sink; a sink error is counted, never raised."""
         try:
             self.sink.emit(event)
         except Exception as exc:
@@ -98,9 +100,17 @@ class EventEmitter:
             self._sink_failed(exc)
 
     def request(self, kind: RequestEventKind, **fields: Any) -> None:
-        """Build and deliver a request event (call only when ``enabled``)."""
+        """Build and deliver a request event (call only when ``enabled``).
+
+        Unless ``request_id`` is given, the event carries the id of the logical model request
+        in progress in this context (:func:`~sluicegate.events.request_scope`), if any.
+        """
         # Request events set a few of many fields: here passing only those is cheaper.
         self._sequence += 1
+        if "request_id" not in fields:
+            request_id = current_request_id()
+            if request_id is not None:
+                fields["request_id"] = request_id
         event = RequestEvent(
             event_kind=kind,
             sequence=self._sequence,
