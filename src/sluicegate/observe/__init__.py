@@ -7,7 +7,9 @@ run into per-task timelines and names the layer that held the run back.
 
 from __future__ import annotations
 
+from .attributes import METRIC_ATTRIBUTES, SPAN_ATTRIBUTES, BoundedAttributes
 from .occupancy import LAYERS, EndpointSeries, GroupSeries, Layer, LayerTime, RunOccupancy
+from .otel import OpenTelemetryEventSink
 from .scenarios import SCENARIOS, Scenario, run_scenario, run_scenario_in_virtual_time
 from .timeline import (
     TIMELINE_FIELDS,
@@ -22,15 +24,19 @@ from .view import CorrelatedRuntimeView, split_runs
 __all__ = [
     "LAYERS",
     "LAYER_TITLES",
+    "METRIC_ATTRIBUTES",
     "SCENARIOS",
+    "SPAN_ATTRIBUTES",
     "TIMELINE_FIELDS",
     "AttemptTimeline",
+    "BoundedAttributes",
     "CorrelatedRuntimeView",
     "EndpointSeries",
     "EndpointSummary",
     "GroupSeries",
     "Layer",
     "LayerTime",
+    "OpenTelemetryEventSink",
     "Percentiles",
     "RequestTimeline",
     "RunOccupancy",

@@ -289,7 +289,10 @@ class AsyncTaskScheduler:
                     nursery.cancel_scope.cancel()
         except BaseException as exc:
             if em.enabled:  # the run ends here too: say so, so observers can close it
-                em.scheduler("scheduler_job_completed", reason=type(exc).__name__)
+                reason = type(exc).__name__
+                if isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None:
+                    reason = "Cancelled"  # the run's nursery wraps its workers' Cancelled
+                em.scheduler("scheduler_job_completed", reason=reason)
             raise
         finally:
             self._nursery = None
