@@ -10,6 +10,18 @@ from __future__ import annotations
 from .attributes import METRIC_ATTRIBUTES, SPAN_ATTRIBUTES, BoundedAttributes
 from .occupancy import LAYERS, EndpointSeries, GroupSeries, Layer, LayerTime, RunOccupancy
 from .otel import OpenTelemetryEventSink
+from .plots import PlotDependencyError, write_pictures
+from .report import (
+    EndpointLimits,
+    LimitChange,
+    RunReport,
+    build_report,
+    events_path,
+    generate_report,
+    render_text,
+    report_from_json,
+    report_to_json,
+)
 from .scenarios import SCENARIOS, Scenario, run_scenario, run_scenario_in_virtual_time
 from .timeline import (
     TIMELINE_FIELDS,
@@ -31,20 +43,31 @@ __all__ = [
     "AttemptTimeline",
     "BoundedAttributes",
     "CorrelatedRuntimeView",
+    "EndpointLimits",
     "EndpointSeries",
     "EndpointSummary",
     "GroupSeries",
     "Layer",
     "LayerTime",
+    "LimitChange",
     "OpenTelemetryEventSink",
     "Percentiles",
+    "PlotDependencyError",
     "RequestTimeline",
     "RunOccupancy",
+    "RunReport",
     "Scenario",
     "TaskExecution",
     "TaskTimeline",
     "Verdict",
+    "build_report",
+    "events_path",
+    "generate_report",
+    "render_text",
+    "report_from_json",
+    "report_to_json",
     "run_scenario",
     "run_scenario_in_virtual_time",
     "split_runs",
+    "write_pictures",
 ]

@@ -124,6 +124,8 @@ class RunOccupancy(msgspec.Struct, kw_only=True):
     groups: dict[str, GroupSeries]
     completions: list[float]
     peak_leases: int
+    segments: list[tuple[float, float, str]] = msgspec.field(default_factory=list)
+    """``(start, end, layer)``: the label over time, adjacent equal labels merged."""
 
     @property
     def duration(self) -> float:
@@ -207,6 +209,7 @@ class OccupancySweep:
         self.group_counts: Counter[tuple[str, str]] = Counter()
         self.state_counts: Counter[tuple[str, str | None]] = Counter()
         self.deferred: dict[Hashable, bool] = {}
+        self.task_groups: dict[Hashable, str] = {}
         self.last_outcome: dict[Hashable, str | None] = {}
         self.blocked: str | None = None
         self.capacity: int | None = None
@@ -215,6 +218,7 @@ class OccupancySweep:
         self.active = 0.0
         self.peak = 0
         self.completions: list[float] = []
+        self.segments: list[tuple[float, float, str]] = []
         self.first_ready = _first_ready_times(events)
         self.dirty_groups: set[str] = set()
 
@@ -251,6 +255,7 @@ class OccupancySweep:
             groups=self.groups,
             completions=self.completions,
             peak_leases=self.peak,
+            segments=self.segments,
         )
 
     def _account(self, t0: float, t1: float) -> None:
@@ -264,6 +269,11 @@ class OccupancySweep:
         label = self._classify(t0)
         if label is not None:
             self.labels[label] = self.labels.get(label, 0.0) + dt
+            segments = self.segments
+            if segments and segments[-1][2] == label[0] and segments[-1][1] == t0:
+                segments[-1] = (segments[-1][0], t1, label[0])
+            else:
+                segments.append((t0, t1, label[0]))
             if label[0] == "ready_queue" and label[2] == "ready_idle":
                 self.ready_idle += dt
 
@@ -391,6 +401,8 @@ class OccupancySweep:
         key = task_key(e.task_id)
         if kind == "dependency_ready":
             self.deferred.pop(key, None)
+            if e.group is not None:
+                self.task_groups[key] = e.group
         elif kind == "ready_enqueued":
             group = self._group(self._known_group(key, e.group))
             self.queued[key] = group
@@ -421,9 +433,12 @@ class OccupancySweep:
             self._worker_ended(key, e)
 
     def _known_group(self, key: Hashable, group: str | None) -> str:
-        worker = self.workers.get(key)
         if group is not None:
             return group
+        known = self.task_groups.get(key)
+        if known is not None:
+            return known
+        worker = self.workers.get(key)
         if worker is not None:
             return worker.group
         return self.queued.get(key, "default")
@@ -440,6 +455,8 @@ class OccupancySweep:
             self.completions.append(e.captured_at)
         elif kind == "retry_deferred":
             self.deferred[key] = self.last_outcome.get(key) == "rate_limited"
+        if kind != "retry_deferred":
+            self.task_groups.pop(key, None)
         self.last_outcome.pop(key, None)
 
     # -- request stream -----------------------------------------------------------------

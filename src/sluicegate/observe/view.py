@@ -169,7 +169,8 @@ class CorrelatedRuntimeView:
             busy = sum(
                 r.provider_seconds + r.admission_wait + r.backoff_seconds for r in e.requests
             )
-            local.append(max(0.0, e.ended_at - e.worker_spawned_at - busy))
+            spent = e.ended_at - e.worker_spawned_at - busy
+            local.append(spent if spent > 1e-9 else 0.0)  # float dust is not local work
         return {
             "ready_queue_and_task_admission": Percentiles.of([e.queue_wait for e in executions]),
             "request_admission": Percentiles.of(
