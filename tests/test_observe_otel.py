@@ -189,12 +189,12 @@ def test_genai_and_sluicegate_metrics(otel: Otel) -> None:
     provider = sg.SimulatedProvider(
         name="sim", latency_seconds=0.5, capacity=2, retry_after_seconds=0.2, seed=4
     )
-    run_virtual(build(otel.sink(), calls(1), tasks=6, capacity=6, provider=provider).run)
+    run_virtual(build(otel.sink(), calls(1), tasks=8, capacity=6, provider=provider).run)
     metrics = otel.metrics()
     duration = metrics["gen_ai.client.operation.duration"]
     assert duration.unit == "s"
     (point,) = duration.data.data_points
-    assert point.count == 6
+    assert point.count == 8
     assert list(point.explicit_bounds) == [0.01 * 2**i for i in range(14)]
     assert dict(point.attributes) == {
         "gen_ai.operation.name": "chat",
@@ -205,20 +205,26 @@ def test_genai_and_sluicegate_metrics(otel: Otel) -> None:
     tokens = metrics["gen_ai.client.token.usage"]
     assert tokens.unit == "{token}"
     types = {p.attributes["gen_ai.token.type"]: p.count for p in tokens.data.data_points}
-    assert types == {"input": 6, "output": 6}
+    assert types == {"input": 8, "output": 8}
     admissions = metrics["sluicegate.task.admissions"].data.data_points
-    assert sum(p.value for p in admissions) == 6
+    assert sum(p.value for p in admissions) == 8
     assert {p.attributes["sluicegate.task.group"] for p in admissions} == {"col0", "col1"}
     assert sum(p.value for p in metrics["sluicegate.request.rate_limits"].data.data_points) > 0
     changes = metrics["sluicegate.request.limit.changes"].data.data_points
     assert {p.attributes["sluicegate.direction"] for p in changes} >= {"decrease"}
     (limit,) = metrics["sluicegate.request.limit"].data.data_points
     assert 1 <= limit.value <= 8
-    waits = {
-        p.attributes["sluicegate.layer"]
-        for p in metrics["sluicegate.wait.duration"].data.data_points
+    waited = {
+        p.attributes["sluicegate.layer"]: p.value
+        for p in metrics["sluicegate.wait.time"].data.data_points
     }
-    assert {"request_admission", "retry_backoff"} <= waits
+    assert {"task_queue", "request_admission", "retry_backoff"} <= set(waited)
+    assert all(seconds > 0 for seconds in waited.values())
+    counts = {
+        p.attributes["sluicegate.layer"]: p.value
+        for p in metrics["sluicegate.waits"].data.data_points
+    }
+    assert set(counts) == set(waited) and all(n >= 1 for n in counts.values())
 
 
 def test_attributes_are_bounded_and_never_ids_or_content(otel: Otel) -> None:

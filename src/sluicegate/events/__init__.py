@@ -12,7 +12,9 @@ from .correlation import (
     current_request_id,
     new_request_id,
     request_scope,
+    reset_request_id,
     set_correlation,
+    set_request_id,
 )
 from .emitter import EventEmitter
 from .reading import EventFile, iter_events, read_event_file, read_events
@@ -57,5 +59,7 @@ __all__ = [
     "read_event_file",
     "read_events",
     "request_scope",
+    "reset_request_id",
     "set_correlation",
+    "set_request_id",
 ]

@@ -86,6 +86,21 @@ new_request_id = _request_ids.__next__
 """A fresh request id, unique within the process (several executors never collide)."""
 
 
+def set_request_id(request_id: int | None) -> contextvars.Token[int | None]:
+    """Mark what follows in this context as part of logical request ``request_id``.
+
+    Returns the token for :func:`reset_request_id`. Not a checkpoint. The executor uses this
+    pair (cheaper than a context manager on its hot path); :class:`request_scope` is the same
+    as a ``with`` block.
+    """
+    return _REQUEST_ID.set(request_id)
+
+
+def reset_request_id(token: contextvars.Token[int | None]) -> None:
+    """Undo :func:`set_request_id`."""
+    _REQUEST_ID.reset(token)
+
+
 class request_scope:
     """``with request_scope(request_id):`` marks the block as one logical model request.
 

@@ -11,7 +11,9 @@ optional fields and new ``diagnostics`` keys keep the version: readers ignore wh
 know. Every kind and its fields are listed in ``plans/observability.md``.
 
 Events are not tracked by the cyclic garbage collector (``gc=False``): they hold plain data
-and never take part in a reference cycle, and a run allocates many of them.
+and never take part in a reference cycle, and a run allocates many of them. Build them with
+keywords: the emitter alone builds them positionally (it is the hot path), so the field order
+below is not a public promise.
 """
 
 from __future__ import annotations
@@ -82,9 +84,7 @@ RequestEventKind = Literal[
 ]
 
 
-class SchedulerEvent(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False, tag="scheduler"
-):
+class SchedulerEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, tag="scheduler"):
     """One step of the scheduler (task layer). ``sequence`` is per stream, gap-free."""
 
     event_kind: SchedulerEventKind
@@ -102,9 +102,7 @@ class SchedulerEvent(
     diagnostics: dict[str, Any] | None = None
 
 
-class RequestEvent(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False, tag="request"
-):
+class RequestEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, tag="request"):
     """One step of request admission or of a model call attempt.
 
     ``request_id`` names the logical model request (all its attempts and admission waits):

@@ -125,7 +125,7 @@ class JsonLinesEventSink:
     """
 
     def __init__(
-        self, path: str | Path, *, max_buffered_events: int = 4096, append: bool = True
+        self, path: str | Path, *, max_buffered_events: int = 1024, append: bool = True
     ) -> None:
         if not isinstance(max_buffered_events, int) or max_buffered_events < 1:
             raise ConfigurationError(

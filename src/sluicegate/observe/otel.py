@@ -403,6 +403,12 @@ class OpenTelemetryEventSink:
         request.attempts += 1
         request.last_end = t
         span = request.span
+        if not span.is_recording():  # a task outside the sampled share: metrics only
+            if not diagnostics.get("will_retry"):
+                self._end_request(
+                    rid, t, outcome=e.outcome, incomplete=False, diagnostics=diagnostics
+                )
+            return
         span.add_event(
             "sluicegate.request.attempt",
             self._span_labels.of(

@@ -5,12 +5,13 @@ Per request (histograms, as the GenAI semantic conventions ask):
 - ``gen_ai.client.operation.duration`` (s): one logical request, first admission wait to final
   answer, with ``error.type`` when it failed.
 - ``gen_ai.client.token.usage`` ({token}): input and output tokens (``gen_ai.token.type``).
-- ``sluicegate.wait.duration`` (s): time a task or call spent waiting at a layer
-  (``sluicegate.layer``: ``task_queue``, ``request_admission``, ``retry_backoff``); recorded
-  only when something actually waited.
-
 Counters and the limit gauge are observable instruments read at collection time from local
-tallies, so counting an event costs a dictionary update, not an SDK call:
+tallies, so counting an event costs a dictionary update, not an SDK call (a histogram record
+costs several microseconds in the Python SDK, once per record; see docs/observability.md):
+
+- ``sluicegate.wait.time`` (s) and ``sluicegate.waits`` ({wait}) by ``sluicegate.layer``
+  (``task_queue``, ``request_admission``, ``retry_backoff``): total time waited at each layer
+  and how many waits (their ratio is the mean wait; the run report has the percentiles);
 
 - ``sluicegate.task.admissions`` ({task}) by ``sluicegate.task.group``;
 - ``sluicegate.task.admission.blocked`` ({event}) by ``sluicegate.reason``;
@@ -71,8 +72,6 @@ TOKEN_BUCKETS: Final = (
 )
 """Boundaries the GenAI conventions give for ``gen_ai.client.token.usage``."""
 
-WAIT_BUCKETS: Final = (0.001, 0.005, *DURATION_BUCKETS, 163.84, 327.68)
-
 Attrs = tuple[tuple[str, AttributeValue], ...]
 
 
@@ -93,16 +92,18 @@ class EventMetrics:
             description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
         )
-        self.waits = meter.create_histogram(
-            "sluicegate.wait.duration",
-            unit="s",
-            description="Time a task or a model call waited at one admission layer.",
-            explicit_bucket_boundaries_advisory=WAIT_BUCKETS,
-        )
-        self._layers: dict[str, dict[str, AttributeValue]] = {}
+        self._layers: dict[str, Attrs] = {}
+        self._wait_time: dict[Attrs, float] = {}
         self._tallies: dict[str, dict[Attrs, int]] = {}
+        meter.create_observable_counter(
+            "sluicegate.wait.time",
+            callbacks=[_observe(self._wait_time)],
+            unit="s",
+            description="Time tasks and model calls waited at each admission layer.",
+        )
         self._limits: dict[Attrs, int] = {}
         for name, unit, description in (
+            ("sluicegate.waits", "{wait}", "Waits at each admission layer."),
             ("sluicegate.task.admissions", "{task}", "Tasks admitted (task leases granted)."),
             (
                 "sluicegate.task.admission.blocked",
@@ -147,12 +148,13 @@ class EventMetrics:
         self._limits[key] = value
 
     def wait(self, layer: str, seconds: float) -> None:
-        """Record a wait at ``layer`` (nothing when nothing waited)."""
+        """Count a wait at ``layer`` (nothing when nothing waited)."""
         if seconds > 0:
-            attributes = self._layers.get(layer)
-            if attributes is None:
-                attributes = self._layers[layer] = self._labels.of({"sluicegate.layer": layer})
-            self.waits.record(seconds, attributes)
+            key = self._layers.get(layer)
+            if key is None:
+                key = self._layers[layer] = self.key({"sluicegate.layer": layer})
+            self._wait_time[key] = self._wait_time.get(key, 0.0) + seconds
+            self.count("sluicegate.waits", key)
 
     def operation(
         self,
@@ -178,7 +180,7 @@ class EventMetrics:
                 self.tokens.record(output_tokens, {**attributes, GEN_AI_TOKEN_TYPE: "output"})
 
 
-def _observe(tally: dict[Attrs, int]) -> Any:
+def _observe(tally: dict[Attrs, int] | dict[Attrs, float]) -> Any:
     def callback(options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(value, dict(key)) for key, value in list(tally.items())]
 

@@ -20,7 +20,12 @@ import trio
 
 from .._internal.checks import did_you_mean, is_number
 from ..errors import ConfigurationError, SluicegateError
-from ..events.correlation import current_request_id, new_request_id, request_scope
+from ..events.correlation import (
+    current_request_id,
+    new_request_id,
+    reset_request_id,
+    set_request_id,
+)
 from ..events.emitter import EventEmitter
 from ..events.schema import RequestEventKind
 from ..events.sinks import EventSink
@@ -264,12 +269,6 @@ class ModelRequestExecutor:
         :class:`RequestAdmissionError` if admission ends without a lease, and
         ``trio.Cancelled`` on cancellation (leases are always released first).
         """
-        if self._emitter.enabled and current_request_id() is None:
-            # One logical request: its admission waits and attempts carry one request id.
-            with request_scope(new_request_id()):
-                return await self.execute(
-                    model, request, request_group=request_group, weight=weight, provider=provider
-                )
         resource = self.resolve(model, provider=provider, domain=request.domain)
         if resource.domain != request.domain:
             raise ConfigurationError(
@@ -290,8 +289,13 @@ class ModelRequestExecutor:
         self._requests += 1
         delay = self.backoff_seconds
         attempt = 0
+        # One logical request: its admission waits and attempts carry one request id.
+        request_id = (
+            new_request_id() if self._emitter.enabled and current_request_id() is None else None
+        )
         while True:
             attempt += 1
+            token = None if request_id is None else set_request_id(request_id)
             try:
                 lease = await self._controller.acquire(item)
                 response, outcome, error = await self._attempt(
@@ -300,6 +304,9 @@ class ModelRequestExecutor:
             except BaseException:
                 self._failed += 1
                 raise
+            finally:
+                if token is not None:
+                    reset_request_id(token)
             if response is not None:
                 self._succeeded += 1
                 return response
