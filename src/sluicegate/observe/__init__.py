@@ -8,7 +8,6 @@ run into per-task timelines and names the layer that held the run back.
 from __future__ import annotations
 
 from .attributes import METRIC_ATTRIBUTES, SPAN_ATTRIBUTES, BoundedAttributes
-from .occupancy import LAYERS, EndpointSeries, GroupSeries, Layer, LayerTime, RunOccupancy
 from .otel import OpenTelemetryEventSink
 from .plots import PlotDependencyError, write_pictures
 from .report import (
@@ -23,6 +22,7 @@ from .report import (
     report_to_json,
 )
 from .scenarios import SCENARIOS, Scenario, run_scenario, run_scenario_in_virtual_time
+from .series import LAYERS, EndpointSeries, GroupSeries, Layer, LayerTime, RunOccupancy
 from .timeline import (
     TIMELINE_FIELDS,
     AttemptTimeline,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SluicegateError
-from .occupancy import WORKER_STATES, RunOccupancy
+from .series import WORKER_STATES, RunOccupancy
 from .verdict import LAYER_TITLES
 
 INSTALL_HINT = "pip install 'sluicegate[plot]'"

@@ -3,15 +3,20 @@
 ``generate_report(path)`` is what ``sluicegate report RUN_DIR`` calls: it reads the run's
 ``events.jsonl`` (or an events file given directly), builds a :class:`RunReport`, writes
 ``report.txt``, ``report.json`` (msgspec, for machines) and the pictures next to it, and
-returns the report; :func:`render_text` is the human form.
+returns the report; :func:`render_text` is the human form. Until the CLI wires it,
+``python -m sluicegate.observe RUN_DIR`` does the same (:func:`main`).
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
+from ..errors import SluicegateError
 from .plots import INSTALL_HINT, PlotDependencyError, write_pictures
 from .verdict import LAYER_TITLES, EndpointSummary, Percentiles, Verdict
 from .view import CorrelatedRuntimeView
@@ -279,3 +284,37 @@ def _union_length(intervals: list[tuple[float, float]]) -> float:
         total += stop - max(start, end)
         end = stop
     return total
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sluicegate.observe RUN_DIR``: write the report, print it.
+
+    Exit status 0 on success, 2 when the events file is missing or unreadable.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m sluicegate.observe",
+        description="Why was this run slow? Reads RUN_DIR/events.jsonl (or an events file).",
+    )
+    parser.add_argument("path", help="a run directory or an events .jsonl file")
+    parser.add_argument("--out", help="where to write report.txt, report.json, pictures")
+    parser.add_argument("--no-pictures", action="store_true", help="skip the matplotlib pictures")
+    parser.add_argument("--json", action="store_true", help="print report.json instead of text")
+    parser.add_argument("--run", type=int, default=-1, help="which run of a resumed file (0 first)")
+    args = parser.parse_args(argv)
+    source = events_path(args.path)
+    if not source.is_file():
+        print(
+            f"no events file at {source}: pass a run directory or an events .jsonl file",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report = generate_report(
+            source, out_dir=args.out, pictures=not args.no_pictures, run=args.run
+        )
+    except SluicegateError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    sys.stdout.write(report_to_json(report).decode() if args.json else render_text(report))
+    sys.stdout.write("\n")
+    return 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from .occupancy import LAYERS, Layer, RunOccupancy
+from .series import LAYERS, Layer, RunOccupancy
 
 LAYER_TITLES: dict[str, str] = {
     "dependency_readiness": "dependency readiness",
@@ -222,9 +222,9 @@ def _request_admission(
     )
     return _Advice(
         f"calls to endpoint `{ep.name}` waited for request admission {_pct(share)} of the run "
-        f"at its limit of {ep.final_limit or cap} calls in flight, {quiet}: raise "
-        f"max_parallel_requests for `{ep.name}` (now {cap}), e.g. to {suggestion}, if the "
-        "provider allows it",
+        f"at its limit of {ep.final_limit or cap} calls in flight, {quiet}: the endpoint's "
+        f"cap is the bottleneck; raise max_parallel_requests for `{ep.name}` (now {cap}), e.g. "
+        f"to {suggestion}, if its provider can serve more (a higher quota, more replicas)",
         setting="max_parallel_requests",
         value=suggestion,
         evidence={"static_cap": cap, "mean_in_flight": round(ep.mean_in_flight, 2)},

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..events.reading import read_event_file
 from ..events.schema import AnyEvent, RequestEvent, SchedulerEvent
-from .occupancy import RunOccupancy, sweep
+from .occupancy import sweep
+from .series import RunOccupancy
 from .timeline import (
     AttemptTimeline,
     RequestTimeline,
