@@ -83,3 +83,16 @@ def test_an_empty_run_still_reports() -> None:
     report = build_report(CorrelatedRuntimeView([]))
     assert report.verdict.layer is None and report.tasks == 0
     assert "Verdict: none" in render_text(report)
+
+
+def test_the_module_command_prints_the_report_or_names_the_missing_file(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sluicegate.observe.report import main
+
+    assert main([str(run_dir), "--out", str(tmp_path), "--no-pictures"]) == 0
+    assert "Verdict: provider cooldown (rate limits)" in capsys.readouterr().out
+    assert main([str(run_dir), "--out", str(tmp_path), "--no-pictures", "--json"]) == 0
+    assert report_from_json(capsys.readouterr().out.encode()).tasks == 600
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "no events file" in capsys.readouterr().err

@@ -159,7 +159,6 @@ class OpenTelemetryEventSink:
         self._request_keys: dict[tuple[str | None, str | None, str | None], Attrs] = {}
         self._group_keys: dict[str | None, Attrs] = {}
         self._last_time: float | None = None
-        self.errors = 0
         if os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in ("1", "true", "yes"):
             warnings.warn(
                 f"{CAPTURE_CONTENT_ENV} is set, but sluicegate never records prompts or "
