@@ -404,9 +404,17 @@ def test_without_an_sdk_the_bridge_is_a_no_op() -> None:
     assert result.counts["succeeded"] == 3 and result.sink_errors == 0
 
 
+# Modules allowed to import the SDK: the CLI's `--otel console|otlp` setup, once it exists
+# (paths relative to src/sluicegate). The import-linter cannot express this contract because
+# `opentelemetry` is a namespace package shared by the API and the SDK.
+SDK_IMPORTERS_ALLOWED: tuple[str, ...] = ()
+
+
 def test_the_library_never_imports_the_opentelemetry_sdk() -> None:
     src = Path(sg.__file__).parent
     for path in src.rglob("*.py"):
+        if str(path.relative_to(src)) in SDK_IMPORTERS_ALLOWED:
+            continue
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
             names: list[str] = []
