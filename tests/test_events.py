@@ -1,10 +1,25 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import warnings
+from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 import sluicegate as sg
+from sluicegate.events import (
+    EventFile,
+    RequestEvent,
+    SchedulerEvent,
+    current_correlation,
+    current_request_id,
+    read_event_file,
+)
 from sluicegate.events.emitter import EventEmitter
 
 
@@ -74,3 +89,320 @@ def test_no_sink_means_disabled() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert EventEmitter(sg.InMemoryEventSink()).enabled is True
+
+
+# -- the engine used below: scheduler + executor + adaptive controller + simulated provider ---
+
+REQUEST = sg.ModelRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8)
+
+
+def engine(
+    sink: sg.EventSink | None,
+    worker_factory: Any,
+    *,
+    tasks: int = 6,
+    capacity: int = 4,
+    provider: sg.SimulatedProvider | None = None,
+    run_id: str | None = "run-1",
+) -> tuple[sg.AsyncTaskScheduler, sg.ModelRequestExecutor]:
+    controller = sg.AdaptiveRequestAdmissionController(
+        [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=2)],
+        sink=sink,
+    )
+    executor = sg.ModelRequestExecutor(
+        controller,
+        {"sim": provider or sg.SimulatedProvider(name="sim", latency_seconds=0.5, seed=3)},
+    )
+    tracker = sg.DagCompletionTracker.from_tasks(
+        [sg.SchedulableTask(i, None, sg.TaskGroupSpec("g")) for i in range(tasks)]
+    )
+    scheduler = sg.AsyncTaskScheduler(
+        tracker, worker_factory(executor), capacity=capacity, sink=sink, run_id=run_id
+    )
+    return scheduler, executor
+
+
+def one_call(executor: sg.ModelRequestExecutor) -> Any:
+    async def worker(task: sg.SchedulableTask) -> None:
+        await executor.execute("m", REQUEST)
+
+    return worker
+
+
+# -- 1. events on disk ---------------------------------------------------------------------
+
+
+def _events(n: int) -> list[SchedulerEvent]:
+    em_sink = sg.InMemoryEventSink()
+    em = EventEmitter(em_sink)
+    for i in range(n):
+        em.scheduler("selected", task_id=i, group="g")
+    return [e for e in em_sink.events if isinstance(e, SchedulerEvent)]
+
+
+def test_jsonl_sink_buffers_until_flush_and_counts(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = sg.JsonLinesEventSink(path, max_buffered_events=100)
+    for event in _events(10):
+        sink.emit(event)
+    assert path.read_bytes() == b""  # buffered: nothing written yet
+    assert sink.stats.buffered == 10 and sink.stats.written == 0
+    stats = sink.flush()
+    assert (stats.written, stats.buffered, stats.received, stats.dropped) == (10, 0, 10, 0)
+    assert stats.healthy and stats.bytes_written == len(path.read_bytes())
+    assert [e.task_id for e in sg.read_events(path)] == list(range(10))
+    sink.close()
+    assert sink.closed
+
+
+def test_jsonl_sink_writes_a_batch_when_full_and_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    with sg.JsonLinesEventSink(path, max_buffered_events=4) as sink:
+        for event in _events(9):
+            sink.emit(event)
+        assert len(sg.read_events(path)) == 8  # two full batches went out
+    assert len(sg.read_events(path)) == 9  # close wrote the rest
+
+
+def test_jsonl_sink_flushes_at_interpreter_exit(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    script = textwrap.dedent(
+        f"""
+        import sluicegate as sg
+        from sluicegate.events.emitter import EventEmitter
+        sink = sg.JsonLinesEventSink({str(path)!r})
+        em = EventEmitter(sink)
+        for i in range(5):
+            em.scheduler("selected", task_id=i)
+        # no close(): the exit hook writes the buffered events
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert [e.task_id for e in sg.read_events(path)] == [0, 1, 2, 3, 4]
+
+
+def test_reader_tolerates_a_torn_last_line_but_names_a_corrupt_middle_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    with sg.JsonLinesEventSink(path) as sink:
+        for event in _events(3):
+            sink.emit(event)
+    whole = path.read_bytes()
+    lines = whole.splitlines(keepends=True)
+    path.write_bytes(whole + lines[0][:25])  # killed mid-write
+    found = read_event_file(path)
+    assert isinstance(found, EventFile)
+    assert len(found.events) == 3 and found.torn and found.torn_tail_bytes == 25
+    assert len(sg.read_events(path)) == 3
+    assert len(list(sg.events.iter_events(path))) == 3
+    # the same bytes in the middle of the file are corruption, named by file and line
+    path.write_bytes(lines[0] + lines[1][:25] + b"\n" + lines[2])
+    with pytest.raises(sg.errors.EventDecodeError, match=r"events\.jsonl:2: not a sluicegate"):
+        sg.read_events(path)
+    # an unterminated last line that is not a prefix of an event is not a torn write either
+    path.write_bytes(lines[0] + b"garbage")
+    with pytest.raises(sg.errors.EventDecodeError, match=r"events\.jsonl:2:"):
+        sg.read_events(path)
+
+
+def test_appending_after_a_crash_cuts_the_torn_line_first(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    with sg.JsonLinesEventSink(path) as sink:
+        for event in _events(2):
+            sink.emit(event)
+    clean = path.read_bytes()
+    path.write_bytes(clean + b'{"type":"scheduler","event_ki')
+    with sg.JsonLinesEventSink(path) as sink:  # a resumed run appends to the same file
+        assert sink.stats.repaired_bytes == len(b'{"type":"scheduler","event_ki')
+        for event in _events(1):
+            sink.emit(event)
+    found = read_event_file(path)
+    assert len(found.events) == 3 and not found.torn
+
+
+class _BrokenFile:
+    """A file whose disk is full."""
+
+    def write(self, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    def flush(self) -> None:
+        return None
+
+    def fileno(self) -> int:
+        raise OSError(9, "Bad file descriptor")
+
+    def close(self) -> None:
+        return None
+
+
+async def test_a_failing_disk_never_breaks_the_run_and_is_counted(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    sink = sg.JsonLinesEventSink(tmp_path / "events.jsonl", max_buffered_events=8)
+    sink._file = _BrokenFile()  # type: ignore[assignment]
+    scheduler, _executor = engine(sink, one_call, tasks=6)
+    with pytest.warns(RuntimeWarning, match="No space left on device") as caught:
+        result = await scheduler.run()
+        stats = sink.close()
+    assert result.counts["succeeded"] == 6 and result.sink_errors == 0
+    assert len(caught) == 1  # reported once, then only counted
+    assert stats.write_errors >= 2 and stats.written == 0
+    assert stats.dropped == stats.received > 6 and not stats.healthy
+    assert "dropped" in stats.summary() and "No space left" in stats.summary()
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+def test_unencodable_values_fall_back_or_are_dropped_alone(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    sink = sg.JsonLinesEventSink(path)
+    em = EventEmitter(sink)
+    em.scheduler("selected", task_id=object())  # an odd task id: written as its repr
+    em.scheduler("selected", task_id=1, diagnostics={"bad": _Unprintable()})  # cannot encode
+    em.scheduler("selected", task_id=2)
+    with pytest.warns(RuntimeWarning, match="cannot encode"):
+        stats = sink.close()
+    assert (stats.written, stats.dropped, stats.encode_errors) == (2, 1, 1)
+    first, last = sg.read_events(path)
+    assert isinstance(first.task_id, str) and "object" in first.task_id
+    assert last.task_id == 2
+
+
+def test_events_after_close_are_dropped_not_raised(tmp_path: Path) -> None:
+    sink = sg.JsonLinesEventSink(tmp_path / "e.jsonl")
+    sink.close()
+    sink.emit(_events(1)[0])
+    with pytest.warns(RuntimeWarning, match="closed"):
+        stats = sink.flush()
+    assert stats.dropped == 1
+    assert sink.close() == sink.stats  # idempotent
+
+
+def test_bad_buffer_size_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(sg.ConfigurationError, match="max_buffered_events"):
+        sg.JsonLinesEventSink(tmp_path / "e.jsonl", max_buffered_events=0)
+
+
+def test_fan_out_forwards_flush_and_close(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    file_sink = sg.JsonLinesEventSink(path)
+    memory = sg.InMemoryEventSink()
+    fan = sg.events.FanOutEventSink([memory, file_sink])
+    fan.emit(_events(1)[0])
+    fan.flush()
+    assert len(sg.read_events(path)) == 1 and len(memory.events) == 1
+    fan.close()
+    assert file_sink.closed and fan.errors == 0
+
+
+async def test_with_no_sink_no_event_is_ever_built(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole stack (scheduler, executor, controller, provider) with no sink attached:
+    not one emitter method is called and not one event object is constructed."""
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an event was built with no sink attached")
+
+    monkeypatch.setattr(EventEmitter, "scheduler", forbidden)
+    monkeypatch.setattr(EventEmitter, "request", forbidden)
+    monkeypatch.setattr(EventEmitter, "deliver", forbidden)
+    monkeypatch.setattr("sluicegate.events.emitter.SchedulerEvent", forbidden)
+    monkeypatch.setattr("sluicegate.events.emitter.RequestEvent", forbidden)
+    provider = sg.SimulatedProvider(name="sim", latency_seconds=0.1, capacity=1, seed=1)
+    scheduler, _executor = engine(None, one_call, tasks=8, provider=provider, run_id=None)
+    result = await scheduler.run()
+    assert result.counts["succeeded"] == 8 and result.event_count == 0
+    assert provider.stats.rate_limited > 0  # the rate-limit paths ran too
+
+
+# -- 2. correlation ------------------------------------------------------------------------
+
+
+async def test_correlation_reaches_child_tasks_threads_and_request_events(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fanout(executor: sg.ModelRequestExecutor) -> Any:
+        async def call(task: sg.SchedulableTask, label: str) -> None:
+            seen[f"{task.task_id}/{label}"] = current_correlation()
+            await executor.execute("m", REQUEST)
+
+        async def worker(task: sg.SchedulableTask) -> None:
+            own = current_correlation()
+            seen[f"{task.task_id}/worker"] = own
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call, task, "a")
+                nursery.start_soon(call, task, "b")
+            seen[f"{task.task_id}/thread"] = await trio.to_thread.run_sync(current_correlation)
+            with sg.events.correlation_scope(column="judge"):
+                seen[f"{task.task_id}/scoped"] = current_correlation()
+            assert current_correlation() == own  # the scope did not leak
+
+        return worker
+
+    sink = sg.InMemoryEventSink()
+    scheduler, _ = engine(sink, fanout, tasks=3, capacity=2)
+    result = await scheduler.run()
+    assert result.counts["succeeded"] == 3
+    for task_id in range(3):
+        own = seen[f"{task_id}/worker"]
+        assert own.task_id == task_id and own.run_id == "run-1"
+        assert own.task_execution_id == f"{task_id}#1"
+        assert seen[f"{task_id}/a"] == seen[f"{task_id}/b"] == own  # child tasks
+        assert seen[f"{task_id}/thread"] == own  # worker thread
+        assert seen[f"{task_id}/scoped"].column == "judge"
+        assert seen[f"{task_id}/scoped"].task_execution_id == own.task_execution_id
+    request_events = [e for e in sink.events if isinstance(e, RequestEvent)]
+    per_call = [e for e in request_events if e.event_kind != "request_resource_registered"]
+    assert per_call and all(e.correlation is not None for e in per_call)
+    by_request: dict[int, set[str | None]] = {}
+    for e in per_call:
+        assert e.request_id is not None, e
+        assert e.correlation is not None
+        by_request.setdefault(e.request_id, set()).add(e.correlation.task_execution_id)
+    # six logical requests (two per task), each seen from exactly one task execution
+    assert len(by_request) == 6
+    assert all(len(executions) == 1 for executions in by_request.values())
+    per_task = sorted(next(iter(v)) for v in by_request.values())
+    assert per_task == ["0#1", "0#1", "1#1", "1#1", "2#1", "2#1"]
+    # two calls per task but capacity 2 on the endpoint: some waited, and their waits are
+    # joined to the same request id as their attempts
+    waits = [e for e in per_call if e.event_kind == "request_wait_started"]
+    assert waits
+    for wait in waits:
+        kinds = {e.event_kind for e in per_call if e.request_id == wait.request_id}
+        assert {"request_wait_completed", "model_request_started"} <= kinds
+    assert current_request_id() is None  # nothing leaked into the test's own context
+
+
+async def test_attempts_of_one_request_share_its_id_and_say_whether_they_retry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sink = sg.InMemoryEventSink()
+    provider = sg.SimulatedProvider(
+        name="sim", latency_seconds=0.2, capacity=1, retry_after_seconds=0.5, seed=2
+    )
+    scheduler, _executor = engine(sink, one_call, tasks=4, capacity=4, provider=provider)
+    result = await scheduler.run()
+    assert result.counts["succeeded"] == 4
+    completed = [e for e in sink.events if e.event_kind == "model_request_completed"]
+    assert any(e.outcome == "rate_limited" for e in completed)
+    for event in completed:
+        assert isinstance(event, RequestEvent) and event.diagnostics is not None
+        retry = event.diagnostics["will_retry"]
+        assert retry == (event.outcome != "success")
+        if event.outcome == "success":
+            assert event.diagnostics["input_tokens"] > 0
+            assert event.diagnostics["output_tokens"] > 0
+            assert event.diagnostics["response_model"] == "m"
+        else:
+            assert event.diagnostics["error_type"] == "ProviderRateLimitedError"
+    ids = {e.request_id for e in completed}
+    assert len(ids) == 4  # one logical request per task, however many attempts

@@ -9,10 +9,15 @@ from .correlation import (
     RuntimeCorrelation,
     correlation_scope,
     current_correlation,
+    current_request_id,
+    new_request_id,
+    request_scope,
+    reset_request_id,
     set_correlation,
+    set_request_id,
 )
 from .emitter import EventEmitter
-from .reading import read_events
+from .reading import EventFile, iter_events, read_event_file, read_events
 from .schema import (
     SCHEMA_VERSION,
     AnyEvent,
@@ -23,6 +28,7 @@ from .schema import (
 )
 from .sinks import (
     EventSink,
+    EventSinkStats,
     FanOutEventSink,
     InMemoryEventSink,
     JsonLinesEventSink,
@@ -33,7 +39,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "AnyEvent",
     "EventEmitter",
+    "EventFile",
     "EventSink",
+    "EventSinkStats",
     "FanOutEventSink",
     "InMemoryEventSink",
     "JsonLinesEventSink",
@@ -45,6 +53,13 @@ __all__ = [
     "SchedulerEventKind",
     "correlation_scope",
     "current_correlation",
+    "current_request_id",
+    "iter_events",
+    "new_request_id",
+    "read_event_file",
     "read_events",
+    "request_scope",
+    "reset_request_id",
     "set_correlation",
+    "set_request_id",
 ]

@@ -1,7 +1,14 @@
-"""Reading event files back (``read_events``), with errors that name the file and line."""
+"""Reading event files back, with errors that name the file and line.
+
+A writer killed mid-write leaves a torn last line (bytes with no trailing newline). Readers
+skip it and say so (:attr:`EventFile.torn_tail_bytes`); any other line that does not decode,
+including an unterminated last line that is not a prefix of an event, is corruption and
+raises :class:`~sluicegate.errors.EventDecodeError` naming the file and line.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -10,28 +17,76 @@ from ..errors import EventDecodeError
 from .schema import SCHEMA_VERSION, AnyEvent, RequestEvent, SchedulerEvent
 
 
+class EventFile(msgspec.Struct, frozen=True, kw_only=True):
+    """The events of one file, in file order, and what the reader had to skip."""
+
+    path: str
+    events: list[AnyEvent]
+    torn_tail_bytes: int = 0
+    """Size of the torn last line that was skipped (0: the file ended cleanly)."""
+
+    @property
+    def torn(self) -> bool:
+        return self.torn_tail_bytes > 0
+
+
+class _Reader:
+    __slots__ = ("decoder", "path", "probe", "torn_tail_bytes")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.decoder = msgspec.json.Decoder(SchedulerEvent | RequestEvent)
+        self.probe = msgspec.json.Decoder(_VersionProbe)
+        self.torn_tail_bytes = 0
+
+    def __iter__(self) -> Iterator[AnyEvent]:
+        decode = self.decoder.decode
+        with self.path.open("rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield decode(line)
+                except msgspec.DecodeError as exc:
+                    if not line.endswith(b"\n") and _looks_torn(line):
+                        self.torn_tail_bytes = len(line)
+                        return
+                    raise _decode_error(self.path, number, line, exc, self.probe) from exc
+
+
+def iter_events(path: str | Path) -> Iterator[AnyEvent]:
+    """Decode a JSON Lines event file one event at a time (constant memory).
+
+    A torn last line is skipped silently; use :func:`read_event_file` to learn about it.
+    Raises :class:`EventDecodeError` for a corrupt line, naming the file and the line.
+    """
+    return iter(_Reader(path))
+
+
+def read_event_file(path: str | Path) -> EventFile:
+    """Decode a whole event file, reporting a skipped torn last line."""
+    reader = _Reader(path)
+    events = list(reader)
+    return EventFile(path=str(path), events=events, torn_tail_bytes=reader.torn_tail_bytes)
+
+
 def read_events(path: str | Path) -> list[AnyEvent]:
     """Decode a JSON Lines event file written by :class:`JsonLinesEventSink`.
 
-    Fields added by a newer ``schema_version`` are ignored; a line that cannot be decoded
-    raises :class:`EventDecodeError` naming the file, the line and the cause.
+    Fields added by a newer ``schema_version`` are ignored; a torn last line (a crash
+    mid-write) is skipped; any other line that cannot be decoded raises
+    :class:`EventDecodeError` naming the file, the line and the cause.
     """
-    decoder = msgspec.json.Decoder(SchedulerEvent | RequestEvent)
-    version = msgspec.json.Decoder(_VersionProbe)
-    events: list[AnyEvent] = []
-    with Path(path).open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                events.append(decoder.decode(line))
-            except msgspec.DecodeError as exc:
-                raise _decode_error(path, number, line, exc, version) from exc
-    return events
+    return read_event_file(path).events
 
 
 class _VersionProbe(msgspec.Struct):
     schema_version: int | None = None
+
+
+def _looks_torn(line: bytes) -> bool:
+    """An unterminated line that starts like an event: the writer stopped mid-line."""
+    return line.lstrip().startswith(b"{")
 
 
 def _decode_error(
@@ -56,6 +111,6 @@ def _decode_error(
         str(path),
         number,
         f"not a sluicegate event ({exc})",
-        "pass a file written by JsonLinesEventSink; a torn last line means the run was killed "
-        "mid-write and can be deleted",
+        "pass a file written by JsonLinesEventSink; a line in the middle of the file is "
+        "damaged, so restore the file or cut the run's events before this line",
     )

@@ -3,6 +3,17 @@
 Events are msgspec Structs so they can cross process boundaries (JSON Lines files, the
 benchmark harness) without dict-building. Layers build an event only after their state
 change is complete, and only when a sink listens (``EventEmitter.enabled``).
+
+``SCHEMA_VERSION`` is written into every event. It changes when a reader of the previous
+version could misread a file: a kind or field removed or renamed, a field's meaning or unit
+changed, or a new kind added (an older reader cannot decode a kind it does not know). New
+optional fields and new ``diagnostics`` keys keep the version: readers ignore what they do not
+know. Every kind and its fields are listed in ``plans/observability.md``.
+
+Events are not tracked by the cyclic garbage collector (``gc=False``): they hold plain data
+and never take part in a reference cycle, and a run allocates many of them. Build them with
+keywords: the emitter alone builds them positionally (it is the hot path), so the field order
+below is not a public promise.
 """
 
 from __future__ import annotations
@@ -73,9 +84,7 @@ RequestEventKind = Literal[
 ]
 
 
-class SchedulerEvent(
-    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="scheduler"
-):
+class SchedulerEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, tag="scheduler"):
     """One step of the scheduler (task layer). ``sequence`` is per stream, gap-free."""
 
     event_kind: SchedulerEventKind
@@ -93,8 +102,13 @@ class SchedulerEvent(
     diagnostics: dict[str, Any] | None = None
 
 
-class RequestEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="request"):
-    """One step of request admission or of a model call attempt."""
+class RequestEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, tag="request"):
+    """One step of request admission or of a model call attempt.
+
+    ``request_id`` names the logical model request (all its attempts and admission waits):
+    the executor sets it for the duration of ``execute`` and the emitter copies it into every
+    request event built meanwhile (see :func:`~sluicegate.events.request_scope`).
+    """
 
     event_kind: RequestEventKind
     sequence: int

@@ -8,16 +8,24 @@ propagates). Retries are new attempts and are admitted again, so admission sees 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import trio
 
 from .._internal.checks import did_you_mean, is_number
 from ..errors import ConfigurationError, SluicegateError
+from ..events.correlation import (
+    current_request_id,
+    new_request_id,
+    reset_request_id,
+    set_request_id,
+)
 from ..events.emitter import EventEmitter
 from ..events.schema import RequestEventKind
 from ..events.sinks import EventSink
@@ -281,8 +289,13 @@ class ModelRequestExecutor:
         self._requests += 1
         delay = self.backoff_seconds
         attempt = 0
+        # One logical request: its admission waits and attempts carry one request id.
+        request_id = (
+            new_request_id() if self._emitter.enabled and current_request_id() is None else None
+        )
         while True:
             attempt += 1
+            token = None if request_id is None else set_request_id(request_id)
             try:
                 lease = await self._controller.acquire(item)
                 response, outcome, error = await self._attempt(
@@ -291,6 +304,9 @@ class ModelRequestExecutor:
             except BaseException:
                 self._failed += 1
                 raise
+            finally:
+                if token is not None:
+                    reset_request_id(token)
             if response is not None:
                 self._succeeded += 1
                 return response
@@ -377,10 +393,14 @@ class ModelRequestExecutor:
                             attempt,
                             outcome=outcome.kind,
                             retry_after=outcome.retry_after_seconds,
-                            diagnostics={
-                                "duration_seconds": trio.current_time() - started,
-                                "waited_seconds": lease.waited,
-                            },
+                            diagnostics=_completed_diagnostics(
+                                target,
+                                response,
+                                error,
+                                duration=trio.current_time() - started,
+                                waited=lease.waited,
+                                will_retry=_will_retry(outcome, error, attempt < self.max_attempts),
+                            ),
                         )
                 finally:
                     self._controller.release(lease, outcome)
@@ -403,3 +423,66 @@ class ModelRequestExecutor:
             attempt=attempt,
             **fields,
         )
+
+
+_RETRIED_OUTCOMES = frozenset(
+    {"rate_limited", "provider_failure", "provider_timeout", "local_timeout"}
+)
+
+
+def _will_retry(
+    outcome: RequestReleaseOutcome, error: BaseException | None, attempts_left: bool
+) -> bool:
+    """Whether ``execute`` makes another attempt after this one (mirrors its retry rules)."""
+    if not attempts_left or outcome.kind not in _RETRIED_OUTCOMES:
+        return False
+    return not (isinstance(error, ProviderFailureError) and not error.retryable)
+
+
+def _completed_diagnostics(
+    target: Provider,
+    response: ModelResponse | None,
+    error: BaseException | None,
+    *,
+    duration: float,
+    waited: float,
+    will_retry: bool,
+) -> dict[str, Any]:
+    """What ``model_request_completed`` reports beyond its typed fields (observability:
+    token usage, the model that answered, the server, the error class; never content)."""
+    diagnostics: dict[str, Any] = {
+        "duration_seconds": duration,
+        "waited_seconds": waited,
+        "will_retry": will_retry,
+    }
+    if response is not None:
+        diagnostics["input_tokens"] = response.usage.prompt_tokens
+        diagnostics["output_tokens"] = response.usage.completion_tokens
+        if response.model is not None:
+            diagnostics["response_model"] = response.model
+    if error is not None:
+        diagnostics["error_type"] = type(error).__name__
+        status = getattr(error, "status", None)
+        if status is not None:
+            diagnostics["http_status"] = status
+    base_url = getattr(target, "base_url", None)
+    if isinstance(base_url, str):
+        address, port = _server_of(base_url)
+        if address is not None:
+            diagnostics["server_address"] = address
+            if port is not None:
+                diagnostics["server_port"] = port
+    return diagnostics
+
+
+@functools.lru_cache(maxsize=64)
+def _server_of(base_url: str) -> tuple[str | None, int | None]:
+    """Host and port of a provider's base URL (cached: one parse per endpoint)."""
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+    except ValueError:
+        return None, None
+    if port is None and parts.scheme in ("http", "https"):
+        port = 443 if parts.scheme == "https" else 80
+    return parts.hostname, port

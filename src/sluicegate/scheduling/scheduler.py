@@ -269,7 +269,14 @@ class AsyncTaskScheduler:
         fatal: Exception | None = None
         em = self.events
         if em.enabled:
-            em.scheduler("scheduler_job_started", diagnostics={"run_id": self.run_id})
+            em.scheduler(
+                "scheduler_job_started",
+                diagnostics={
+                    "run_id": self.run_id,
+                    "limits": dict(self.admission.limits),
+                    "policy": self.admission.policy.name,
+                },
+            )
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -280,6 +287,13 @@ class AsyncTaskScheduler:
                     # every running worker has been cancelled and has released its lease.
                     fatal = exc
                     nursery.cancel_scope.cancel()
+        except BaseException as exc:
+            if em.enabled:  # the run ends here too: say so, so observers can close it
+                reason = type(exc).__name__
+                if isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None:
+                    reason = "Cancelled"  # the run's nursery wraps its workers' Cancelled
+                em.scheduler("scheduler_job_completed", reason=reason)
+            raise
         finally:
             self._nursery = None
             for task in self.queue.drain():
@@ -293,6 +307,8 @@ class AsyncTaskScheduler:
             fatal = self._fatal
         if fatal is not None:
             self._state = "finished"
+            if em.enabled:
+                em.scheduler("scheduler_job_completed", reason=type(fatal).__name__)
             raise fatal
         shutdown = self._state == "shutting_down"
         self._state = "finished"

@@ -1,0 +1,295 @@
+"""What observability costs: one cell = one task through the scheduler making one model call
+through the ``ModelRequestExecutor`` and the adaptive controller to a zero-latency
+``SimulatedProvider`` (the worst case for overhead: no latency hides anything). Time is per cell.
+
+Variants (same run, only the sink differs):
+
+- ``bare_trio_model_call``: the floor, a hand-written program doing the same calls (every task
+  spawned at once under one ``trio.CapacityLimiter``, calling the provider directly).
+- ``cells[sink=none]``: nothing configured (events are never built).
+- ``cells[sink=jsonl]``: ``JsonLinesEventSink`` writing both streams to a file.
+- ``cells[sink=otel]``: ``OpenTelemetryEventSink`` with the SDK, spans to a no-op exporter
+  through a ``SimpleSpanProcessor``, metrics to an ``InMemoryMetricReader``.
+- ``cells[sink=otel,span_sampling=0.1]``: the same tracing one task in ten.
+
+Three ways to run it:
+
+    python benchmarks/bench_events.py --fast                  # pyperf, one benchmark per variant
+    python benchmarks/bench_events.py --interleaved 9         # rounds of every variant, ratios
+    python benchmarks/bench_events.py --guards                # cost of the disabled-event checks
+
+The machine these run on is shared: prefer ``--interleaved`` (each round runs every variant
+back to back in a rotating order and the ratios come from the same round) and CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import sluicegate as sg
+from sluicegate.events.emitter import EventEmitter
+from sluicegate.observe import OpenTelemetryEventSink
+
+REQUEST = sg.ModelRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8)
+
+VARIANTS = ("none", "jsonl", "otel", "otel_sampled")
+
+
+def _provider() -> sg.SimulatedProvider:
+    return sg.SimulatedProvider(name="sim", latency_seconds=0.0, seed=1)
+
+
+def _otel_sink(span_sampling: float) -> tuple[OpenTelemetryEventSink, Callable[[], None]]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class NoOpExporter(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(NoOpExporter()))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    sink = OpenTelemetryEventSink(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, span_sampling=span_sampling
+    )
+
+    def finish() -> None:
+        sink.close()
+        reader.get_metrics_data()  # the collection is part of the cost
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+    return sink, finish
+
+
+def _sink(variant: str, folder: Path) -> tuple[sg.EventSink | None, Callable[[], None]]:
+    if variant == "none":
+        return None, lambda: None
+    if variant == "jsonl":
+        file_sink = sg.JsonLinesEventSink(folder / "events.jsonl", append=False)
+        return file_sink, lambda: None if file_sink.close().healthy else sys.exit("lost events")
+    if variant == "otel":
+        return _otel_sink(1.0)
+    if variant == "otel_sampled":
+        return _otel_sink(0.1)
+    raise ValueError(variant)
+
+
+def one_run(n: int, capacity: int, variant: str, folder: Path) -> float:
+    """Seconds (wall) for one run of ``n`` cells with the ``variant`` sink, closing included."""
+    sink, finish = _sink(variant, folder)
+    controller = sg.AdaptiveRequestAdmissionController(
+        [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=capacity)],
+        sink=sink,
+    )
+    executor = sg.ModelRequestExecutor(controller, {"sim": _provider()})
+
+    async def cell(task: sg.SchedulableTask) -> None:
+        await executor.execute("m", REQUEST)
+
+    tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask(i) for i in range(n)])
+    scheduler = sg.AsyncTaskScheduler(tracker, cell, capacity=capacity, sink=sink)
+    t0 = time.perf_counter()
+    result = trio.run(scheduler.run)
+    finish()
+    elapsed = time.perf_counter() - t0
+    assert result.counts["succeeded"] == n
+    return elapsed
+
+
+def bare_trio(n: int, capacity: int) -> float:
+    """The floor: every task spawned at once, each entering one ``CapacityLimiter``."""
+
+    async def main() -> None:
+        limiter = trio.CapacityLimiter(capacity)
+        provider = _provider()
+
+        async def task() -> None:
+            async with limiter:
+                await provider.call("m", REQUEST)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(task)
+
+    t0 = time.perf_counter()
+    trio.run(main)
+    return time.perf_counter() - t0
+
+
+# -- pyperf ---------------------------------------------------------------------------------
+
+
+def _pyperf_main(argv: list[str]) -> None:
+    import pyperf
+
+    def forward(cmd: list[str], args: Any) -> None:
+        cmd.extend(["--tasks", str(args.tasks), "--capacity", str(args.capacity)])
+
+    runner = pyperf.Runner(add_cmdline_args=forward)
+    runner.argparser.add_argument("--tasks", type=int, default=20000)
+    runner.argparser.add_argument("--capacity", type=int, default=64)
+    args = runner.parse_args(argv)
+    n, cap = args.tasks, args.capacity
+    folder = Path(tempfile.mkdtemp(prefix="sluicegate-bench-events-"))
+
+    def timed(variant: str) -> Callable[[int], float]:
+        def loops(count: int) -> float:
+            total = 0.0
+            for _ in range(count):
+                total += (
+                    bare_trio(n, cap) if variant == "floor" else one_run(n, cap, variant, folder)
+                )
+                gc.collect()
+            return total
+
+        return loops
+
+    runner.bench_time_func(f"bare_trio_model_call[tasks={n}]", timed("floor"), inner_loops=n)
+    names = {
+        "none": "sink=none",
+        "jsonl": "sink=jsonl",
+        "otel": "sink=otel",
+        "otel_sampled": "sink=otel,span_sampling=0.1",
+    }
+    for variant in VARIANTS:
+        runner.bench_time_func(f"cells[{names[variant]},tasks={n}]", timed(variant), inner_loops=n)
+
+
+# -- interleaved ratios ---------------------------------------------------------------------
+
+
+def interleaved(rounds: int, n: int, capacity: int) -> dict[str, dict[str, float]]:
+    """Run every variant once per round (rotating the order); return per-variant medians of
+    the per-round ratio to ``none`` (CPU and wall) and of microseconds per cell."""
+    folder = Path(tempfile.mkdtemp(prefix="sluicegate-bench-events-"))
+    variants = ["floor", *VARIANTS]
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    for r in range(rounds):
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
+        for variant in order:
+            gc.collect()
+            c0 = time.process_time()
+            w = (
+                bare_trio(n, capacity)
+                if variant == "floor"
+                else one_run(n, capacity, variant, folder)
+            )
+            cpu[variant].append(time.process_time() - c0)
+            wall[variant].append(w)
+    out = {}
+    for variant in variants:
+        out[variant] = {
+            "cpu_us_per_cell": statistics.median(cpu[variant]) / n * 1e6,
+            "wall_us_per_cell": statistics.median(wall[variant]) / n * 1e6,
+            "cpu_ratio_to_none": statistics.median(
+                a / b for a, b in zip(cpu[variant], cpu["none"], strict=True)
+            ),
+            "wall_ratio_to_none": statistics.median(
+                a / b for a, b in zip(wall[variant], wall["none"], strict=True)
+            ),
+        }
+    return out
+
+
+# -- the disabled guards ----------------------------------------------------------------------
+
+
+class _CountingEmitter(EventEmitter):
+    """An emitter with no sink that counts how often code asks whether events are on."""
+
+    reads = 0
+
+    @property  # type: ignore[misc]
+    def enabled(self) -> bool:
+        _CountingEmitter.reads += 1
+        return False
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        return None
+
+
+def guards(n: int, capacity: int) -> dict[str, float]:
+    """How many ``enabled`` checks one cell makes with no sink, and what they cost."""
+    controller = sg.AdaptiveRequestAdmissionController(
+        [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=capacity)]
+    )
+    counting = _CountingEmitter(None)
+    controller._emitter = counting
+    executor = sg.ModelRequestExecutor(controller, {"sim": _provider()})
+    executor._emitter = counting
+
+    async def cell(task: sg.SchedulableTask) -> None:
+        await executor.execute("m", REQUEST)
+
+    tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask(i) for i in range(n)])
+    scheduler = sg.AsyncTaskScheduler(tracker, cell, capacity=capacity)
+    scheduler.events = counting
+    trio.run(scheduler.run)
+    per_cell = _CountingEmitter.reads / n
+    plain = EventEmitter(None)
+    loops = 2_000_000
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        if plain.enabled:
+            pass
+    checked = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        pass
+    empty = time.perf_counter() - t0
+    check_ns = max(0.0, checked - empty) / loops * 1e9
+    return {
+        "checks_per_cell": per_cell,
+        "ns_per_check": check_ns,
+        "ns_per_cell": per_cell * check_ns,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--interleaved", type=int, default=0)
+    parser.add_argument("--guards", action="store_true")
+    known, rest = parser.parse_known_args()
+    if not known.interleaved and not known.guards:
+        _pyperf_main(rest)
+        return
+    extra = argparse.ArgumentParser()
+    extra.add_argument("--tasks", type=int, default=20000)
+    extra.add_argument("--capacity", type=int, default=64)
+    args = extra.parse_args(rest)
+    if known.guards:
+        print(guards(args.tasks, args.capacity))
+    if known.interleaved:
+        results = interleaved(known.interleaved, args.tasks, args.capacity)
+        head = ("variant", "cpu us/cell", "wall us/cell", "cpu/none", "wall/none")
+        print(f"{head[0]:<14}{head[1]:>12}{head[2]:>13}{head[3]:>10}{head[4]:>10}")
+        for variant, row in results.items():
+            print(
+                f"{variant:<14}{row['cpu_us_per_cell']:>12.1f}{row['wall_us_per_cell']:>13.1f}"
+                f"{row['cpu_ratio_to_none']:>10.2f}{row['wall_ratio_to_none']:>10.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

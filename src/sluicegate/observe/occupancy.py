@@ -1,0 +1,514 @@
+"""Which layer held the run back, instant by instant: a sweep over the joined event streams.
+
+The sweep keeps the run's state as the events change it (tasks queued, task leases held,
+workers and what each is doing, every endpoint's limit, in-flight calls, waiters and cooldown)
+and labels every interval between two event instants with the one layer that bound progress
+then. The rules, in order (``plans/observability.md`` explains them):
+
+1. Ready tasks are queued and a policy holds them back: ``task_admission`` (policy).
+2. Ready tasks are queued, capacity is free and nothing holds them back: ``ready_queue``
+   (a ready-idle gap: work ready, capacity free, nothing admitted).
+3. Ready tasks are queued and task capacity is full: blame what the lease holders do. Most
+   wait for request admission or back off after a 429: ``provider_cooldown`` when their
+   endpoint is rate limited (in cooldown, or its adaptive limit is still below its cap after
+   a 429), else ``request_admission``. Most are in provider calls: ``provider_cooldown`` or
+   ``request_admission`` if their endpoint is at its limit, else ``task_admission`` (the
+   endpoint had headroom: more task capacity would have been used). Most run local code:
+   ``downstream_completion``.
+4. Nothing is queued: blame what the running workers do, the same way, except that calls and
+   local code with idle capacity while more tasks are still to come is
+   ``dependency_readiness`` (the work exists but is not ready yet).
+5. Nothing runs: tasks waiting to be retried are ``provider_cooldown`` (after a rate limit) or
+   ``failure_retry``; tasks still to come are ``dependency_readiness``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from typing import Final
+
+from ..events.schema import AnyEvent, RequestEvent, SchedulerEvent
+from .series import (
+    WORKER_STATES,
+    EndpointSeries,
+    GroupSeries,
+    Layer,
+    LayerTime,
+    RunOccupancy,
+)
+from .timeline import TERMINAL_KINDS, endpoint_key, task_key
+
+# When workers are split between states, the more blocking state wins a tie.
+_PRIORITY: Final = {"wait": 0, "backoff_rate_limited": 1, "backoff": 2, "call": 3, "local": 4}
+
+
+class _Endpoint:
+    __slots__ = (
+        "cooldown_until",
+        "leases",
+        "limit",
+        "rate_limited_ever",
+        "series",
+        "waiting",
+    )
+
+    def __init__(self, series: EndpointSeries) -> None:
+        self.series = series
+        self.limit: int | None = None
+        self.leases: set[int | None] = set()
+        self.waiting = 0
+        self.cooldown_until = float("-inf")
+        self.rate_limited_ever = False
+
+    def constrained(self, t: float) -> bool:
+        """Rate limited now: in cooldown, or still below the cap after a rate limit."""
+        if self.cooldown_until > t:
+            return True
+        cap = self.series.static_cap
+        limit = self.limit
+        return self.rate_limited_ever and cap is not None and limit is not None and limit < cap
+
+    def record(self, t: float) -> None:
+        s = self.series
+        if s.times and s.times[-1] == t:
+            s.limit[-1], s.in_flight[-1], s.waiting[-1] = self.limit, len(self.leases), self.waiting
+            return
+        s.times.append(t)
+        s.limit.append(self.limit)
+        s.in_flight.append(len(self.leases))
+        s.waiting.append(self.waiting)
+
+
+class _Worker:
+    """A running task execution and the state of each of its model requests."""
+
+    __slots__ = ("group", "requests", "state", "state_endpoint")
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.requests: dict[int, tuple[str, str]] = {}  # request id -> (state, endpoint)
+        self.state: str = "local"
+        self.state_endpoint: str | None = None
+
+
+class OccupancySweep:
+    """Runs the sweep over events given in emission order (see :func:`sweep`)."""
+
+    def __init__(self, events: Sequence[AnyEvent]) -> None:
+        self.events = events
+        self.queued: dict[Hashable, str] = {}
+        self.held: dict[int | None, str] = {}
+        self.workers: dict[Hashable, _Worker] = {}
+        self.request_owner: dict[int, Hashable] = {}
+        self.endpoints: dict[tuple[str, str, str], _Endpoint] = {}
+        self.groups: dict[str, GroupSeries] = {}
+        self.group_counts: Counter[tuple[str, str]] = Counter()
+        self.state_counts: Counter[tuple[str, str | None]] = Counter()
+        self.deferred: dict[Hashable, bool] = {}
+        self.task_groups: dict[Hashable, str] = {}
+        self.last_outcome: dict[Hashable, str | None] = {}
+        self.blocked: str | None = None
+        self.capacity: int | None = None
+        self.labels: dict[tuple[Layer, str | None, str | None], float] = {}
+        self.ready_idle = 0.0
+        self.active = 0.0
+        self.peak = 0
+        self.completions: list[float] = []
+        self.segments: list[tuple[float, float, str]] = []
+        self.first_ready = _first_ready_times(events)
+        self.dirty_groups: set[str] = set()
+
+    # -- driving ------------------------------------------------------------------------
+
+    def run(self) -> RunOccupancy:
+        events = self.events
+        start = _run_start(events)
+        last = start
+        for event in events:
+            t = event.captured_at
+            if t > last:
+                self._account(last, t)
+                last = t
+            if type(event) is SchedulerEvent:
+                self._scheduler(event)
+            else:
+                assert isinstance(event, RequestEvent)
+                self._request(event)
+            self._record(t)
+        return RunOccupancy(
+            started_at=start,
+            ended_at=last,
+            capacity=self.capacity,
+            layer_times=[
+                LayerTime(layer=layer, endpoint=ep, detail=detail, seconds=seconds)
+                for (layer, ep, detail), seconds in sorted(
+                    self.labels.items(), key=lambda item: -item[1]
+                )
+            ],
+            ready_idle_seconds=self.ready_idle,
+            active_capacity_seconds=self.active,
+            endpoints={ep.series.name: ep.series for ep in self.endpoints.values()},
+            groups=self.groups,
+            completions=self.completions,
+            peak_leases=self.peak,
+            segments=self.segments,
+        )
+
+    def _account(self, t0: float, t1: float) -> None:
+        dt = t1 - t0
+        held = len(self.held)
+        self.active += held * dt
+        for ep in self.endpoints.values():
+            ep.series.in_flight_seconds += len(ep.leases) * dt
+            if ep.constrained(t0):
+                ep.series.rate_limited_seconds += dt
+        label = self._classify(t0)
+        if label is not None:
+            self.labels[label] = self.labels.get(label, 0.0) + dt
+            segments = self.segments
+            if segments and segments[-1][2] == label[0] and segments[-1][1] == t0:
+                segments[-1] = (segments[-1][0], t1, label[0])
+            else:
+                segments.append((t0, t1, label[0]))
+            if label[0] == "ready_queue" and label[2] == "ready_idle":
+                self.ready_idle += dt
+
+    def _record(self, t: float) -> None:
+        for name in self.dirty_groups:
+            series = self.groups[name]
+            if series.times and series.times[-1] == t:
+                for state in WORKER_STATES:
+                    series.counts[state][-1] = self.group_counts[(name, state)]
+                continue
+            series.times.append(t)
+            for state in WORKER_STATES:
+                series.counts[state].append(self.group_counts[(name, state)])
+        self.dirty_groups.clear()
+
+    # -- classification -----------------------------------------------------------------
+
+    def _classify(self, t: float) -> tuple[Layer, str | None, str | None] | None:
+        queued = len(self.queued)
+        capacity = self.capacity
+        idle_capacity = capacity is None or len(self.held) < capacity
+        if queued:
+            if self.blocked is not None:
+                return ("task_admission", None, self.blocked)
+            if capacity is not None and len(self.held) < capacity:
+                return ("ready_queue", None, "ready_idle")
+            return self._holders(t, capacity_full=True)
+        if self.workers:
+            label = self._holders(t, capacity_full=False)
+            if (
+                label[0] in ("provider_latency", "downstream_completion")
+                and idle_capacity
+                and self._still_to_come(t)
+            ):
+                return ("dependency_readiness", label[1], "capacity_idle")
+            return label
+        if self.deferred:
+            if any(self.deferred.values()):
+                return ("provider_cooldown", None, "task_retry_after_rate_limit")
+            return ("failure_retry", None, "task_retry")
+        if self._still_to_come(t):
+            return ("dependency_readiness", None, "nothing_ready")
+        return None
+
+    def _still_to_come(self, t: float) -> bool:
+        first = self.first_ready
+        return bisect.bisect_right(first, t) < len(first)
+
+    def _holders(self, t: float, *, capacity_full: bool) -> tuple[Layer, str | None, str | None]:
+        counts = self.state_counts
+        by_state: Counter[str] = Counter()
+        for (state, _), n in counts.items():
+            if n:
+                by_state[state] += n
+        if not by_state:
+            return ("downstream_completion", None, "local")
+        state = min(by_state, key=lambda s: (-by_state[s], _PRIORITY[s]))
+        endpoint = max(
+            (ep for (s, ep), n in counts.items() if s == state and n),
+            key=lambda ep: counts[(state, ep)],
+            default=None,
+        )
+        ep_state = self._endpoint_named(endpoint)
+        if state == "wait":
+            if ep_state is not None and ep_state.constrained(t):
+                return ("provider_cooldown", endpoint, "rate_limited")
+            return ("request_admission", endpoint, "at_limit")
+        if state == "backoff_rate_limited":
+            return ("provider_cooldown", endpoint, "backoff_after_429")
+        if state == "backoff":
+            return ("failure_retry", endpoint, "backoff_after_failure")
+        if state == "call":
+            if not capacity_full:
+                return ("provider_latency", endpoint, "in_call")
+            if ep_state is not None and ep_state.constrained(t):
+                return ("provider_cooldown", endpoint, "rate_limited")
+            limit = None if ep_state is None else ep_state.limit
+            if ep_state is not None and limit is not None and len(ep_state.leases) >= limit:
+                return ("request_admission", endpoint, "at_limit")
+            return ("task_admission", endpoint, "capacity_full")
+        return ("downstream_completion", None, "local")
+
+    def _endpoint_named(self, name: str | None) -> _Endpoint | None:
+        if name is None:
+            return None
+        for ep in self.endpoints.values():
+            if ep.series.name == name:
+                return ep
+        return None
+
+    # -- scheduler stream ---------------------------------------------------------------
+
+    def _group(self, name: str) -> str:
+        if name not in self.groups:
+            self.groups[name] = GroupSeries(
+                name=name, counts={state: [] for state in WORKER_STATES}
+            )
+        self.dirty_groups.add(name)
+        return name
+
+    def _move(self, group: str, old: str | None, new: str | None) -> None:
+        if old is not None:
+            self.group_counts[(group, old)] -= 1
+        if new is not None:
+            self.group_counts[(group, new)] += 1
+        self._group(group)
+
+    def _scheduler(self, e: SchedulerEvent) -> None:
+        kind = e.event_kind
+        if kind == "scheduler_job_started" or kind == "config_reloaded":
+            limits = (e.diagnostics or {}).get("limits")
+            if isinstance(limits, dict) and len(limits) == 1:
+                (value,) = limits.values()
+                self.capacity = value if isinstance(value, int) else None
+            elif isinstance(limits, dict):
+                self.capacity = None
+            return
+        if kind in ("admission_blocked", "group_capped"):
+            self.blocked = e.reason or kind
+            return
+        if kind == "request_pressure_advisory_skipped":
+            return
+        if e.task_id is None:
+            return
+        key = task_key(e.task_id)
+        if kind == "dependency_ready":
+            self.deferred.pop(key, None)
+            if e.group is not None:
+                self.task_groups[key] = e.group
+        elif kind == "ready_enqueued":
+            group = self._group(self._known_group(key, e.group))
+            self.queued[key] = group
+            self._move(group, None, "queued")
+        elif kind == "task_lease_acquired":
+            self.blocked = None
+            queued_in = self.queued.pop(key, None)
+            if queued_in is not None:
+                self._move(queued_in, "queued", None)
+            self.held[e.lease_id] = queued_in or self._known_group(key, e.group)
+            self.peak = max(self.peak, len(self.held))
+        elif kind == "stale_selection":
+            holder = self.held.get(e.lease_id)
+            if holder is not None and key not in self.queued:
+                self.queued[key] = holder
+                self._move(holder, None, "queued")
+        elif kind == "task_lease_released":
+            self.held.pop(e.lease_id, None)
+            self.blocked = None  # the next dispatch pass decides again
+        elif kind == "worker_spawned":
+            group = self.held.get(e.lease_id) or self._known_group(key, e.group)
+            worker = self.workers.get(key)
+            if worker is None:
+                self.workers[key] = worker = _Worker(group)
+                self._move(group, None, "local")
+                self.state_counts[("local", None)] += 1
+        elif kind in TERMINAL_KINDS:
+            self._worker_ended(key, e)
+
+    def _known_group(self, key: Hashable, group: str | None) -> str:
+        if group is not None:
+            return group
+        known = self.task_groups.get(key)
+        if known is not None:
+            return known
+        worker = self.workers.get(key)
+        if worker is not None:
+            return worker.group
+        return self.queued.get(key, "default")
+
+    def _worker_ended(self, key: Hashable, e: SchedulerEvent) -> None:
+        kind = e.event_kind
+        worker = self.workers.pop(key, None)
+        if worker is not None:
+            self._move(worker.group, worker.state, None)
+            self.state_counts[(worker.state, worker.state_endpoint)] -= 1
+            for rid in worker.requests:
+                self.request_owner.pop(rid, None)
+        if kind == "task_completed":
+            self.completions.append(e.captured_at)
+        elif kind == "retry_deferred":
+            self.deferred[key] = self.last_outcome.get(key) == "rate_limited"
+        if kind != "retry_deferred":
+            self.task_groups.pop(key, None)
+        self.last_outcome.pop(key, None)
+
+    # -- request stream -----------------------------------------------------------------
+
+    def _endpoint(self, e: RequestEvent) -> _Endpoint:
+        key = endpoint_key(e)
+        ep = self.endpoints.get(key)
+        if ep is None:
+            provider, model, domain = key
+            ep = self.endpoints[key] = _Endpoint(
+                EndpointSeries(
+                    name=f"{provider}/{model}" + ("" if domain == "chat" else f":{domain}"),
+                    provider=provider,
+                    model_id=model,
+                    domain=domain,
+                )
+            )
+        return ep
+
+    def _request(self, e: RequestEvent) -> None:
+        kind = e.event_kind
+        ep = self._endpoint(e)
+        t = e.captured_at
+        if kind == "request_resource_registered":
+            self._registered(ep, e)
+        elif kind == "request_wait_started":
+            ep.waiting += 1
+            self._set_request(e, "wait", ep)
+        elif kind in ("request_wait_completed", "request_wait_timeout", "request_wait_cancelled"):
+            ep.waiting = max(0, ep.waiting - 1)
+            if kind != "request_wait_completed":
+                self._set_request(e, None, ep)
+        elif kind == "request_lease_acquired":
+            ep.leases.add(e.lease_id)
+            if e.limit is not None:
+                ep.limit = e.limit
+        elif kind == "request_lease_released":
+            ep.leases.discard(e.lease_id)
+            if e.limit is not None:
+                ep.limit = e.limit
+        elif kind == "model_request_started":
+            self._set_request(e, "call", ep)
+        elif kind == "model_request_completed":
+            self._completed(e, ep)
+        elif kind == "request_acquire_denied":
+            self._set_request(e, None, ep)
+        elif kind == "request_rate_limited":
+            ep.rate_limited_ever = True
+            ep.series.rate_limits.append(t)
+            until = (e.diagnostics or {}).get("cooldown_until")
+            if isinstance(until, (int, float)) and until > t:
+                ep.cooldown_until = max(ep.cooldown_until, float(until))
+                ep.series.cooldowns.append((t, float(until)))
+        else:
+            self._limit_event(ep, e)
+        ep.record(t)
+
+    def _registered(self, ep: _Endpoint, e: RequestEvent) -> None:
+        diagnostics = e.diagnostics or {}
+        aliases = diagnostics.get("aliases")
+        if isinstance(aliases, list) and aliases:
+            name = str(aliases[0])
+            domain = ep.series.domain
+            ep.series.name = name if domain == "chat" else f"{name}:{domain}"
+        cap = diagnostics.get("static_cap")
+        if isinstance(cap, int):
+            ep.series.static_cap = cap
+        if e.limit is not None:
+            ep.limit = e.limit
+
+    def _limit_event(self, ep: _Endpoint, e: RequestEvent) -> None:
+        kind = e.event_kind
+        t = e.captured_at
+        if kind == "request_limit_decreased":
+            if e.limit is not None:
+                ep.series.decreases.append((t, e.previous_limit or 0, e.limit))
+                ep.limit = e.limit
+        elif kind == "request_limit_increased":
+            ep.series.increases += 1
+            if e.limit is not None:
+                ep.limit = e.limit
+        elif kind in ("request_soft_ceiling_recovered", "request_fully_recovered"):
+            ep.series.recoveries.append((t, kind.removeprefix("request_")))
+            if kind == "request_fully_recovered":
+                ep.rate_limited_ever = False
+        elif (
+            kind == "request_effective_cap_changed"
+            and e.reason == "reconfigured"
+            and e.limit is not None
+        ):
+            ep.series.static_cap = e.limit
+
+    def _completed(self, e: RequestEvent, ep: _Endpoint) -> None:
+        diagnostics = e.diagnostics or {}
+        owner = self._owner(e)
+        if owner is not None:
+            self.last_outcome[owner] = e.outcome
+        if diagnostics.get("will_retry"):
+            state = "backoff_rate_limited" if e.outcome == "rate_limited" else "backoff"
+            self._set_request(e, state, ep)
+        else:
+            self._set_request(e, None, ep)
+
+    def _owner(self, e: RequestEvent) -> Hashable | None:
+        corr = e.correlation
+        if corr is None or corr.task_id is None:
+            return None
+        return task_key(corr.task_id)
+
+    def _set_request(self, e: RequestEvent, state: str | None, ep: _Endpoint) -> None:
+        """Move one logical request to ``state`` (``None``: it ended) and its worker with it."""
+        rid = e.request_id
+        owner = self._owner(e)
+        if rid is None or owner is None:
+            return
+        worker = self.workers.get(owner)
+        if worker is None:
+            return
+        if state is None:
+            worker.requests.pop(rid, None)
+        else:
+            worker.requests[rid] = (state, ep.series.name)
+        self._restate(worker)
+
+    def _restate(self, worker: _Worker) -> None:
+        state: str = "local"
+        endpoint: str | None = None
+        for candidate, name in worker.requests.values():
+            if _PRIORITY[candidate] < _PRIORITY[state]:
+                state, endpoint = candidate, name
+        if (state, endpoint) != (worker.state, worker.state_endpoint):
+            self.state_counts[(worker.state, worker.state_endpoint)] -= 1
+            self.state_counts[(state, endpoint)] += 1
+            self._move(worker.group, worker.state, state)
+            worker.state, worker.state_endpoint = state, endpoint
+
+
+def _first_ready_times(events: Sequence[AnyEvent]) -> list[float]:
+    """When each task first became ready, sorted (tasks still to come at time t are those
+    whose first readiness is after t)."""
+    seen: dict[Hashable, float] = {}
+    for e in events:
+        if type(e) is SchedulerEvent and e.event_kind == "dependency_ready":
+            seen.setdefault(task_key(e.task_id), e.captured_at)
+    return sorted(seen.values())
+
+
+def _run_start(events: Sequence[AnyEvent]) -> float:
+    for e in events:
+        if e.event_kind == "scheduler_job_started":
+            return e.captured_at
+    return events[0].captured_at if events else 0.0
+
+
+def sweep(events: Sequence[AnyEvent]) -> RunOccupancy:
+    """Label every instant of one run with the layer that held it back (see module doc)."""
+    return OccupancySweep(events).run()

@@ -1,0 +1,551 @@
+"""The OpenTelemetry bridge: an event sink that turns both event streams into spans and metrics.
+
+It uses the OpenTelemetry API only; the application installs the SDK and its exporters (the
+``otel`` extra) or passes providers in. Without an SDK every call is a cheap no-op.
+
+Span model (one trace per run)::
+
+    sluicegate.run                                  INTERNAL   scheduler_job_started .. completed
+      task {group}                                  INTERNAL   ready_enqueued .. terminal event
+        {gen_ai.operation.name} {gen_ai.request.model}   CLIENT   first wait or call .. final answer
+          events: sluicegate.request.admission_wait, sluicegate.request.attempt (one per attempt)
+
+Parents are explicit: every span is started with the context of the span it belongs to, found
+through the event's correlation (task id and attempt) and request id, never through the
+"current span". So trio's contextvars quirks cannot misparent a span: a child task started with
+``start_soon`` from a worker still lands under that worker's task span, and the bridge never
+attaches a span to the context, so no span stays current across an ``await`` or an async
+generator's ``yield``. Timestamps come from the events (``captured_at``, trio's clock) shifted
+onto the wall clock once, at the first event, so virtual-time runs export sensible times too.
+
+Status: a retried 429 is an attempt event, not an error; a request whose last attempt failed
+sets ``error.type`` (the outcome, e.g. ``rate_limited`` or ``provider_timeout``) and ERROR; a
+cancelled task or request (``trio.Cancelled``) ends UNSET with ``sluicegate.task.status`` /
+``sluicegate.request.outcome`` saying ``cancelled`` / ``local_cancelled``: cancellation is not an
+error. A cancelled run still ends every span: the scheduler reports the end of a cancelled run,
+and :meth:`OpenTelemetryEventSink.close` ends whatever is still open.
+
+Prompts and completions are never recorded: events do not carry them (see
+``docs/observability.md``), so ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` cannot
+turn them on here; setting it only earns a warning that says so.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import time
+import warnings
+from collections.abc import Hashable
+from typing import Any, Final
+
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from .._internal.checks import is_number
+from ..errors import ConfigurationError
+from ..events.correlation import RuntimeCorrelation
+from ..events.schema import AnyEvent, RequestEvent, SchedulerEvent
+from .attributes import (
+    ERROR_TYPE,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    METRIC_ATTRIBUTES,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    SPAN_ATTRIBUTES,
+    AttributeValue,
+    BoundedAttributes,
+)
+from .otel_metrics import Attrs, EventMetrics
+from .timeline import TERMINAL_KINDS, task_key
+
+INSTRUMENTATION_NAME: Final = "sluicegate"
+
+CAPTURE_CONTENT_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+OPERATION_OF_DOMAIN: Final = {
+    "chat": "chat",
+    "embedding": "embeddings",
+    "image": "generate_content",
+    "healthcheck": "healthcheck",
+}
+"""``gen_ai.operation.name`` per request domain (well-known values where one exists)."""
+
+_TASK_STATUS: Final = {
+    "task_completed": "succeeded",
+    "retry_deferred": "retry_deferred",
+    "non_retryable_dropped": "failed",
+    "cancelled": "cancelled",
+}
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+class _Clock:
+    """Maps trio's clock (the events' ``captured_at``) onto Unix nanoseconds."""
+
+    __slots__ = ("_offset",)
+
+    def __init__(self) -> None:
+        self._offset: float | None = None
+
+    def ns(self, t: float) -> int:
+        if self._offset is None:
+            self._offset = time.time() - t
+        return int((t + self._offset) * 1e9)
+
+
+class _RequestSpan:
+    __slots__ = ("attempts", "key", "last_end", "span", "started_at", "task")
+
+    def __init__(self, span: Span, started_at: float, key: Attrs, task: Hashable | None) -> None:
+        self.span = span
+        self.started_at = started_at
+        self.key = key
+        self.task = task
+        self.attempts = 0
+        self.last_end: float | None = None
+
+
+class OpenTelemetryEventSink:
+    """An :class:`~sluicegate.events.EventSink` that exports runs as OpenTelemetry spans
+    and metrics (see the module documentation for the span and metric model).
+
+    ``tracer_provider`` / ``meter_provider`` default to the global ones. ``span_sampling``
+    (0..1) traces that share of task executions, chosen evenly (metrics always count
+    everything): on huge fan-outs the SDK's cost per span dominates, see
+    ``docs/observability.md``. Call :meth:`close` after the run (or use ``with``).
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        span_sampling: float = 1.0,
+        max_values_per_attribute: int = 100,
+    ) -> None:
+        if not (is_number(span_sampling) and 0.0 <= span_sampling <= 1.0):
+            raise ConfigurationError(
+                "OpenTelemetryEventSink.span_sampling",
+                f"must be a number in [0, 1], got {span_sampling!r}",
+                "use 1.0 to trace every task, 0.1 for one in ten, 0 for metrics only",
+            )
+        version = _version()
+        self._tracer = trace.get_tracer(INSTRUMENTATION_NAME, version, tracer_provider)
+        meter = metrics.get_meter(INSTRUMENTATION_NAME, version, meter_provider)
+        self._span_labels = BoundedAttributes(
+            SPAN_ATTRIBUTES, max_values_per_key=max_values_per_attribute
+        )
+        self.metrics = EventMetrics(
+            meter, BoundedAttributes(METRIC_ATTRIBUTES, max_values_per_key=max_values_per_attribute)
+        )
+        self.span_sampling = float(span_sampling)
+        self._sampled = 0.0
+        self._clock = _Clock()
+        self._run: Span | None = None
+        self._run_context: Context | None = None
+        self._ready_at: dict[Hashable, float] = {}
+        self._groups: dict[Hashable, str | None] = {}
+        self._tasks: dict[Hashable, tuple[Span, Context] | None] = {}
+        self._requests: dict[int, _RequestSpan] = {}
+        self._request_keys: dict[tuple[str | None, str | None, str | None], Attrs] = {}
+        self._group_keys: dict[str | None, Attrs] = {}
+        self._last_time: float | None = None
+        if os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in ("1", "true", "yes"):
+            warnings.warn(
+                f"{CAPTURE_CONTENT_ENV} is set, but sluicegate never records prompts or "
+                "completions: its events do not carry them (see docs/observability.md, "
+                "'Message content')",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    # -- EventSink ------------------------------------------------------------------------
+
+    def emit(self, event: AnyEvent) -> None:
+        """Turn one event into span and metric updates (synchronous, never awaits)."""
+        self._last_time = event.captured_at
+        if type(event) is SchedulerEvent:
+            self._scheduler(event)
+        else:
+            assert isinstance(event, RequestEvent)
+            self._request(event)
+
+    def close(self) -> None:
+        """End every span still open (a run cut short) at the last event's time. Idempotent.
+
+        Ends spans only: flushing and shutting down exporters is the application's (it owns
+        the SDK), e.g. ``tracer_provider.force_flush()``.
+        """
+        t = self._last_time
+        if t is None:
+            return
+        for rid in list(self._requests):
+            self._end_request(rid, t, outcome=None, incomplete=True)
+        for key in list(self._tasks):
+            self._end_task(key, t, "incomplete", None)
+        if self._run is not None:
+            self._run.set_attribute("sluicegate.incomplete", True)
+            self._run.end(end_time=self._clock.ns(t))
+            self._run = self._run_context = None
+
+    def __enter__(self) -> OpenTelemetryEventSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- scheduler stream -----------------------------------------------------------------
+
+    def _scheduler(self, e: SchedulerEvent) -> None:
+        kind = e.event_kind
+        t = e.captured_at
+        if kind == "scheduler_job_started":
+            run_id = (e.diagnostics or {}).get("run_id")
+            # The run's parent is whatever span is current where the run starts (the
+            # application's own span around it), read once here, in the run's own task.
+            self._run = self._tracer.start_span(
+                "sluicegate.run",
+                kind=SpanKind.INTERNAL,
+                start_time=self._clock.ns(t),
+                attributes=self._span_labels.of(
+                    {"sluicegate.run.id": run_id if isinstance(run_id, str) else None}
+                ),
+            )
+            self._run_context = trace.set_span_in_context(self._run)
+        elif kind == "scheduler_job_completed":
+            self._end_run(e)
+        elif kind in ("admission_blocked", "group_capped", "admission_denied"):
+            self.metrics.count(
+                "sluicegate.task.admission.blocked",
+                self.metrics.key({"sluicegate.reason": e.reason or kind}),
+            )
+        elif e.task_id is not None:
+            self._task_event(e, kind, t)
+
+    def _task_event(self, e: SchedulerEvent, kind: str, t: float) -> None:
+        key = task_key(e.task_id)
+        if kind == "ready_enqueued":
+            self._ready_at[key] = t
+        elif kind == "dependency_ready" or kind == "selected":
+            if e.group is not None:
+                self._groups[key] = e.group
+        elif kind == "task_lease_acquired":
+            group = e.group if e.group is not None else self._groups.get(key)
+            group_key = self._group_keys.get(group)
+            if group_key is None:
+                group_key = self._group_keys[group] = self.metrics.key(
+                    {"sluicegate.task.group": group}
+                )
+            self.metrics.count("sluicegate.task.admissions", group_key)
+            ready = self._ready_at.get(key)
+            if ready is not None:
+                self.metrics.wait("task_queue", t - ready)
+        elif kind == "worker_spawned":
+            self._start_task(key, e, t)
+        elif kind in TERMINAL_KINDS:
+            self._end_task(
+                key, t, _TASK_STATUS[kind], e.reason if kind == "non_retryable_dropped" else None
+            )
+
+    def _start_task(self, key: Hashable, e: SchedulerEvent, t: float) -> None:
+        ready = self._ready_at.pop(key, t)
+        group = self._groups.get(key)
+        if not self._sample():
+            self._tasks[key] = None
+            return
+        span = self._tracer.start_span(
+            f"task {group}" if group is not None else "task",
+            context=self._parent(),
+            kind=SpanKind.INTERNAL,
+            start_time=self._clock.ns(ready),
+            attributes=self._span_labels.of(
+                {
+                    "sluicegate.task.group": group,
+                    "sluicegate.task.attempt": e.attempt,
+                    "sluicegate.task.queue_wait": max(0.0, t - ready),
+                }
+            ),
+        )
+        self._tasks[key] = (span, trace.set_span_in_context(span))
+
+    def _sample(self) -> bool:
+        rate = self.span_sampling
+        if rate >= 1.0:
+            return True
+        before = self._sampled
+        self._sampled += rate
+        return int(self._sampled) > int(before)
+
+    def _parent(self) -> Context:
+        return self._run_context if self._run_context is not None else Context()
+
+    def _end_task(self, key: Hashable, t: float, status: str, reason: str | None) -> None:
+        for rid, request in list(self._requests.items()):
+            if request.task == key:  # left open: cancelled during a backoff, or never ended
+                self._end_request(rid, t, outcome="local_cancelled", incomplete=False)
+        entry = self._tasks.pop(key, None)
+        self._groups.pop(key, None)
+        if entry is None:
+            return
+        span = entry[0]
+        span.set_attribute("sluicegate.task.status", status)
+        if status == "failed":
+            span.set_attributes(self._span_labels.of({ERROR_TYPE: _error_type(reason)}))
+            span.set_status(Status(StatusCode.ERROR, reason))
+        elif status == "incomplete":
+            span.set_attribute("sluicegate.incomplete", True)
+        span.end(end_time=self._clock.ns(t))
+
+    def _end_run(self, e: SchedulerEvent) -> None:
+        t = e.captured_at
+        for rid in list(self._requests):
+            self._end_request(rid, t, outcome=None, incomplete=True)
+        for key in list(self._tasks):
+            self._end_task(key, t, "incomplete", None)
+        run = self._run
+        if run is None:
+            return
+        reason = e.reason
+        if reason in ("Cancelled", "KeyboardInterrupt"):
+            run.set_attribute("sluicegate.task.status", "cancelled")
+        elif reason is not None:
+            run.set_attributes(self._span_labels.of({ERROR_TYPE: _error_type(reason)}))
+            run.set_status(Status(StatusCode.ERROR, reason))
+        run.end(end_time=self._clock.ns(t))
+        self._run = self._run_context = None
+
+    # -- request stream -------------------------------------------------------------------
+
+    def _request(self, e: RequestEvent) -> None:
+        kind = e.event_kind
+        if kind in ("request_rate_limited", "request_limit_decreased", "request_limit_increased"):
+            self._endpoint_event(e, kind)
+            return
+        if kind == "request_resource_registered" or kind == "request_lease_acquired":
+            if e.limit is not None:
+                self.metrics.limit(self._endpoint_key(e), e.limit)
+            if kind == "request_resource_registered":
+                return
+        if kind in ("request_acquire_denied", "request_wait_timeout"):
+            reason = e.reason if kind == "request_acquire_denied" else "timeout"
+            self.metrics.count(
+                "sluicegate.request.admission.denials",
+                self._with(self._endpoint_key(e), {"sluicegate.reason": reason}),
+            )
+        rid = e.request_id
+        if rid is None:
+            return
+        request = self._requests.get(rid)
+        t = e.captured_at
+        if request is None:
+            if kind not in (
+                "request_wait_started",
+                "request_lease_acquired",
+                "model_request_started",
+                "request_acquire_denied",
+            ):
+                return
+            request = self._start_request(rid, e, t)
+        if kind == "request_wait_completed":
+            waited = _float((e.diagnostics or {}).get("waited"))
+            if waited is not None:
+                request.span.add_event(
+                    "sluicegate.request.admission_wait",
+                    self._span_labels.of({"sluicegate.request.admission_wait": waited}),
+                    timestamp=self._clock.ns(t),
+                )
+                self.metrics.wait("request_admission", waited)
+        elif kind == "model_request_started" and request.last_end is not None:
+            self.metrics.wait("retry_backoff", t - request.last_end)
+        elif kind == "model_request_completed":
+            self._attempt_done(rid, request, e, t)
+        elif kind in ("request_acquire_denied", "request_wait_timeout"):
+            reason = e.reason if kind == "request_acquire_denied" else "timeout"
+            self._end_request(rid, t, outcome=f"admission_{reason}", incomplete=False)
+        elif kind == "request_wait_cancelled":
+            self._end_request(rid, t, outcome="local_cancelled", incomplete=False)
+
+    def _start_request(self, rid: int, e: RequestEvent, t: float) -> _RequestSpan:
+        corr = e.correlation
+        owner = task_key(corr.task_id) if corr is not None and corr.task_id is not None else None
+        key = self._endpoint_key(e)
+        entry = self._tasks.get(owner) if owner is not None else None
+        traced = owner is None or entry is not None
+        operation = OPERATION_OF_DOMAIN.get(e.domain or "chat", e.domain or "chat")
+        if not traced:
+            span: Span = trace.INVALID_SPAN
+        else:
+            parent = entry[1] if entry is not None else self._parent()
+            attributes = dict(key)
+            attributes.update(self._span_labels.of(_correlation_attributes(corr)))
+            span = self._tracer.start_span(
+                f"{operation} {e.model_id}",
+                context=parent,
+                kind=SpanKind.CLIENT,
+                start_time=self._clock.ns(t),
+                attributes=attributes,
+            )
+        request = self._requests[rid] = _RequestSpan(span, t, key, owner)
+        return request
+
+    def _attempt_done(self, rid: int, request: _RequestSpan, e: RequestEvent, t: float) -> None:
+        diagnostics = e.diagnostics or {}
+        request.attempts += 1
+        request.last_end = t
+        span = request.span
+        if not span.is_recording():  # a task outside the sampled share: metrics only
+            if not diagnostics.get("will_retry"):
+                self._end_request(
+                    rid, t, outcome=e.outcome, incomplete=False, diagnostics=diagnostics
+                )
+            return
+        span.add_event(
+            "sluicegate.request.attempt",
+            self._span_labels.of(
+                {
+                    "sluicegate.attempt": e.attempt,
+                    "sluicegate.attempt.outcome": e.outcome,
+                    "sluicegate.attempt.duration": _float(diagnostics.get("duration_seconds")),
+                    "sluicegate.attempt.retry_after": e.retry_after,
+                }
+            ),
+            timestamp=self._clock.ns(t),
+        )
+        if diagnostics.get("will_retry"):
+            return
+        if e.outcome == "success":
+            span.set_attributes(
+                self._span_labels.of(
+                    {
+                        GEN_AI_RESPONSE_MODEL: _str(diagnostics.get("response_model")),
+                        GEN_AI_USAGE_INPUT_TOKENS: _int(diagnostics.get("input_tokens")),
+                        GEN_AI_USAGE_OUTPUT_TOKENS: _int(diagnostics.get("output_tokens")),
+                        SERVER_ADDRESS: _str(diagnostics.get("server_address")),
+                        SERVER_PORT: _int(diagnostics.get("server_port")),
+                    }
+                )
+            )
+        self._end_request(rid, t, outcome=e.outcome, incomplete=False, diagnostics=diagnostics)
+
+    def _end_request(
+        self,
+        rid: int,
+        t: float,
+        *,
+        outcome: str | None,
+        incomplete: bool,
+        diagnostics: dict[str, Any] | None = None,
+    ) -> None:
+        request = self._requests.pop(rid, None)
+        if request is None:
+            return
+        span = request.span
+        error_type = None
+        if incomplete:
+            span.set_attribute("sluicegate.incomplete", True)
+        elif outcome is not None and outcome not in ("success", "local_cancelled"):
+            error_type = outcome
+            span.set_attributes(self._span_labels.of({ERROR_TYPE: outcome}))
+            span.set_status(Status(StatusCode.ERROR, outcome))
+        if outcome is not None:
+            span.set_attribute("sluicegate.request.outcome", outcome)
+        span.set_attribute("sluicegate.request.attempts", request.attempts)
+        span.end(end_time=self._clock.ns(t))
+        if incomplete or outcome == "local_cancelled":
+            return
+        diagnostics = diagnostics or {}
+        self.metrics.operation(
+            self._with(request.key, _server(diagnostics)),
+            t - request.started_at,
+            error_type=error_type,
+            response_model=_str(diagnostics.get("response_model")),
+            input_tokens=_int(diagnostics.get("input_tokens")),
+            output_tokens=_int(diagnostics.get("output_tokens")),
+        )
+
+    def _endpoint_event(self, e: RequestEvent, kind: str) -> None:
+        key = self._endpoint_key(e)
+        if kind == "request_rate_limited":
+            self.metrics.count("sluicegate.request.rate_limits", key)
+            return
+        direction = "decrease" if kind == "request_limit_decreased" else "increase"
+        self.metrics.count(
+            "sluicegate.request.limit.changes",
+            self._with(key, {"sluicegate.direction": direction}),
+        )
+        if e.limit is not None:
+            self.metrics.limit(key, e.limit)
+
+    def _endpoint_key(self, e: RequestEvent) -> Attrs:
+        ident = (e.provider, e.model_id, e.domain)
+        key = self._request_keys.get(ident)
+        if key is None:
+            domain = e.domain or "chat"
+            key = self._request_keys[ident] = self.metrics.key(
+                {
+                    GEN_AI_OPERATION_NAME: OPERATION_OF_DOMAIN.get(domain, domain),
+                    GEN_AI_PROVIDER_NAME: e.provider,
+                    GEN_AI_REQUEST_MODEL: e.model_id,
+                }
+            )
+        return key
+
+    def _with(self, key: Attrs, extra: dict[str, AttributeValue | None]) -> Attrs:
+        return tuple(sorted({**dict(key), **dict(self.metrics.key(extra))}.items()))
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sluicegate")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _correlation_attributes(corr: RuntimeCorrelation | None) -> dict[str, AttributeValue | None]:
+    if corr is None:
+        return {}
+    return {
+        "sluicegate.column": corr.column,
+        "sluicegate.row": corr.row,
+        "sluicegate.row_group": corr.row_group,
+        "sluicegate.task_type": corr.task_type,
+        "sluicegate.group_kind": corr.group_kind,
+    }
+
+
+def _server(diagnostics: dict[str, Any]) -> dict[str, AttributeValue | None]:
+    return {
+        SERVER_ADDRESS: _str(diagnostics.get("server_address")),
+        SERVER_PORT: _int(diagnostics.get("server_port")),
+    }
+
+
+def _error_type(reason: str | None) -> str:
+    """A low-cardinality error class from a scheduler reason (``"Name: message"``)."""
+    if not reason:
+        return "task_failed"
+    if reason.startswith("attempts exhausted"):
+        return "attempts_exhausted"
+    head = reason.split(":", 1)[0].strip()
+    return head if _IDENTIFIER.fullmatch(head) else "task_failed"
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

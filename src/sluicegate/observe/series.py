@@ -1,0 +1,119 @@
+"""What the occupancy sweep produces: layer time, and per-endpoint and per-group series.
+
+These are the facts the verdict, the run report and the pictures are drawn from. Times are on
+the run's clock (the events' ``captured_at``).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+Layer = Literal[
+    "dependency_readiness",
+    "ready_queue",
+    "task_admission",
+    "request_admission",
+    "provider_cooldown",
+    "provider_latency",
+    "downstream_completion",
+    "failure_retry",
+]
+
+LAYERS: Final[tuple[Layer, ...]] = (
+    "dependency_readiness",
+    "ready_queue",
+    "task_admission",
+    "request_admission",
+    "provider_cooldown",
+    "provider_latency",
+    "downstream_completion",
+    "failure_retry",
+)
+
+WorkerState = Literal["queued", "wait", "backoff_rate_limited", "backoff", "call", "local"]
+
+WORKER_STATES: Final[tuple[WorkerState, ...]] = (
+    "queued",
+    "wait",
+    "backoff_rate_limited",
+    "backoff",
+    "call",
+    "local",
+)
+
+
+class EndpointSeries(msgspec.Struct, kw_only=True):
+    """One request resource over the run: limits, calls in flight, waiters, rate limits."""
+
+    name: str
+    provider: str
+    model_id: str
+    domain: str
+    static_cap: int | None = None
+    times: list[float] = msgspec.field(default_factory=list)
+    limit: list[int | None] = msgspec.field(default_factory=list)
+    in_flight: list[int] = msgspec.field(default_factory=list)
+    waiting: list[int] = msgspec.field(default_factory=list)
+    rate_limits: list[float] = msgspec.field(default_factory=list)
+    cooldowns: list[tuple[float, float]] = msgspec.field(default_factory=list)
+    decreases: list[tuple[float, int, int]] = msgspec.field(default_factory=list)
+    increases: int = 0
+    recoveries: list[tuple[float, str]] = msgspec.field(default_factory=list)
+    in_flight_seconds: float = 0.0
+    rate_limited_seconds: float = 0.0
+    """Seconds in cooldown or under a limit lowered by a rate limit."""
+
+
+class GroupSeries(msgspec.Struct, kw_only=True):
+    """One task group (column) over the run: how many of its tasks were in each state."""
+
+    name: str
+    times: list[float] = msgspec.field(default_factory=list)
+    counts: dict[str, list[int]] = msgspec.field(default_factory=dict)
+
+
+class LayerTime(msgspec.Struct, frozen=True, kw_only=True):
+    """Seconds attributed to one (layer, endpoint, detail) label."""
+
+    layer: Layer
+    endpoint: str | None
+    detail: str | None
+    seconds: float
+
+
+class RunOccupancy(msgspec.Struct, kw_only=True):
+    """The result of the sweep: layer time, integrals and the series the pictures use."""
+
+    started_at: float
+    ended_at: float
+    capacity: int | None
+    layer_times: list[LayerTime]
+    ready_idle_seconds: float
+    active_capacity_seconds: float
+    """Integral of task leases held over time (lease-seconds)."""
+    endpoints: dict[str, EndpointSeries]
+    groups: dict[str, GroupSeries]
+    completions: list[float]
+    peak_leases: int
+    segments: list[tuple[float, float, str]] = msgspec.field(default_factory=list)
+    """``(start, end, layer)``: the label over time, adjacent equal labels merged."""
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended_at - self.started_at)
+
+    def layer_seconds(self) -> dict[str, float]:
+        """Seconds per layer (every layer listed, zeros included)."""
+        out: dict[str, float] = dict.fromkeys(LAYERS, 0.0)
+        for item in self.layer_times:
+            out[item.layer] += item.seconds
+        return out
+
+    @property
+    def utilization(self) -> float | None:
+        """Mean share of task capacity held, when the capacity is one known number."""
+        if not self.capacity or self.duration <= 0:
+            return None
+        return self.active_capacity_seconds / (self.capacity * self.duration)

@@ -1,0 +1,343 @@
+"""The verdict: the layer that held a run back, its share of the run, and the one setting
+to change.
+
+The sweep (:mod:`.occupancy`) has labelled every instant of the run with one layer and,
+where it applies, one endpoint. The verdict takes the layer with the largest share of the
+run's time, the endpoint that carried most of that layer's time, and turns the evidence of
+that layer (the endpoint's rate limits and measured capacity, the task capacity, the latency,
+the dependency depth) into one sentence that names the setting to change and its value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .series import LAYERS, Layer, RunOccupancy
+
+LAYER_TITLES: dict[str, str] = {
+    "dependency_readiness": "dependency readiness",
+    "ready_queue": "ready queue (dispatch)",
+    "task_admission": "task admission",
+    "request_admission": "request admission",
+    "provider_cooldown": "provider cooldown (rate limits)",
+    "provider_latency": "provider latency",
+    "downstream_completion": "downstream completion (worker code)",
+    "failure_retry": "retries after failures",
+}
+
+
+class Percentiles(msgspec.Struct, frozen=True, kw_only=True):
+    """A distribution of seconds: how many, their total and the usual quantiles."""
+
+    count: int = 0
+    total: float = 0.0
+    p50: float = 0.0
+    p90: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+
+    @classmethod
+    def of(cls, values: list[float]) -> Percentiles:
+        """Nearest-rank quantiles of ``values`` (an empty list gives zeros)."""
+        if not values:
+            return cls()
+        ordered = sorted(values)
+        n = len(ordered)
+
+        def rank(q: float) -> float:
+            return ordered[min(n - 1, max(0, int(q * n + 0.5) - 1))]
+
+        return cls(
+            count=n,
+            total=sum(ordered),
+            p50=rank(0.5),
+            p90=rank(0.9),
+            p95=rank(0.95),
+            p99=rank(0.99),
+            max=ordered[-1],
+        )
+
+
+class EndpointSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What one request resource did over the run."""
+
+    name: str
+    provider: str
+    model_id: str
+    domain: str
+    static_cap: int | None
+    requests: int
+    attempts: int
+    outcomes: dict[str, int]
+    rate_limits: int
+    limit_decreases: int
+    limit_increases: int
+    recoveries: int
+    rate_limited_share: float
+    """Share of the run spent in cooldown or under a limit lowered by a rate limit."""
+    peak_concurrent_successes: int
+    """Most calls that ran at once and all succeeded: what the endpoint really served."""
+    mean_in_flight: float
+    lowest_limit: int | None
+    final_limit: int | None
+    latency: Percentiles
+    """Provider seconds of successful attempts."""
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """The layer that held the run back, with its share of the run and the fix."""
+
+    layer: Layer | None
+    share: float
+    """Share of the run's wall time attributed to ``layer`` (0..1)."""
+    message: str
+    endpoint: str | None = None
+    setting: str | None = None
+    """The one setting to change (``max_parallel_requests``, ``capacity``, ...), if any."""
+    value: int | None = None
+    """Its suggested value, when one can be derived from the run."""
+    shares: dict[str, float] = msgspec.field(default_factory=dict)
+    """Every layer's share of the run (they add up to at most 1)."""
+    evidence: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def _pct(share: float) -> str:
+    return f"{round(100 * share)}%"
+
+
+def _secs(value: float) -> str:
+    return f"{value:.3g}s"
+
+
+class VerdictInputs(msgspec.Struct, frozen=True, kw_only=True):
+    """What the verdict reads besides the sweep (computed by the view)."""
+
+    endpoints: dict[str, EndpointSummary]
+    chain_depth: int
+    tasks: int
+    queue_wait: Percentiles
+
+
+def decide(occupancy: RunOccupancy, inputs: VerdictInputs) -> Verdict:
+    """Name the limiting layer, its share, and the one setting to change (see module doc)."""
+    duration = occupancy.duration
+    seconds = occupancy.layer_seconds()
+    if duration <= 0 or not any(seconds.values()):
+        return Verdict(
+            layer=None,
+            share=0.0,
+            message="the run took no time: nothing held it back",
+            shares=dict.fromkeys(LAYERS, 0.0),
+        )
+    shares: dict[str, float] = {layer: seconds[layer] / duration for layer in LAYERS}
+    layer: Layer = max(LAYERS, key=lambda name: seconds[name])
+    per_endpoint: dict[str | None, float] = {}
+    per_detail: dict[str | None, float] = {}
+    for item in occupancy.layer_times:
+        if item.layer == layer:
+            per_endpoint[item.endpoint] = per_endpoint.get(item.endpoint, 0.0) + item.seconds
+            per_detail[item.detail] = per_detail.get(item.detail, 0.0) + item.seconds
+    named = {k: v for k, v in per_endpoint.items() if k is not None}
+    endpoint = max(named, key=named.__getitem__) if named else None
+    detail = max(per_detail, key=per_detail.__getitem__) if per_detail else None
+    advice = _ADVICE[layer](occupancy, inputs, shares[layer], endpoint, detail)
+    return Verdict(
+        layer=layer,
+        share=shares[layer],
+        endpoint=endpoint,
+        shares=shares,
+        message=advice.message,
+        setting=advice.setting,
+        value=advice.value,
+        evidence=advice.evidence,
+    )
+
+
+class _Advice(msgspec.Struct, frozen=True):
+    message: str
+    setting: str | None = None
+    value: int | None = None
+    evidence: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def _cooldown(
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+) -> _Advice:
+    ep = inputs.endpoints.get(endpoint or "")
+    if ep is None:
+        return _Advice(
+            f"{_pct(share)} of the run waited to retry after rate limits: raise the provider's "
+            "quota or lower the fan-out",
+            setting="max_parallel_requests",
+        )
+    capacity = max(1, ep.peak_concurrent_successes)
+    evidence = {
+        "rate_limits": ep.rate_limits,
+        "peak_concurrent_successes": ep.peak_concurrent_successes,
+        "static_cap": ep.static_cap,
+        "lowest_limit": ep.lowest_limit,
+    }
+    head = (
+        f"endpoint `{ep.name}` spent {_pct(share)} of the run held back by rate limits "
+        f"({ep.rate_limits} rate limits; in cooldown or under a limit lowered by them)"
+    )
+    if ep.static_cap is not None and capacity >= ep.static_cap:
+        # It served as many calls at once as it is allowed and still said 429: a quota on
+        # requests or tokens per minute, not concurrency.
+        return _Advice(
+            f"{head}: it answered 429 even at its cap of {ep.static_cap} calls in flight, so its "
+            "limit is a rate (requests or tokens per minute), not concurrency; add a rate "
+            "window (requests_per_minute) for it or raise the quota",
+            setting="requests_per_minute",
+            evidence=evidence,
+        )
+    return _Advice(
+        f"{head}: its real capacity is about {capacity}; set max_parallel_requests={capacity} "
+        f"for `{ep.name}` or raise the quota",
+        setting="max_parallel_requests",
+        value=capacity,
+        evidence=evidence,
+    )
+
+
+def _request_admission(
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+) -> _Advice:
+    ep = inputs.endpoints.get(endpoint or "")
+    if ep is None:
+        return _Advice(
+            f"model calls waited for request admission {_pct(share)} of the run: raise the "
+            "endpoint's max_parallel_requests",
+            setting="max_parallel_requests",
+        )
+    cap = ep.static_cap
+    suggestion = 2 * cap if cap else None
+    quiet = (
+        "the provider never rate limited it"
+        if not ep.rate_limits
+        else (f"with only {ep.rate_limits} rate limits")
+    )
+    return _Advice(
+        f"calls to endpoint `{ep.name}` waited for request admission {_pct(share)} of the run "
+        f"at its limit of {ep.final_limit or cap} calls in flight, {quiet}: the endpoint's "
+        f"cap is the bottleneck; raise max_parallel_requests for `{ep.name}` (now {cap}), e.g. "
+        f"to {suggestion}, if its provider can serve more (a higher quota, more replicas)",
+        setting="max_parallel_requests",
+        value=suggestion,
+        evidence={"static_cap": cap, "mean_in_flight": round(ep.mean_in_flight, 2)},
+    )
+
+
+def _task_admission(
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, detail: str | None
+) -> _Advice:
+    if detail not in (None, "capacity_full"):
+        fix = {
+            "group_capped": "raise the capped group's weight or its cap",
+            "borrow_debt": "raise BoundedBorrowPolicy.max_borrow, or weight the groups as used",
+            "policy_denied": "see TaskAdmissionController.explain_blocked() for the policy",
+        }.get(detail or "", "see TaskAdmissionController.explain_blocked()")
+        return _Advice(
+            f"ready tasks were held back by the task admission policy ({detail}) for "
+            f"{_pct(share)} of the run while capacity was free: {fix}",
+            setting="policy",
+            evidence={"reason": detail},
+        )
+    capacity = occ.capacity
+    caps = [ep.static_cap for ep in inputs.endpoints.values() if ep.static_cap]
+    suggestion = sum(caps) if caps else (2 * capacity if capacity else None)
+    if capacity is not None and suggestion is not None and suggestion <= capacity:
+        suggestion = 2 * capacity
+    ep = inputs.endpoints.get(endpoint or "")
+    headroom = ""
+    if ep is not None and ep.static_cap:
+        headroom = (
+            f" while endpoint `{ep.name}` had headroom (about {ep.mean_in_flight:.0f} of "
+            f"{ep.static_cap} calls in flight on average)"
+        )
+    return _Advice(
+        f"ready tasks waited for task capacity {_pct(share)} of the run{headroom} (queue wait "
+        f"p50 {_secs(inputs.queue_wait.p50)}): set capacity={suggestion} (now {capacity})",
+        setting="capacity",
+        value=suggestion,
+        evidence={"capacity": capacity, "peak_leases": occ.peak_leases},
+    )
+
+
+def _ready_queue(
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+) -> _Advice:
+    return _Advice(
+        f"for {_pct(share)} of the run tasks were ready and task capacity was free yet nothing "
+        f"was admitted ({occ.ready_idle_seconds:.3g}s of ready-idle gaps): a dispatch gap in "
+        "the scheduler; please report it with this events file",
+        evidence={"ready_idle_seconds": occ.ready_idle_seconds},
+    )
+
+
+def _latency(
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+) -> _Advice:
+    ep = inputs.endpoints.get(endpoint or "")
+    where = f"endpoint `{ep.name}`" if ep else "the endpoints"
+    stats = f" (p50 {_secs(ep.latency.p50)}, p95 {_secs(ep.latency.p95)})" if ep else ""
+    return _Advice(
+        f"{_pct(share)} of the run was spent waiting for {where} to answer{stats} with nothing "
+        "waiting for admission: the endpoint's response time sets the pace; use a faster "
+        "endpoint or ask for fewer tokens (max_tokens); more concurrency will not help",
+        setting="max_tokens",
+        evidence={"latency_p50": ep.latency.p50 if ep else None},
+    )
+
+
+def _readiness(
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+) -> _Advice:
+    utilization = occ.utilization
+    used = f" (mean {_pct(utilization)} of capacity {occ.capacity} used)" if utilization else ""
+    return _Advice(
+        f"for {_pct(share)} of the run task capacity stood idle{used} while more tasks were "
+        f"still to come: they waited for their dependencies (the longest chain is about "
+        f"{inputs.chain_depth} tasks deep). Put more independent work in flight: more rows per "
+        "row group (buffer_size) or more row groups at once (max_concurrent_row_groups)",
+        setting="max_concurrent_row_groups",
+        evidence={"chain_depth": inputs.chain_depth, "utilization": utilization},
+    )
+
+
+def _downstream(
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+) -> _Advice:
+    return _Advice(
+        f"worker code outside model calls (local generators, parsing, writing) held "
+        f"{_pct(share)} of the run: profile the slowest column's generator; a synchronous "
+        "generator runs in a worker thread, so give it more threads or make it async",
+        evidence={},
+    )
+
+
+def _failure_retry(
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+) -> _Advice:
+    where = f" on endpoint `{endpoint}`" if endpoint else ""
+    return _Advice(
+        f"{_pct(share)} of the run was spent backing off before retrying failed calls or "
+        f"tasks{where}: fix the failures (see failures by reason), or lower the retry backoff "
+        "(RetryPolicy / ModelRequestExecutor.backoff_seconds)",
+        setting="retry",
+    )
+
+
+_ADVICE = {
+    "provider_cooldown": _cooldown,
+    "request_admission": _request_admission,
+    "task_admission": _task_admission,
+    "ready_queue": _ready_queue,
+    "provider_latency": _latency,
+    "dependency_readiness": _readiness,
+    "downstream_completion": _downstream,
+    "failure_retry": _failure_retry,
+}

@@ -1,0 +1,311 @@
+"""``CorrelatedRuntimeView``: both event streams of one run, joined and explained.
+
+Build it from the events of a run (an ``InMemoryEventSink``'s list, or a JSON Lines file
+written by ``JsonLinesEventSink``). It gives per-task timelines, per-layer waits, per-endpoint
+summaries, the run-level facts the quality bars are about (hidden waiters, ready-idle gaps,
+the active-capacity integral) and the verdict: which layer held the run back.
+
+The view is computed lazily and cached: build it once per run and ask it many questions.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Hashable, Iterable, Sequence
+from pathlib import Path
+
+from ..events.reading import read_event_file
+from ..events.schema import AnyEvent, RequestEvent, SchedulerEvent
+from .occupancy import sweep
+from .series import RunOccupancy
+from .timeline import (
+    AttemptTimeline,
+    RequestTimeline,
+    TaskExecution,
+    TaskTimeline,
+    TimelineBuilder,
+    build_timelines,
+    task_key,
+)
+from .verdict import EndpointSummary, Percentiles, Verdict, VerdictInputs, decide
+
+
+def split_runs(events: Iterable[AnyEvent]) -> list[list[AnyEvent]]:
+    """Cut a stream (e.g. a file appended to by a resumed run) into runs.
+
+    A run starts at its ``scheduler_job_started``; events before it (an endpoint registered
+    before the scheduler started) belong to it too.
+    """
+    runs: list[list[AnyEvent]] = []
+    current: list[AnyEvent] = []
+    started = False
+    for event in events:
+        if event.event_kind == "scheduler_job_started":
+            if started:
+                runs.append(current)
+                current = []
+            started = True
+        current.append(event)
+    if current:
+        runs.append(current)
+    return runs
+
+
+class CorrelatedRuntimeView:
+    """Per-task timelines, per-layer waits and the verdict of one run.
+
+    ``events`` are in emission order (as a sink received them). If they hold several runs
+    (a file appended to by resumed runs), ``run`` picks one (default: the last); ``runs``
+    says how many there were.
+    """
+
+    def __init__(
+        self,
+        events: Sequence[AnyEvent],
+        *,
+        run: int = -1,
+        source: str | None = None,
+        torn_tail_bytes: int = 0,
+    ) -> None:
+        runs = split_runs(events)
+        self.runs = len(runs)
+        self.events: list[AnyEvent] = runs[run] if runs else []
+        self.source = source
+        self.torn_tail_bytes = torn_tail_bytes
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, run: int = -1) -> CorrelatedRuntimeView:
+        """Read a JSON Lines event file (a torn last line is skipped and remembered)."""
+        found = read_event_file(path)
+        return cls(found.events, run=run, source=str(path), torn_tail_bytes=found.torn_tail_bytes)
+
+    # -- joined timelines -----------------------------------------------------------------
+
+    @functools.cached_property
+    def _builder(self) -> TimelineBuilder:
+        return build_timelines(self.events)
+
+    @functools.cached_property
+    def executions(self) -> list[TaskExecution]:
+        """Every task execution (one per attempt of a task), in spawn order."""
+        return self._builder.executions()
+
+    @functools.cached_property
+    def tasks(self) -> list[TaskTimeline]:
+        """Every task that became ready, with its executions."""
+        return self._builder.tasks()
+
+    @functools.cached_property
+    def requests(self) -> list[RequestTimeline]:
+        """Every logical model request, those of tasks first, then any made outside tasks."""
+        out = [r for e in self.executions for r in e.requests]
+        out.extend(self._builder.orphan_requests())
+        return out
+
+    @functools.cached_property
+    def occupancy(self) -> RunOccupancy:
+        """The sweep: every instant labelled with the layer that held the run back."""
+        return sweep(self.events)
+
+    @property
+    def run_id(self) -> str | None:
+        for e in self.events:
+            if e.event_kind == "scheduler_job_started":
+                run_id = (
+                    (e.diagnostics or {}).get("run_id") if isinstance(e, SchedulerEvent) else None
+                )
+                return run_id if isinstance(run_id, str) else None
+        return None
+
+    @property
+    def duration(self) -> float:
+        return self.occupancy.duration
+
+    # -- quality-bar facts ----------------------------------------------------------------
+
+    @functools.cached_property
+    def hidden_waiters(self) -> int:
+        """Workers spawned, or model calls started, without holding their lease (must be 0)."""
+        task_leases: set[int | None] = set()
+        request_leases: set[tuple[object, int | None]] = set()
+        hidden = 0
+        for e in self.events:
+            kind = e.event_kind
+            if kind == "task_lease_acquired":
+                task_leases.add(e.lease_id)
+            elif kind == "task_lease_released":
+                task_leases.discard(e.lease_id)
+            elif kind == "worker_spawned":
+                hidden += e.lease_id not in task_leases
+            elif isinstance(e, RequestEvent):
+                resource = (e.provider, e.model_id, e.domain)
+                if kind == "request_lease_acquired":
+                    request_leases.add((resource, e.lease_id))
+                elif kind == "request_lease_released":
+                    request_leases.discard((resource, e.lease_id))
+                elif kind == "model_request_started":
+                    hidden += (resource, e.lease_id) not in request_leases
+        return hidden
+
+    @property
+    def ready_idle_seconds(self) -> float:
+        """Time when work was ready and task capacity free yet nothing was admitted."""
+        return self.occupancy.ready_idle_seconds
+
+    @property
+    def active_capacity_seconds(self) -> float:
+        """Integral of task leases held over the run (lease-seconds)."""
+        return self.occupancy.active_capacity_seconds
+
+    # -- waits and endpoints --------------------------------------------------------------
+
+    def layer_waits(self) -> dict[str, Percentiles]:
+        """Seconds per task execution (or per attempt) spent at each layer."""
+        executions = self.executions
+        attempts: list[AttemptTimeline] = [a for r in self.requests for a in r.attempts]
+        local = []
+        for e in executions:
+            if e.worker_spawned_at is None or e.ended_at is None:
+                continue
+            busy = sum(
+                r.provider_seconds + r.admission_wait + r.backoff_seconds for r in e.requests
+            )
+            spent = e.ended_at - e.worker_spawned_at - busy
+            local.append(spent if spent > 1e-9 else 0.0)  # float dust is not local work
+        return {
+            "ready_queue_and_task_admission": Percentiles.of([e.queue_wait for e in executions]),
+            "request_admission": Percentiles.of(
+                [a.admission_wait for a in attempts if a.wait_started_at is not None]
+            ),
+            "retry_backoff": Percentiles.of(
+                [r.backoff_seconds for r in self.requests if len(r.attempts) > 1]
+            ),
+            "provider_latency": Percentiles.of([a.provider_seconds for a in attempts]),
+            "worker_local": Percentiles.of(local),
+            "task_retry_wait": Percentiles.of(self._task_retry_waits()),
+        }
+
+    def _task_retry_waits(self) -> list[float]:
+        waits = []
+        for task in self.tasks:
+            for before, after in zip(task.executions, task.executions[1:], strict=False):
+                if before.task_completed_at is not None and after.dependency_ready_at is not None:
+                    waits.append(max(0.0, after.dependency_ready_at - before.task_completed_at))
+        return waits
+
+    @functools.cached_property
+    def endpoints(self) -> dict[str, EndpointSummary]:
+        """Per-endpoint summary: outcomes, rate limits, limits, measured capacity, latency."""
+        occupancy = self.occupancy
+        by_key: dict[tuple[str, str, str], list[RequestTimeline]] = {}
+        for request in self.requests:
+            by_key.setdefault(request.endpoint, []).append(request)
+        out = {}
+        for series in occupancy.endpoints.values():
+            key = (series.provider, series.model_id, series.domain)
+            requests = by_key.get(key, [])
+            attempts = [a for r in requests for a in r.attempts]
+            outcomes: dict[str, int] = {}
+            for a in attempts:
+                if a.outcome is not None:
+                    outcomes[a.outcome] = outcomes.get(a.outcome, 0) + 1
+            limits = [v for v in series.limit if v is not None]
+            after_first = (
+                [
+                    v
+                    for t, v in zip(series.times, series.limit, strict=True)
+                    if v is not None and t >= series.rate_limits[0]
+                ]
+                if series.rate_limits
+                else limits
+            )
+            duration = occupancy.duration or 1.0
+            out[series.name] = EndpointSummary(
+                name=series.name,
+                provider=series.provider,
+                model_id=series.model_id,
+                domain=series.domain,
+                static_cap=series.static_cap,
+                requests=len(requests),
+                attempts=len(attempts),
+                outcomes=outcomes,
+                rate_limits=len(series.rate_limits),
+                limit_decreases=len(series.decreases),
+                limit_increases=series.increases,
+                recoveries=len(series.recoveries),
+                rate_limited_share=series.rate_limited_seconds / duration,
+                peak_concurrent_successes=_peak_overlap(
+                    [(a.started_at, a.completed_at) for a in attempts if a.outcome == "success"]
+                ),
+                mean_in_flight=series.in_flight_seconds / duration,
+                lowest_limit=min(after_first) if after_first else None,
+                final_limit=limits[-1] if limits else None,
+                latency=Percentiles.of(
+                    [a.provider_seconds for a in attempts if a.outcome == "success"]
+                ),
+            )
+        return out
+
+    @functools.cached_property
+    def chain_depth(self) -> int:
+        """Longest dependency chain seen, estimated from readiness following completions."""
+        depth: dict[Hashable, int] = {}
+        last_done: tuple[Hashable, float] | None = None
+        for e in self.events:
+            if not isinstance(e, SchedulerEvent) or e.task_id is None:
+                continue
+            key = task_key(e.task_id)
+            if e.event_kind == "task_completed":
+                last_done = (key, e.captured_at)
+            elif e.event_kind == "dependency_ready" and key not in depth:
+                parent = last_done[0] if last_done and last_done[1] == e.captured_at else None
+                depth[key] = depth.get(parent, 0) + 1 if parent is not None else 1
+        return max(depth.values(), default=0)
+
+    def failures(self) -> dict[str, int]:
+        """Failed attempts by outcome, and tasks by terminal reason class."""
+        out: dict[str, int] = {}
+        for request in self.requests:
+            for attempt in request.attempts:
+                if attempt.outcome not in (None, "success"):
+                    key = f"attempt:{attempt.outcome}"
+                    out[key] = out.get(key, 0) + 1
+            if request.outcome is not None and request.outcome.startswith("admission_"):
+                key = f"request:{request.outcome}"
+                out[key] = out.get(key, 0) + 1
+        for e in self.executions:
+            if e.status in ("failed", "retry_deferred", "cancelled"):
+                reason = (e.reason or "").split(":", 1)[0] or "unknown"
+                key = f"task_{e.status}:{reason}"
+                out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items(), key=lambda item: -item[1]))
+
+    # -- the verdict ----------------------------------------------------------------------
+
+    def verdict(self) -> Verdict:
+        """Which layer held the run back, its share of the run and the one setting to change."""
+        return decide(
+            self.occupancy,
+            VerdictInputs(
+                endpoints=self.endpoints,
+                chain_depth=self.chain_depth,
+                tasks=len(self.tasks),
+                queue_wait=Percentiles.of([e.queue_wait for e in self.executions]),
+            ),
+        )
+
+
+def _peak_overlap(intervals: list[tuple[float | None, float | None]]) -> int:
+    """Most intervals open at one instant (an end at t closes before a start at t opens)."""
+    points: list[tuple[float, int]] = []
+    for start, end in intervals:
+        if start is None or end is None:
+            continue
+        points.append((start, 1))
+        points.append((end, -1))
+    points.sort(key=lambda p: (p[0], p[1]))
+    peak = current = 0
+    for _, delta in points:
+        current += delta
+        peak = max(peak, current)
+    return peak

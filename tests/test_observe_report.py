@@ -1,0 +1,98 @@
+"""The run report: text, JSON and pictures from a run's events file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import sluicegate as sg
+from sluicegate.observe import run_scenario_in_virtual_time
+from sluicegate.observe.report import (
+    build_report,
+    events_path,
+    generate_report,
+    render_text,
+    report_from_json,
+)
+from sluicegate.observe.view import CorrelatedRuntimeView
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("run")
+    with sg.JsonLinesEventSink(path / "events.jsonl") as sink:
+        run_scenario_in_virtual_time("rate_limited", sink)
+    return path
+
+
+def test_report_of_a_run_directory_writes_text_json_and_pictures(run_dir: Path) -> None:
+    report = generate_report(run_dir)
+    out = run_dir / "report"
+    text = (out / "report.txt").read_text()
+    assert text.startswith("sluicegate run report: rate_limited")
+    assert "Verdict: provider cooldown (rate limits)" in text
+    assert "set max_parallel_requests=12 for `judge`" in text
+    assert "judge (judge/judge, chat; max_parallel_requests 64)" in text
+    assert "hidden waiters 0" in text and "limit changes:" in text
+    assert report_from_json((out / "report.json").read_bytes()) == report
+    assert report.verdict.layer == "provider_cooldown" and report.tasks == 600
+    assert report.limits["judge"].rate_limits > 0 and report.limits["generator"].rate_limits == 0
+    assert report.limits["judge"].changes[0].kind == "decrease"
+    names = sorted(Path(p).name for p in report.pictures)
+    assert names == ["endpoint_limits.png", "progress.png", "timeline.png"]
+    for picture in report.pictures:
+        data = Path(picture).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000
+    assert report.notes == []
+
+
+def test_without_matplotlib_the_report_says_how_to_install_it(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    report = generate_report(run_dir / "events.jsonl", out_dir=tmp_path)
+    assert report.pictures == []
+    assert any("pip install 'sluicegate[plot]'" in note for note in report.notes)
+    assert "pip install 'sluicegate[plot]'" in (tmp_path / "report.txt").read_text()
+    with pytest.raises(ImportError, match=r"sluicegate\[plot\]"):
+        from sluicegate.observe.plots import write_pictures
+
+        write_pictures(CorrelatedRuntimeView([]).occupancy, tmp_path)
+
+
+def test_report_of_a_crashed_run_notes_the_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    with sg.JsonLinesEventSink(path) as sink:
+        run_scenario_in_virtual_time("slow_endpoint", sink)
+    with path.open("ab") as f:
+        f.write(b'{"type":"scheduler","event_kind":"sel')
+    report = generate_report(path, out_dir=tmp_path / "out", pictures=False)
+    assert report.torn_tail_bytes > 0 and report.pictures == []
+    assert "torn last line" in render_text(report)
+    assert report.verdict.layer == "provider_latency"
+
+
+def test_events_path_accepts_a_directory_or_a_file(tmp_path: Path) -> None:
+    assert events_path(tmp_path) == tmp_path / "events.jsonl"
+    assert events_path(tmp_path / "x.jsonl") == tmp_path / "x.jsonl"
+
+
+def test_an_empty_run_still_reports() -> None:
+    report = build_report(CorrelatedRuntimeView([]))
+    assert report.verdict.layer is None and report.tasks == 0
+    assert "Verdict: none" in render_text(report)
+
+
+def test_the_module_command_prints_the_report_or_names_the_missing_file(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sluicegate.observe.report import main
+
+    assert main([str(run_dir), "--out", str(tmp_path), "--no-pictures"]) == 0
+    assert "Verdict: provider cooldown (rate limits)" in capsys.readouterr().out
+    assert main([str(run_dir), "--out", str(tmp_path), "--no-pictures", "--json"]) == 0
+    assert report_from_json(capsys.readouterr().out.encode()).tasks == 600
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "no events file" in capsys.readouterr().err
