@@ -1,0 +1,236 @@
+"""Grants, releases and the dispatch loop: how free capacity reaches waiters.
+
+:class:`Dispatcher` is the part of the controller that moves leases: it grants (a lease and
+every count that goes with it), takes a held lease back and applies its outcome, hands free
+capacity to the fairest admissible waiters, denies waiters that can no longer be served, and
+arms the timer when only time can help. It never waits and is never a checkpoint; the
+controller's ``acquire`` is the only code that parks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import TYPE_CHECKING, Final
+
+import outcome as _outcome
+import trio
+
+from ..._internal.clock import now as _now
+from ..admission import (
+    OUTCOME_UNEXPECTED,
+    RequestAdmissionDenied,
+    RequestAdmissionItem,
+    RequestAdmissionLease,
+    RequestDenialReason,
+    RequestReleaseOutcome,
+)
+from .outcomes import apply_outcome, forget_probe
+from .timer import AdmissionTimer
+from .waiters import GRANTED, WAITING, Lane, Waiter
+
+if TYPE_CHECKING:
+    from ...events.emitter import EventEmitter
+    from .lease_book import Held, LeaseBook
+    from .registry import ResourceRegistry
+    from .reporting import ResourceEvents
+    from .state import EndpointState, ResourceState
+
+
+_INF: Final = math.inf
+
+
+class Dispatcher:
+    """Moves leases between the lease book, the resources and the waiters."""
+
+    __slots__ = ("_emitter", "_events", "_leases", "_registry", "timer")
+
+    def __init__(
+        self,
+        registry: ResourceRegistry,
+        leases: LeaseBook,
+        emitter: EventEmitter,
+        events: ResourceEvents,
+    ) -> None:
+        self._registry = registry
+        self._leases = leases
+        self._emitter = emitter
+        self._events = events
+        self.timer: AdmissionTimer[EndpointState] = AdmissionTimer(self._on_timer)
+
+    def grant(
+        self, r: ResourceState, item: RequestAdmissionItem, now: float, waited: float
+    ) -> RequestAdmissionLease:
+        """Issue a lease on ``r`` (the caller checked that ``item`` is admissible)."""
+        leases = self._leases
+        lease_id = leases.next_id()
+        tokens = item.estimated_tokens or 0
+        window = r.window
+        entry = window.reserve(now, tokens) if window is not None else None
+        probe = r.probing
+        if probe:
+            r.circuit.probe_lease = lease_id
+        aimd = r.aimd
+        lease = RequestAdmissionLease(
+            lease_id, item, now, leases.generation, tokens, aimd.limit, waited, aimd.epoch, probe
+        )
+        r.in_flight += 1
+        r.grants += 1
+        ep = r.endpoint
+        ep.in_flight += 1
+        if r.in_flight > r.max_in_flight:
+            r.max_in_flight = r.in_flight
+        if ep.in_flight > ep.max_in_flight:
+            ep.max_in_flight = ep.in_flight
+        leases.hold(lease, r, entry)
+        return lease
+
+    def release_held(
+        self, lease: RequestAdmissionLease, outcome: RequestReleaseOutcome, held: Held
+    ) -> Exception | None:
+        """Free the slot, apply the outcome, hand the slot on. Returns the error of an outcome
+        that could not be read (the slot is freed all the same, as ``unexpected_exception``)."""
+        r = held[1]
+        ep = r.endpoint
+        r.in_flight -= 1
+        ep.in_flight -= 1
+        r.released += 1
+        now = _now()
+        if r.ramp.active and getattr(outcome, "kind", None) == "rate_limited":
+            self.refresh(r, now)  # the cut applies to the ramp's current step
+        prev_limit = r.aimd.limit
+        prev_circuit = r.circuit.state
+        prev_ceiling = r.aimd.ceiling
+        error: Exception | None = None
+        try:  # costs nothing unless it raises
+            entry = held[2]
+            if entry is not None:
+                tokens = outcome.actual_tokens
+                if tokens is None and outcome.kind == "rate_limited":
+                    # A rejected call used no tokens; it still counts as a request (providers
+                    # count rejected requests against their per-minute limit).
+                    tokens = 0
+                entry.window.settle(entry, tokens)
+            if apply_outcome(r, lease, outcome, now):
+                self.deny_waiters_past(r, r.circuit.until)
+        except Exception as exc:
+            # An outcome that cannot be read (a wrong type, a non-numeric field) must not keep
+            # the slot from the next waiter: the call counts as unexpected_exception, AIMD
+            # learns nothing from it, and a probe gives no verdict.
+            error = exc
+            outcome = OUTCOME_UNEXPECTED
+            forget_probe(r, lease)
+        if ep.waiters.waiting:
+            self.dispatch(ep, now)
+        if self._emitter.enabled:
+            self._events.released(r, lease, outcome, prev_limit, prev_circuit, prev_ceiling)
+        return error
+
+    def dispatch(self, ep: EndpointState, now: float) -> None:
+        """Hand free capacity to waiters, fairest first, until nobody admissible is left.
+
+        Each grant goes straight to the chosen waiter (no herd). Lazily due changes of the
+        endpoint's resources are made first, so the check below is a pure query.
+        """
+        if ep.timed:
+            for r in ep.resources:
+                if r.timed:
+                    self.refresh(r, now)
+        waiters = ep.waiters
+
+        def admits(r: ResourceState, item: RequestAdmissionItem) -> bool:
+            return r.blocked_by(item.estimated_tokens or 0, now) is None
+
+        while waiters.waiting and ep.in_flight < ep.static_cap:
+            lane = waiters.pick(admits)
+            if lane is None:
+                break
+            self._grant_head(lane, now)
+        if waiters.waiting and ep.timed:
+            self._arm_for(ep, now)
+
+    def dispatch_all(self, now: float) -> None:
+        """Dispatch every endpoint with waiters (after a reconfigure)."""
+        for ep in self._registry.endpoints.values():
+            if ep.waiters.waiting:
+                # outside trio nobody can be waiting, but a dispatch may not be possible
+                with contextlib.suppress(RuntimeError):
+                    self.dispatch(ep, now)
+
+    def _grant_head(self, lane: Lane[ResourceState], now: float) -> None:
+        r = lane.resource
+        waiter = r.endpoint.waiters.pop_head(lane)
+        lease = self.grant(r, waiter.item, now, now - waiter.enqueued_at)
+        waiter.state = GRANTED
+        waiter.result = lease
+        if waiter.parked:
+            trio.lowlevel.reschedule(waiter.task, _outcome.Value(lease))
+        if not r.waiting and self._emitter.enabled:
+            self._events.drained(r)
+
+    def settle(self, r: ResourceState, now: float) -> None:
+        """Before a newcomer is considered: make ``r``'s lazily due changes, and grant the
+        waiters that time alone made admissible. The timer task may not have run yet at the
+        instant a cooldown, ramp step, reopening or window slot came due; without this a
+        newcomer could take the slot they are owed."""
+        ep = r.endpoint
+        if ep.timed:
+            if ep.waiters.waiting:
+                self.dispatch(ep, now)
+            elif r.timed:
+                self.refresh(r, now)
+
+    def refresh(self, r: ResourceState, now: float) -> None:
+        """Make ``r``'s lazily due changes and report them."""
+        half_opened, ramp_prev = r.refresh(now)
+        if (half_opened or ramp_prev) and self._emitter.enabled:
+            self._events.refreshed(r, half_opened, ramp_prev)
+
+    def reject(
+        self,
+        waiter: Waiter[ResourceState],
+        reason: RequestDenialReason,
+        *,
+        blocked_by: str | None = None,
+        available_after: float | None = None,
+    ) -> None:
+        """Hand ``waiter`` a denial instead of a lease (if it is still waiting)."""
+        if waiter.state != WAITING:
+            return
+        r = waiter.lane.resource
+        r.endpoint.waiters.remove(waiter)
+        r.denials += 1
+        denied = RequestAdmissionDenied(
+            item=waiter.item, reason=reason, available_after=available_after, blocked_by=blocked_by
+        )
+        waiter.result = denied
+        if waiter.parked:
+            trio.lowlevel.reschedule(waiter.task, _outcome.Value(denied))
+        if self._emitter.enabled:
+            self._events.drained(r)
+
+    def deny_waiters_past(self, r: ResourceState, until: float) -> None:
+        """Waiters whose deadline comes before the circuit can close learn it now."""
+        for lane in list(r.lanes.values()):
+            for waiter in lane.waiting():
+                if until == _INF or waiter.deadline < until:
+                    self.reject(
+                        waiter,
+                        "circuit_open",
+                        blocked_by="circuit_open",
+                        available_after=None if until == _INF else until,
+                    )
+
+    def _arm_for(self, ep: EndpointState, now: float) -> None:
+        """If time alone can unblock a waiting lane of ``ep``, make the timer fire then."""
+        at = _INF
+        for lane in ep.waiters.lanes:
+            r = lane.resource
+            if r.timed:
+                at = min(at, r.next_change_at(lane.head().item.estimated_tokens or 0, now))
+        if at < _INF:
+            self.timer.arm(ep, at, now)
+
+    def _on_timer(self, due: list[EndpointState], now: float) -> None:
+        for ep in due:
+            self.dispatch(ep, now)  # re-arms if still time-blocked
