@@ -8,10 +8,9 @@ the controller; errors are :class:`ConfigurationError` naming the dotted field a
 from __future__ import annotations
 
 import math
-import re
 import tomllib
-from collections.abc import Mapping
-from typing import Any, Final, Literal, TypeAlias
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -366,11 +365,29 @@ class RequestAdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_u
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RequestAdmissionConfig:
-        """Decode and validate a plain mapping (e.g. a parsed TOML table)."""
-        try:
-            return msgspec.convert(data, cls)
-        except msgspec.ValidationError as exc:
-            raise _configuration_error(exc) from None
+        """Decode and validate a plain mapping (e.g. a parsed TOML table).
+
+        Keys are checked against the structs' fields (unknown ones are rejected with a
+        did-you-mean), then every value goes through the same validation as a Python
+        construction, so an error always names the dotted field (``resources[1].clamp``).
+        """
+        _check_keys("", data, cls)
+        fields: dict[str, Any] = {}
+        if "defaults" in data:
+            fields["defaults"] = _build("defaults", data["defaults"], RequestResourceSettings)
+        if "resources" in data:
+            entries = data["resources"]
+            if not isinstance(entries, (list, tuple)):
+                raise ConfigurationError(
+                    "resources",
+                    f"must be a list of tables, got {type(entries).__name__}",
+                    "write [[resources]] tables (TOML) or a list of mappings",
+                )
+            fields["resources"] = tuple(
+                _build(f"resources[{index}]", entry, RequestResourceOverride)
+                for index, entry in enumerate(entries)
+            )
+        return _prefixed("", lambda: cls(**fields))
 
     @classmethod
     def from_toml(cls, text: str, *, table: str | None = None) -> RequestAdmissionConfig:
@@ -452,53 +469,42 @@ class RequestAdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_u
                 ) from None
 
 
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
-
-
-_UNKNOWN = re.compile(r"unknown field `(?P<name>[^`]*)`")
-
-
-def _struct_at(path: str) -> type[msgspec.Struct] | None:
-    """The struct type a ``$.a.b[0]`` path of a config document points into."""
-    parts = re.findall(r"\.([A-Za-z_]\w*)|\[\d+\]", path)
-    current: type[msgspec.Struct] | None = RequestAdmissionConfig
-    for part in parts:
-        if part == "":  # an index: stay on the element type chosen by the field before
-            continue
-        if current is RequestAdmissionConfig and part == "defaults":
-            current = RequestResourceSettings
-        elif current is RequestAdmissionConfig and part == "resources":
-            current = RequestResourceOverride
-        else:
-            return None
-    return current
-
-
-def _dotted(path: str | None) -> str:
-    if not path or path == "$":
-        return ""
-    return path[2:] if path.startswith("$.") else path.lstrip("$")
-
-
-def _configuration_error(exc: msgspec.ValidationError) -> ConfigurationError:
-    """Turn msgspec's validation message into a ConfigurationError naming the field."""
-    cause = exc.__cause__
-    match = _AT.match(str(exc))
-    message = match.group("message") if match else str(exc)
-    path = match.group("path") if match else None
-    prefix = _dotted(path)
-    if isinstance(cause, ConfigurationError):
-        field = f"{prefix}.{cause.field}" if prefix else cause.field
-        return ConfigurationError(field, cause.problem, cause.fix)
-    unknown = _UNKNOWN.search(message)
-    if unknown:
-        name = unknown.group("name")
-        struct = _struct_at(path or "$")
-        known = struct.__struct_fields__ if struct is not None else ()
-        field = f"{prefix}.{name}" if prefix else name
-        return ConfigurationError(
-            field,
-            f"unknown key {name!r}{did_you_mean(name, known)}",
-            "remove it; known keys: " + ", ".join(known),
+def _check_keys(prefix: str, data: object, struct: type[msgspec.Struct]) -> None:
+    """``data`` must be a mapping whose keys are fields of ``struct`` (did-you-mean if not)."""
+    known = struct.__struct_fields__
+    where = prefix or "config"
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(
+            where,
+            f"must be a table (mapping), got {type(data).__name__}",
+            "use a table with keys among: " + ", ".join(known),
         )
-    return ConfigurationError(prefix or "config", message, "use a value of the expected type")
+    for name in data:
+        if not isinstance(name, str) or name not in known:
+            field = f"{prefix}.{name}" if prefix else str(name)
+            raise ConfigurationError(
+                field,
+                f"unknown key {name!r}{did_you_mean(str(name), known)}",
+                "remove it; known keys: " + ", ".join(known),
+            )
+
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def _build(prefix: str, data: object, struct: type[_S]) -> _S:
+    """One struct from a mapping; errors are re-raised with ``prefix`` in the field path."""
+    if isinstance(data, struct):
+        return data
+    _check_keys(prefix, data, struct)
+    assert isinstance(data, Mapping)
+    return _prefixed(prefix, lambda: struct(**data))
+
+
+def _prefixed(prefix: str, build: Callable[[], _S]) -> _S:
+    try:
+        return build()
+    except ConfigurationError as exc:
+        if not prefix:
+            raise
+        raise ConfigurationError(f"{prefix}.{exc.field}", exc.problem, exc.fix) from None
