@@ -382,7 +382,7 @@ async def test_decrease_is_the_exact_floor_of_limit_times_factor(autojump_clock)
 
 @guarded
 async def test_rate_limit_storm_is_coalesced_into_one_decrease(autojump_clock) -> None:
-    controller = make(cap=8, decrease_factor=0.5)
+    controller = make(cap=8, decrease_factor=0.5, slow_start=False)  # start at the cap
     leases = [await controller.acquire(item()) for _ in range(8)]
     for lease in leases:
         controller.release(lease, RATE_LIMITED)
@@ -397,7 +397,11 @@ async def test_rate_limit_storm_is_coalesced_into_one_decrease(autojump_clock) -
 @guarded
 async def test_without_coalescing_every_rate_limit_decreases(autojump_clock) -> None:
     controller = make(
-        cap=8, decrease_factor=0.5, coalesce_rate_limits=False, circuit_breaker_threshold=None
+        cap=8,
+        decrease_factor=0.5,
+        coalesce_rate_limits=False,
+        circuit_breaker_threshold=None,
+        slow_start=False,
     )
     leases = [await controller.acquire(item()) for _ in range(4)]
     for lease in leases:

@@ -37,7 +37,13 @@ class RequestResourceSettings(
 
     The limit lives in ``[1, effective_max]`` where ``effective_max = min(static cap, clamp)``.
 
-    - ``initial_limit``: starting limit (``None``: start at ``effective_max``).
+    - ``initial_limit``: starting limit (``None``: slow start, or ``effective_max`` when
+      ``slow_start`` is off). An explicit starting limit is used as given, with AIMD from there.
+    - ``slow_start`` / ``slow_start_initial_limit``: with no ``initial_limit`` and no startup
+      ramp, start at ``slow_start_initial_limit`` and add one per success (the limit doubles
+      per round trip while calls fill it) until the first rate limit or ``effective_max``;
+      then AIMD. Growth waits while fewer than half the limit's calls are in flight, so a
+      trickle of calls never talks the limit up to a cap the endpoint cannot carry.
     - ``clamp``: optional per-resource ceiling below the endpoint's aggregate static cap.
     - ``cooldown_seconds``: cooldown after a rate limit without a provider ``retry_after``.
     - ``decrease_factor``: on a rate limit ``limit = max(1, floor(limit * decrease_factor))``.
@@ -63,6 +69,8 @@ class RequestResourceSettings(
     """
 
     initial_limit: int | None = None
+    slow_start: bool = True
+    slow_start_initial_limit: int = 4
     clamp: int | None = None
     cooldown_seconds: float = 5.0
     decrease_factor: float = 0.75
@@ -115,6 +123,11 @@ def _require_int(field: str, value: object, minimum: int, fix: str, *, optional:
         raise ConfigurationError(field, f"must be an integer >= {minimum}, got {value!r}", fix)
 
 
+def _require_bool(field: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(field, f"must be true or false, got {value!r}", "use a bool")
+
+
 def _require_number(
     field: str, value: object, *, low: float, low_open: bool, fix: str, optional: bool = False
 ) -> None:
@@ -133,6 +146,14 @@ def _validate_settings(s: RequestResourceSettings) -> None:
         1,
         "use a starting limit of at least 1 or omit it",
         optional=True,
+    )
+    _require_bool("slow_start", s.slow_start)
+    _require_int(
+        "slow_start_initial_limit",
+        s.slow_start_initial_limit,
+        1,
+        "start slow start at 1 or more calls (4 is a good default)",
+        optional=False,
     )
     _require_int("clamp", s.clamp, 1, "use a clamp of at least 1 or omit it", optional=True)
     _require_number(
@@ -171,6 +192,7 @@ def _validate_settings(s: RequestResourceSettings) -> None:
         low_open=False,
         fix="use 0 (no cautious zone) or a positive number of round trips",
     )
+    _require_bool("coalesce_rate_limits", s.coalesce_rate_limits)
     if s.cooldown_admission not in ("within_limit", "paused"):
         raise ConfigurationError(
             "cooldown_admission",
@@ -277,6 +299,8 @@ class RequestResourceOverride(
     domain: RequestDomain | None = None
 
     initial_limit: int | UnsetType | None = UNSET
+    slow_start: bool | UnsetType = UNSET
+    slow_start_initial_limit: int | UnsetType = UNSET
     clamp: int | UnsetType | None = UNSET
     cooldown_seconds: float | UnsetType = UNSET
     decrease_factor: float | UnsetType = UNSET

@@ -5,6 +5,8 @@ cooldown, the last rate-limit ceiling and the rate-limit epoch. It never reads a
 emits and never touches waiters: every method takes ``now`` (and the settings) and changes
 only its own fields, so it is tested with plain numbers.
 
+- Slow start (the default start): one more per success while calls fill the limit, so the
+  limit doubles per round trip, until the first rate limit or ``effective_max``.
 - Decrease (a rate limit that is not part of a storm already answered):
   ``limit = max(1, floor(limit * decrease_factor))``; the limit before the cut is remembered
   as the ceiling and a new epoch starts (leases carry the epoch they were admitted in).
@@ -36,6 +38,7 @@ class AimdLimit:
         "epoch",
         "limit",
         "max_limit",
+        "slow_start",
         "successes",
     )
 
@@ -47,6 +50,7 @@ class AimdLimit:
         self.cooldown_until = -_INF
         self.ceiling: int | None = None
         self.epoch = 0
+        self.slow_start = False  # growing by one per success until a rate limit or the max
 
     def in_cooldown(self, now: float) -> bool:
         """Whether ``now`` is inside the cooldown of the last rate limit."""
@@ -67,6 +71,8 @@ class AimdLimit:
         self.effective_max = effective_max
         if self.limit > effective_max:
             self.limit = effective_max
+        if self.limit >= effective_max:
+            self.slow_start = False
 
     def start_cooldown(self, now: float, seconds: float) -> None:
         """A rate limit arrived: no growth until ``now + seconds`` (never shortened)."""
@@ -83,20 +89,34 @@ class AimdLimit:
     def decrease(self, decrease_factor: float) -> int:
         """Cut the limit; returns the limit before the cut (now the ceiling)."""
         prev = self.limit
+        self.slow_start = False
         # The epsilon keeps decimal factors exact: 90 * 0.7 is 62.99999999999999 in binary.
         self.limit = max(1, math.floor(prev * decrease_factor + 1e-9))
         self.ceiling = prev
         self.epoch += 1
         return prev
 
-    def on_success(self, now: float, settings: RequestResourceSettings) -> None:
-        """Count one success outside cooldown towards the next additive increase."""
+    def on_success(
+        self, now: float, settings: RequestResourceSettings, *, limit_bound: bool = True
+    ) -> None:
+        """Count one success outside cooldown towards the next increase.
+
+        ``limit_bound`` says whether calls are filling the limit; slow start grows only then
+        (an idle limit proves nothing about the endpoint).
+        """
         if now < self.cooldown_until:
             return  # no growth during cooldown
         limit = self.limit
         emax = self.effective_max
         if limit >= emax:
             self.successes = 0
+            self.slow_start = False
+            return
+        if self.slow_start:
+            if limit_bound:
+                self.raise_to(limit + 1)
+                if limit + 1 >= emax:
+                    self.slow_start = False
             return
         self.successes += 1
         needed = settings.successes_until_increase

@@ -7,6 +7,13 @@ probe's success closes it; its 429 reopens it for longer (``circuit_backoff_mult
 to ``circuit_max_open_seconds``); after ``circuit_max_reopens`` reopenings it stays open until
 an operator closes it. Only the outstanding probe gives a verdict.
 
+Connection failures (the endpoint refused, reset, could not be resolved or reached) count
+too: ``circuit_breaker_threshold`` of them in a row, at any limit, open the circuit as
+*unreachable*. An unreachable endpoint fails fast: every waiter and newcomer is denied at
+once with the failure's ``detail`` (URL and cause) instead of waiting for the half-open
+probe; the first call after the open period is the probe. Any answer from the endpoint
+(a success, a 429, a 5xx) ends a connection-failure streak.
+
 The open -> half-open step is lazy: :meth:`state_at` and :meth:`blocked_by` *report* it at any
 ``now`` without changing anything; :meth:`half_open_due` says when the controller should
 *make* it (and emit its event).
@@ -45,7 +52,17 @@ CIRCUIT_NAMES: Final[dict[int, CircuitState]] = {
 class CircuitBreaker:
     """Closed / open / half-open state, the probe in flight and the reopening backoff."""
 
-    __slots__ = ("backoff", "floor_rate_limits", "probe_lease", "reopens", "state", "until")
+    __slots__ = (
+        "backoff",
+        "connection_failures",
+        "detail",
+        "floor_rate_limits",
+        "probe_lease",
+        "reopens",
+        "state",
+        "unreachable",
+        "until",
+    )
 
     def __init__(self, open_seconds: float) -> None:
         self.state = CLOSED
@@ -54,6 +71,9 @@ class CircuitBreaker:
         self.reopens = 0
         self.probe_lease = 0  # lease id of the half-open probe in flight (0: none)
         self.floor_rate_limits = 0  # consecutive non-coalesced 429s at limit 1
+        self.connection_failures = 0  # consecutive calls that could not reach the endpoint
+        self.unreachable = False  # opened by connection failures: fail fast
+        self.detail: str | None = None  # the last connection failure (URL and cause)
 
     @property
     def closed(self) -> bool:
@@ -94,19 +114,47 @@ class CircuitBreaker:
         self.floor_rate_limits += 1
         return self.floor_rate_limits >= threshold
 
+    def count_connection_failure(self, threshold: int | None, detail: str | None) -> bool:
+        """A call that never reached the endpoint; ``True`` when the breaker should open."""
+        self.connection_failures += 1
+        if detail is not None:
+            self.detail = detail
+        return threshold is not None and self.connection_failures >= threshold
+
+    def answered(self) -> None:
+        """The endpoint answered (any HTTP status): the connection-failure streak ends."""
+        self.connection_failures = 0
+
+    @property
+    def fails_fast(self) -> bool:
+        """Whether waiting cannot help: the circuit is open because nothing answers."""
+        return self.unreachable and self.state != CLOSED
+
     def open(
-        self, now: float, retry_after: float | None, settings: RequestResourceSettings
+        self,
+        now: float,
+        retry_after: float | None,
+        settings: RequestResourceSettings,
+        *,
+        unreachable: bool = False,
     ) -> None:
         """Open for ``circuit_open_seconds`` (or the provider's longer ``retry_after``)."""
+        self.unreachable = unreachable
         self.state = OPEN
         self.reopens = 0
         self.backoff = settings.circuit_open_seconds
         self.until = now + max(self.backoff, retry_after or 0.0)
 
     def reopen(
-        self, now: float, retry_after: float | None, settings: RequestResourceSettings
+        self,
+        now: float,
+        retry_after: float | None,
+        settings: RequestResourceSettings,
+        *,
+        unreachable: bool = False,
     ) -> None:
         """The probe failed: open again, for longer; for good after too many reopenings."""
+        self.unreachable = unreachable
         self.probe_lease = 0
         self.reopens += 1
         self.state = OPEN
@@ -124,6 +172,8 @@ class CircuitBreaker:
         self.state = CLOSED
         self.probe_lease = 0
         self.floor_rate_limits = 0
+        self.connection_failures = 0
+        self.unreachable = False
         self.reopens = 0
         self.backoff = settings.circuit_open_seconds
         self.until = -_INF

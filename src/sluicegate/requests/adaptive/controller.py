@@ -127,7 +127,9 @@ class AdaptiveRequestAdmissionController:
         self._events = events = ResourceEvents(emitter)
         self._leases = leases = LeaseBook(next(_generations))
         self._dispatcher = Dispatcher(registry, leases, emitter, events)
-        self._denials = Denials(registry, emitter, events, leases.generation)
+        self._denials = Denials(
+            registry, emitter, events, leases.generation, RequestPressureReader(self)
+        )
         self._closed = False
 
     # ----------------------------------------------------------------------------- properties

@@ -11,15 +11,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from ..._internal.clock import now as _now
 from ..._internal.leases import ReleaseResult
 from ..admission import RequestAdmissionDenied, RequestAdmissionItem, RequestDenialReason
 from ..identity import RequestResourceKey
 from .circuit import OPEN
-from .snapshots import resource_pressure
 
 if TYPE_CHECKING:
     from ...events.emitter import EventEmitter
+    from ..pressure import RequestPressureSource
     from .lease_book import BadRelease
     from .registry import ResourceRegistry
     from .reporting import ResourceEvents
@@ -34,10 +33,24 @@ def finite(value: float) -> float | None:
     return None if value == _INF else value
 
 
+def unreachable_cause(r: ResourceState) -> str:
+    """The cause a circuit-open denial of an unreachable endpoint carries (URL and words)."""
+    circuit = r.circuit
+    detail = circuit.detail or "the endpoint could not be reached"
+    return f"{detail} ({circuit.connection_failures} consecutive connection failures)"
+
+
 class Denials:
     """Builds denials and release diagnostics, with their counters and events."""
 
-    __slots__ = ("_emitter", "_events", "_generation", "_registry", "unknown_releases")
+    __slots__ = (
+        "_emitter",
+        "_events",
+        "_generation",
+        "_pressure",
+        "_registry",
+        "unknown_releases",
+    )
 
     def __init__(
         self,
@@ -45,7 +58,9 @@ class Denials:
         emitter: EventEmitter,
         events: ResourceEvents,
         generation: int,
+        pressure: RequestPressureSource,
     ) -> None:
+        self._pressure = pressure  # a denial's snapshot is read from here, when asked
         self._registry = registry
         self._emitter = emitter
         self._events = events
@@ -67,13 +82,17 @@ class Denials:
         """A denial of ``item`` on ``r`` (counted and reported unless ``count`` is false)."""
         if count:
             r.denials += 1
+        cause = None
+        if reason == "circuit_open" and r.circuit.fails_fast:
+            cause = unreachable_cause(r)
         denied = RequestAdmissionDenied(
             item=item,
             reason=reason,
             available_after=available_after,
             queued_waiters_ahead=queued,
             blocked_by=blocked_by,
-            snapshot=resource_pressure(r, _now() if now is None else now),
+            cause=cause,
+            pressure_source=self._pressure,
         )
         if count and self._emitter.enabled:
             self._events.emit(
@@ -131,7 +150,9 @@ class Denials:
     ) -> RequestAdmissionDenied | None:
         """Denials that waiting cannot fix, decided before queueing."""
         circuit = r.circuit
-        if circuit.state_at(now) == OPEN and (circuit.until == _INF or circuit.until > deadline):
+        if circuit.state_at(now) == OPEN and (
+            circuit.unreachable or circuit.until == _INF or circuit.until > deadline
+        ):
             return self.deny(
                 r,
                 item,

@@ -25,12 +25,14 @@ from ..admission import (
     RequestDenialReason,
     RequestReleaseOutcome,
 )
+from .denials import unreachable_cause
 from .outcomes import apply_outcome, forget_probe
 from .timer import AdmissionTimer
 from .waiters import GRANTED, WAITING, Lane, Waiter
 
 if TYPE_CHECKING:
     from ...events.emitter import EventEmitter
+    from ..provider import RateLimitHints
     from .lease_book import Held, LeaseBook
     from .registry import ResourceRegistry
     from .reporting import ResourceEvents
@@ -101,6 +103,7 @@ class Dispatcher:
         prev_limit = r.aimd.limit
         prev_circuit = r.circuit.state
         prev_ceiling = r.aimd.ceiling
+        prev_slow_start = r.aimd.slow_start
         error: Exception | None = None
         try:  # costs nothing unless it raises
             entry = held[2]
@@ -113,6 +116,9 @@ class Dispatcher:
                 entry.window.settle(entry, tokens)
             if apply_outcome(r, lease, outcome, now):
                 self.deny_waiters_past(r, r.circuit.until)
+            quota = outcome.quota
+            if quota is not None:
+                self._adopt_quota(r, quota)
         except Exception as exc:
             # An outcome that cannot be read (a wrong type, a non-numeric field) must not keep
             # the slot from the next waiter: the call counts as unexpected_exception, AIMD
@@ -123,8 +129,24 @@ class Dispatcher:
         if ep.waiters.waiting:
             self.dispatch(ep, now)
         if self._emitter.enabled:
-            self._events.released(r, lease, outcome, prev_limit, prev_circuit, prev_ceiling)
+            self._events.released(
+                r, lease, outcome, prev_limit, prev_circuit, prev_ceiling, prev_slow_start
+            )
         return error
+
+    def _adopt_quota(self, r: ResourceState, quota: RateLimitHints) -> None:
+        if r.adopt_quota(quota.limit_requests, quota.limit_tokens) and self._emitter.enabled:
+            window = r.window
+            assert window is not None
+            self._events.emit(
+                "request_quota_learned",
+                r,
+                diagnostics={
+                    "requests_per_window": window.requests_per_window,
+                    "tokens_per_window": window.tokens_per_window,
+                    "window_seconds": window.window_seconds,
+                },
+            )
 
     def dispatch(self, ep: EndpointState, now: float) -> None:
         """Hand free capacity to waiters, fairest first, until nobody admissible is left.
@@ -193,6 +215,7 @@ class Dispatcher:
         *,
         blocked_by: str | None = None,
         available_after: float | None = None,
+        cause: str | None = None,
     ) -> None:
         """Hand ``waiter`` a denial instead of a lease (if it is still waiting)."""
         if waiter.state != WAITING:
@@ -201,7 +224,11 @@ class Dispatcher:
         r.endpoint.waiters.remove(waiter)
         r.denials += 1
         denied = RequestAdmissionDenied(
-            item=waiter.item, reason=reason, available_after=available_after, blocked_by=blocked_by
+            item=waiter.item,
+            reason=reason,
+            available_after=available_after,
+            blocked_by=blocked_by,
+            cause=cause,
         )
         waiter.result = denied
         if waiter.parked:
@@ -210,15 +237,18 @@ class Dispatcher:
             self._events.drained(r)
 
     def deny_waiters_past(self, r: ResourceState, until: float) -> None:
-        """Waiters whose deadline comes before the circuit can close learn it now."""
+        """Waiters whose deadline comes before the circuit can close learn it now; with the
+        endpoint unreachable, every waiter does (waiting would only delay the error)."""
+        cause = unreachable_cause(r) if r.circuit.unreachable else None
         for lane in list(r.lanes.values()):
             for waiter in lane.waiting():
-                if until == _INF or waiter.deadline < until:
+                if cause is not None or until == _INF or waiter.deadline < until:
                     self.reject(
                         waiter,
                         "circuit_open",
                         blocked_by="circuit_open",
                         available_after=None if until == _INF else until,
+                        cause=cause,
                     )
 
     def _arm_for(self, ep: EndpointState, now: float) -> None:

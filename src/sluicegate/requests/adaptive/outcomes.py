@@ -1,10 +1,11 @@
 """How one released call's outcome changes its resource: AIMD, cooldown, circuit, counters.
 
 Only ``rate_limited`` drives the decrease and the cooldown; ``success`` feeds the increase
-and closes an open circuit; a provider failure ends a rate-limit streak; other outcomes only
-free the slot. Pure with respect to time (``now`` is passed in) and free of events and
-waiters: :func:`apply_outcome` reports whether the circuit opened, and the controller denies
-the waiters that can no longer be served in time.
+and closes an open circuit; ``connection_failed`` counts toward the circuit breaker (never
+toward the limit: a dead endpoint says nothing about its capacity); a provider failure ends a
+rate-limit streak; other outcomes only free the slot. Pure with respect to time (``now`` is
+passed in) and free of events and waiters: :func:`apply_outcome` reports whether the circuit
+opened, and the controller denies the waiters that can no longer be served in time.
 """
 
 from __future__ import annotations
@@ -34,15 +35,19 @@ def apply_outcome(
         return False
     if kind == "rate_limited":
         return _on_rate_limited(r, lease, outcome.retry_after_seconds, now)
+    if kind == "connection_failed":
+        return _on_connection_failed(r, lease, outcome.detail, now)
+    circuit = r.circuit
     if kind == "provider_failure":
         # A non-429 answer ends a rate-limit streak (429 -> 500 -> 429: two streaks).
         r.failures += 1
         r.consecutive_rate_limits = 0
-        r.circuit.floor_rate_limits = 0
+        circuit.floor_rate_limits = 0
+        circuit.answered()
     elif kind == "provider_timeout":
         r.failures += 1
-    if r.circuit.is_probe(lease.lease_id):
-        r.circuit.probe_lease = 0  # no verdict: let another probe go
+    if circuit.is_probe(lease.lease_id):
+        circuit.probe_lease = 0  # no verdict: let another probe go
     return False
 
 
@@ -57,12 +62,39 @@ def _on_success(r: ResourceState, now: float) -> None:
     r.consecutive_rate_limits = 0
     circuit = r.circuit
     circuit.floor_rate_limits = 0
+    circuit.connection_failures = 0
     if not circuit.closed:
         circuit.close(r.settings)
         r.update_timed()
     if r.ramp.active:
         return  # the ramp owns the limit
-    r.aimd.on_success(now, r.settings)
+    aimd = r.aimd
+    # Calls fill the limit: someone waits, or at least half the limit is in flight (this
+    # call included). Slow start grows only then.
+    limit_bound = r.waiting > 0 or 2 * (r.in_flight + 1) >= aimd.limit
+    aimd.on_success(now, r.settings, limit_bound=limit_bound)
+
+
+def _on_connection_failed(
+    r: ResourceState, lease: RequestAdmissionLease, detail: str | None, now: float
+) -> bool:
+    r.failures += 1
+    r.connection_failures += 1
+    settings = r.settings
+    circuit = r.circuit
+    if circuit.is_probe(lease.lease_id):
+        circuit.count_connection_failure(None, detail)
+        circuit.reopen(now, None, settings, unreachable=True)
+        r.mark_timed()
+        return True
+    if not circuit.closed:
+        circuit.count_connection_failure(None, detail)
+        return False  # a straggler from before the circuit opened
+    if circuit.count_connection_failure(settings.circuit_breaker_threshold, detail):
+        circuit.open(now, None, settings, unreachable=True)
+        r.mark_timed()
+        return True
+    return False
 
 
 def _on_rate_limited(
@@ -79,6 +111,7 @@ def _on_rate_limited(
     if r.pause_in_cooldown:
         r.mark_timed()
     circuit = r.circuit
+    circuit.answered()
     if circuit.is_probe(lease.lease_id):
         # Only the current probe gives a verdict: a probe from before the circuit closed
         # (a success or reset_circuit) is an ordinary 429 of a closed circuit.

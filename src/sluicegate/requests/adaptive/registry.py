@@ -168,6 +168,7 @@ class ResourceRegistry:
                 r_or_none.ramp.active = False
                 aimd = r_or_none.aimd
                 aimd.successes = 0
+                aimd.slow_start = False  # an operator's limit is not a starting guess
                 aimd.raise_to(max(1, min(value, aimd.effective_max)))
                 r_or_none.update_timed()
         self._retire_removed(changes)

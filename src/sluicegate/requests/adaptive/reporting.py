@@ -143,6 +143,7 @@ class ResourceEvents:
         prev_limit: int,
         prev_circuit: int,
         prev_ceiling: int | None,
+        prev_slow_start: bool = False,
     ) -> None:
         """The release of ``lease`` and every AIMD / circuit change it caused."""
         group = lease.item.request_group
@@ -178,18 +179,23 @@ class ResourceEvents:
                 diagnostics={"ceiling": r.aimd.ceiling},
             )
         elif limit > prev_limit:
-            self._increased(r, limit, prev_limit, prev_ceiling)
+            self._increased(r, limit, prev_limit, prev_ceiling, prev_slow_start)
         self._circuit_changed(r, prev_circuit)
 
     def _increased(
-        self, r: ResourceState, limit: int, prev_limit: int, prev_ceiling: int | None
+        self,
+        r: ResourceState,
+        limit: int,
+        prev_limit: int,
+        prev_ceiling: int | None,
+        slow_start: bool,
     ) -> None:
         self.emit(
             "request_limit_increased",
             r,
             limit=limit,
             previous_limit=prev_limit,
-            reason="additive_increase",
+            reason="slow_start" if slow_start else "additive_increase",
         )
         ceiling = prev_ceiling
         if ceiling is not None and prev_limit < ceiling - 1 <= limit:

@@ -47,6 +47,8 @@ def resource_pressure(r: ResourceState, now: float) -> RequestResourcePressure:
         max_in_flight=r.max_in_flight,
         max_waiters=r.max_waiters,
         max_limit=max(aimd.max_limit, limit),
+        slow_start=aimd.slow_start,
+        connection_failures=r.connection_failures,
     )
 
 

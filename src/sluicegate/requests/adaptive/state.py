@@ -31,6 +31,16 @@ if TYPE_CHECKING:
 _INF: Final = math.inf
 
 
+# x-ratelimit-limit-* headers state per-minute quotas (OpenAI, Azure, vLLM gateways).
+_QUOTA_WINDOW_SECONDS: Final = 60.0
+
+
+def _count_or_none(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    return None
+
+
 class EndpointState:
     """One concrete endpoint: aggregate cap, aggregate in flight, the shared waiter queue."""
 
@@ -71,6 +81,7 @@ class ResourceState:
         "cancelled_grants",
         "circuit",
         "coalesced",
+        "connection_failures",
         "consecutive_rate_limits",
         "denials",
         "duplicate_releases",
@@ -80,6 +91,7 @@ class ResourceState:
         "in_flight",
         "key",
         "lanes",
+        "learned_quota",
         "max_in_flight",
         "max_waiters",
         "pause_in_cooldown",
@@ -114,6 +126,7 @@ class ResourceState:
         self.circuit = CircuitBreaker(settings.circuit_open_seconds)
         self.ramp = LinearRamp(now, 1, 0.0)
         self.window: RateWindow | None = None
+        self.learned_quota = False  # the window came from the provider's x-ratelimit-* hints
         self.consecutive_rate_limits = 0
         self.pause_in_cooldown = False
         self.timed = False
@@ -123,7 +136,7 @@ class ResourceState:
         self.grants = self.successes_total = self.rate_limits = self.coalesced = 0
         self.failures = self.released = self.wait_timeouts = self.wait_cancellations = 0
         self.denials = self.duplicate_releases = self.unknown_releases = 0
-        self.cancelled_grants = 0
+        self.cancelled_grants = self.connection_failures = 0
         self.max_in_flight = self.max_waiters = 0
 
     # ------------------------------------------------------------------------- settings
@@ -142,10 +155,18 @@ class ResourceState:
             target = emax if initial is None else min(initial, emax)
             self.ramp = LinearRamp(self.ramp.start, target, settings.startup_ramp_seconds)
             aimd.effective_max = emax
-            aimd.limit = 1 if self.ramp.active else target
+            if self.ramp.active:
+                aimd.limit = 1
+            elif initial is None and settings.slow_start:
+                aimd.limit = min(settings.slow_start_initial_limit, emax)
+                aimd.slow_start = aimd.limit < emax
+            else:
+                aimd.limit = target
             aimd.max_limit = aimd.limit
         else:
             aimd.set_effective_max(emax)
+            if not settings.slow_start:
+                aimd.slow_start = False
             ramp = self.ramp
             if ramp.active:
                 ramp.seconds = settings.startup_ramp_seconds  # an active ramp follows it
@@ -164,9 +185,36 @@ class ResourceState:
                     tokens_per_window=settings.tokens_per_window,
                     window_seconds=seconds,
                 )
-        else:
+        elif not self.learned_quota:
             self.window = None
+        else:
+            pass  # keep the quota the provider stated: nothing explicit replaces it
         self.update_timed()
+
+    def adopt_quota(self, requests: object, tokens: object) -> bool:
+        """Use the quota the provider stated (requests / tokens per minute) as this
+        resource's rate window, unless one is configured (explicit wins). ``True`` if the
+        window changed; values that are not counts >= 1 are ignored."""
+        if self.settings.has_rate_window:
+            return False
+        rpm = _count_or_none(requests)
+        tpm = _count_or_none(tokens)
+        if rpm is None and tpm is None:
+            return False
+        window = self.window
+        if window is None:
+            self.window = RateWindow(rpm, tpm, _QUOTA_WINDOW_SECONDS)
+        elif (window.requests_per_window, window.tokens_per_window) == (rpm, tpm):
+            return False
+        else:
+            window.reconfigure(
+                requests_per_window=rpm,
+                tokens_per_window=tpm,
+                window_seconds=_QUOTA_WINDOW_SECONDS,
+            )
+        self.learned_quota = True
+        self.update_timed()
+        return True
 
     def update_timed(self) -> None:
         """Recompute whether time alone may unblock this resource (and its endpoint)."""
