@@ -13,17 +13,26 @@ from sluicegate.requests.identity import RequestResourceKey
 ITEM = RequestAdmissionItem(resource=RequestResourceKey("p", "m"))
 
 
+class Resource:
+    """A stand-in resource: the lease book reads its limit and epoch."""
+
+    class aimd:
+        limit = 3
+        epoch = 2
+
+
 def issue(book: LeaseBook, resource: Any = None) -> RequestAdmissionLease:
-    lease = RequestAdmissionLease(book.next_id(), ITEM, 0.0, book.generation)
-    book.hold(lease, resource, None)
+    lease = book.issue(resource or Resource(), ITEM, 0.0, 0, 0.0, None, False)
+    assert (lease.limit, lease.rate_limit_epoch, lease.generation) == (3, 2, book.generation)
     return lease
 
 
 def test_take_returns_the_live_record_once() -> None:
     book = LeaseBook(generation=7)
-    lease = issue(book, "r")
+    resource = Resource()
+    lease = issue(book, resource)
     held = book.take(lease)
-    assert not isinstance(held, str) and held[0] is lease and held[1] == "r"
+    assert not isinstance(held, str) and held[0] is lease and held[1] is resource
     assert book.take(lease) == "duplicate" and len(book) == 0
 
 

@@ -40,7 +40,7 @@ def test_a_due_half_open_is_read_by_queries_and_made_by_refresh() -> None:
     assert resource_pressure(r, 5.0).circuit == "half_open"
     assert r.circuit.state == OPEN
     assert r.refresh(now=5.0) == (True, 0) and r.circuit.state == HALF_OPEN
-    assert r.probing
+    assert r.circuit.state == HALF_OPEN
 
 
 def test_constraints_in_order() -> None:

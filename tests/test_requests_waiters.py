@@ -22,10 +22,14 @@ KEY = RequestResourceKey("p", "m", "chat")
 class Owner:
     """A stand-in resource: what a lane needs of the thing it belongs to."""
 
-    def __init__(self) -> None:
+    def __init__(self, blocked: str | None = None) -> None:
         self.waiting = 0
         self.max_waiters = 0
         self.lanes: dict[str, Lane[Any]] = {}
+        self.blocked = blocked
+
+    def blocked_by(self, estimated: int | None, now: float) -> str | None:
+        return self.blocked
 
 
 def item(group: str, weight: float = 1.0) -> RequestAdmissionItem:
@@ -33,13 +37,13 @@ def item(group: str, weight: float = 1.0) -> RequestAdmissionItem:
 
 
 def enqueue(queue: FairWaiterQueue[Any], owner: Owner, group: str, weight: float = 1.0) -> Any:
-    return queue.enqueue(owner, item(group, weight), None, 0.0, float("inf"), lambda: iter([owner]))  # type: ignore[arg-type]
+    return queue.enqueue(owner, item(group, weight), None, 0.0, float("inf"), [owner])  # type: ignore[arg-type]
 
 
 def serve(queue: FairWaiterQueue[Any], n: int) -> list[str]:
     order = []
     for _ in range(n):
-        lane = queue.pick(lambda _r, _i: True)
+        lane = queue.pick(0.0)
         assert lane is not None
         order.append(queue.pop_head(lane).item.request_group)
     return order
@@ -51,9 +55,9 @@ def test_fifo_within_a_group_and_counts() -> None:
     first = enqueue(queue, owner, "a")
     second = enqueue(queue, owner, "a")
     assert (queue.waiting, owner.waiting, owner.max_waiters) == (2, 2, 2)
-    lane = queue.pick(lambda _r, _i: True)
+    lane = queue.pick(0.0)
     assert lane is not None and queue.pop_head(lane) is first
-    lane = queue.pick(lambda _r, _i: True)
+    lane = queue.pick(0.0)
     assert lane is not None and queue.pop_head(lane) is second
     assert (queue.waiting, owner.waiting, queue.lanes) == (0, 0, [])
 
@@ -80,12 +84,13 @@ def test_oldest_head_wins_a_tie() -> None:
 
 def test_a_head_that_is_not_admitted_lets_another_lane_go() -> None:
     queue: FairWaiterQueue[Any] = FairWaiterQueue()
-    owner = Owner()
-    enqueue(queue, owner, "a")
-    enqueue(queue, owner, "b")
-    lane = queue.pick(lambda _r, it: it.request_group != "a")
+    blocked, free = Owner(blocked="limit"), Owner()
+    enqueue(queue, blocked, "a")
+    enqueue(queue, free, "b")
+    lane = queue.pick(0.0)
     assert lane is not None and lane.group.name == "b"
-    assert queue.pick(lambda _r, _i: False) is None
+    free.blocked = "limit"
+    assert queue.pick(0.0) is None
 
 
 def test_removed_waiters_are_skipped_and_compacted() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -51,6 +50,14 @@ RequestDenialReason: TypeAlias = Literal[
 ]
 
 
+# Request-group weights accepted by admission. Relative weights up to 10^12 apart keep the
+# stride arithmetic exact enough that every group gets its weighted share.
+MIN_WEIGHT: Final = 1e-6
+
+
+MAX_WEIGHT: Final = 1e6
+
+
 class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One request that wants to go out.
 
@@ -58,6 +65,11 @@ class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     weights 3 and 1 get leases 3:1 while both wait). ``estimated_tokens`` is reserved in a
     token rate window, if the resource has one. ``timeout`` bounds the queue wait in seconds
     (``None``: the resource's ``queue_timeout_seconds``; ``math.inf``: wait without limit).
+    ``weight`` is in ``[MIN_WEIGHT, MAX_WEIGHT]`` (1e-6 to 1e6).
+
+    ``estimated_tokens=None`` means *unknown*: a token window then reserves the resource's
+    running mean of actual usage (nothing until one call has settled); ``0`` means the
+    request uses no tokens.
     """
 
     resource: RequestResourceKey
@@ -67,6 +79,13 @@ class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     timeout: float | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.resource, RequestResourceKey):
+            raise ConfigurationError(
+                "RequestAdmissionItem.resource",
+                f"must be a RequestResourceKey, got {type(self.resource).__name__}",
+                "resolve the model first (RequestResourceResolver.resolve or "
+                "ModelRequestExecutor.resolve)",
+            )
         if not isinstance(self.request_group, str) or not self.request_group:
             raise ConfigurationError(
                 "RequestAdmissionItem.request_group",
@@ -74,11 +93,16 @@ class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                 "name the request group (e.g. the column or task type)",
             )
         w = self.weight
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 < w < math.inf:
+        if (
+            not isinstance(w, (int, float))
+            or isinstance(w, bool)
+            or not MIN_WEIGHT <= w <= MAX_WEIGHT
+        ):
             raise ConfigurationError(
                 "RequestAdmissionItem.weight",
-                f"must be a finite number > 0, got {w!r}",
-                "use a positive fairness weight such as 1.0",
+                f"must be a number in [{MIN_WEIGHT:g}, {MAX_WEIGHT:g}], got {w!r}",
+                "use a positive fairness weight such as 1.0 (weights are relative: 3 and 1 "
+                "share 3:1)",
             )
         t = self.estimated_tokens
         if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 0):

@@ -139,134 +139,110 @@ def _require_number(
         raise ConfigurationError(field, f"must be a finite number {bound}, got {value!r}", fix)
 
 
-def _validate_settings(s: RequestResourceSettings) -> None:
-    _require_int(
-        "initial_limit",
-        s.initial_limit,
-        1,
-        "use a starting limit of at least 1 or omit it",
-        optional=True,
-    )
-    _require_bool("slow_start", s.slow_start)
-    _require_int(
-        "slow_start_initial_limit",
-        s.slow_start_initial_limit,
-        1,
-        "start slow start at 1 or more calls (4 is a good default)",
-        optional=False,
-    )
-    _require_int("clamp", s.clamp, 1, "use a clamp of at least 1 or omit it", optional=True)
-    _require_number(
-        "cooldown_seconds",
-        s.cooldown_seconds,
-        low=0.0,
-        low_open=False,
-        fix="use a cooldown of 0 seconds or more",
-    )
-    f = s.decrease_factor
-    if not _is_number(f) or not 0.0 < f < 1.0:
+def _int_check(minimum: int, fix: str, *, optional: bool) -> Callable[[str, object], None]:
+    def check(field: str, value: object) -> None:
+        _require_int(field, value, minimum, fix, optional=optional)
+
+    return check
+
+
+def _number_check(
+    low: float, fix: str, *, low_open: bool = False, optional: bool = False
+) -> Callable[[str, object], None]:
+    def check(field: str, value: object) -> None:
+        _require_number(field, value, low=low, low_open=low_open, fix=fix, optional=optional)
+
+    return check
+
+
+def _check_decrease_factor(field: str, f: object) -> None:
+    if not _is_number(f) or not 0.0 < f < 1.0:  # type: ignore[operator]
         raise ConfigurationError(
-            "decrease_factor",
+            field,
             f"must be strictly between 0 and 1, got {f!r}",
             "use e.g. 0.5 (halve on a rate limit) or 0.75 (cut by a quarter)",
         )
-    _require_int("increase_step", s.increase_step, 1, "use a step of at least 1", optional=False)
-    _require_int(
-        "successes_until_increase",
-        s.successes_until_increase,
-        1,
-        "use at least 1 success per additive increase",
-        optional=False,
-    )
-    _require_number(
-        "startup_ramp_seconds",
-        s.startup_ramp_seconds,
-        low=0.0,
-        low_open=False,
-        fix="use 0 (no ramp) or a positive ramp length in seconds",
-    )
-    _require_number(
-        "ceiling_hold_rounds",
-        s.ceiling_hold_rounds,
-        low=0.0,
-        low_open=False,
-        fix="use 0 (no cautious zone) or a positive number of round trips",
-    )
-    _require_bool("coalesce_rate_limits", s.coalesce_rate_limits)
-    if s.cooldown_admission not in ("within_limit", "paused"):
+
+
+def _check_cooldown_admission(field: str, value: object) -> None:
+    if value not in ("within_limit", "paused"):
         raise ConfigurationError(
-            "cooldown_admission",
-            f"unknown mode {s.cooldown_admission!r}"
-            + did_you_mean(str(s.cooldown_admission), ("within_limit", "paused")),
+            field,
+            f"unknown mode {value!r}" + did_you_mean(str(value), ("within_limit", "paused")),
             "use 'within_limit' or 'paused'",
         )
-    _require_number(
-        "queue_timeout_seconds",
-        s.queue_timeout_seconds,
-        low=0.0,
-        low_open=False,
-        fix="use a timeout of 0 seconds or more, or omit it to wait without limit",
+
+
+# One check per setting: a value is validated on its own (an override's values too, at
+# construction); the checks between settings run once the values are merged.
+_FIELD_CHECKS: Final[dict[str, Callable[[str, object], None]]] = {
+    "initial_limit": _int_check(1, "use a starting limit of at least 1 or omit it", optional=True),
+    "slow_start": _require_bool,
+    "slow_start_initial_limit": _int_check(
+        1, "start slow start at 1 or more calls (4 is a good default)", optional=False
+    ),
+    "clamp": _int_check(1, "use a clamp of at least 1 or omit it", optional=True),
+    "cooldown_seconds": _number_check(0.0, "use a cooldown of 0 seconds or more"),
+    "decrease_factor": _check_decrease_factor,
+    "increase_step": _int_check(1, "use a step of at least 1", optional=False),
+    "successes_until_increase": _int_check(
+        1, "use at least 1 success per additive increase", optional=False
+    ),
+    "startup_ramp_seconds": _number_check(
+        0.0, "use 0 (no ramp) or a positive ramp length in seconds"
+    ),
+    "ceiling_hold_rounds": _number_check(
+        0.0, "use 0 (no cautious zone) or a positive number of round trips"
+    ),
+    "coalesce_rate_limits": _require_bool,
+    "cooldown_admission": _check_cooldown_admission,
+    "queue_timeout_seconds": _number_check(
+        0.0,
+        "use a timeout of 0 seconds or more, or omit it to wait without limit",
         optional=True,
-    )
-    _require_int(
-        "max_waiters", s.max_waiters, 0, "use 0 or more queued waiters, or omit it", optional=True
-    )
-    _require_int(
-        "requests_per_window",
-        s.requests_per_window,
+    ),
+    "max_waiters": _int_check(0, "use 0 or more queued waiters, or omit it", optional=True),
+    "requests_per_window": _int_check(
+        1, "allow at least 1 request per window or omit it", optional=True
+    ),
+    "tokens_per_window": _int_check(
+        1, "allow at least 1 token per window or omit it", optional=True
+    ),
+    "window_seconds": _number_check(
+        0.0, "use a window longer than 0 seconds", low_open=True, optional=True
+    ),
+    "circuit_breaker_threshold": _int_check(
         1,
-        "allow at least 1 request per window or omit it",
+        "open after at least 1 consecutive rate limit at limit 1, or omit it to disable",
         optional=True,
-    )
-    _require_int(
-        "tokens_per_window",
-        s.tokens_per_window,
-        1,
-        "allow at least 1 token per window or omit it",
-        optional=True,
-    )
-    _require_number(
-        "window_seconds",
-        s.window_seconds,
-        low=0.0,
-        low_open=True,
-        fix="use a window longer than 0 seconds",
-        optional=True,
-    )
+    ),
+    "circuit_open_seconds": _number_check(
+        0.0, "use an open period longer than 0 seconds", low_open=True
+    ),
+    "circuit_backoff_multiplier": _number_check(1.0, "use a multiplier of at least 1"),
+    "circuit_max_open_seconds": _number_check(
+        0.0, "use a maximum open period longer than 0 seconds", low_open=True
+    ),
+    "circuit_max_reopens": _int_check(
+        0, "use 0 or more reopenings, or omit it to keep probing", optional=True
+    ),
+}
+
+
+def validate_setting(field: str, value: object) -> None:
+    """Raise :class:`ConfigurationError` if ``value`` is not valid for setting ``field``."""
+    _FIELD_CHECKS[field](field, value)
+
+
+def _validate_settings(s: RequestResourceSettings) -> None:
+    for name in SETTINGS_FIELDS:
+        validate_setting(name, getattr(s, name))
     if s.window_seconds is not None and not s.has_rate_window:
         raise ConfigurationError(
             "window_seconds",
             "a rate window needs a rate",
             "set requests_per_window and/or tokens_per_window, or drop window_seconds",
         )
-    _require_int(
-        "circuit_breaker_threshold",
-        s.circuit_breaker_threshold,
-        1,
-        "open after at least 1 consecutive rate limit at limit 1, or omit it to disable",
-        optional=True,
-    )
-    _require_number(
-        "circuit_open_seconds",
-        s.circuit_open_seconds,
-        low=0.0,
-        low_open=True,
-        fix="use an open period longer than 0 seconds",
-    )
-    _require_number(
-        "circuit_backoff_multiplier",
-        s.circuit_backoff_multiplier,
-        low=1.0,
-        low_open=False,
-        fix="use a multiplier of at least 1",
-    )
-    _require_number(
-        "circuit_max_open_seconds",
-        s.circuit_max_open_seconds,
-        low=0.0,
-        low_open=True,
-        fix="use a maximum open period longer than 0 seconds",
-    )
     if s.circuit_max_open_seconds < s.circuit_open_seconds:
         raise ConfigurationError(
             "circuit_max_open_seconds",
@@ -274,13 +250,6 @@ def _validate_settings(s: RequestResourceSettings) -> None:
             f"{s.circuit_open_seconds!r}",
             "make circuit_max_open_seconds at least circuit_open_seconds",
         )
-    _require_int(
-        "circuit_max_reopens",
-        s.circuit_max_reopens,
-        0,
-        "use 0 or more reopenings, or omit it to keep probing",
-        optional=True,
-    )
 
 
 class RequestResourceOverride(
@@ -322,6 +291,16 @@ class RequestResourceOverride(
     circuit_max_reopens: int | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
+        for name in ("alias", "provider", "model_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(
+                    name,
+                    f"must be a non-empty string, got {value!r}",
+                    f"name the {name} to select, as a string",
+                )
+        for name, value in self.values().items():
+            validate_setting(name, value)
         if (self.alias is None) == (self.provider is None):
             raise ConfigurationError(
                 "selector",
@@ -334,7 +313,9 @@ class RequestResourceOverride(
                 "model_id only narrows a provider selector, not an alias",
                 "drop model_id, or select by provider + model_id instead of alias",
             )
-        if self.domain is not None and self.domain not in REQUEST_DOMAINS:
+        if self.domain is not None and (
+            not isinstance(self.domain, str) or self.domain not in REQUEST_DOMAINS
+        ):
             raise ConfigurationError(
                 "domain",
                 f"unknown request domain {self.domain!r}"
@@ -379,7 +360,30 @@ class RequestAdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_u
     resources: tuple[RequestResourceOverride, ...] = ()
 
     def __post_init__(self) -> None:
-        for index, override in enumerate(self.resources):
+        if not isinstance(self.defaults, RequestResourceSettings):
+            raise ConfigurationError(
+                "defaults",
+                f"must be a RequestResourceSettings, got {type(self.defaults).__name__}",
+                "pass RequestResourceSettings(...), or decode a mapping with "
+                "RequestAdmissionConfig.from_dict",
+            )
+        resources = self.resources
+        if isinstance(resources, list):
+            resources = tuple(resources)
+            msgspec.structs.force_setattr(self, "resources", resources)
+        if not isinstance(resources, tuple):
+            raise ConfigurationError(
+                "resources",
+                f"must be a list of RequestResourceOverride, got {type(resources).__name__}",
+                "pass a list or tuple of RequestResourceOverride(...)",
+            )
+        for index, override in enumerate(resources):
+            if not isinstance(override, RequestResourceOverride):
+                raise ConfigurationError(
+                    f"resources[{index}]",
+                    f"must be a RequestResourceOverride, got {type(override).__name__}",
+                    "pass RequestResourceOverride(provider=..., ...) or decode with from_dict",
+                )
             try:
                 msgspec.structs.replace(self.defaults, **override.values())
             except ConfigurationError as exc:

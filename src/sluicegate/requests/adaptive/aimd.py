@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 _INF: Final = math.inf
 
 
+# More successes than any run will see: a cautious zone this long holds the limit for good.
+_HOLD_FOREVER: Final = 2**62
+
+
 class AimdLimit:
     """One resource's additive-increase / multiplicative-decrease limit."""
 
@@ -97,7 +101,7 @@ class AimdLimit:
         return prev
 
     def on_success(
-        self, now: float, settings: RequestResourceSettings, *, limit_bound: bool = True
+        self, now: float, settings: RequestResourceSettings, limit_bound: bool = True
     ) -> None:
         """Count one success outside cooldown towards the next increase.
 
@@ -126,7 +130,9 @@ class AimdLimit:
         if cautious:
             # Just below the ceiling that produced the last 429: hold about `hold` round trips
             # per step so the limit sits near the true capacity instead of sawing under it.
-            needed = max(needed, math.ceil(hold * limit))
+            # A huge hold means "stay": the product may overflow to inf, so cap it.
+            rounds = hold * limit
+            needed = max(needed, math.ceil(rounds) if rounds < _HOLD_FOREVER else _HOLD_FOREVER)
         if self.successes < needed:
             return
         self.successes = 0

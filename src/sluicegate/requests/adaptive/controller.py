@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import trio
 from attrs import frozen
@@ -56,7 +56,7 @@ from .registry import ResourceRegistry, as_resolver
 from .reporting import ResourceEvents
 from .snapshots import endpoint_pressure, resource_pressure
 from .state import ResourceState
-from .waiters import GONE, GRANTED, Waiter
+from .waiters import GONE, GRANTED
 
 _INF: Final = float("inf")
 
@@ -195,12 +195,13 @@ class AdaptiveRequestAdmissionController:
         if self._closed:
             return self._denials.deny(r, item, "shutdown")
         now = trio.current_time()
-        self._dispatcher.settle(r, now)
+        if r.endpoint.timed:
+            self._dispatcher.settle(r, now)
         if r.waiting:
             return self._denials.deny(
                 r, item, "would_wait", blocked_by="waiters", queued=r.waiting, now=now
             )
-        blocked = r.blocked_by(item.estimated_tokens or 0, now)
+        blocked = r.blocked_by(item.estimated_tokens, now)
         if blocked is not None:
             return self._denials.would_wait(r, item, blocked, now)
         lease = self._dispatcher.grant(r, item, now, 0.0)
@@ -229,8 +230,9 @@ class AdaptiveRequestAdmissionController:
         if self._closed:
             raise RequestAdmissionError(self._denials.deny(r, item, "shutdown"))
         now = trio.current_time()
-        self._dispatcher.settle(r, now)
-        if not r.waiting and r.blocked_by(item.estimated_tokens or 0, now) is None:
+        if r.endpoint.timed:
+            self._dispatcher.settle(r, now)
+        if not r.waiting and r.blocked_by(item.estimated_tokens, now) is None:
             lease = self._dispatcher.grant(r, item, now, 0.0)
             if self._emitter.enabled:
                 self._events.acquired(r, lease)
@@ -247,79 +249,72 @@ class AdaptiveRequestAdmissionController:
         unless a cancellation arrived in the same instant: then the grant is reclaimed), a
         denial or timeout (raised as :class:`RequestAdmissionError`), a cancellation while
         parked (the abort callback has already left the queue; ``Cancelled`` propagates).
+        Parking stays inline (not a helper coroutine): this is the contended hot path, and
+        the whole cancellation story reads in one place.
         """
         timeout = item.timeout if item.timeout is not None else r.settings.queue_timeout_seconds
         deadline = _INF if timeout is None else now + timeout
-        denial = self._denials.before_queueing(r, item, now, deadline)
-        if denial is not None:
-            raise RequestAdmissionError(denial)
+        if r.hard_limits:  # a circuit, a window or a waiter bound may refuse outright
+            denial = self._denials.before_queueing(r, item, now, deadline)
+            if denial is not None:
+                raise RequestAdmissionError(denial)
         if timeout is not None and timeout <= 0:
             raise RequestAdmissionError(self._denials.timeout(r, item, now, count=True))
         ep = r.endpoint
-        waiter = ep.waiters.enqueue(
-            r, item, trio.lowlevel.current_task(), now, deadline, ep.resources.__iter__
-        )
+        waiters = ep.waiters
+        waiter = waiters.enqueue(r, item, trio.lowlevel.current_task(), now, deadline, ep.resources)
         if self._emitter.enabled:
             self._events.wait_started(r, item)
         # Another lane's head may be blocked only by its own tokens while this one fits, and a
         # time-blocked resource needs its timer armed: one dispatch settles both. Behind an
         # existing head of its own lane (or alone and just found blocked), with no timed
         # state, this waiter cannot change what the last dispatch decided: skip it.
-        if r.timed or (waiter.lane.live == 1 and len(ep.waiters.lanes) > 1):
+        if r.timed or (waiter.lane.live == 1 and len(waiters.lanes) > 1):
             self._dispatcher.dispatch(ep, now)
         if waiter.state == GRANTED:
             await trio.lowlevel.cancel_shielded_checkpoint()
             result = waiter.result
         else:
-            result = await self._park(r, waiter, deadline)
-        if isinstance(result, RequestAdmissionDenied):
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                # Leave the queue at once so no grant can land on a task that is about to
+                # raise Cancelled; the task itself re-dispatches and reports once it runs.
+                waiters.remove(waiter)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            waiter.parked = True
+            try:
+                if deadline == _INF:
+                    result = await trio.lowlevel.wait_task_rescheduled(abort)
+                else:
+                    with trio.CancelScope(deadline=deadline) as scope:
+                        result = await trio.lowlevel.wait_task_rescheduled(abort)
+                    if scope.cancelled_caught:
+                        raise RequestAdmissionError(self._after_timeout(r, item))
+            except BaseException as exc:
+                if waiter.state == GONE and not isinstance(exc, RequestAdmissionError):
+                    self._after_cancel(r, item)
+                raise
+        if type(result) is RequestAdmissionDenied:
             if self._emitter.enabled:
                 self._events.emit(
                     "request_acquire_denied", r, request_group=item.request_group,
                     reason=result.reason,
                 )  # fmt: skip
             raise RequestAdmissionError(result)
-        assert result is not None
+        lease = cast(RequestAdmissionLease, result)  # a grant: never None once woken
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
-            self._reclaim_cancelled_grant(r, result)
+            self._reclaim_cancelled_grant(r, lease)
             raise
         if self._emitter.enabled:
             self._events.emit(
                 "request_wait_completed", r, request_group=item.request_group,
-                lease_id=result.lease_id, diagnostics={"waited": result.waited},
+                lease_id=lease.lease_id, diagnostics={"waited": lease.waited},
             )  # fmt: skip
-            self._events.acquired(r, result)
-        return result
-
-    async def _park(
-        self, r: ResourceState, waiter: Waiter[ResourceState], deadline: float
-    ) -> RequestAdmissionLease | RequestAdmissionDenied | None:
-        """Sleep until a dispatch hands ``waiter`` its result; a timeout raises
-        :class:`RequestAdmissionError`, a cancellation ``Cancelled`` (nothing held)."""
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            # Leave the queue at once so no grant can land on a task that is about to raise
-            # Cancelled; the task itself re-dispatches and reports once it runs.
-            r.endpoint.waiters.remove(waiter)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        waiter.parked = True
-        try:
-            if deadline == _INF:
-                result = await trio.lowlevel.wait_task_rescheduled(abort)
-            else:
-                with trio.CancelScope(deadline=deadline) as scope:
-                    result = await trio.lowlevel.wait_task_rescheduled(abort)
-                if scope.cancelled_caught:
-                    raise RequestAdmissionError(self._after_timeout(r, waiter.item))
-        except BaseException as exc:
-            if waiter.state == GONE and not isinstance(exc, RequestAdmissionError):
-                self._after_cancel(r, waiter.item)
-            raise
-        assert result is None or isinstance(result, RequestAdmissionLease | RequestAdmissionDenied)
-        return result
+            self._events.acquired(r, lease)
+        return lease
 
     def _after_timeout(
         self, r: ResourceState, item: RequestAdmissionItem

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..._internal.leases import ReleaseResult
 from ..admission import RequestAdmissionDenied, RequestAdmissionItem, RequestDenialReason
 from ..identity import RequestResourceKey
-from .circuit import OPEN
+from .circuit import CLOSED, OPEN
 
 if TYPE_CHECKING:
     from ...events.emitter import EventEmitter
@@ -108,14 +108,14 @@ class Denials:
         self, r: ResourceState, item: RequestAdmissionItem, now: float, *, count: bool
     ) -> RequestAdmissionDenied:
         """The queue wait ran out: names the binding constraint and when time may help."""
-        tokens = item.estimated_tokens or 0
+        estimated = item.estimated_tokens
         return self.deny(
             r,
             item,
             "timeout",
-            blocked_by=r.binding_constraint(tokens, now),
+            blocked_by=r.binding_constraint(estimated, now),
             now=now,
-            available_after=r.available_after(tokens, now),
+            available_after=r.available_after(estimated, now),
             count=count,
         )
 
@@ -132,9 +132,8 @@ class Denials:
                 now=now,
                 available_after=finite(r.circuit.until),
             )
-        tokens = item.estimated_tokens or 0
         window = r.window
-        if window is not None and not window.fits(tokens):
+        if window is not None and not window.fits(r.tokens_for(item.estimated_tokens)):
             return self.deny(r, item, "too_large", blocked_by=blocked, now=now)
         return self.deny(
             r,
@@ -142,7 +141,7 @@ class Denials:
             "would_wait",
             blocked_by=blocked,
             now=now,
-            available_after=r.available_after(tokens, now),
+            available_after=r.available_after(item.estimated_tokens, now),
         )
 
     def before_queueing(
@@ -150,8 +149,10 @@ class Denials:
     ) -> RequestAdmissionDenied | None:
         """Denials that waiting cannot fix, decided before queueing."""
         circuit = r.circuit
-        if circuit.state_at(now) == OPEN and (
-            circuit.unreachable or circuit.until == _INF or circuit.until > deadline
+        if (
+            circuit.state != CLOSED
+            and circuit.state_at(now) == OPEN
+            and (circuit.unreachable or circuit.until == _INF or circuit.until > deadline)
         ):
             return self.deny(
                 r,
@@ -162,7 +163,7 @@ class Denials:
                 available_after=finite(circuit.until),
             )
         window = r.window
-        if window is not None and not window.fits(item.estimated_tokens or 0):
+        if window is not None and not window.fits(r.tokens_for(item.estimated_tokens)):
             return self.deny(r, item, "too_large", blocked_by="rate_window_tokens", now=now)
         max_waiters = r.settings.max_waiters
         if max_waiters is not None and r.waiting >= max_waiters:

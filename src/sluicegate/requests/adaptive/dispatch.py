@@ -25,10 +25,11 @@ from ..admission import (
     RequestDenialReason,
     RequestReleaseOutcome,
 )
+from .circuit import HALF_OPEN
 from .denials import unreachable_cause
-from .outcomes import apply_outcome, forget_probe
+from .outcomes import apply_outcome, forget_probe, on_success
 from .timer import AdmissionTimer
-from .waiters import GRANTED, WAITING, Lane, Waiter
+from .waiters import GRANTED, WAITING, FairWaiterQueue, Lane, Waiter
 
 if TYPE_CHECKING:
     from ...events.emitter import EventEmitter
@@ -64,18 +65,17 @@ class Dispatcher:
         self, r: ResourceState, item: RequestAdmissionItem, now: float, waited: float
     ) -> RequestAdmissionLease:
         """Issue a lease on ``r`` (the caller checked that ``item`` is admissible)."""
-        leases = self._leases
-        lease_id = leases.next_id()
-        tokens = item.estimated_tokens or 0
         window = r.window
-        entry = window.reserve(now, tokens) if window is not None else None
-        probe = r.probing
+        if window is None:
+            tokens = item.estimated_tokens or 0
+            entry = None
+        else:
+            tokens = r.tokens_for(item.estimated_tokens)
+            entry = window.reserve(now, tokens)
+        probe = r.circuit.state == HALF_OPEN
+        lease = self._leases.issue(r, item, now, tokens, waited, entry, probe)
         if probe:
-            r.circuit.probe_lease = lease_id
-        aimd = r.aimd
-        lease = RequestAdmissionLease(
-            lease_id, item, now, leases.generation, tokens, aimd.limit, waited, aimd.epoch, probe
-        )
+            r.circuit.probe_lease = lease.lease_id
         r.in_flight += 1
         r.grants += 1
         ep = r.endpoint
@@ -84,7 +84,6 @@ class Dispatcher:
             r.max_in_flight = r.in_flight
         if ep.in_flight > ep.max_in_flight:
             ep.max_in_flight = ep.in_flight
-        leases.hold(lease, r, entry)
         return lease
 
     def release_held(
@@ -114,7 +113,11 @@ class Dispatcher:
                     # count rejected requests against their per-minute limit).
                     tokens = 0
                 entry.window.settle(entry, tokens)
-            if apply_outcome(r, lease, outcome, now):
+                if outcome.kind == "success":
+                    r.learn_tokens(tokens)
+            if outcome.kind == "success":
+                on_success(r, now)  # the common case, without the dispatch on kind
+            elif apply_outcome(r, lease, outcome, now):
                 self.deny_waiters_past(r, r.circuit.until)
             quota = outcome.quota
             if quota is not None:
@@ -159,15 +162,11 @@ class Dispatcher:
                 if r.timed:
                     self.refresh(r, now)
         waiters = ep.waiters
-
-        def admits(r: ResourceState, item: RequestAdmissionItem) -> bool:
-            return r.blocked_by(item.estimated_tokens or 0, now) is None
-
         while waiters.waiting and ep.in_flight < ep.static_cap:
-            lane = waiters.pick(admits)
+            lane = waiters.pick(now)
             if lane is None:
                 break
-            self._grant_head(lane, now)
+            self._grant_head(waiters, lane, now)
         if waiters.waiting and ep.timed:
             self._arm_for(ep, now)
 
@@ -179,9 +178,11 @@ class Dispatcher:
                 with contextlib.suppress(RuntimeError):
                     self.dispatch(ep, now)
 
-    def _grant_head(self, lane: Lane[ResourceState], now: float) -> None:
+    def _grant_head(
+        self, waiters: FairWaiterQueue[ResourceState], lane: Lane[ResourceState], now: float
+    ) -> None:
         r = lane.resource
-        waiter = r.endpoint.waiters.pop_head(lane)
+        waiter = waiters.pop_head(lane)
         lease = self.grant(r, waiter.item, now, now - waiter.enqueued_at)
         waiter.state = GRANTED
         waiter.result = lease
@@ -191,16 +192,15 @@ class Dispatcher:
             self._events.drained(r)
 
     def settle(self, r: ResourceState, now: float) -> None:
-        """Before a newcomer is considered: make ``r``'s lazily due changes, and grant the
-        waiters that time alone made admissible. The timer task may not have run yet at the
-        instant a cooldown, ramp step, reopening or window slot came due; without this a
-        newcomer could take the slot they are owed."""
+        """Before a newcomer is considered on ``r`` (whose endpoint is timed): make ``r``'s
+        lazily due changes, and grant the waiters that time alone made admissible. The timer
+        task may not have run yet at the instant a cooldown, ramp step, reopening or window
+        slot came due; without this a newcomer could take the slot they are owed."""
         ep = r.endpoint
-        if ep.timed:
-            if ep.waiters.waiting:
-                self.dispatch(ep, now)
-            elif r.timed:
-                self.refresh(r, now)
+        if ep.waiters.waiting:
+            self.dispatch(ep, now)
+        elif r.timed:
+            self.refresh(r, now)
 
     def refresh(self, r: ResourceState, now: float) -> None:
         """Make ``r``'s lazily due changes and report them."""
@@ -257,7 +257,7 @@ class Dispatcher:
         for lane in ep.waiters.lanes:
             r = lane.resource
             if r.timed:
-                at = min(at, r.next_change_at(lane.head().item.estimated_tokens or 0, now))
+                at = min(at, r.next_change_at(lane.head().item.estimated_tokens, now))
         if at < _INF:
             self.timer.arm(ep, at, now)
 

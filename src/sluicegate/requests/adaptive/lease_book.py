@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
+from ..admission import RequestAdmissionLease
+
 if TYPE_CHECKING:
-    from ..admission import RequestAdmissionLease
+    from ..admission import RequestAdmissionItem
     from ..rate_window import RateWindowReservation
     from .state import ResourceState
 
@@ -37,17 +39,24 @@ class LeaseBook:
         self._live: dict[int, Held] = {}
         self._reclaimed: dict[int, None] = {}  # insertion-ordered set, bounded
 
-    def next_id(self) -> int:
-        self.issued += 1
-        return self.issued
-
-    def hold(
+    def issue(
         self,
-        lease: RequestAdmissionLease,
         r: ResourceState,
+        item: RequestAdmissionItem,
+        now: float,
+        tokens: int,
+        waited: float,
         entry: RateWindowReservation | None,
-    ) -> None:
-        self._live[lease.lease_id] = (lease, r, entry)
+        probe: bool,
+    ) -> RequestAdmissionLease:
+        """A new live lease on ``r`` (with its rate-window entry), at ``r``'s limit and epoch."""
+        self.issued = lease_id = self.issued + 1
+        aimd = r.aimd
+        lease = RequestAdmissionLease(
+            lease_id, item, now, self.generation, tokens, aimd.limit, waited, aimd.epoch, probe
+        )
+        self._live[lease_id] = (lease, r, entry)
+        return lease
 
     def take(self, lease: RequestAdmissionLease) -> Held | BadRelease:
         """The live record of ``lease`` (removed from the book), or why it is not live."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Final
 
+from .circuit import CLOSED
+
 if TYPE_CHECKING:
     from ..admission import RequestAdmissionLease, RequestReleaseOutcome
     from .state import ResourceState
@@ -31,7 +33,7 @@ def apply_outcome(
     """
     kind = outcome.kind
     if kind == "success":
-        _on_success(r, now)
+        on_success(r, now)
         return False
     if kind == "rate_limited":
         return _on_rate_limited(r, lease, outcome.retry_after_seconds, now)
@@ -57,13 +59,14 @@ def forget_probe(r: ResourceState, lease: RequestAdmissionLease) -> None:
         r.circuit.probe_lease = 0
 
 
-def _on_success(r: ResourceState, now: float) -> None:
+def on_success(r: ResourceState, now: float) -> None:
+    """A call succeeded: streaks end, an open circuit closes, the limit may grow."""
     r.successes_total += 1
     r.consecutive_rate_limits = 0
     circuit = r.circuit
     circuit.floor_rate_limits = 0
     circuit.connection_failures = 0
-    if not circuit.closed:
+    if circuit.state != CLOSED:
         circuit.close(r.settings)
         r.update_timed()
     if r.ramp.active:
@@ -72,7 +75,7 @@ def _on_success(r: ResourceState, now: float) -> None:
     # Calls fill the limit: someone waits, or at least half the limit is in flight (this
     # call included). Slow start grows only then.
     limit_bound = r.waiting > 0 or 2 * (r.in_flight + 1) >= aimd.limit
-    aimd.on_success(now, r.settings, limit_bound=limit_bound)
+    aimd.on_success(now, r.settings, limit_bound)
 
 
 def _on_connection_failed(

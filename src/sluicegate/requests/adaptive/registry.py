@@ -91,7 +91,7 @@ class ResourceRegistry:
             if ep.waiters.waiting and ep.in_flight < ep.static_cap:
                 for lane in ep.waiters.lanes:
                     r = lane.resource
-                    if r.blocked_by(lane.head().item.estimated_tokens or 0, now) is None:
+                    if r.blocked_by(lane.head().item.estimated_tokens, now) is None:
                         stranded.append(r.key)
         return tuple(stranded)
 
@@ -160,7 +160,7 @@ class ResourceRegistry:
                 # A lowered token quota must not strand waiters that can never fit any more.
                 for lane in list(r.lanes.values()):
                     for waiter in lane.waiting():
-                        if not window.fits(waiter.item.estimated_tokens or 0):
+                        if not window.fits(r.tokens_for(waiter.item.estimated_tokens)):
                             changes.rejected.append((waiter, "too_large", "rate_window_tokens"))
         for rkey, value in (limits or {}).items():
             r_or_none = self.resources.get(rkey) or self.register(rkey, now)

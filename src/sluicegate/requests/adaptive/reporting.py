@@ -123,6 +123,7 @@ class ResourceEvents:
         """What :meth:`ResourceState.refresh` changed."""
         if half_opened:
             self.emit("request_effective_cap_changed", r, limit=1, reason="circuit_half_open")
+            self.emit("request_circuit_half_open", r, limit=1)
         if ramp_prev:
             self.emit(
                 "request_limit_increased",
@@ -134,6 +135,7 @@ class ResourceEvents:
 
     def circuit_closed(self, r: ResourceState) -> None:
         self.emit("request_effective_cap_changed", r, limit=r.aimd.limit, reason="circuit_closed")
+        self.emit("request_circuit_closed", r, limit=r.aimd.limit)
 
     def released(
         self,
@@ -214,6 +216,17 @@ class ResourceEvents:
                 limit=0,
                 reason="circuit_reopened" if prev_circuit == HALF_OPEN else "circuit_opened",
                 diagnostics={"reopens_at": _finite(circuit.until), "reopens": circuit.reopens},
+            )
+            self.emit(
+                "request_circuit_opened",
+                r,
+                limit=0,
+                reason="unreachable" if circuit.unreachable else "rate_limited",
+                diagnostics={
+                    "reopens_at": _finite(circuit.until),
+                    "reopens": circuit.reopens,
+                    "cause": circuit.detail if circuit.unreachable else None,
+                },
             )
         elif circuit.state == CLOSED and prev_circuit != CLOSED:
             self.circuit_closed(r)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..rate_window import RateWindow
 from .aimd import AimdLimit
-from .circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from .circuit import CLOSED, OPEN, CircuitBreaker
 from .ramp import LinearRamp
 from .waiters import FairWaiterQueue, Lane
 
@@ -88,12 +88,14 @@ class ResourceState:
         "endpoint",
         "failures",
         "grants",
+        "hard_limits",
         "in_flight",
         "key",
         "lanes",
         "learned_quota",
         "max_in_flight",
         "max_waiters",
+        "mean_tokens",
         "pause_in_cooldown",
         "queue_reported",
         "ramp",
@@ -127,9 +129,14 @@ class ResourceState:
         self.ramp = LinearRamp(now, 1, 0.0)
         self.window: RateWindow | None = None
         self.learned_quota = False  # the window came from the provider's x-ratelimit-* hints
+        # What a request of unknown size reserves in a token window: the running mean of
+        # settled actual usage (0 until a call has settled).
+        self.mean_tokens = 0
         self.consecutive_rate_limits = 0
         self.pause_in_cooldown = False
         self.timed = False
+        # whether a request may be refused before it queues (see Denials.before_queueing)
+        self.hard_limits = False
         # request_queue_formed was emitted and request_queue_drained not yet (events only)
         self.queue_reported = False
         # counters
@@ -217,7 +224,13 @@ class ResourceState:
         return True
 
     def update_timed(self) -> None:
-        """Recompute whether time alone may unblock this resource (and its endpoint)."""
+        """Recompute whether time alone may unblock this resource (and its endpoint), and
+        whether a request may be refused before it queues."""
+        self.hard_limits = (
+            self.circuit.state != CLOSED
+            or self.window is not None
+            or self.settings.max_waiters is not None
+        )
         self.timed = (
             self.ramp.active
             or not self.circuit.closed
@@ -228,10 +241,27 @@ class ResourceState:
         ep.timed = self.timed or any(other.timed for other in ep.resources)
 
     def mark_timed(self) -> None:
-        self.timed = True
+        self.timed = self.hard_limits = True
         self.endpoint.timed = True
 
     # ------------------------------------------------------------------------- queries
+
+    def tokens_for(self, estimated: int | None) -> int:
+        """Tokens a request reserves: its estimate, or (unknown) the running mean of actual
+        usage, never more than the whole token quota."""
+        if estimated is not None:
+            return estimated
+        window = self.window
+        mean = self.mean_tokens
+        if window is not None and window.tokens_per_window is not None:
+            return min(mean, window.tokens_per_window)
+        return mean
+
+    def learn_tokens(self, actual: int | None) -> None:
+        """Fold one call's actual usage into the mean an unknown estimate reserves."""
+        if actual is not None and 0 <= actual < 2**53:
+            mean = self.mean_tokens
+            self.mean_tokens = actual if mean == 0 else round(mean + (actual - mean) / 8)
 
     def limit_at(self, now: float) -> int:
         """The limit in force at ``now`` (a ramp step already due counts)."""
@@ -241,9 +271,10 @@ class ResourceState:
             limit = max(limit, min(ramp.limit_at(now), self.aimd.effective_max))
         return limit
 
-    def blocked_by(self, tokens: int, now: float) -> str | None:
-        """``None`` if a request of ``tokens`` may take a lease now, else the binding
-        constraint. A query: lazily due changes are read as of ``now``, not made."""
+    def blocked_by(self, estimated: int | None, now: float) -> str | None:
+        """``None`` if a request estimated at ``estimated`` tokens (``None``: unknown) may
+        take a lease now, else the binding constraint. A query: lazily due changes are read
+        as of ``now``, not made."""
         circuit = self.circuit
         if circuit.state != CLOSED:
             blocked = circuit.blocked_by(now)
@@ -259,19 +290,19 @@ class ResourceState:
             return "cooldown"
         window = self.window
         if window is not None:
-            return window.blocked_by(now, tokens)
+            return window.blocked_by(now, self.tokens_for(estimated))
         return None
 
-    def binding_constraint(self, tokens: int, now: float) -> str | None:
+    def binding_constraint(self, estimated: int | None, now: float) -> str | None:
         """What keeps a request of ``tokens`` waiting: a constraint of this resource, else the
         waiters queued ahead (FIFO within a group, e.g. behind a head whose token estimate
         does not fit yet)."""
-        blocked = self.blocked_by(tokens, now)
+        blocked = self.blocked_by(estimated, now)
         if blocked is None and self.waiting:
             return "waiters"
         return blocked
 
-    def next_change_at(self, tokens: int, now: float) -> float:
+    def next_change_at(self, estimated: int | None, now: float) -> float:
         """The first instant strictly after ``now`` at which time alone may admit a request
         of ``tokens`` (``inf`` if only a release can)."""
         if not self.timed:
@@ -288,14 +319,16 @@ class ResourceState:
         if self.pause_in_cooldown and now < self.aimd.cooldown_until:
             at = min(at, self.aimd.cooldown_until)
         window = self.window
-        if window is not None and window.blocked_by(now, tokens):
-            at = min(at, window.available_at(now, tokens))
+        if window is not None:
+            tokens = self.tokens_for(estimated)
+            if window.blocked_by(now, tokens):
+                at = min(at, window.available_at(now, tokens))
         return at
 
-    def available_after(self, tokens: int, now: float) -> float | None:
+    def available_after(self, estimated: int | None, now: float) -> float | None:
         """When time alone makes a request of ``tokens`` admissible, if it does; ``None`` if
         it needs a release (or is admissible now)."""
-        at = self.next_change_at(tokens, now)
+        at = self.next_change_at(estimated, now)
         return None if at == _INF else at
 
     # ------------------------------------------------------------------------- updates
@@ -323,8 +356,3 @@ class ResourceState:
             aimd.raise_to(new)
             return half_opened, prev
         return half_opened, 0
-
-    @property
-    def probing(self) -> bool:
-        """Whether the next grant is a half-open circuit's probe."""
-        return self.circuit.state == HALF_OPEN

@@ -26,7 +26,7 @@ the bookkeeping that makes the abort synchronous.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -58,11 +58,16 @@ REBASE_AT: Final = float(2**24)
 
 
 class LaneOwner(Protocol):
-    """What a lane belongs to (a request resource): its lanes and its waiter counts."""
+    """What a lane belongs to (a request resource): its lanes, its waiter counts, and the
+    admission check for a lane's head."""
 
     waiting: int
     max_waiters: int
     lanes: dict[str, Lane[Any]]
+
+    def blocked_by(self, estimated: int | None, now: float) -> str | None:
+        """``None`` if a request of ``estimated`` tokens may take a lease at ``now``."""
+        ...
 
 
 R = TypeVar("R", bound=LaneOwner)
@@ -162,7 +167,7 @@ class FairWaiterQueue(Generic[R]):
         task: Task,
         now: float,
         deadline: float,
-        owners: Callable[[], Iterator[R]],
+        owners: Iterable[R],
     ) -> Waiter[R]:
         """Append a waiter for ``item`` to its group's lane on ``owner``.
 
@@ -174,7 +179,7 @@ class FairWaiterQueue(Generic[R]):
             group = self.groups.get(name)
             if group is None:
                 if len(self.groups) >= self.forget_at:
-                    self.forget_idle_groups(owners())
+                    self.forget_idle_groups(owners)
                 group = self.groups[name] = Group(name)
             lane = owner.lanes[name] = Lane(group, owner)
         group = lane.group
@@ -212,16 +217,15 @@ class FairWaiterQueue(Generic[R]):
                 lane.queue = deque(w for w in lane.queue if w.state == WAITING)
                 lane.dead = 0
 
-    def pick(self, admits: Callable[[R, RequestAdmissionItem], bool]) -> Lane[R] | None:
-        """The lane to serve next: among lanes whose head ``admits``, the group with the
-        lowest pass, the oldest head on ties; ``None`` if no head is admissible.
-
-        ``admits`` is asked only for lanes that could win, fairest first.
-        """
+    def pick(self, now: float) -> Lane[R] | None:
+        """The lane to serve next: among lanes whose head its resource admits at ``now``,
+        the group with the lowest pass, the oldest head on ties; ``None`` if no head is
+        admissible. Only lanes that could win are checked, fairest first."""
         lanes = self.lanes
         if len(lanes) == 1:
             only = lanes[0]
-            return only if admits(only.resource, only.head().item) else None
+            blocked = only.resource.blocked_by(only.head().item.estimated_tokens, now)
+            return only if blocked is None else None
         best: Lane[R] | None = None
         best_pass = 0.0
         best_seq = 0
@@ -232,7 +236,7 @@ class FairWaiterQueue(Generic[R]):
                 pass_value > best_pass or (pass_value == best_pass and head.seq > best_seq)
             ):
                 continue
-            if not admits(lane.resource, head.item):
+            if lane.resource.blocked_by(head.item.estimated_tokens, now) is not None:
                 continue
             best, best_pass, best_seq = lane, pass_value, head.seq
         return best
@@ -268,7 +272,7 @@ class FairWaiterQueue(Generic[R]):
         """Every waiting waiter (a copy: safe while waiters leave)."""
         return iter([w for lane in self.lanes for w in lane.queue if w.state == WAITING])
 
-    def forget_idle_groups(self, owners: Iterator[R]) -> None:
+    def forget_idle_groups(self, owners: Iterable[R]) -> None:
         """Drop the lanes and groups of request groups with nothing waiting.
 
         Keeps memory bounded when callers use many short-lived request-group names. A
