@@ -420,6 +420,7 @@ async def test_soft_ceiling_holds_then_probes_then_forgets(autojump_clock) -> No
         successes_until_increase=1,
         cooldown_seconds=0.0,
         ceiling_hold_rounds=2,
+        ceiling_hold_seconds=0.0,  # rounds only: the cycles take no time
     )
     await cycle(controller, 1, RATE_LIMITED)
     assert (snap(controller).limit, snap(controller).last_rate_limit_ceiling) == (4, 8)
@@ -447,6 +448,7 @@ async def test_a_large_step_stops_one_below_the_ceiling(autojump_clock) -> None:
         successes_until_increase=1,
         cooldown_seconds=0.0,
         ceiling_hold_rounds=2,
+        ceiling_hold_seconds=0.0,  # rounds only: the cycles take no time
     )
     await cycle(controller, 1, RATE_LIMITED)
     assert snap(controller).limit == 4
@@ -466,6 +468,7 @@ async def test_a_hold_of_one_round_still_climbs_past_the_ceiling(autojump_clock)
         successes_until_increase=1,
         cooldown_seconds=0.0,
         ceiling_hold_rounds=1,
+        ceiling_hold_seconds=0.0,  # rounds only: the cycles take no time
     )
     await cycle(controller, 1, RATE_LIMITED)
     await cycle(controller, 3)
@@ -541,9 +544,14 @@ async def test_rate_limit_aborts_startup_ramp(autojump_clock) -> None:
     await trio.sleep(4.0)  # ramp limit is now 1 + floor(8 * 4 / 8) = 5
     controller.release(lease, RATE_LIMITED)
     pressure = snap(controller)
-    assert (pressure.limit, pressure.ramping) == (2, False)
+    # the cut is taken from the limit the rejected call was admitted at (1), not from the
+    # ramp's step reached while it was out (5): the 429 speaks about the level it met
+    assert (pressure.limit, pressure.ramping) == (1, False)
+    second = await controller.acquire(item())
+    await trio.sleep(1.0)
+    controller.release(second, RATE_LIMITED)  # a second answer that cuts, from limit 1
     await trio.sleep(10.0)
-    assert snap(controller).limit == 2  # the ramp does not resume
+    assert snap(controller).limit == 1  # the ramp does not resume
 
 
 @guarded

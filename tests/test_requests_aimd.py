@@ -47,7 +47,9 @@ def test_additive_increase_after_the_configured_streak_up_to_the_max() -> None:
 
 
 def test_cautious_zone_below_the_ceiling() -> None:
-    settings = RequestResourceSettings(successes_until_increase=1, ceiling_hold_rounds=2.0)
+    settings = RequestResourceSettings(
+        successes_until_increase=1, ceiling_hold_rounds=2.0, ceiling_hold_seconds=0.0
+    )
     aimd = AimdLimit(8, 20)
     aimd.decrease(0.5)  # 4, ceiling 8
     for _ in range(3):

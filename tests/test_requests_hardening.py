@@ -130,7 +130,7 @@ def test_request_values_are_checked_where_they_are_built() -> None:
         sg.RequestResourceKey("sim", "m", "video")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="resource"):
         RequestAdmissionItem(resource=("sim", "m"))  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="RateWindow.window_seconds"):
+    with pytest.raises(ConfigurationError, match=r"RateWindow\.window_seconds"):
         RateWindow(requests_per_window=5, window_seconds=True)
     with pytest.raises(ConfigurationError, match="max_parallel_requests"):
         sg.ModelEndpoint(name="m", provider="p", model_id="m", max_parallel_requests=2.0)  # type: ignore[arg-type]

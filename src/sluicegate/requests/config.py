@@ -54,6 +54,8 @@ class RequestResourceSettings(
     - ``ceiling_hold_rounds``: once the limit is back just below the last rate-limit ceiling,
       each further step needs ``ceiling_hold_rounds * limit`` successes (about that many
       round trips at the current level). 0 disables this cautious zone.
+    - ``ceiling_hold_seconds``: and at least this long between two steps in the cautious zone
+      (endpoints with short calls would otherwise be probed several times a second).
     - ``coalesce_rate_limits``: a 429 for a call admitted before the last decrease is part of
       the same storm and does not decrease again.
     - ``cooldown_admission``: see :data:`CooldownAdmission`.
@@ -78,6 +80,7 @@ class RequestResourceSettings(
     successes_until_increase: int = 5
     startup_ramp_seconds: float = 0.0
     ceiling_hold_rounds: float = 10.0
+    ceiling_hold_seconds: float = 10.0
     coalesce_rate_limits: bool = True
     cooldown_admission: CooldownAdmission = "within_limit"
     queue_timeout_seconds: float | None = None
@@ -194,6 +197,9 @@ _FIELD_CHECKS: Final[dict[str, Callable[[str, object], None]]] = {
     "ceiling_hold_rounds": _number_check(
         0.0, "use 0 (no cautious zone) or a positive number of round trips"
     ),
+    "ceiling_hold_seconds": _number_check(
+        0.0, "use 0 (rounds only) or a number of seconds between probes of the ceiling"
+    ),
     "coalesce_rate_limits": _require_bool,
     "cooldown_admission": _check_cooldown_admission,
     "queue_timeout_seconds": _number_check(
@@ -277,6 +283,7 @@ class RequestResourceOverride(
     successes_until_increase: int | UnsetType = UNSET
     startup_ramp_seconds: float | UnsetType = UNSET
     ceiling_hold_rounds: float | UnsetType = UNSET
+    ceiling_hold_seconds: float | UnsetType = UNSET
     coalesce_rate_limits: bool | UnsetType = UNSET
     cooldown_admission: CooldownAdmission | UnsetType = UNSET
     queue_timeout_seconds: float | UnsetType | None = UNSET

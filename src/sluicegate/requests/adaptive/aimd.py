@@ -1,7 +1,7 @@
 """The adaptive limit of one request resource: AIMD arithmetic, pure, clock passed in.
 
 :class:`AimdLimit` holds the limit in ``[1, effective_max]``, the success streak, the
-cooldown, the last rate-limit ceiling and the rate-limit epoch. It never reads a clock, never
+cooldown, the rate-limit ceilings and the rate-limit epoch. It never reads a clock, never
 emits and never touches waiters: every method takes ``now`` (and the settings) and changes
 only its own fields, so it is tested with plain numbers.
 
@@ -9,11 +9,18 @@ only its own fields, so it is tested with plain numbers.
   limit doubles per round trip, until the first rate limit or ``effective_max``.
 - Decrease (a rate limit that is not part of a storm already answered):
   ``limit = max(1, floor(limit * decrease_factor))``; the limit before the cut is remembered
-  as the ceiling and a new epoch starts (leases carry the epoch they were admitted in).
+  as the ceiling and a new epoch starts (leases carry the epoch they were admitted in). A
+  429 at the ceiling itself is a failed probe of a level already known to be too high: the
+  limit steps back to ``ceiling - 1`` (the level that held) instead of being cut.
 - Cooldown: no additive increase while ``now < cooldown_until``.
 - Increase: after ``successes_until_increase`` successes outside cooldown,
-  ``limit = min(effective_max, limit + increase_step)``; near the last ceiling each step of
-  one needs ``ceiling_hold_rounds * limit`` successes (the cautious zone).
+  ``limit = min(effective_max, limit + increase_step)``, never past ``ceiling - 1``.
+- Cautious zone: at ``ceiling - 1`` and above, each step of one needs
+  ``ceiling_hold_rounds * limit`` successes *and* ``ceiling_hold_seconds`` since the last
+  change, so an endpoint with short calls is not probed many times a second. A limit that
+  holds a full period above the ceiling proves the ceiling stale; the highest ceiling seen
+  (the *peak*) then becomes the ceiling, if it is still above: climbing back after a
+  capacity dip slows down near the old level instead of overshooting it.
 """
 
 from __future__ import annotations
@@ -37,11 +44,13 @@ class AimdLimit:
 
     __slots__ = (
         "ceiling",
+        "changed_at",
         "cooldown_until",
         "effective_max",
         "epoch",
         "limit",
         "max_limit",
+        "peak_ceiling",
         "slow_start",
         "successes",
     )
@@ -52,7 +61,9 @@ class AimdLimit:
         self.max_limit = limit
         self.successes = 0  # streak towards the next additive increase
         self.cooldown_until = -_INF
-        self.ceiling: int | None = None
+        self.ceiling: int | None = None  # the limit at the last decrease
+        self.peak_ceiling: int | None = None  # the highest ceiling not yet proven stale
+        self.changed_at = -_INF  # when the last step or decrease happened
         self.epoch = 0
         self.slow_start = False  # growing by one per success until a rate limit or the max
 
@@ -90,15 +101,30 @@ class AimdLimit:
         (the lease was admitted before the last decrease)."""
         return lease_epoch != self.epoch
 
-    def decrease(self, decrease_factor: float) -> int:
-        """Cut the limit; returns the limit before the cut (now the ceiling)."""
-        prev = self.limit
+    def decrease(
+        self, decrease_factor: float, now: float = -_INF, admitted_at_limit: int = 0
+    ) -> int:
+        """Answer a rate limit; returns the limit the cut was taken from (the new ceiling).
+
+        ``admitted_at_limit`` is the limit when the rejected call was admitted: a 429 speaks
+        about that level, not about the (possibly higher) limit reached while the answer was
+        on its way, so the cut is taken from the lower of the two.
+        """
+        level = self.limit
+        if 0 < admitted_at_limit < level:
+            level = admitted_at_limit
         self.slow_start = False
-        # The epsilon keeps decimal factors exact: 90 * 0.7 is 62.99999999999999 in binary.
-        self.limit = max(1, math.floor(prev * decrease_factor + 1e-9))
-        self.ceiling = prev
         self.epoch += 1
-        return prev
+        self.changed_at = now
+        if level == self.ceiling and level > 1:
+            self.limit = level - 1  # a failed probe: back to the level that held
+            return level
+        # The epsilon keeps decimal factors exact: 90 * 0.7 is 62.99999999999999 in binary.
+        self.limit = max(1, math.floor(level * decrease_factor + 1e-9))
+        self.ceiling = level
+        if self.peak_ceiling is None or level > self.peak_ceiling:
+            self.peak_ceiling = level
+        return level
 
     def on_success(
         self, now: float, settings: RequestResourceSettings, limit_bound: bool = True
@@ -129,13 +155,17 @@ class AimdLimit:
         cautious = ceiling is not None and hold > 0 and limit >= ceiling - 1
         if cautious:
             # Just below the ceiling that produced the last 429: hold about `hold` round trips
-            # per step so the limit sits near the true capacity instead of sawing under it.
-            # A huge hold means "stay": the product may overflow to inf, so cap it.
+            # (and at least ceiling_hold_seconds) per step so the limit sits near the true
+            # capacity instead of sawing under it. A huge hold means "stay": the product may
+            # overflow to inf, so cap it.
             rounds = hold * limit
             needed = max(needed, math.ceil(rounds) if rounds < _HOLD_FOREVER else _HOLD_FOREVER)
+            if now - self.changed_at < settings.ceiling_hold_seconds:
+                return
         if self.successes < needed:
             return
         self.successes = 0
+        self.changed_at = now
         if ceiling is None or hold <= 0:
             new = min(emax, limit + settings.increase_step)
         elif not cautious:
@@ -143,5 +173,10 @@ class AimdLimit:
         else:
             new = min(emax, limit + 1)
             if new > ceiling:
-                self.ceiling = None  # held above the old ceiling for a full period: it is stale
+                # Held above the old ceiling for a full period: it is stale. A higher peak
+                # seen before (the level before a dip) becomes the one to approach carefully.
+                peak = self.peak_ceiling
+                self.ceiling = peak if peak is not None and peak > new else None
+                if self.ceiling is None:
+                    self.peak_ceiling = None
         self.raise_to(new)

@@ -131,7 +131,7 @@ def _on_rate_limited(
         aimd.raise_to(max(aimd.limit, min(ramp.limit_at(now), aimd.effective_max)))
         ramp.active = False  # a rate limit aborts the startup ramp
         r.update_timed()
-    prev = aimd.decrease(settings.decrease_factor)
+    prev = aimd.decrease(settings.decrease_factor, now, lease.limit)
     threshold = settings.circuit_breaker_threshold
     if prev == 1 and threshold is not None and circuit.count_floor_rate_limit(threshold):
         circuit.open(now, retry_after, settings)
