@@ -134,3 +134,34 @@ def test_a_cap_far_above_the_real_capacity_makes_no_startup_storm(
     assert (out["failed"], out["dropped"], out["succeeded"]) == (0, 0, 400), out
     assert out["rate_limited"] <= 10, out  # type: ignore[operator]
     assert out["wall"] <= 1.5 * (400 / capacity + 4), out  # type: ignore[operator]
+
+
+async def test_calls_that_start_queueing_end_slow_start(autojump_clock: object) -> None:
+    # A server that never answers 429 but queues: with more than 8 calls in flight each call
+    # takes proportionally longer. Slow start must stop once calls queue (and step back to
+    # the level of a round trip ago), not run to the cap of 64 on successes alone; later
+    # growth waits while the calls still queue.
+    ctl = controller(64)
+    in_flight = 0
+
+    async def call() -> None:
+        nonlocal in_flight
+        lease = await ctl.acquire(RequestAdmissionItem(resource=KEY))
+        in_flight += 1
+        await trio.sleep(0.1 * max(1.0, in_flight / 8))
+        in_flight -= 1
+        ctl.release(lease, SUCCESS)
+
+    async def caller() -> None:
+        while True:
+            await call()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(200):
+            nursery.start_soon(caller)
+        await trio.sleep(30.0)
+        pressure = ctl.resource_pressure(KEY)
+        nursery.cancel_scope.cancel()
+    assert pressure is not None
+    assert not pressure.slow_start and pressure.max_limit < 64, pressure
+    assert pressure.limit <= 3 * 8, pressure

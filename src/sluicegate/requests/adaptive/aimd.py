@@ -6,7 +6,11 @@ emits and never touches waiters: every method takes ``now`` (and the settings) a
 only its own fields, so it is tested with plain numbers.
 
 - Slow start (the default start): one more per success while calls fill the limit, so the
-  limit doubles per round trip, until the first rate limit or ``effective_max``.
+  limit doubles per round trip, until the first rate limit or ``effective_max``, or until
+  calls take much longer than the fastest recent ones (queueing somewhere: in the server,
+  the connection pool or a saturated client), like TCP's HyStart.
+- Latency: while the fastest call of a round takes over 1.5 times the lowest latency seen
+  (and 5 ms more), the limit does not grow: more calls would only queue.
 - Decrease (a rate limit that is not part of a storm already answered):
   ``limit = max(1, floor(limit * decrease_factor))``; the limit before the cut is remembered
   as the ceiling and a new epoch starts (leases carry the epoch they were admitted in). A
@@ -35,6 +39,14 @@ if TYPE_CHECKING:
 _INF: Final = math.inf
 
 
+# Successes per latency round (the fastest of 8 is well clear of a +-30% jitter).
+_ROUND: Final = 8
+
+
+# How fast the lowest latency seen forgets itself, per round of successes.
+_MIN_DRIFT: Final = 1.001
+
+
 # More successes than any run will see: a cautious zone this long holds the limit for good.
 _HOLD_FOREVER: Final = 2**62
 
@@ -48,9 +60,13 @@ class AimdLimit:
         "cooldown_until",
         "effective_max",
         "epoch",
+        "latency_min",
         "limit",
         "max_limit",
         "peak_ceiling",
+        "queueing",
+        "round_count",
+        "round_min",
         "slow_start",
         "successes",
     )
@@ -66,6 +82,10 @@ class AimdLimit:
         self.changed_at = -_INF  # when the last step or decrease happened
         self.epoch = 0
         self.slow_start = False  # growing by one per success until a rate limit or the max
+        self.latency_min = _INF  # the fastest success seen (drifts up slowly)
+        self.round_min = _INF  # the fastest success of the current round
+        self.round_count = 0
+        self.queueing = False  # the last round's fastest call waited in a queue
 
     def in_cooldown(self, now: float) -> bool:
         """Whether ``now`` is inside the cooldown of the last rate limit."""
@@ -126,14 +146,52 @@ class AimdLimit:
             self.peak_ceiling = level
         return level
 
+    def observe_latency(self, latency: float) -> bool:
+        """Fold one success's latency in; ``True`` while calls queue somewhere.
+
+        Judged once per round of 8 successes on the round's *fastest* call, so jitter does
+        not count: when even the fastest call of a round takes over 1.5 times the
+        lowest latency seen (and 5 ms more), the calls wait in a queue, in the server, the
+        connection pool or a saturated client, and more of them would only wait longer.
+        """
+        if not 0.0 <= latency < _INF:
+            return self.queueing
+        if latency < self.round_min:
+            self.round_min = latency
+        self.round_count += 1
+        if self.round_count >= _ROUND:
+            fastest = self.round_min
+            # the lowest latency drifts up a little per round, so that a lasting change of
+            # the endpoint's base latency is learned rather than read as queueing forever
+            low = min(self.latency_min * _MIN_DRIFT, fastest)
+            self.latency_min = low
+            self.queueing = fastest > 1.5 * low and fastest - low > 0.005
+            self.round_min = _INF
+            self.round_count = 0
+        return self.queueing
+
     def on_success(
-        self, now: float, settings: RequestResourceSettings, limit_bound: bool = True
+        self,
+        now: float,
+        settings: RequestResourceSettings,
+        limit_bound: bool = True,
+        latency: float = 0.0,
     ) -> None:
         """Count one success outside cooldown towards the next increase.
 
         ``limit_bound`` says whether calls are filling the limit; slow start grows only then
-        (an idle limit proves nothing about the endpoint).
+        (an idle limit proves nothing about the endpoint). ``latency`` is the call's, in
+        seconds: while calls queue (see :meth:`observe_latency`) the limit does not grow, and
+        slow start ends.
         """
+        if self.observe_latency(latency):
+            if self.slow_start:
+                # The calls completing now were admitted about a round trip ago, at half the
+                # limit: that level already queued, so go back to it.
+                self.slow_start = False
+                self.limit = max(1, self.limit // 2)
+                self.changed_at = now
+            return
         if now < self.cooldown_until:
             return  # no growth during cooldown
         limit = self.limit

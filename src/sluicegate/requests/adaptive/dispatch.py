@@ -116,7 +116,7 @@ class Dispatcher:
                 if outcome.kind == "success":
                     r.learn_tokens(tokens)
             if outcome.kind == "success":
-                on_success(r, now)  # the common case, without the dispatch on kind
+                on_success(r, lease, now)  # the common case, without the dispatch on kind
             elif apply_outcome(r, lease, outcome, now):
                 self.deny_waiters_past(r, r.circuit.until)
             quota = outcome.quota

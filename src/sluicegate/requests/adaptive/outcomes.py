@@ -33,7 +33,7 @@ def apply_outcome(
     """
     kind = outcome.kind
     if kind == "success":
-        on_success(r, now)
+        on_success(r, lease, now)
         return False
     if kind == "rate_limited":
         return _on_rate_limited(r, lease, outcome.retry_after_seconds, now)
@@ -59,7 +59,7 @@ def forget_probe(r: ResourceState, lease: RequestAdmissionLease) -> None:
         r.circuit.probe_lease = 0
 
 
-def on_success(r: ResourceState, now: float) -> None:
+def on_success(r: ResourceState, lease: RequestAdmissionLease, now: float) -> None:
     """A call succeeded: streaks end, an open circuit closes, the limit may grow."""
     r.successes_total += 1
     r.consecutive_rate_limits = 0
@@ -75,7 +75,7 @@ def on_success(r: ResourceState, now: float) -> None:
     # Calls fill the limit: someone waits, or at least half the limit is in flight (this
     # call included). Slow start grows only then.
     limit_bound = r.waiting > 0 or 2 * (r.in_flight + 1) >= aimd.limit
-    aimd.on_success(now, r.settings, limit_bound)
+    aimd.on_success(now, r.settings, limit_bound, now - lease.acquired_at)
 
 
 def _on_connection_failed(
