@@ -184,7 +184,18 @@ class AimdLimit:
         seconds: while calls queue (see :meth:`observe_latency`) the limit does not grow, and
         slow start ends.
         """
-        if self.observe_latency(latency):
+        # observe_latency, inlined for the common case (mid-round): this runs per success
+        round_count = self.round_count + 1
+        if round_count < _ROUND and 0.0 <= latency < self.round_min:
+            self.round_min = latency
+            self.round_count = round_count
+            queueing = self.queueing
+        elif round_count < _ROUND and latency >= self.round_min:
+            self.round_count = round_count
+            queueing = self.queueing
+        else:
+            queueing = self.observe_latency(latency)
+        if queueing:
             if self.slow_start:
                 # The calls completing now were admitted about a round trip ago, at half the
                 # limit: that level already queued, so go back to it.

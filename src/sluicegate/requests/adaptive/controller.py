@@ -198,9 +198,7 @@ class AdaptiveRequestAdmissionController:
         if r.endpoint.timed:
             self._dispatcher.settle(r, now)
         if r.waiting:
-            return self._denials.deny(
-                r, item, "would_wait", blocked_by="waiters", queued=r.waiting, now=now
-            )
+            return self._denials.deny(r, item, "would_wait", blocked_by="waiters", queued=r.waiting)
         blocked = r.blocked_by(item.estimated_tokens, now)
         if blocked is not None:
             return self._denials.would_wait(r, item, blocked, now)

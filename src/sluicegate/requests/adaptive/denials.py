@@ -75,7 +75,6 @@ class Denials:
         *,
         blocked_by: str | None = None,
         queued: int = 0,
-        now: float | None = None,
         available_after: float | None = None,
         count: bool = True,
     ) -> RequestAdmissionDenied:
@@ -114,7 +113,6 @@ class Denials:
             item,
             "timeout",
             blocked_by=r.binding_constraint(estimated, now),
-            now=now,
             available_after=r.available_after(estimated, now),
             count=count,
         )
@@ -129,18 +127,16 @@ class Denials:
                 item,
                 "circuit_open",
                 blocked_by=blocked,
-                now=now,
                 available_after=finite(r.circuit.until),
             )
         window = r.window
         if window is not None and not window.fits(r.tokens_for(item.estimated_tokens)):
-            return self.deny(r, item, "too_large", blocked_by=blocked, now=now)
+            return self.deny(r, item, "too_large", blocked_by=blocked)
         return self.deny(
             r,
             item,
             "would_wait",
             blocked_by=blocked,
-            now=now,
             available_after=r.available_after(item.estimated_tokens, now),
         )
 
@@ -159,15 +155,14 @@ class Denials:
                 item,
                 "circuit_open",
                 blocked_by="circuit_open",
-                now=now,
                 available_after=finite(circuit.until),
             )
         window = r.window
         if window is not None and not window.fits(r.tokens_for(item.estimated_tokens)):
-            return self.deny(r, item, "too_large", blocked_by="rate_window_tokens", now=now)
+            return self.deny(r, item, "too_large", blocked_by="rate_window_tokens")
         max_waiters = r.settings.max_waiters
         if max_waiters is not None and r.waiting >= max_waiters:
-            return self.deny(r, item, "queue_full", blocked_by="waiters", now=now, queued=r.waiting)
+            return self.deny(r, item, "queue_full", blocked_by="waiters", queued=r.waiting)
         return None
 
     def unregistered(self, item: RequestAdmissionItem, *, closed: bool) -> RequestAdmissionDenied:

@@ -99,10 +99,10 @@ class Dispatcher:
         now = _now()
         if r.ramp.active and getattr(outcome, "kind", None) == "rate_limited":
             self.refresh(r, now)  # the cut applies to the ramp's current step
-        prev_limit = r.aimd.limit
-        prev_circuit = r.circuit.state
-        prev_ceiling = r.aimd.ceiling
-        prev_slow_start = r.aimd.slow_start
+        emit = self._emitter.enabled
+        if emit:  # what the events compare against (not needed without a sink)
+            aimd = r.aimd
+            before = (aimd.limit, r.circuit.state, aimd.ceiling, aimd.slow_start)
         error: Exception | None = None
         try:  # costs nothing unless it raises
             entry = held[2]
@@ -131,10 +131,8 @@ class Dispatcher:
             forget_probe(r, lease)
         if ep.waiters.waiting:
             self.dispatch(ep, now)
-        if self._emitter.enabled:
-            self._events.released(
-                r, lease, outcome, prev_limit, prev_circuit, prev_ceiling, prev_slow_start
-            )
+        if emit:
+            self._events.released(r, lease, outcome, *before)
         return error
 
     def _adopt_quota(self, r: ResourceState, quota: RateLimitHints) -> None:

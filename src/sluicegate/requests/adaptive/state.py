@@ -192,10 +192,8 @@ class ResourceState:
                     tokens_per_window=settings.tokens_per_window,
                     window_seconds=seconds,
                 )
-        elif not self.learned_quota:
+        elif not self.learned_quota:  # a quota the provider stated stays until replaced
             self.window = None
-        else:
-            pass  # keep the quota the provider stated: nothing explicit replaces it
         self.update_timed()
 
     def adopt_quota(self, requests: object, tokens: object) -> bool:
@@ -275,6 +273,11 @@ class ResourceState:
         """``None`` if a request estimated at ``estimated`` tokens (``None``: unknown) may
         take a lease now, else the binding constraint. A query: lazily due changes are read
         as of ``now``, not made."""
+        if not self.timed:  # no circuit, ramp, window or paused cooldown: the common case
+            if self.in_flight >= self.aimd.limit:
+                return "limit"
+            ep = self.endpoint
+            return "aggregate_cap" if ep.in_flight >= ep.static_cap else None
         circuit = self.circuit
         if circuit.state != CLOSED:
             blocked = circuit.blocked_by(now)
