@@ -331,7 +331,11 @@ class ModelRequestExecutor:
         lease: RequestAdmissionLease,
         attempt: int,
     ) -> tuple[ModelResponse | None, RequestReleaseOutcome, BaseException | None]:
-        """One call under ``lease``; releases it exactly once, whatever happens."""
+        """One call under ``lease``; releases it exactly once, whatever happens.
+
+        Longer than the house's 80 lines on purpose: the whole attempt (call, classify,
+        shielded release) reads top to bottom in one place, like trio's own primitives.
+        """
         self._attempts += 1
         outcome = OUTCOME_UNEXPECTED  # what the cleanup reports if something escapes
         error: BaseException | None = None
