@@ -70,7 +70,7 @@ def _check_request_shape(request: ModelRequest) -> None:
         )
     messages = request.messages
     if messages is not None and (
-        not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages)
+        not isinstance(messages, (list, tuple)) or not all(isinstance(m, dict) for m in messages)
     ):
         raise ConfigurationError(
             "ModelRequest.messages",
