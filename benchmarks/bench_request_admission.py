@@ -15,6 +15,17 @@ Scenarios (each timing is per acquire+release pair, real time):
 
 The request controller runs with default settings (AIMD on, no rate window, no sink); the
 numbers measure the admission machinery alone, with no provider in the loop.
+
+Comparing code trees (before/after a change) on a noisy machine::
+
+    .venv/bin/python benchmarks/bench_request_admission.py --trees \
+        before=/tmp/trees/before after=src --rounds 15
+
+loads each tree's ``sluicegate`` package under its own name in this one process and
+alternates short timed runs of every scenario (each tree, then ``trio.CapacityLimiter``)
+round after round, timing the thread's CPU time (time.thread_time) rather than wall time.
+It prints medians and, per tree, the median of the per-round ratios to the limiter: slow
+drift in the machine's load hits all contenders of a round alike.
 """
 
 from __future__ import annotations
@@ -82,7 +93,12 @@ def uncontended_limiter(loops: int) -> float:
     return trio.run(main)
 
 
-def _contended(loops: int, tasks: int, make_step: Callable[[], Callable[[], Any]]) -> float:
+def _contended(
+    loops: int,
+    tasks: int,
+    make_step: Callable[[], Callable[[], Any]],
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """``tasks`` workers run ``tasks`` warm-up steps then ``loops`` timed steps in total.
 
     Timing starts once every worker has finished one step, so the start-up wake-up of all
@@ -103,9 +119,9 @@ def _contended(loops: int, tasks: int, make_step: Callable[[], Callable[[], Any]
                 await step()
                 done += 1
                 if done == tasks:
-                    started_at = time.perf_counter()
+                    started_at = clock()
                 elif done == total:
-                    finished_at = time.perf_counter()
+                    finished_at = clock()
 
         async with trio.open_nursery() as nursery:
             for _ in range(tasks):
@@ -145,7 +161,88 @@ def contended(loops: int, tasks: int, implementation: str) -> float:
     return _contended(loops, tasks, make)
 
 
+def _load_tree(name: str, root: str) -> Any:
+    """The ``sluicegate`` package under ``root`` (a ``src`` dir) imported as ``name``."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    init = pathlib.Path(root) / "sluicegate" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[str(init.parent)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tree_step(package: Any) -> Callable[[], Callable[[], Any]]:
+    requests = getattr(package, "requests", package)  # the layout moved the item types
+
+    def make() -> Callable[[], Any]:
+        key = package.RequestResourceKey("bench", "model", "chat")
+        item = requests.RequestAdmissionItem(resource=key)
+        success = requests.RequestReleaseOutcome("success")
+        admission = package.AdaptiveRequestAdmissionController(
+            [
+                package.ModelEndpoint(
+                    name="bench", provider="bench", model_id="model", max_parallel_requests=CAP
+                )
+            ]
+        )
+        acquire, release = admission.acquire, admission.release
+        checkpoint = trio.lowlevel.checkpoint
+
+        async def step() -> None:
+            lease = await acquire(item)
+            await checkpoint()
+            release(lease, success)
+
+        return step
+
+    return make
+
+
+def compare_trees(trees: list[str], rounds: int, loops: int) -> None:
+    """Interleaved rounds of every scenario for every tree and the limiter (see module doc)."""
+    import statistics
+
+    contenders: dict[str, Callable[[], Callable[[], Any]]] = {"trio.CapacityLimiter": limiter_step}
+    for spec in trees:
+        name, _, root = spec.partition("=")
+        contenders[name] = _tree_step(_load_tree(f"_sg_tree_{name}", root))
+    for tasks in (100, 1_000, 10_000):
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(rounds):
+            for name, make in contenders.items():
+                # CPU time of this thread: being descheduled on a loaded machine is not
+                # charged to whichever contender happened to be running
+                elapsed = _contended(loops, tasks, make, time.thread_time)
+                times[name].append(elapsed / loops * 1e6)
+        floor = times["trio.CapacityLimiter"]
+        print(f"contended-{tasks} cap {CAP} ({rounds} rounds of {loops} steps):")
+        for name, values in times.items():
+            ratios = [v / f for v, f in zip(values, floor, strict=True)]
+            print(
+                f"  {name:22s} median {statistics.median(values):7.2f} us"
+                f"  (min {min(values):6.2f})  ratio to limiter {statistics.median(ratios):.3f}"
+            )
+
+
 def main() -> None:
+    import sys
+
+    if "--trees" in sys.argv:
+        args = sys.argv[sys.argv.index("--trees") + 1 :]
+        rounds = 15
+        if "--rounds" in args:
+            at = args.index("--rounds")
+            rounds = int(args[at + 1])
+            del args[at : at + 2]
+        compare_trees(args, rounds, loops=20_000)
+        return
     runner = pyperf.Runner()
     runner.metadata["description"] = "request admission acquire+release cost per call"
     runner.bench_time_func("uncontended: sluicegate", uncontended_sluicegate)

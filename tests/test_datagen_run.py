@@ -312,9 +312,10 @@ async def test_two_endpoints_both_stay_busy(autojump_clock: Any, tmp_path: pathl
             dg.judge("j1", "judge {g1}", model="B"),
             dg.judge("j2", "judge {g2}", model="B"),
         ],
+        # initial_limit = the cap turns slow start off, so the timing below is exact.
         endpoints=[
-            dg.Endpoint("A", model="a", provider="fn", max_parallel_requests=8),
-            dg.Endpoint("B", model="b", provider="fn", max_parallel_requests=8),
+            dg.Endpoint("A", model="a", provider="fn", max_parallel_requests=8, initial_limit=8),
+            dg.Endpoint("B", model="b", provider="fn", max_parallel_requests=8, initial_limit=8),
         ],
         providers={"fn": provider},
     )

@@ -27,6 +27,7 @@ from ..events.correlation import correlation_scope
 from ..events.sinks import EventSink
 from ..providers.simulated import SimulatedProvider
 from ..requests.adaptive import AdaptiveRequestAdmissionController
+from ..requests.config import RequestAdmissionConfig, RequestResourceOverride
 from ..requests.executor import ModelRequestExecutor
 from ..requests.identity import ModelEndpoint
 from ..requests.provider import ModelRequest
@@ -45,6 +46,8 @@ class EndpointSpec:
     latency_jitter: float = 0.2
     hidden_capacity: int | None = None
     retry_after_seconds: float = 1.0
+    slow_start: bool = True
+    """False starts the adaptive limit at the cap (the capacity is known)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -92,7 +95,11 @@ SCENARIOS: dict[str, Scenario] = {
             description="40 cells, each one call to an endpoint that takes about 8 s",
             rows=40,
             columns=(ColumnSpec(name="answer", endpoint="slow"),),
-            endpoints=(EndpointSpec(name="slow", max_parallel_requests=64, latency_seconds=8.0),),
+            endpoints=(
+                EndpointSpec(
+                    name="slow", max_parallel_requests=64, latency_seconds=8.0, slow_start=False
+                ),
+            ),
             capacity=64,
             expected_layer="provider_latency",
         ),
@@ -176,7 +183,14 @@ async def run_scenario(scenario: Scenario | str, sink: EventSink | None) -> Sche
         )
         for index, e in enumerate(spec.endpoints)
     }
-    controller = AdaptiveRequestAdmissionController(endpoints, sink=sink)
+    config = RequestAdmissionConfig(
+        resources=tuple(
+            RequestResourceOverride(provider=e.name, slow_start=False)
+            for e in spec.endpoints
+            if not e.slow_start
+        )
+    )
+    controller = AdaptiveRequestAdmissionController(endpoints, config, sink=sink)
     executor = ModelRequestExecutor(controller, providers, max_attempts=10, backoff_seconds=0.2)
     columns = {c.name: c for c in spec.columns}
     worker = _worker(executor, columns)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from .._internal.leases import ReleaseReason, ReleaseResult
 from .adaptive import AdaptiveRequestAdmissionController, RequestPressureReader
 from .admission import (
+    MAX_WEIGHT,
+    MIN_WEIGHT,
     REQUEST_OUTCOME_KINDS,
     RequestAdmissionController,
     RequestAdmissionDecision,
@@ -54,6 +56,8 @@ from .provider import (
 from .rate_window import RateWindow, RateWindowReservation
 
 __all__ = [
+    "MAX_WEIGHT",
+    "MIN_WEIGHT",
     "REQUEST_DOMAINS",
     "REQUEST_OUTCOME_KINDS",
     "AdaptiveRequestAdmissionController",

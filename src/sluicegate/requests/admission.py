@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Final, Literal, Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
+from .._internal.clock import now as _now
 from .._internal.leases import ReleaseResult
 from ..errors import ConfigurationError, SluicegateError
 from .config import RequestAdmissionConfig
 from .identity import REQUEST_DOMAINS, ModelEndpoint, ProviderModelKey, RequestResourceKey
 from .pressure import RequestPressureSource, RequestResourcePressure
-
-if TYPE_CHECKING:
-    pass
-
+from .provider import RateLimitHints
 
 RequestOutcomeKind: TypeAlias = Literal[
     "success",
@@ -26,6 +23,7 @@ RequestOutcomeKind: TypeAlias = Literal[
     "local_cancelled",
     "local_timeout",
     "unexpected_exception",
+    "connection_failed",
 ]
 
 
@@ -37,6 +35,7 @@ REQUEST_OUTCOME_KINDS: Final[tuple[RequestOutcomeKind, ...]] = (
     "local_cancelled",
     "local_timeout",
     "unexpected_exception",
+    "connection_failed",
 )
 
 
@@ -51,6 +50,14 @@ RequestDenialReason: TypeAlias = Literal[
 ]
 
 
+# Request-group weights accepted by admission. Relative weights up to 10^12 apart keep the
+# stride arithmetic exact enough that every group gets its weighted share.
+MIN_WEIGHT: Final = 1e-6
+
+
+MAX_WEIGHT: Final = 1e6
+
+
 class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One request that wants to go out.
 
@@ -58,6 +65,11 @@ class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     weights 3 and 1 get leases 3:1 while both wait). ``estimated_tokens`` is reserved in a
     token rate window, if the resource has one. ``timeout`` bounds the queue wait in seconds
     (``None``: the resource's ``queue_timeout_seconds``; ``math.inf``: wait without limit).
+    ``weight`` is in ``[MIN_WEIGHT, MAX_WEIGHT]`` (1e-6 to 1e6).
+
+    ``estimated_tokens=None`` means *unknown*: a token window then reserves the resource's
+    running mean of actual usage (nothing until one call has settled); ``0`` means the
+    request uses no tokens.
     """
 
     resource: RequestResourceKey
@@ -67,6 +79,13 @@ class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     timeout: float | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.resource, RequestResourceKey):
+            raise ConfigurationError(
+                "RequestAdmissionItem.resource",
+                f"must be a RequestResourceKey, got {type(self.resource).__name__}",
+                "resolve the model first (RequestResourceResolver.resolve or "
+                "ModelRequestExecutor.resolve)",
+            )
         if not isinstance(self.request_group, str) or not self.request_group:
             raise ConfigurationError(
                 "RequestAdmissionItem.request_group",
@@ -74,11 +93,16 @@ class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                 "name the request group (e.g. the column or task type)",
             )
         w = self.weight
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 < w < math.inf:
+        if (
+            not isinstance(w, (int, float))
+            or isinstance(w, bool)
+            or not MIN_WEIGHT <= w <= MAX_WEIGHT
+        ):
             raise ConfigurationError(
                 "RequestAdmissionItem.weight",
-                f"must be a finite number > 0, got {w!r}",
-                "use a positive fairness weight such as 1.0",
+                f"must be a number in [{MIN_WEIGHT:g}, {MAX_WEIGHT:g}], got {w!r}",
+                "use a positive fairness weight such as 1.0 (weights are relative: 3 and 1 "
+                "share 3:1)",
             )
         t = self.estimated_tokens
         if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 0):
@@ -123,15 +147,21 @@ class RequestAdmissionLease(msgspec.Struct, frozen=True, gc=False):
 
 
 class RequestReleaseOutcome(msgspec.Struct, frozen=True, gc=False):
-    """How the call behind a lease ended. Only ``rate_limited`` drives decrease and cooldown.
+    """How the call behind a lease ended. Only ``rate_limited`` drives decrease and cooldown;
+    ``connection_failed`` (the endpoint could not be reached) feeds the circuit breaker.
 
     ``retry_after_seconds`` is the provider's hint on a rate limit; ``actual_tokens`` corrects
-    the token window's reservation to what the call really used.
+    the token window's reservation to what the call really used. ``quota`` is what the
+    provider said about its own limits (``x-ratelimit-*``), adopted as a rate window unless
+    one is configured. ``detail`` names what failed for a ``connection_failed`` outcome (the
+    endpoint URL and the transport's words); it travels into the circuit-open error.
     """
 
     kind: RequestOutcomeKind
     retry_after_seconds: float | None = None
     actual_tokens: int | None = None
+    quota: RateLimitHints | None = None
+    detail: str | None = None
 
     @classmethod
     def success(cls, actual_tokens: int | None = None) -> RequestReleaseOutcome:
@@ -165,19 +195,39 @@ OUTCOME_LOCAL_TIMEOUT: Final = RequestReleaseOutcome("local_timeout")
 OUTCOME_UNEXPECTED: Final = RequestReleaseOutcome("unexpected_exception")
 
 
-class RequestAdmissionDenied(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+OUTCOME_CONNECTION_FAILED: Final = RequestReleaseOutcome("connection_failed")
+
+
+class RequestAdmissionDenied(msgspec.Struct, frozen=True, kw_only=True):
     """No lease. ``reason`` says why; ``available_after`` (trio clock, absolute) says when a
     retry may succeed if that is known; ``queued_waiters_ahead`` counts waiters a
     ``try_acquire`` refused to overtake; ``blocked_by`` names the binding constraint
     (``limit``, ``aggregate_cap``, ``cooldown``, ``rate_window_requests``,
-    ``rate_window_tokens``, ``circuit_open``, ``circuit_probe``, ``waiters``)."""
+    ``rate_window_tokens``, ``circuit_open``, ``circuit_probe``, ``waiters``); ``cause`` says
+    why a circuit is open when the endpoint is unreachable (its URL and the transport's
+    words).
+
+    :attr:`snapshot` is the resource's pressure; a denial is cheap because it is built only
+    when first read (from ``pressure_source``), then kept.
+    """
 
     item: RequestAdmissionItem
     reason: RequestDenialReason
     available_after: float | None = None
     queued_waiters_ahead: int = 0
     blocked_by: str | None = None
-    snapshot: RequestResourcePressure | None = None
+    cause: str | None = None
+    pressure_source: RequestPressureSource | None = None
+    captured: RequestResourcePressure | None = None
+
+    @property
+    def snapshot(self) -> RequestResourcePressure | None:
+        """The denied resource's pressure, captured when first read (``None`` if unknown)."""
+        captured = self.captured
+        if captured is None and self.pressure_source is not None:
+            captured = self.pressure_source.resource(self.item.resource)
+            msgspec.structs.force_setattr(self, "captured", captured)
+        return captured
 
 
 RequestAdmissionDecision: TypeAlias = RequestAdmissionLease | RequestAdmissionDenied
@@ -198,16 +248,44 @@ _FIXES: Final[dict[str, str]] = {
 }
 
 
+# Denials a later attempt of the same work may get past (the task layer retries them).
+_RETRYABLE_REASONS: Final = frozenset({"timeout", "circuit_open", "would_wait", "queue_full"})
+
+
 class RequestAdmissionError(SluicegateError):
-    """``acquire`` ended without a lease; ``denied`` says why and what to do."""
+    """``acquire`` ended without a lease; ``denied`` says why and what to do.
+
+    ``retryable`` says whether the same work may succeed later (a queue-wait timeout, a full
+    queue, a circuit that half-opens at a known time); ``retry_after`` (seconds from when the
+    error was raised) says when, if known. A circuit opened because the endpoint is
+    unreachable is not retryable: the error names the endpoint URL and the cause, and the run
+    should stop rather than knock on a dead server.
+    """
 
     def __init__(self, denied: RequestAdmissionDenied) -> None:
         self.denied = denied
         item = denied.item
-        super().__init__(
-            f"request admission denied for {item.resource} "
-            f"(group {item.request_group!r}): {denied.reason}. Fix: {_FIXES[denied.reason]}"
+        if denied.cause is not None:
+            message = (
+                f"{item.resource} is unreachable: {denied.cause}. Request admission denied "
+                f"(circuit_open, group {item.request_group!r}). Fix: check the endpoint's URL "
+                "and that its server is running; the circuit lets one probe call through "
+                "after circuit_open_seconds"
+            )
+        else:
+            message = (
+                f"request admission denied for {item.resource} "
+                f"(group {item.request_group!r}): {denied.reason}. Fix: {_FIXES[denied.reason]}"
+            )
+        super().__init__(message)
+        self.retryable = (
+            denied.cause is None
+            and denied.reason in _RETRYABLE_REASONS
+            and not (denied.reason == "circuit_open" and denied.available_after is None)
         )
+        self.retry_after: float | None = None
+        if self.retryable and denied.available_after is not None:
+            self.retry_after = max(0.0, denied.available_after - _now())
 
     @property
     def reason(self) -> RequestDenialReason:

@@ -8,10 +8,9 @@ the controller; errors are :class:`ConfigurationError` naming the dotted field a
 from __future__ import annotations
 
 import math
-import re
 import tomllib
-from collections.abc import Mapping
-from typing import Any, Final, Literal, TypeAlias
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -38,7 +37,13 @@ class RequestResourceSettings(
 
     The limit lives in ``[1, effective_max]`` where ``effective_max = min(static cap, clamp)``.
 
-    - ``initial_limit``: starting limit (``None``: start at ``effective_max``).
+    - ``initial_limit``: starting limit (``None``: slow start, or ``effective_max`` when
+      ``slow_start`` is off). An explicit starting limit is used as given, with AIMD from there.
+    - ``slow_start`` / ``slow_start_initial_limit``: with no ``initial_limit`` and no startup
+      ramp, start at ``slow_start_initial_limit`` and add one per success (the limit doubles
+      per round trip while calls fill it) until the first rate limit or ``effective_max``;
+      then AIMD. Growth waits while fewer than half the limit's calls are in flight, so a
+      trickle of calls never talks the limit up to a cap the endpoint cannot carry.
     - ``clamp``: optional per-resource ceiling below the endpoint's aggregate static cap.
     - ``cooldown_seconds``: cooldown after a rate limit without a provider ``retry_after``.
     - ``decrease_factor``: on a rate limit ``limit = max(1, floor(limit * decrease_factor))``.
@@ -49,6 +54,8 @@ class RequestResourceSettings(
     - ``ceiling_hold_rounds``: once the limit is back just below the last rate-limit ceiling,
       each further step needs ``ceiling_hold_rounds * limit`` successes (about that many
       round trips at the current level). 0 disables this cautious zone.
+    - ``ceiling_hold_seconds``: and at least this long between two steps in the cautious zone
+      (endpoints with short calls would otherwise be probed several times a second).
     - ``coalesce_rate_limits``: a 429 for a call admitted before the last decrease is part of
       the same storm and does not decrease again.
     - ``cooldown_admission``: see :data:`CooldownAdmission`.
@@ -64,6 +71,8 @@ class RequestResourceSettings(
     """
 
     initial_limit: int | None = None
+    slow_start: bool = True
+    slow_start_initial_limit: int = 4
     clamp: int | None = None
     cooldown_seconds: float = 5.0
     decrease_factor: float = 0.75
@@ -71,6 +80,7 @@ class RequestResourceSettings(
     successes_until_increase: int = 5
     startup_ramp_seconds: float = 0.0
     ceiling_hold_rounds: float = 10.0
+    ceiling_hold_seconds: float = 10.0
     coalesce_rate_limits: bool = True
     cooldown_admission: CooldownAdmission = "within_limit"
     queue_timeout_seconds: float | None = None
@@ -116,6 +126,11 @@ def _require_int(field: str, value: object, minimum: int, fix: str, *, optional:
         raise ConfigurationError(field, f"must be an integer >= {minimum}, got {value!r}", fix)
 
 
+def _require_bool(field: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(field, f"must be true or false, got {value!r}", "use a bool")
+
+
 def _require_number(
     field: str, value: object, *, low: float, low_open: bool, fix: str, optional: bool = False
 ) -> None:
@@ -127,125 +142,113 @@ def _require_number(
         raise ConfigurationError(field, f"must be a finite number {bound}, got {value!r}", fix)
 
 
-def _validate_settings(s: RequestResourceSettings) -> None:
-    _require_int(
-        "initial_limit",
-        s.initial_limit,
-        1,
-        "use a starting limit of at least 1 or omit it",
-        optional=True,
-    )
-    _require_int("clamp", s.clamp, 1, "use a clamp of at least 1 or omit it", optional=True)
-    _require_number(
-        "cooldown_seconds",
-        s.cooldown_seconds,
-        low=0.0,
-        low_open=False,
-        fix="use a cooldown of 0 seconds or more",
-    )
-    f = s.decrease_factor
-    if not _is_number(f) or not 0.0 < f < 1.0:
+def _int_check(minimum: int, fix: str, *, optional: bool) -> Callable[[str, object], None]:
+    def check(field: str, value: object) -> None:
+        _require_int(field, value, minimum, fix, optional=optional)
+
+    return check
+
+
+def _number_check(
+    low: float, fix: str, *, low_open: bool = False, optional: bool = False
+) -> Callable[[str, object], None]:
+    def check(field: str, value: object) -> None:
+        _require_number(field, value, low=low, low_open=low_open, fix=fix, optional=optional)
+
+    return check
+
+
+def _check_decrease_factor(field: str, f: object) -> None:
+    if not _is_number(f) or not 0.0 < f < 1.0:  # type: ignore[operator]
         raise ConfigurationError(
-            "decrease_factor",
+            field,
             f"must be strictly between 0 and 1, got {f!r}",
             "use e.g. 0.5 (halve on a rate limit) or 0.75 (cut by a quarter)",
         )
-    _require_int("increase_step", s.increase_step, 1, "use a step of at least 1", optional=False)
-    _require_int(
-        "successes_until_increase",
-        s.successes_until_increase,
-        1,
-        "use at least 1 success per additive increase",
-        optional=False,
-    )
-    _require_number(
-        "startup_ramp_seconds",
-        s.startup_ramp_seconds,
-        low=0.0,
-        low_open=False,
-        fix="use 0 (no ramp) or a positive ramp length in seconds",
-    )
-    _require_number(
-        "ceiling_hold_rounds",
-        s.ceiling_hold_rounds,
-        low=0.0,
-        low_open=False,
-        fix="use 0 (no cautious zone) or a positive number of round trips",
-    )
-    if s.cooldown_admission not in ("within_limit", "paused"):
+
+
+def _check_cooldown_admission(field: str, value: object) -> None:
+    if value not in ("within_limit", "paused"):
         raise ConfigurationError(
-            "cooldown_admission",
-            f"unknown mode {s.cooldown_admission!r}"
-            + did_you_mean(str(s.cooldown_admission), ("within_limit", "paused")),
+            field,
+            f"unknown mode {value!r}" + did_you_mean(str(value), ("within_limit", "paused")),
             "use 'within_limit' or 'paused'",
         )
-    _require_number(
-        "queue_timeout_seconds",
-        s.queue_timeout_seconds,
-        low=0.0,
-        low_open=False,
-        fix="use a timeout of 0 seconds or more, or omit it to wait without limit",
+
+
+# One check per setting: a value is validated on its own (an override's values too, at
+# construction); the checks between settings run once the values are merged.
+_FIELD_CHECKS: Final[dict[str, Callable[[str, object], None]]] = {
+    "initial_limit": _int_check(1, "use a starting limit of at least 1 or omit it", optional=True),
+    "slow_start": _require_bool,
+    "slow_start_initial_limit": _int_check(
+        1, "start slow start at 1 or more calls (4 is a good default)", optional=False
+    ),
+    "clamp": _int_check(1, "use a clamp of at least 1 or omit it", optional=True),
+    "cooldown_seconds": _number_check(0.0, "use a cooldown of 0 seconds or more"),
+    "decrease_factor": _check_decrease_factor,
+    "increase_step": _int_check(1, "use a step of at least 1", optional=False),
+    "successes_until_increase": _int_check(
+        1, "use at least 1 success per additive increase", optional=False
+    ),
+    "startup_ramp_seconds": _number_check(
+        0.0, "use 0 (no ramp) or a positive ramp length in seconds"
+    ),
+    "ceiling_hold_rounds": _number_check(
+        0.0, "use 0 (no cautious zone) or a positive number of round trips"
+    ),
+    "ceiling_hold_seconds": _number_check(
+        0.0, "use 0 (rounds only) or a number of seconds between probes of the ceiling"
+    ),
+    "coalesce_rate_limits": _require_bool,
+    "cooldown_admission": _check_cooldown_admission,
+    "queue_timeout_seconds": _number_check(
+        0.0,
+        "use a timeout of 0 seconds or more, or omit it to wait without limit",
         optional=True,
-    )
-    _require_int(
-        "max_waiters", s.max_waiters, 0, "use 0 or more queued waiters, or omit it", optional=True
-    )
-    _require_int(
-        "requests_per_window",
-        s.requests_per_window,
+    ),
+    "max_waiters": _int_check(0, "use 0 or more queued waiters, or omit it", optional=True),
+    "requests_per_window": _int_check(
+        1, "allow at least 1 request per window or omit it", optional=True
+    ),
+    "tokens_per_window": _int_check(
+        1, "allow at least 1 token per window or omit it", optional=True
+    ),
+    "window_seconds": _number_check(
+        0.0, "use a window longer than 0 seconds", low_open=True, optional=True
+    ),
+    "circuit_breaker_threshold": _int_check(
         1,
-        "allow at least 1 request per window or omit it",
+        "open after at least 1 consecutive rate limit at limit 1, or omit it to disable",
         optional=True,
-    )
-    _require_int(
-        "tokens_per_window",
-        s.tokens_per_window,
-        1,
-        "allow at least 1 token per window or omit it",
-        optional=True,
-    )
-    _require_number(
-        "window_seconds",
-        s.window_seconds,
-        low=0.0,
-        low_open=True,
-        fix="use a window longer than 0 seconds",
-        optional=True,
-    )
+    ),
+    "circuit_open_seconds": _number_check(
+        0.0, "use an open period longer than 0 seconds", low_open=True
+    ),
+    "circuit_backoff_multiplier": _number_check(1.0, "use a multiplier of at least 1"),
+    "circuit_max_open_seconds": _number_check(
+        0.0, "use a maximum open period longer than 0 seconds", low_open=True
+    ),
+    "circuit_max_reopens": _int_check(
+        0, "use 0 or more reopenings, or omit it to keep probing", optional=True
+    ),
+}
+
+
+def validate_setting(field: str, value: object) -> None:
+    """Raise :class:`ConfigurationError` if ``value`` is not valid for setting ``field``."""
+    _FIELD_CHECKS[field](field, value)
+
+
+def _validate_settings(s: RequestResourceSettings) -> None:
+    for name in SETTINGS_FIELDS:
+        validate_setting(name, getattr(s, name))
     if s.window_seconds is not None and not s.has_rate_window:
         raise ConfigurationError(
             "window_seconds",
             "a rate window needs a rate",
             "set requests_per_window and/or tokens_per_window, or drop window_seconds",
         )
-    _require_int(
-        "circuit_breaker_threshold",
-        s.circuit_breaker_threshold,
-        1,
-        "open after at least 1 consecutive rate limit at limit 1, or omit it to disable",
-        optional=True,
-    )
-    _require_number(
-        "circuit_open_seconds",
-        s.circuit_open_seconds,
-        low=0.0,
-        low_open=True,
-        fix="use an open period longer than 0 seconds",
-    )
-    _require_number(
-        "circuit_backoff_multiplier",
-        s.circuit_backoff_multiplier,
-        low=1.0,
-        low_open=False,
-        fix="use a multiplier of at least 1",
-    )
-    _require_number(
-        "circuit_max_open_seconds",
-        s.circuit_max_open_seconds,
-        low=0.0,
-        low_open=True,
-        fix="use a maximum open period longer than 0 seconds",
-    )
     if s.circuit_max_open_seconds < s.circuit_open_seconds:
         raise ConfigurationError(
             "circuit_max_open_seconds",
@@ -253,13 +256,6 @@ def _validate_settings(s: RequestResourceSettings) -> None:
             f"{s.circuit_open_seconds!r}",
             "make circuit_max_open_seconds at least circuit_open_seconds",
         )
-    _require_int(
-        "circuit_max_reopens",
-        s.circuit_max_reopens,
-        0,
-        "use 0 or more reopenings, or omit it to keep probing",
-        optional=True,
-    )
 
 
 class RequestResourceOverride(
@@ -278,6 +274,8 @@ class RequestResourceOverride(
     domain: RequestDomain | None = None
 
     initial_limit: int | UnsetType | None = UNSET
+    slow_start: bool | UnsetType = UNSET
+    slow_start_initial_limit: int | UnsetType = UNSET
     clamp: int | UnsetType | None = UNSET
     cooldown_seconds: float | UnsetType = UNSET
     decrease_factor: float | UnsetType = UNSET
@@ -285,6 +283,7 @@ class RequestResourceOverride(
     successes_until_increase: int | UnsetType = UNSET
     startup_ramp_seconds: float | UnsetType = UNSET
     ceiling_hold_rounds: float | UnsetType = UNSET
+    ceiling_hold_seconds: float | UnsetType = UNSET
     coalesce_rate_limits: bool | UnsetType = UNSET
     cooldown_admission: CooldownAdmission | UnsetType = UNSET
     queue_timeout_seconds: float | UnsetType | None = UNSET
@@ -299,6 +298,16 @@ class RequestResourceOverride(
     circuit_max_reopens: int | UnsetType | None = UNSET
 
     def __post_init__(self) -> None:
+        for name in ("alias", "provider", "model_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(
+                    name,
+                    f"must be a non-empty string, got {value!r}",
+                    f"name the {name} to select, as a string",
+                )
+        for name, value in self.values().items():
+            validate_setting(name, value)
         if (self.alias is None) == (self.provider is None):
             raise ConfigurationError(
                 "selector",
@@ -311,7 +320,9 @@ class RequestResourceOverride(
                 "model_id only narrows a provider selector, not an alias",
                 "drop model_id, or select by provider + model_id instead of alias",
             )
-        if self.domain is not None and self.domain not in REQUEST_DOMAINS:
+        if self.domain is not None and (
+            not isinstance(self.domain, str) or self.domain not in REQUEST_DOMAINS
+        ):
             raise ConfigurationError(
                 "domain",
                 f"unknown request domain {self.domain!r}"
@@ -356,7 +367,30 @@ class RequestAdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_u
     resources: tuple[RequestResourceOverride, ...] = ()
 
     def __post_init__(self) -> None:
-        for index, override in enumerate(self.resources):
+        if not isinstance(self.defaults, RequestResourceSettings):
+            raise ConfigurationError(
+                "defaults",
+                f"must be a RequestResourceSettings, got {type(self.defaults).__name__}",
+                "pass RequestResourceSettings(...), or decode a mapping with "
+                "RequestAdmissionConfig.from_dict",
+            )
+        resources = self.resources
+        if isinstance(resources, list):
+            resources = tuple(resources)
+            msgspec.structs.force_setattr(self, "resources", resources)
+        if not isinstance(resources, tuple):
+            raise ConfigurationError(
+                "resources",
+                f"must be a list of RequestResourceOverride, got {type(resources).__name__}",
+                "pass a list or tuple of RequestResourceOverride(...)",
+            )
+        for index, override in enumerate(resources):
+            if not isinstance(override, RequestResourceOverride):
+                raise ConfigurationError(
+                    f"resources[{index}]",
+                    f"must be a RequestResourceOverride, got {type(override).__name__}",
+                    "pass RequestResourceOverride(provider=..., ...) or decode with from_dict",
+                )
             try:
                 msgspec.structs.replace(self.defaults, **override.values())
             except ConfigurationError as exc:
@@ -366,11 +400,29 @@ class RequestAdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_u
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RequestAdmissionConfig:
-        """Decode and validate a plain mapping (e.g. a parsed TOML table)."""
-        try:
-            return msgspec.convert(data, cls)
-        except msgspec.ValidationError as exc:
-            raise _configuration_error(exc) from None
+        """Decode and validate a plain mapping (e.g. a parsed TOML table).
+
+        Keys are checked against the structs' fields (unknown ones are rejected with a
+        did-you-mean), then every value goes through the same validation as a Python
+        construction, so an error always names the dotted field (``resources[1].clamp``).
+        """
+        _check_keys("", data, cls)
+        fields: dict[str, Any] = {}
+        if "defaults" in data:
+            fields["defaults"] = _build("defaults", data["defaults"], RequestResourceSettings)
+        if "resources" in data:
+            entries = data["resources"]
+            if not isinstance(entries, (list, tuple)):
+                raise ConfigurationError(
+                    "resources",
+                    f"must be a list of tables, got {type(entries).__name__}",
+                    "write [[resources]] tables (TOML) or a list of mappings",
+                )
+            fields["resources"] = tuple(
+                _build(f"resources[{index}]", entry, RequestResourceOverride)
+                for index, entry in enumerate(entries)
+            )
+        return _prefixed("", lambda: cls(**fields))
 
     @classmethod
     def from_toml(cls, text: str, *, table: str | None = None) -> RequestAdmissionConfig:
@@ -452,53 +504,42 @@ class RequestAdmissionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_u
                 ) from None
 
 
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
-
-
-_UNKNOWN = re.compile(r"unknown field `(?P<name>[^`]*)`")
-
-
-def _struct_at(path: str) -> type[msgspec.Struct] | None:
-    """The struct type a ``$.a.b[0]`` path of a config document points into."""
-    parts = re.findall(r"\.([A-Za-z_]\w*)|\[\d+\]", path)
-    current: type[msgspec.Struct] | None = RequestAdmissionConfig
-    for part in parts:
-        if part == "":  # an index: stay on the element type chosen by the field before
-            continue
-        if current is RequestAdmissionConfig and part == "defaults":
-            current = RequestResourceSettings
-        elif current is RequestAdmissionConfig and part == "resources":
-            current = RequestResourceOverride
-        else:
-            return None
-    return current
-
-
-def _dotted(path: str | None) -> str:
-    if not path or path == "$":
-        return ""
-    return path[2:] if path.startswith("$.") else path.lstrip("$")
-
-
-def _configuration_error(exc: msgspec.ValidationError) -> ConfigurationError:
-    """Turn msgspec's validation message into a ConfigurationError naming the field."""
-    cause = exc.__cause__
-    match = _AT.match(str(exc))
-    message = match.group("message") if match else str(exc)
-    path = match.group("path") if match else None
-    prefix = _dotted(path)
-    if isinstance(cause, ConfigurationError):
-        field = f"{prefix}.{cause.field}" if prefix else cause.field
-        return ConfigurationError(field, cause.problem, cause.fix)
-    unknown = _UNKNOWN.search(message)
-    if unknown:
-        name = unknown.group("name")
-        struct = _struct_at(path or "$")
-        known = struct.__struct_fields__ if struct is not None else ()
-        field = f"{prefix}.{name}" if prefix else name
-        return ConfigurationError(
-            field,
-            f"unknown key {name!r}{did_you_mean(name, known)}",
-            "remove it; known keys: " + ", ".join(known),
+def _check_keys(prefix: str, data: object, struct: type[msgspec.Struct]) -> None:
+    """``data`` must be a mapping whose keys are fields of ``struct`` (did-you-mean if not)."""
+    known = struct.__struct_fields__
+    where = prefix or "config"
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(
+            where,
+            f"must be a table (mapping), got {type(data).__name__}",
+            "use a table with keys among: " + ", ".join(known),
         )
-    return ConfigurationError(prefix or "config", message, "use a value of the expected type")
+    for name in data:
+        if not isinstance(name, str) or name not in known:
+            field = f"{prefix}.{name}" if prefix else str(name)
+            raise ConfigurationError(
+                field,
+                f"unknown key {name!r}{did_you_mean(str(name), known)}",
+                "remove it; known keys: " + ", ".join(known),
+            )
+
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def _build(prefix: str, data: object, struct: type[_S]) -> _S:
+    """One struct from a mapping; errors are re-raised with ``prefix`` in the field path."""
+    if isinstance(data, struct):
+        return data
+    _check_keys(prefix, data, struct)
+    assert isinstance(data, Mapping)
+    return _prefixed(prefix, lambda: struct(**data))
+
+
+def _prefixed(prefix: str, build: Callable[[], _S]) -> _S:
+    try:
+        return build()
+    except ConfigurationError as exc:
+        if not prefix:
+            raise
+        raise ConfigurationError(f"{prefix}.{exc.field}", exc.problem, exc.fix) from None

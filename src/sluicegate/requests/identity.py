@@ -16,11 +16,23 @@ RequestDomain: TypeAlias = Literal["chat", "embedding", "image", "healthcheck"]
 REQUEST_DOMAINS: Final[tuple[RequestDomain, ...]] = ("chat", "embedding", "image", "healthcheck")
 
 
+def _check_key(kind: str, provider: object, model_id: object) -> None:
+    if type(provider) is not str or type(model_id) is not str or not provider or not model_id:
+        raise ConfigurationError(
+            kind,
+            f"provider and model_id must be non-empty strings, got {provider!r}, {model_id!r}",
+            f"build the key as {kind}('provider', 'model-id')",
+        )
+
+
 class ProviderModelKey(msgspec.Struct, frozen=True, gc=False, order=True):
     """A concrete endpoint after alias resolution: one provider, one model id."""
 
     provider: str
     model_id: str
+
+    def __post_init__(self) -> None:
+        _check_key("ProviderModelKey", self.provider, self.model_id)
 
     def __str__(self) -> str:
         return f"{self.provider}/{self.model_id}"
@@ -32,6 +44,16 @@ class RequestResourceKey(msgspec.Struct, frozen=True, gc=False, order=True):
     provider: str
     model_id: str
     domain: RequestDomain = "chat"
+
+    def __post_init__(self) -> None:
+        _check_key("RequestResourceKey", self.provider, self.model_id)
+        if self.domain not in REQUEST_DOMAINS:
+            raise ConfigurationError(
+                "RequestResourceKey.domain",
+                f"unknown request domain {self.domain!r}"
+                + did_you_mean(str(self.domain), REQUEST_DOMAINS),
+                "use one of: " + ", ".join(REQUEST_DOMAINS),
+            )
 
     @property
     def provider_model(self) -> ProviderModelKey:

@@ -21,6 +21,9 @@ class RequestResourcePressure(msgspec.Struct, frozen=True, kw_only=True, gc=Fals
     rate limit that decreased the limit (``None`` once the controller climbed past it).
     ``duplicate_releases``, ``unknown_releases`` and ``cancelled_grants`` are leak counters.
     ``max_*`` fields are the observed maxima since the resource was registered.
+    ``slow_start`` is true while the limit still grows by one per success (no rate limit
+    seen yet, ``effective_max`` not reached). ``connection_failures`` counts calls that never
+    reached the endpoint (they feed the circuit breaker, not the limit).
     """
 
     resource: RequestResourceKey
@@ -55,6 +58,8 @@ class RequestResourcePressure(msgspec.Struct, frozen=True, kw_only=True, gc=Fals
     max_in_flight: int
     max_waiters: int
     max_limit: int
+    slow_start: bool = False
+    connection_failures: int = 0
 
 
 class RequestEndpointPressure(msgspec.Struct, frozen=True, kw_only=True, gc=False):

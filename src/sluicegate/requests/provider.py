@@ -9,13 +9,14 @@ which the model-call boundary maps onto request release outcomes.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from .._internal.checks import is_number
+from .._internal.checks import describe, did_you_mean, is_number
 from ..errors import ConfigurationError, SluicegateError
-from .identity import RequestDomain
+from .identity import REQUEST_DOMAINS, RequestDomain
 
 
 class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +36,7 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     extra: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        _check_request_shape(self)
         timeout = self.timeout
         if timeout is not None and not (is_number(timeout) and timeout > 0):
             # inf is allowed (no limit); nan fails "> 0"
@@ -55,6 +57,39 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
                     f"got {value!r}",
                     f"use an integer >= {least}, or None",
                 )
+
+
+def _check_request_shape(request: ModelRequest) -> None:
+    """Types a provider would otherwise trip over mid-call (``messages="hi"``, say)."""
+    if request.domain not in REQUEST_DOMAINS:
+        raise ConfigurationError(
+            "ModelRequest.domain",
+            f"unknown request domain {request.domain!r}"
+            + did_you_mean(str(request.domain), REQUEST_DOMAINS),
+            "use one of: " + ", ".join(REQUEST_DOMAINS),
+        )
+    messages = request.messages
+    if messages is not None and (
+        not isinstance(messages, (list, tuple)) or not all(isinstance(m, dict) for m in messages)
+    ):
+        raise ConfigurationError(
+            "ModelRequest.messages",
+            f"must be a list of message mappings, got {describe(messages)}",
+            'use [{"role": "user", "content": "..."}]',
+        )
+    temperature = request.temperature
+    if temperature is not None and not (is_number(temperature) and math.isfinite(temperature)):
+        raise ConfigurationError(
+            "ModelRequest.temperature",
+            f"must be a finite number or None, got {describe(temperature)}",
+            "use e.g. 0.7, or None for the provider's default",
+        )
+    if request.extra is not None and not isinstance(request.extra, dict):
+        raise ConfigurationError(
+            "ModelRequest.extra",
+            f"must be a mapping of extra body fields or None, got {describe(request.extra)}",
+            'use e.g. {"top_p": 0.9}',
+        )
 
 
 class TokenUsage(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -67,7 +67,12 @@ class RateWindow:
                     f"must be an integer >= 1, got {value!r}",
                     "use a positive quota or omit it",
                 )
-        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+        if (
+            not isinstance(seconds, (int, float))
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or seconds <= 0
+        ):
             raise ConfigurationError(
                 "RateWindow.window_seconds",
                 f"must be a finite number > 0, got {seconds!r}",
