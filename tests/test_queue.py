@@ -155,7 +155,7 @@ def test_queue_invariants(weights: list[float], ops: list[tuple[int, bool]]) -> 
 
 def assert_heap_is_tight(q: sg.scheduling.FairTaskQueue) -> None:
     """One heap entry per group with queued tasks, in heap order (what keeps selection cheap)."""
-    heap = q._heap
+    heap = q._state.heap
     assert sorted(e[2].key for e in heap) == sorted(q.view().active_groups())
     for i in range(1, len(heap)):
         assert heap[(i - 1) // 2][:2] <= heap[i][:2]
@@ -210,7 +210,7 @@ def test_an_idle_group_owes_at_most_one_stride() -> None:
     q.enqueue([task(f"h{i}", "heavy", 0.01) for i in range(3)])  # stride 100 per task
     q.enqueue([task(f"l{i}", "light", 1.0) for i in range(50)])
     while pop(q) is not None:
-        for key, g in q._groups.items():
+        for key, g in q._state.groups.items():
             if not g.tasks:
                 assert g.pass_ - q.virtual_time <= g.stride, key
 
@@ -252,7 +252,8 @@ def test_a_new_group_joins_at_the_current_virtual_time_not_behind_it() -> None:
 
 def fairest_eligible(q: sg.scheduling.FairTaskQueue, eligible: set[str]) -> str | None:
     """Oracle: the eligible group that is due first (lowest pass; ties: first due)."""
-    due = [(g.entry[:2], k) for k, g in q._groups.items() if g.entry is not None and k in eligible]
+    groups = q._state.groups.items()
+    due = [(g.entry[:2], k) for k, g in groups if g.entry is not None and k in eligible]
     return min(due)[1] if due else None
 
 
@@ -360,3 +361,27 @@ def test_ties_go_to_the_group_that_became_due_first() -> None:
     order = "".join(pop(q).group.key for _ in range(9))  # type: ignore[union-attr]
     # after a, b, a both are due at 1.0: b got there first (at its commit), so b goes next
     assert order == "ababaabaa"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0]), min_size=1, max_size=12),
+    served=st.integers(0, 30),
+    limit=st.integers(0, 14),
+)
+def test_heads_in_fair_order_is_the_fair_order_and_bounded(
+    weights: list[float], served: int, limit: int
+) -> None:
+    """The bounded accessor lists group heads exactly in the order select_next would serve
+    them (lowest pass first, ties to the group due first), and never more than ``limit``."""
+    q = sg.scheduling.FairTaskQueue()
+    keys = [f"g{i}" for i in range(len(weights))]
+    q.enqueue([task((k, j), k, w) for j in range(4) for k, w in zip(keys, weights, strict=True)])
+    for _ in range(served):
+        pop(q)
+    view = q.view()
+    heads = list(view.heads_in_fair_order(limit))
+    due = sorted((g.entry[:2], g.tasks[0]) for g in q._state.groups.values() if g.entry is not None)
+    assert heads == [t for _, t in due][:limit]
+    if heads:
+        assert heads[0] is q.select_next().item  # type: ignore[union-attr]

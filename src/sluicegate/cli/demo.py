@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import NamedTuple
 
 import trio
 
@@ -19,7 +20,9 @@ from ..requests.adaptive import AdaptiveRequestAdmissionController
 from ..requests.config import RequestAdmissionConfig, RequestResourceSettings
 from ..requests.executor import ModelRequestError, ModelRequestExecutor
 from ..requests.identity import ModelEndpoint, RequestResourceKey
+from ..requests.pressure import RequestResourcePressure
 from ..requests.provider import ModelRequest
+from ..scheduling.policies.pressure import RequestPressureLookup
 from ..scheduling.readiness import DagCompletionTracker
 from ..scheduling.retry import RetryPolicy
 from ..scheduling.scheduler import AsyncTaskScheduler
@@ -43,13 +46,21 @@ COLUMNS: dict[str, tuple[tuple[str, ...], float, int]] = {
 }
 
 
-def build_table(rows: int) -> DagCompletionTracker:
-    tracker = DagCompletionTracker()
+class Cell(NamedTuple):
+    """The payload of one cell task."""
+
+    row: int
+    column: str
+
+
+def build_table(rows: int) -> DagCompletionTracker[Cell]:
+    """A rows x columns table: one task per cell, in its column's fairness group."""
+    tracker: DagCompletionTracker[Cell] = DagCompletionTracker()
     for row in range(rows):
         for column, (deps, weight, _) in COLUMNS.items():
             tracker.add(
                 (row, column),
-                {"row": row, "column": column},
+                Cell(row, column),
                 depends_on=[(row, d) for d in deps],
                 group=column,
                 weight=weight,
@@ -90,11 +101,16 @@ def run_demo(
     )
     started: Counter[str] = Counter()
 
-    async def cell(task: SchedulableTask) -> None:
-        column = task.payload["column"]
+    # Statically checked (mypy --strict): request admission's read-only pressure satisfies the
+    # protocol task admission reads it through, without either layer importing the other.
+    pressure: RequestPressureLookup[RequestResourceKey, RequestResourcePressure]
+    pressure = controller.pressure
+
+    async def cell(task: SchedulableTask[Cell]) -> None:
+        column = task.payload.column
         started[column] += 1
         request = ModelRequest(
-            messages=[{"role": "user", "content": f"{column} for row {task.payload['row']}"}],
+            messages=[{"role": "user", "content": f"{column} for row {task.payload.row}"}],
             max_tokens=COLUMNS[column][2],
         )
         try:
@@ -113,7 +129,7 @@ def run_demo(
         sink.close()
     cells = len(tracker)
     stats = provider.stats
-    pressure = controller.resource_pressure(RequestResourceKey("sim", MODEL, "chat"))
+    final = pressure.resource(RequestResourceKey("sim", MODEL, "chat"))
     print(f"sluicegate demo: {rows} rows x {len(COLUMNS)} columns = {cells} cell tasks")
     print(f"  task capacity {capacity}, wall {wall:.2f}s, {cells / wall:,.0f} cells/s")
     print("  outcomes: " + ", ".join(f"{k}={v}" for k, v in result.counts.items()))
@@ -123,14 +139,14 @@ def run_demo(
         f"  model calls: {stats.calls} attempts, {stats.successes} ok, "
         f"{stats.rate_limited} rate limited ({share:.1%}), {stats.failures} failed and retried"
     )
-    if pressure is not None:
+    if final is not None:
         print(
             f"  endpoint {MODEL!r}: hidden capacity {hidden_capacity}, static cap {STATIC_CAP}; "
-            f"AIMD limit now {pressure.limit}, at most {stats.max_in_flight} in flight"
+            f"AIMD limit now {final.limit}, at most {stats.max_in_flight} in flight"
         )
         print(
-            f"  request admission: {pressure.in_flight} leases held, {pressure.waiters} waiters, "
-            f"{pressure.grants} granted / {pressure.released} released"
+            f"  request admission: {final.in_flight} leases held, {final.waiters} waiters, "
+            f"{final.grants} granted / {final.released} released"
         )
     print(
         f"  task admission: {result.admission.active_leases} leases held, "
@@ -141,8 +157,8 @@ def run_demo(
     ok = (
         result.counts["succeeded"] == cells
         and result.admission.active_leases == 0
-        and pressure is not None
-        and pressure.in_flight == 0
-        and pressure.grants == pressure.released
+        and final is not None
+        and final.in_flight == 0
+        and final.grants == final.released
     )
     return 0 if ok else 1

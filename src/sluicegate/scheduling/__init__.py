@@ -5,16 +5,21 @@ from __future__ import annotations
 from .._internal.leases import ReleaseReason, ReleaseResult
 from .admission import TaskAdmissionController
 from .leases import (
+    PeerSkip,
     TaskAdmissionBlockSummary,
     TaskAdmissionDecision,
     TaskAdmissionDenied,
     TaskAdmissionLease,
     TaskAdmissionView,
 )
+from .outcomes import SchedulerRunResult, SchedulerStalledError, TaskRunOutcome, TaskStatus
 from .policies import (
     BoundedBorrowPolicy,
+    EndpointKeys,
     PolicyStateDelta,
     RequestPressureAdvisoryPolicy,
+    RequestPressureFacts,
+    RequestPressureLookup,
     StrictFairPolicy,
     TaskAdmissionPolicy,
     TaskAdmissionPolicyDecision,
@@ -22,17 +27,12 @@ from .policies import (
 )
 from .queue import FairTaskQueue, QueueSelection, QueueSnapshot, QueueView
 from .readiness import CompletionTracker, DagCompletionTracker, TaskOutcome
-from .retry import RetryPolicy
-from .scheduler import (
-    AsyncTaskScheduler,
-    SchedulerRunResult,
-    SchedulerStalledError,
-    TaskRunOutcome,
-    TaskStatus,
-)
+from .retry import RetryPolicy, default_is_retryable
+from .scheduler import AsyncTaskScheduler, Worker
 from .task import (
     DEFAULT_RESOURCE,
     DEFAULT_RESOURCE_REQUEST,
+    PayloadT,
     SchedulableTask,
     SchedulerResourceKey,
     SchedulerResourceRequest,
@@ -46,7 +46,10 @@ __all__ = [
     "BoundedBorrowPolicy",
     "CompletionTracker",
     "DagCompletionTracker",
+    "EndpointKeys",
     "FairTaskQueue",
+    "PayloadT",
+    "PeerSkip",
     "PolicyStateDelta",
     "QueueSelection",
     "QueueSnapshot",
@@ -54,6 +57,8 @@ __all__ = [
     "ReleaseReason",
     "ReleaseResult",
     "RequestPressureAdvisoryPolicy",
+    "RequestPressureFacts",
+    "RequestPressureLookup",
     "RetryPolicy",
     "SchedulableTask",
     "SchedulerResourceKey",
@@ -74,4 +79,6 @@ __all__ = [
     "TaskOutcome",
     "TaskRunOutcome",
     "TaskStatus",
+    "Worker",
+    "default_is_retryable",
 ]

@@ -102,7 +102,14 @@ class TaskAdmissionController:
         """Bumped by every :meth:`reconfigure` (lets callers cache checks against limits)."""
         self._memo: tuple[SchedulableTask | None, int, int] = (None, -1, -1)
         self.policy: TaskAdmissionPolicy = policy if policy is not None else StrictFairPolicy()
-        self._usage = TaskAdmissionUsage(self)
+        self._usage = TaskAdmissionUsage(
+            self._limits,
+            self._in_use,
+            self._group_use,
+            self._holders,
+            self._holder_weight,
+            self._policy_state,
+        )
         self._check_policy(self.policy)
 
     def _check_policy(self, policy: TaskAdmissionPolicy) -> None:
@@ -176,6 +183,7 @@ class TaskAdmissionController:
             resource=decision.resource,
             available_after=decision.available_after,
             detail=decision.detail,
+            skip=decision.skip,
         )
 
     def try_acquire(self, item: SchedulableTask, view: QueueView) -> TaskAdmissionDecision:
@@ -378,7 +386,8 @@ class TaskAdmissionController:
         new_limits = _validate_limits(merged, "TaskAdmissionController.reconfigure.limits")
         if policy is not None:
             self._check_policy_with(policy, new_limits)
-        self._limits = new_limits
+        # In place: the usage view handed to policies reads these very dictionaries.
+        self._limits.update(new_limits)
         for key in new_limits:
             self._in_use.setdefault(key, 0)
             self._holders.setdefault(key, {})

@@ -11,7 +11,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Final, Generic, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -27,6 +27,7 @@ from ..errors import (
 from .task import (
     DEFAULT_GROUP,
     DEFAULT_RESOURCE_REQUEST,
+    PayloadT,
     SchedulableTask,
     SchedulerResourceRequest,
     TaskGroupSpec,
@@ -68,19 +69,21 @@ _SUCCESS: Final = TaskOutcome("success")
 
 
 @runtime_checkable
-class CompletionTracker(Protocol):
-    """Owns readiness for one run.
+class CompletionTracker(Protocol[PayloadT]):
+    """Owns readiness for one run (generic in the tasks' payload type).
 
     ``ready_frontier`` returns tasks whose dependencies are complete and that have not yet
     been accepted by the queue; ``mark_enqueued`` records that acceptance. ``mark_complete``
     returns the ids of tasks dropped as a consequence (downstream of a dropped task).
     """
 
-    def ready_frontier(self) -> Sequence[SchedulableTask]: ...
+    def ready_frontier(self) -> Sequence[SchedulableTask[PayloadT]]: ...
 
     def mark_enqueued(self, task_ids: Iterable[Hashable]) -> None: ...
 
-    def mark_complete(self, task: SchedulableTask, outcome: TaskOutcome) -> Sequence[Hashable]: ...
+    def mark_complete(
+        self, task: SchedulableTask[PayloadT], outcome: TaskOutcome
+    ) -> Sequence[Hashable]: ...
 
     @property
     def is_finished(self) -> bool: ...
@@ -109,8 +112,11 @@ _DONE: Final = 4
 _DROPPED: Final = 5
 
 
-class DagCompletionTracker:
+class DagCompletionTracker(Generic[PayloadT]):
     """A generic task DAG: tasks with dependencies, groups and resource requests.
+
+    ``DagCompletionTracker[Row]()`` holds tasks whose payload is a ``Row`` (for type checkers;
+    unannotated, the payload type is ``Any``).
 
     Build it incrementally with :meth:`add` (dependencies may be added in any order) and
     :meth:`seal` it, or in one go with :meth:`from_tasks`. Sealing rejects unknown
@@ -122,7 +128,7 @@ class DagCompletionTracker:
     """
 
     def __init__(self) -> None:
-        self._tasks: dict[Hashable, SchedulableTask] = {}
+        self._tasks: dict[Hashable, SchedulableTask[PayloadT]] = {}
         self._deps: dict[Hashable, tuple[Hashable, ...]] = {}
         self._dependents: dict[Hashable, list[Hashable]] = {}
         self._unmet: dict[Hashable, int] = {}
@@ -142,20 +148,22 @@ class DagCompletionTracker:
     def add(
         self,
         task_id: Hashable,
-        payload: Any = None,
+        payload: PayloadT = None,  # type: ignore[assignment]  # None only if PayloadT allows
         *,
         depends_on: Iterable[Hashable] = (),
         group: TaskGroupSpec | str = DEFAULT_GROUP,
         weight: float = 1.0,
         resources: SchedulerResourceRequest = DEFAULT_RESOURCE_REQUEST,
-    ) -> SchedulableTask:
+    ) -> SchedulableTask[PayloadT]:
         """Add one task; ``group`` is a :class:`TaskGroupSpec` or a group key with ``weight``."""
         spec = group if isinstance(group, TaskGroupSpec) else TaskGroupSpec(group, weight)
-        task = SchedulableTask(task_id, payload, spec, resources)
+        task: SchedulableTask[PayloadT] = SchedulableTask(task_id, payload, spec, resources)
         self.add_task(task, depends_on)
         return task
 
-    def add_task(self, task: SchedulableTask, depends_on: Iterable[Hashable] = ()) -> None:
+    def add_task(
+        self, task: SchedulableTask[PayloadT], depends_on: Iterable[Hashable] = ()
+    ) -> None:
         """Add a prepared :class:`SchedulableTask` with its dependencies."""
         task_id = task.task_id
         try:
@@ -199,10 +207,13 @@ class DagCompletionTracker:
 
     @classmethod
     def from_tasks(
-        cls, tasks: Iterable[SchedulableTask | tuple[SchedulableTask, Iterable[Hashable]]]
-    ) -> DagCompletionTracker:
+        cls,
+        tasks: Iterable[
+            SchedulableTask[PayloadT] | tuple[SchedulableTask[PayloadT], Iterable[Hashable]]
+        ],
+    ) -> DagCompletionTracker[PayloadT]:
         """Build and seal a tracker from tasks or ``(task, depends_on)`` pairs."""
-        tracker = cls()
+        tracker: DagCompletionTracker[PayloadT] = cls()
         for entry in tasks:
             if isinstance(entry, SchedulableTask):
                 tracker.add_task(entry)
@@ -276,7 +287,7 @@ class DagCompletionTracker:
 
     # -- CompletionTracker ----------------------------------------------------------------
 
-    def ready_frontier(self) -> list[SchedulableTask]:
+    def ready_frontier(self) -> list[SchedulableTask[PayloadT]]:
         """Ready tasks not yet accepted by the queue, in the order they became ready."""
         if not self._sealed:
             self.seal()
@@ -294,7 +305,9 @@ class DagCompletionTracker:
             elif state.get(task_id) != _ENQUEUED:
                 raise TaskStateError(task_id, "marked enqueued but it is not ready")
 
-    def mark_complete(self, task: SchedulableTask, outcome: TaskOutcome) -> list[Hashable]:
+    def mark_complete(
+        self, task: SchedulableTask[PayloadT], outcome: TaskOutcome
+    ) -> list[Hashable]:
         """Record a terminal or retry outcome of an enqueued task.
 
         Returns the ids dropped as a consequence (empty unless ``outcome`` is a drop).
@@ -378,7 +391,7 @@ class DagCompletionTracker:
         return len(self._tasks)
 
     @property
-    def tasks(self) -> Mapping[Hashable, SchedulableTask]:
+    def tasks(self) -> Mapping[Hashable, SchedulableTask[PayloadT]]:
         return self._tasks
 
     def dependencies(self, task_id: Hashable) -> tuple[Hashable, ...]:

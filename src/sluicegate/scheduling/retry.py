@@ -6,7 +6,7 @@ import math
 
 import msgspec
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, RetryableTaskError
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,3 +46,26 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
         except OverflowError:  # beyond the float range: far past any cap
             return self.max_backoff
         return min(self.max_backoff, delay)
+
+
+def default_is_retryable(error: BaseException) -> bool:
+    """The scheduler's default retry classifier.
+
+    A :class:`RetryableTaskError`, or a group made only of them (a worker that ran calls
+    in its own nursery and every one of them failed in a retryable way).
+    """
+    if isinstance(error, RetryableTaskError):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        _, rest = error.split(RetryableTaskError)
+        return rest is None
+    return False
+
+
+def retry_hint(error: BaseException) -> object:
+    """The error's ``retry_after``; for a group, the latest hint among its members."""
+    if isinstance(error, BaseExceptionGroup):
+        hints = [retry_hint(e) for e in error.exceptions]
+        usable = [h for h in hints if isinstance(h, (int, float)) and math.isfinite(h)]
+        return max(usable) if usable else None
+    return getattr(error, "retry_after", None)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Generic, TypeAlias
 
 import msgspec
+from typing_extensions import TypeVar
 
 from ..errors import ConfigurationError
 
@@ -24,6 +25,10 @@ SchedulerResourceRequest: TypeAlias = Mapping[SchedulerResourceKey, int]
 
 
 TaskId: TypeAlias = Hashable
+
+
+PayloadT = TypeVar("PayloadT", default=Any)
+"""The type of a task's payload; ``Any`` unless a tracker or task says otherwise."""
 
 
 DEFAULT_RESOURCE: Final[SchedulerResourceKey] = "submission"
@@ -60,15 +65,17 @@ class TaskGroupSpec(msgspec.Struct, frozen=True, gc=False):
 DEFAULT_GROUP: Final = TaskGroupSpec("default", 1.0)
 
 
-class SchedulableTask(msgspec.Struct, frozen=True):
+class SchedulableTask(msgspec.Struct, Generic[PayloadT], frozen=True):
     """A unit of work the scheduler can admit.
 
     ``task_id`` is stable and unique within a run; ``payload`` is opaque to every layer;
     ``resources`` maps scheduler resource names to the units the task holds while running.
+    Generic in the payload type: a ``DagCompletionTracker[Row]`` hands its worker
+    ``SchedulableTask[Row]`` (a static-typing aid only; nothing is checked at runtime).
     """
 
     task_id: Any
-    payload: Any = None
+    payload: PayloadT = None  # type: ignore[assignment]  # None only when PayloadT allows it
     group: TaskGroupSpec = DEFAULT_GROUP
     resources: SchedulerResourceRequest = DEFAULT_RESOURCE_REQUEST
 

@@ -91,26 +91,24 @@ class BoundedBorrowPolicy:
     ) -> TaskAdmissionPolicyDecision:
         key = item.group.key
         weight = item.group.weight
-        # Direct reads of the live counters: this runs once per candidate on the hot path.
-        controller = usage._c
-        queue = queue_view._queue
-        group_use = controller._group_use.get(key)
-        group = queue._groups.get(key)
+        group_use = usage.group_usage(key)
+        if group_use is None:
+            return ALLOW  # a group holding nothing may always start one task (see below)
         for res, units in item.resources.items():
-            held = group_use.get(res, 0) if group_use is not None else 0
+            held = group_use.get(res, 0)
             if not held:
                 # A share is at least one task: a group holding none of the resource may
                 # start one even if it asks for more units than its share (else two such
                 # groups would deny each other with nothing running).
                 continue
             want = held + units
-            own_demand = group.demand.get(res, 0) if group is not None else 0
-            peers = queue._demand_groups.get(res, 0) - (1 if own_demand else 0)
-            limit = controller._limits[res]
+            own_demand = queue_view.demand(key, res)
+            peers = queue_view.groups_with_demand(res) - (1 if own_demand else 0)
+            limit = usage.limit(res)
             # Bounds on the active weight W decide most cases without iterating holders:
             # max(demand, holders, own) <= W <= demand + holders + own.
-            demand_w = queue._demand_weight.get(res, 0.0)
-            holder_w = controller._holder_weight[res]
+            demand_w = queue_view.demand_weight(res)
+            holder_w = usage.holder_weight(res)
             share_hi = self._units(limit, weight, max(demand_w, holder_w, weight))
             if peers > 0 and want > share_hi:
                 return self._debt(res, share_hi, peers)

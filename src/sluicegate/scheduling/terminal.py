@@ -1,0 +1,158 @@
+"""The worker terminal path: how an attempt's ending becomes a tracker update and an outcome.
+
+:class:`TaskTerminal` is the part of :class:`~sluicegate.scheduling.AsyncTaskScheduler` that
+runs after a worker ended (or could not be spawned) and its lease is back: it classifies the
+ending (success, retry, drop, cancelled), tells the tracker, records the task's
+:class:`TaskRunOutcome` and emits the matching event. It is synchronous and has no
+checkpoint, so the scheduler can call it from a worker's ``finally``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+import trio
+
+from ..events.emitter import EventEmitter
+from .outcomes import TaskRunOutcome
+from .readiness import CompletionTracker, TaskOutcome
+from .retry import RetryPolicy, retry_hint
+from .task import SchedulableTask
+
+
+class TaskTerminal:
+    """Records how every attempt of a run ended (internal to the scheduler).
+
+    ``attempts`` counts the attempts started per task id (the dispatch loop bumps it before a
+    spawn); ``outcomes`` holds each task's terminal state once it has one.
+    """
+
+    __slots__ = (
+        "attempts",
+        "events",
+        "is_retryable",
+        "outcomes",
+        "retry",
+        "shutting_down",
+        "tracker",
+    )
+
+    def __init__(
+        self,
+        tracker: CompletionTracker[Any],
+        retry: RetryPolicy,
+        is_retryable: Callable[[BaseException], bool],
+        events: EventEmitter,
+    ) -> None:
+        self.tracker = tracker
+        self.retry = retry
+        self.is_retryable = is_retryable
+        self.events = events
+        self.outcomes: dict[Hashable, TaskRunOutcome] = {}
+        self.attempts: dict[Hashable, int] = {}
+        self.shutting_down = False
+
+    def succeed(self, task: SchedulableTask, result: Any) -> None:
+        """The worker returned ``result`` (a non-success :class:`TaskOutcome` is honoured)."""
+        task_id = task.task_id
+        if isinstance(result, TaskOutcome) and result.kind != "success":
+            reason = result.reason or f"worker_requested_{result.kind}"
+            if result.kind == "retry":
+                attempt = self.attempts[task_id]
+                if attempt < self.retry.max_attempts:
+                    self.defer(task, result.delay, reason)
+                else:
+                    self.drop(task, f"attempts exhausted ({attempt}): {reason}")
+            else:
+                self.drop(task, reason)
+            return
+        self.tracker.mark_complete(task, TaskOutcome.success())
+        self.outcomes[task_id] = TaskRunOutcome(status="succeeded", attempts=self.attempts[task_id])
+        if self.events.enabled:
+            self.events.scheduler("task_completed", task_id=task_id, reason="succeeded")
+
+    def fail(self, task: SchedulableTask, error: Exception, *, spawn_failed: bool = False) -> None:
+        """The worker raised ``error`` (or its spawn failed): retry or drop."""
+        attempt = self.attempts[task.task_id]
+        reason = f"{type(error).__name__}: {error}"[:200]
+        if self.is_retryable(error) or spawn_failed:
+            # While shutting down, a retryable failure (often the shutdown itself, seen through
+            # request admission) never spends the last attempt: the task ends cancelled /
+            # awaiting_retry, so a later run can still do it and its downstream is not dropped.
+            if attempt < self.retry.max_attempts or self.shutting_down:
+                hint = retry_hint(error)
+                if isinstance(hint, (int, float)) and math.isfinite(hint):
+                    delay = max(0.0, hint)  # a hint in the past means "now"
+                else:
+                    delay = self.retry.backoff(attempt)  # no hint, or not a usable one
+                self.defer(task, delay, reason)
+                return
+            reason = f"attempts exhausted ({attempt}): {reason}"
+        self.drop(task, reason)
+
+    def defer(self, task: SchedulableTask, delay: float, reason: str) -> None:
+        """Hand the task back to the tracker to become ready again after ``delay`` seconds."""
+        self.tracker.mark_complete(task, TaskOutcome.retry(delay, reason))
+        if self.events.enabled:
+            self.events.scheduler(
+                "retry_deferred",
+                task_id=task.task_id,
+                attempt=self.attempts[task.task_id],
+                reason=reason,
+                available_after=trio.current_time() + delay,
+            )
+
+    def drop(self, task: SchedulableTask, reason: str) -> None:
+        """The task failed for good: it and everything downstream are dropped."""
+        task_id = task.task_id
+        dropped = self.tracker.mark_complete(task, TaskOutcome.drop(reason))
+        self.outcomes[task_id] = TaskRunOutcome(
+            status="failed", attempts=self.attempts[task_id], reason=reason
+        )
+        for other in dropped:
+            self.outcomes[other] = TaskRunOutcome(status="dropped", reason=f"upstream {task_id!r}")
+        if self.events.enabled:
+            self.events.scheduler(
+                "non_retryable_dropped",
+                task_id=task_id,
+                reason=reason,
+                diagnostics={"downstream_dropped": len(dropped)},
+            )
+
+    def cancelled(self, task: SchedulableTask, error: BaseException) -> None:
+        """The attempt was cancelled (or interrupted) while it ran."""
+        task_id = task.task_id
+        reason = type(error).__name__
+        if isinstance(error, BaseExceptionGroup) and error.split(trio.Cancelled)[1] is None:
+            reason = "Cancelled"  # a worker's own nursery wraps its children's Cancelled
+        self.outcomes[task_id] = TaskRunOutcome(
+            status="cancelled", attempts=self.attempts[task_id], reason=reason
+        )
+        if self.events.enabled:
+            self.events.scheduler("cancelled", task_id=task_id, reason=reason)
+
+    def not_run(self, task_ids: Iterable[Hashable]) -> None:
+        """Tasks the run ended without finishing: never started, or waiting for a retry."""
+        for task_id in task_ids:
+            attempts = self.attempts.get(task_id, 0)
+            self.outcomes[task_id] = TaskRunOutcome(
+                status="cancelled",
+                attempts=attempts,
+                reason="awaiting_retry" if attempts else "not_started",
+            )
+
+    def mark_unstarted(self) -> None:
+        """Give every task of the tracker without an outcome one (dropped or not run)."""
+        tasks = getattr(self.tracker, "tasks", None)
+        if tasks is None:
+            return
+        dropped = getattr(self.tracker, "dropped", {})
+        outcomes = self.outcomes
+        for task_id in tasks:
+            if task_id not in outcomes:
+                if task_id in dropped:
+                    outcomes[task_id] = TaskRunOutcome(status="dropped", reason=dropped[task_id])
+                else:
+                    self.not_run((task_id,))
