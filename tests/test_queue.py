@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -212,7 +213,7 @@ def test_an_idle_group_owes_at_most_one_stride() -> None:
     while pop(q) is not None:
         for key, g in q._state.groups.items():
             if not g.tasks:
-                assert g.pass_ - q.virtual_time <= g.stride, key
+                assert g.pass_ - q._state.vtime <= g.stride, key
 
 
 def test_view_answers_for_absent_groups_and_resources() -> None:
@@ -385,3 +386,83 @@ def test_heads_in_fair_order_is_the_fair_order_and_bounded(
     assert heads == [t for _, t in due][:limit]
     if heads:
         assert heads[0] is q.select_next().item  # type: ignore[union-attr]
+
+
+def served_counts(weights: list[float], commits: int) -> list[int]:
+    """Every group permanently backlogged; how many tasks each got in ``commits`` commits."""
+    q = sg.scheduling.FairTaskQueue()
+    specs = [sg.TaskGroupSpec(f"g{i}", w) for i, w in enumerate(weights)]
+    q.enqueue(
+        [
+            sg.SchedulableTask((i, j), None, spec)
+            for j in range(commits)
+            for i, spec in enumerate(specs)
+        ]
+    )
+    served = [0] * len(weights)
+    for _ in range(commits):
+        t = pop(q)
+        assert t is not None
+        served[t.task_id[0]] += 1
+    return served
+
+
+def assert_pairwise_fair(weights: list[float], served: list[int]) -> None:
+    """Weighted fair queuing's lag bound: no group gets more than one task ahead of any other
+    group's weighted share (n_i / w_i <= n_j / w_j + 1 / w_i), up to the one-in-a-million
+    rounding of strides."""
+    for i, (wi, ni) in enumerate(zip(weights, served, strict=True)):
+        for j, (wj, nj) in enumerate(zip(weights, served, strict=True)):
+            if i != j:
+                lhs, rhs = ni / wi, nj / wj + 1 / wi
+                assert lhs <= rhs * (1 + 1e-6), (i, j, weights, served)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    exponents=st.lists(st.floats(-6.0, 6.0), min_size=2, max_size=5),
+    extremes=st.sets(st.sampled_from([0, 1]), max_size=2),
+    commits=st.integers(1, 400),
+)
+def test_fairness_holds_for_every_accepted_weight(
+    exponents: list[float], extremes: set[int], commits: int
+) -> None:
+    """Weights anywhere in the accepted range, the bounds themselves included."""
+    weights = [min(max(10.0**e, 1e-6), 1e6) for e in exponents]
+    bounds = (sg.scheduling.MIN_GROUP_WEIGHT, sg.scheduling.MAX_GROUP_WEIGHT)
+    for k in extremes:
+        weights[k] = bounds[k]
+    assert_pairwise_fair(weights, served_counts(weights, commits))
+
+
+def ratio_after_virtual_time_moved(push: float, p: float, q: float) -> Counter[str]:
+    """A group of weight ``push`` is served alone twice (moving the virtual time by one of
+    its strides); then groups of weights ``p`` and ``q`` compete for 30 commits."""
+    queue = sg.scheduling.FairTaskQueue()
+    queue.enqueue([task(("x", i), "x", push) for i in range(2)])
+    assert pop(queue) is not None and pop(queue) is not None
+    queue.enqueue([task(("p", i), "p", p) for i in range(30)])
+    queue.enqueue([task(("q", i), "q", q) for i in range(30)])
+    return Counter(pop(queue).group.key for _ in range(30))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("weight", [1e-300, 5e-324, 1e300, 1e-7, 2e6, 1e-6, 1e6, 3.7e-5, 4.2e5])
+def test_every_accepted_weight_keeps_fairness_after_the_virtual_time_moved(
+    weight: float,
+) -> None:
+    """A weight is either refused up front, or fairness holds around it. With float virtual
+    time, a group of weight 1e-300 moved the virtual time to 1e300, where the strides of
+    groups weighted 1 and 2 vanished (1e300 + 1 == 1e300): they were then served 1:1."""
+    try:
+        sg.TaskGroupSpec("x", weight)
+        if weight > 1:
+            sg.TaskGroupSpec("p", weight / 2)
+    except sg.ConfigurationError as exc:
+        assert exc.field == "TaskGroupSpec.weight"
+        assert "1e-06 to 1e+06" in exc.fix
+        return
+    if weight < 1:  # a tiny stride pushes the virtual time far ahead of weight-1 groups
+        served = ratio_after_virtual_time_moved(weight, 1.0, 2.0)
+    else:  # a weight-1 group pushes it far ahead of huge weights' strides
+        served = ratio_after_virtual_time_moved(1.0, weight / 2, weight)
+    assert abs(served["q"] - 20) <= 1, served

@@ -7,6 +7,7 @@ keeps the endpoint busy without hammering it. No network: the provider is simula
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from typing import NamedTuple
@@ -22,6 +23,7 @@ from ..requests.executor import ModelRequestError, ModelRequestExecutor
 from ..requests.identity import ModelEndpoint, RequestResourceKey
 from ..requests.pressure import RequestResourcePressure
 from ..requests.provider import ModelRequest
+from ..scheduling.outcomes import SchedulerRunResult
 from ..scheduling.policies.pressure import RequestPressureLookup
 from ..scheduling.readiness import DagCompletionTracker
 from ..scheduling.retry import RetryPolicy
@@ -119,18 +121,26 @@ def run_demo(
             raise RetryableTaskError(str(exc), retry_after=0.1) from exc
 
     tracker = build_table(rows)
+    cells = len(tracker)
     scheduler = AsyncTaskScheduler(
         tracker, cell, capacity=capacity, sink=sink, retry=RetryPolicy(initial_backoff=0.01)
     )
+
+    async def run() -> SchedulerRunResult:
+        # Printed from inside the run, so a Ctrl-C from here on is the scheduler's to report.
+        print(f"sluicegate demo: {rows} rows x {len(COLUMNS)} columns = {cells} cell tasks")
+        sys.stdout.flush()
+        return await scheduler.run()
+
     t0 = time.perf_counter()
-    result = trio.run(scheduler.run)
+    try:
+        result = trio.run(run)
+    finally:
+        if isinstance(sink, JsonLinesEventSink):
+            sink.close()
     wall = time.perf_counter() - t0
-    if isinstance(sink, JsonLinesEventSink):
-        sink.close()
-    cells = len(tracker)
     stats = provider.stats
     final = pressure.resource(RequestResourceKey("sim", MODEL, "chat"))
-    print(f"sluicegate demo: {rows} rows x {len(COLUMNS)} columns = {cells} cell tasks")
     print(f"  task capacity {capacity}, wall {wall:.2f}s, {cells / wall:,.0f} cells/s")
     print("  outcomes: " + ", ".join(f"{k}={v}" for k, v in result.counts.items()))
     print("  cells started by column: " + ", ".join(f"{c}={started[c]}" for c in COLUMNS))

@@ -12,7 +12,13 @@ from .leases import (
     TaskAdmissionLease,
     TaskAdmissionView,
 )
-from .outcomes import SchedulerRunResult, SchedulerStalledError, TaskRunOutcome, TaskStatus
+from .outcomes import (
+    SchedulerInterrupted,
+    SchedulerRunResult,
+    SchedulerStalledError,
+    TaskRunOutcome,
+    TaskStatus,
+)
 from .policies import (
     BoundedBorrowPolicy,
     EndpointKeys,
@@ -32,6 +38,8 @@ from .scheduler import AsyncTaskScheduler, Worker
 from .task import (
     DEFAULT_RESOURCE,
     DEFAULT_RESOURCE_REQUEST,
+    MAX_GROUP_WEIGHT,
+    MIN_GROUP_WEIGHT,
     PayloadT,
     SchedulableTask,
     SchedulerResourceKey,
@@ -42,6 +50,8 @@ from .task import (
 __all__ = [
     "DEFAULT_RESOURCE",
     "DEFAULT_RESOURCE_REQUEST",
+    "MAX_GROUP_WEIGHT",
+    "MIN_GROUP_WEIGHT",
     "AsyncTaskScheduler",
     "BoundedBorrowPolicy",
     "CompletionTracker",
@@ -61,6 +71,7 @@ __all__ = [
     "RequestPressureLookup",
     "RetryPolicy",
     "SchedulableTask",
+    "SchedulerInterrupted",
     "SchedulerResourceKey",
     "SchedulerResourceRequest",
     "SchedulerRunResult",

@@ -16,11 +16,14 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from .._internal.checks import describe
+import trio
+
+from .._internal.checks import describe, did_you_mean, is_number
 from .._internal.clock import now as _now
 from .._internal.leases import ReleaseResult
 from ..errors import ConfigurationError, UnknownResourceError
 from .leases import (
+    DENIAL_REASONS,
     TaskAdmissionBlockSummary,
     TaskAdmissionDecision,
     TaskAdmissionDenied,
@@ -30,6 +33,7 @@ from .leases import (
 from .policies.base import (
     PolicyStateDelta,
     TaskAdmissionPolicy,
+    TaskAdmissionPolicyDecision,
     TaskAdmissionUsage,
 )
 from .policies.strict import StrictFairPolicy
@@ -37,6 +41,9 @@ from .queue import QueueView
 from .task import DEFAULT_RESOURCE, SchedulableTask
 
 _generations = itertools.count(os.getpid() << 20)
+
+
+_REASONS: frozenset[object] = frozenset((None, *DENIAL_REASONS))
 
 
 def _check_is_policy(policy: object) -> None:
@@ -51,15 +58,23 @@ def _check_is_policy(policy: object) -> None:
 
 
 def _validate_limits(limits: Mapping[str, int], field: str) -> dict[str, int]:
+    if not isinstance(limits, Mapping):
+        raise ConfigurationError(
+            field,
+            f"got {describe(limits)}, not a mapping",
+            "map resource names to capacities, e.g. {'submission': 64}",
+        )
     if not limits:
         raise ConfigurationError(field, "no resources declared", "declare at least one resource")
     out: dict[str, int] = {}
     for key, value in limits.items():
         if not isinstance(key, str) or not key:
-            raise ConfigurationError(field, f"resource name {key!r}", "use a non-empty string")
+            raise ConfigurationError(
+                field, f"resource name {describe(key)}", "use a non-empty string"
+            )
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigurationError(
-                f"{field}[{key!r}]", f"capacity {value!r}", "use a positive integer"
+                f"{field}[{key!r}]", f"capacity {describe(value)}", "use a positive integer"
             )
         out[key] = value
     return out
@@ -70,7 +85,9 @@ class TaskAdmissionController:
 
     ``limits`` maps resource names to capacities; the default is one resource,
     ``"submission"``, of ``capacity`` units. All calls are synchronous and never yield to
-    the event loop, so a decision and its state change happen in one step.
+    the event loop, so a decision and its state change happen in one step; the calls that
+    change state are KI-protected (like trio's own primitives), so a Ctrl-C cannot land
+    half-way through a grant or a release.
     ``release`` never raises and a duplicate release never adds capacity.
     """
 
@@ -82,6 +99,12 @@ class TaskAdmissionController:
         policy: TaskAdmissionPolicy | None = None,
     ) -> None:
         if limits is None:
+            if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0:
+                raise ConfigurationError(
+                    "TaskAdmissionController.capacity",
+                    f"got {describe(capacity)}",
+                    "use a positive integer (tasks running at once)",
+                )
             limits = {DEFAULT_RESOURCE: capacity}
         self._limits = _validate_limits(limits, "TaskAdmissionController.limits")
         self._in_use: dict[str, int] = dict.fromkeys(self._limits, 0)
@@ -161,7 +184,12 @@ class TaskAdmissionController:
                 raise UnknownResourceError(f"task {item.task_id!r}.resources", res, sorted(limits))
             if in_use[res] + units > limit:
                 return False
-        if self.policy.evaluate(item, view, self._usage).allowed:
+        try:
+            allowed = self.policy.evaluate(item, view, self._usage).allowed
+        except AttributeError:
+            self._bad_decision(self.policy.evaluate(item, view, self._usage))
+            raise  # pragma: no cover - _bad_decision raises
+        if allowed:
             # try_acquire right after (same step, nothing changed) need not evaluate again
             self._memo = (item, view.sequence_version, self._mutations)
             return True
@@ -175,8 +203,15 @@ class TaskAdmissionController:
         if denied is not None:
             return denied
         decision = self.policy.evaluate(item, view, self._usage)
+        if not isinstance(decision, TaskAdmissionPolicyDecision):
+            self._bad_decision(decision)
         if decision.allowed:
             return None
+        hint = decision.available_after
+        if decision.reason not in _REASONS or not (
+            hint is None or (is_number(hint) and hint == hint)  # a number, not NaN
+        ):
+            self._bad_decision(decision)
         return TaskAdmissionDenied(
             item=item,
             reason=decision.reason or "policy_denied",
@@ -186,6 +221,28 @@ class TaskAdmissionController:
             skip=decision.skip,
         )
 
+    def _bad_decision(self, decision: object) -> None:
+        field = f"{self.policy.name}.evaluate"
+        if not isinstance(decision, TaskAdmissionPolicyDecision):
+            raise ConfigurationError(
+                field,
+                f"returned {describe(decision)}",
+                "return a TaskAdmissionPolicyDecision (allow(), deny(reason, ...), skip_for(...))",
+            )
+        if decision.reason not in _REASONS:
+            raise ConfigurationError(
+                field,
+                f"denied with reason {describe(decision.reason)}"
+                + did_you_mean(str(decision.reason), DENIAL_REASONS),
+                f"use one of {', '.join(DENIAL_REASONS)} (or leave it None: policy_denied)",
+            )
+        raise ConfigurationError(
+            field,
+            f"returned available_after={describe(decision.available_after)}",
+            "use an absolute time on the trio clock (usage.now + delay), or None",
+        )
+
+    @trio.lowlevel.enable_ki_protection
     def try_acquire(self, item: SchedulableTask, view: QueueView) -> TaskAdmissionDecision:
         """Grant a lease for ``item`` or say why not. Never blocks, never raises on denial.
 
@@ -235,6 +292,7 @@ class TaskAdmissionController:
             self._apply(delta)
         return lease
 
+    @trio.lowlevel.enable_ki_protection
     def release(self, lease: TaskAdmissionLease) -> ReleaseResult:
         """Return ``lease``'s resources. Never raises; problems are diagnosed in the result."""
         try:
@@ -284,7 +342,10 @@ class TaskAdmissionController:
                 group_use[res] = left
             else:
                 del group_use[res]
-                self._holder_weight[res] -= self._holders[res].pop(key)
+                holders = self._holders[res]
+                weight = holders.pop(key)
+                # Exactly 0.0 once nobody holds it: float sums must not keep a residue.
+                self._holder_weight[res] = self._holder_weight[res] - weight if holders else 0.0
         if not group_use:
             del self._group_use[key]
 
@@ -371,6 +432,7 @@ class TaskAdmissionController:
             available_after=earliest,
         )
 
+    @trio.lowlevel.enable_ki_protection
     def reconfigure(
         self, limits: Mapping[str, int], *, policy: TaskAdmissionPolicy | None = None
     ) -> None:
@@ -404,6 +466,7 @@ class TaskAdmissionController:
         if check is not None:
             check(limits)
 
+    @trio.lowlevel.enable_ki_protection
     def begin_shutdown(self) -> None:
         """Deny every new admission with reason ``shutdown``; held leases stay valid."""
         self._shutting_down = True

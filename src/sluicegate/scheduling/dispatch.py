@@ -18,7 +18,7 @@ from ..events.correlation import RuntimeCorrelation, set_correlation
 from ..events.emitter import EventEmitter
 from .admission import TaskAdmissionController
 from .leases import TaskAdmissionBlockSummary, TaskAdmissionDenied, TaskAdmissionLease
-from .queue import FairTaskQueue, QueueView
+from .queue import FairTaskQueue, QueueSelection, QueueView
 from .readiness import CompletionTracker
 from .task import SchedulableTask
 from .terminal import TaskTerminal
@@ -93,15 +93,19 @@ class Dispatcher:
             for task_id in accepted:
                 em.scheduler("ready_enqueued", task_id=task_id)
 
+    @trio.lowlevel.enable_ki_protection
     def dispatch(self, nursery: trio.Nursery) -> float | None:
-        """Admit and spawn until blocked. Returns a policy's ``available_after`` hint, if any."""
+        """Admit and spawn until blocked. Returns a policy's ``available_after`` hint, if any.
+
+        KI-protected (a Ctrl-C arriving meanwhile is delivered at the dispatch loop's next
+        checkpoint), and an exception raised by a hook (sink, policy, tracker) in the middle
+        never strands a lease: see :meth:`_start`.
+        """
         queue = self.queue
         admission = self.admission
         is_eligible: Callable[[SchedulableTask, QueueView], bool] = admission.is_eligible
         em = self.events
         spawn = nursery.start_soon
-        run_task = self.run_task
-        attempts = self._terminal.attempts
         skipped: list[tuple[SchedulableTask, TaskAdmissionDenied]] | None = None
         if em.enabled:
             skipped = []
@@ -130,42 +134,61 @@ class Dispatcher:
                     )
                 return decision.available_after
             assert isinstance(decision, TaskAdmissionLease)
+            self._start(selection, decision, spawn)
+        return None
+
+    def _start(
+        self, selection: QueueSelection, lease: TaskAdmissionLease, spawn: Callable[..., None]
+    ) -> None:
+        """Commit ``selection`` and spawn its worker holding ``lease``.
+
+        On every path the lease ends up held by a spawned worker or released: a stale
+        selection releases it, a failed spawn releases it before anything else, and an
+        exception raised before the hand-off (by an event sink, say, even a
+        ``KeyboardInterrupt``) releases it and propagates, the task staying queued.
+        """
+        item = selection.item
+        em = self.events
+        try:
             if em.enabled:
                 em.scheduler("selected", task_id=item.task_id, group=item.group.key)
                 em.scheduler(
                     "task_lease_acquired",
                     task_id=item.task_id,
                     group=item.group.key,
-                    lease_id=decision.lease_id,
+                    lease_id=lease.lease_id,
                 )
-            task = queue.commit(selection)
-            if task is None:
-                admission.release(decision)
-                if em.enabled:
-                    em.scheduler(
-                        "stale_selection", task_id=item.task_id, lease_id=decision.lease_id
-                    )
-                    em.scheduler(
-                        "task_lease_released",
-                        task_id=item.task_id,
-                        lease_id=decision.lease_id,
-                        reason="stale_selection",
-                    )
-                continue
-            task_id = task.task_id
-            attempt = attempts.get(task_id, 0) + 1
-            attempts[task_id] = attempt
-            try:
-                self._spawn(spawn, run_task, task, decision, attempt)
-            except BaseException as exc:  # release first, then report
-                self._spawn_failed(task, decision, exc)
-                continue
-            self.running += 1
+            task = self.queue.commit(selection)
+        except BaseException:
+            self.admission.release(lease)
+            raise
+        if task is None:
+            self.admission.release(lease)
             if em.enabled:
+                em.scheduler("stale_selection", task_id=item.task_id, lease_id=lease.lease_id)
                 em.scheduler(
-                    "worker_spawned", task_id=task_id, lease_id=decision.lease_id, attempt=attempt
+                    "task_lease_released",
+                    task_id=item.task_id,
+                    lease_id=lease.lease_id,
+                    reason="stale_selection",
                 )
-        return None
+            return
+        task_id = task.task_id
+        attempts = self._terminal.attempts
+        attempt = attempts.get(task_id, 0) + 1
+        attempts[task_id] = attempt
+        # Counted before the spawn: the worker's cleanup decrements it, whenever it runs.
+        self.running += 1
+        try:
+            self._spawn(spawn, self.run_task, task, lease, attempt)
+        except BaseException as exc:  # release first, then report
+            self.running -= 1
+            self._spawn_failed(task, lease, exc)
+            return
+        if em.enabled:
+            em.scheduler(
+                "worker_spawned", task_id=task_id, lease_id=lease.lease_id, attempt=attempt
+            )
 
     def _recording_eligibility(
         self, skipped: list[tuple[SchedulableTask, TaskAdmissionDenied]]
@@ -249,10 +272,15 @@ class Dispatcher:
 
     # -- workers -------------------------------------------------------------------------
 
+    @trio.lowlevel.enable_ki_protection
     async def run_task(
         self, task: SchedulableTask, lease: TaskAdmissionLease, attempt: int
     ) -> None:
-        """One attempt of ``task`` holding ``lease``; the lease is released exactly once."""
+        """One attempt of ``task`` holding ``lease``; the lease is released exactly once.
+
+        KI-protected except for the worker itself (:meth:`_call_worker`), so a Ctrl-C can
+        land inside the worker but never between the worker's end and the release.
+        """
         em = self.events
         error: BaseException | None = None
         result: Any = None
@@ -267,32 +295,42 @@ class Dispatcher:
                         task_execution_id=f"{task.task_id}#{attempt}",
                     )
                 )
-            result = await self.worker(task)
-        except trio.Cancelled as exc:
-            error = exc
-            raise
-        except Exception as exc:
-            error = exc
+            result = await self._call_worker(task)
         except BaseException as exc:
             error = exc
-            raise
+            if not isinstance(exc, Exception):
+                raise  # Cancelled, KeyboardInterrupt, ...: recorded below, then propagated
         finally:
             # No checkpoint below: this cleanup cannot be interrupted by cancellation.
-            self.running -= 1
-            self.release(task, lease)
-            terminal = self._terminal
-            try:
-                if error is None:
-                    terminal.succeed(task, result)
-                elif isinstance(error, Exception):
-                    terminal.fail(task, error)
-                else:
-                    terminal.cancelled(task, error)
-            except Exception as exc:
-                # A broken tracker or ``is_retryable``: stop the run and surface the error
-                # itself (not an ExceptionGroup) once every worker has released its lease.
-                self._abort(exc)
-            self._notify()
+            self._finish(task, lease, result, error)
+
+    @trio.lowlevel.disable_ki_protection
+    async def _call_worker(self, task: SchedulableTask) -> object:
+        # The user's code runs unprotected, so Ctrl-C reaches a worker stuck in a busy loop.
+        return await self.worker(task)
+
+    def _finish(
+        self,
+        task: SchedulableTask,
+        lease: TaskAdmissionLease,
+        result: Any,
+        error: BaseException | None,
+    ) -> None:
+        self.running -= 1
+        self.release(task, lease)
+        terminal = self._terminal
+        try:
+            if error is None:
+                terminal.succeed(task, result)
+            elif isinstance(error, Exception):
+                terminal.fail(task, error)
+            else:
+                terminal.cancelled(task, error)
+        except Exception as exc:
+            # A broken tracker or ``is_retryable``: stop the run and surface the error
+            # itself (not an ExceptionGroup) once every worker has released its lease.
+            self._abort(exc)
+        self._notify()
 
     def release(self, task: SchedulableTask, lease: TaskAdmissionLease) -> None:
         """Return ``lease`` to task admission and report how that went."""

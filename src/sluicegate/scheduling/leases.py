@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
 from .task import SchedulableTask, SchedulerResourceKey
 
 DenialReason = Literal["no_capacity", "group_capped", "borrow_debt", "shutdown", "policy_denied"]
+
+
+DENIAL_REASONS: Final[tuple[DenialReason, ...]] = (
+    "no_capacity",
+    "group_capped",
+    "borrow_debt",
+    "shutdown",
+    "policy_denied",
+)
 
 
 class PeerSkip(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -10,6 +10,12 @@ it has to look at k groups; ``commit`` is O(log G). G is the number of groups wi
 tasks; nothing scans all queued tasks. The heap holds exactly one entry per group with queued
 tasks (no lazily deleted entries), so a head that stays ineligible never makes later
 selections pay for the groups served around it.
+
+Virtual time is an integer: a group's stride is ``round(2**40 / weight)``. Integer arithmetic
+never absorbs a small stride into a large pass (as floats do once passes grow), so the
+weighted order holds for every accepted weight (``TaskGroupSpec`` bounds weights to
+[1e-6, 1e6]: strides from about 1.1e6 to 1.1e18, each within one part in a million of the
+exact ratio) and for runs of any length.
 """
 
 from __future__ import annotations
@@ -22,7 +28,18 @@ from typing import Any, Final
 
 import msgspec
 
+from .._internal.checks import describe
+from ..errors import ConfigurationError
 from .task import SchedulableTask, SchedulerResourceKey
+
+_STRIDE_SCALE: Final = 2**40
+
+
+"""Virtual time per task of a weight-1 group; a group's stride is this over its weight."""
+
+
+def _stride(weight: float) -> int:
+    return max(1, round(_STRIDE_SCALE / weight))
 
 
 class QueueSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,8 +59,8 @@ class _Group:
     def __init__(self, key: str, weight: float) -> None:
         self.key = key
         self.weight = weight
-        self.stride = 1.0 / weight
-        self.pass_ = 0.0
+        self.stride = _stride(weight)
+        self.pass_ = 0
         self.tasks: deque[SchedulableTask] = deque()
         self.demand: dict[SchedulerResourceKey, int] = {}
         # The heap entry [pass, seq, group] while the group is active, else None.
@@ -78,7 +95,7 @@ class _QueueState:
         self.ids: set[Hashable] = set()
         self.count = 0
         self.version = 0
-        self.vtime = 0.0
+        self.vtime = 0
         self.seq = itertools.count()
         self.demand_groups: dict[SchedulerResourceKey, int] = {}
         self.demand_weight: dict[SchedulerResourceKey, float] = {}
@@ -138,13 +155,17 @@ class QueueView:
         (the order is read from the queue's heap without changing it). Meant for policies
         that look at a few peers; valid while :attr:`is_current`.
         """
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise ConfigurationError(
+                "QueueView.heads_in_fair_order.limit", f"got {limit!r}", "use an integer"
+            )
         heap = self._state.heap
         size = len(heap)
         if limit <= 0 or not size:
             return
         yield heap[0][2].tasks[0]
         found = 1
-        frontier: list[tuple[float, int, int]] = []
+        frontier: list[tuple[int, int, int]] = []
         push, pop = heapq.heappush, heapq.heappop
         for child in (1, 2):
             if child < size:
@@ -177,7 +198,7 @@ class QueueView:
             count_by_group={k: len(g.tasks) for k, g in active},
             demand_by_group={k: dict(g.demand) for k, g in active},
             first_candidate_by_group={k: g.tasks[0].task_id for k, g in active},
-            virtual_time=s.vtime,
+            virtual_time=s.vtime / _STRIDE_SCALE,
         )
 
 
@@ -221,11 +242,25 @@ class FairTaskQueue:
 
     def enqueue(self, items: Iterable[SchedulableTask]) -> list[Hashable]:
         """Queue ``items`` (FIFO within each group); returns the ids actually accepted."""
+        if isinstance(items, (SchedulableTask, str, bytes, Mapping)):
+            raise ConfigurationError(
+                "FairTaskQueue.enqueue.items",
+                f"got {type(items).__name__}, not a collection of tasks",
+                "pass a list of SchedulableTask (e.g. [task])",
+            )
         s = self._state
         accepted: list[Hashable] = []
         ids = s.ids
         groups = s.groups
         for item in items:
+            if type(item) is not SchedulableTask and not isinstance(item, SchedulableTask):
+                s.count += len(accepted)  # what was accepted before it stays consistent
+                s.version += 1
+                raise ConfigurationError(
+                    "FairTaskQueue.enqueue.items",
+                    f"holds {describe(item)}, not a SchedulableTask",
+                    "queue SchedulableTask values",
+                )
             task_id = item.task_id
             if task_id in ids:
                 continue
@@ -236,7 +271,7 @@ class FairTaskQueue:
                 g = groups[spec.key] = _Group(spec.key, spec.weight)
             elif g.weight != spec.weight and not g.tasks:
                 g.weight = spec.weight
-                g.stride = 1.0 / spec.weight
+                g.stride = _stride(spec.weight)
             demand = g.demand
             for res, units in item.resources.items():
                 before = demand.get(res, 0)
@@ -284,8 +319,10 @@ class FairTaskQueue:
                 demand[res] = left
             else:
                 del demand[res]
-                s.demand_groups[res] -= 1
-                s.demand_weight[res] -= g.weight
+                left_groups = s.demand_groups[res] - 1
+                s.demand_groups[res] = left_groups
+                # Exactly 0.0 once no group is left: float sums must not keep a residue.
+                s.demand_weight[res] = s.demand_weight[res] - g.weight if left_groups else 0.0
         if g.pass_ > s.vtime:
             s.vtime = g.pass_
         g.pass_ += g.stride
@@ -357,7 +394,7 @@ class FairTaskQueue:
         if len(heap) == 1:
             return None
         # Visit the heap in order without mutating it: a frontier of heap indices.
-        frontier: list[tuple[float, int, int]] = []
+        frontier: list[tuple[int, int, int]] = []
         push, pop = heapq.heappush, heapq.heappop
         size = len(heap)
         for child in (1, 2):
@@ -393,8 +430,9 @@ class FairTaskQueue:
 
     @property
     def virtual_time(self) -> float:
-        """The queue's virtual time: the pass of the group served last."""
-        return self._state.vtime
+        """The queue's virtual time (the pass of the group served last), in tasks of a
+        weight-1 group."""
+        return self._state.vtime / _STRIDE_SCALE
 
     def drain(self) -> list[SchedulableTask]:
         """Remove and return every queued task (used when a run shuts down)."""

@@ -15,7 +15,7 @@ from typing import Final, Generic, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from .._internal.checks import describe, is_number
+from .._internal.checks import describe, did_you_mean, is_number
 from .._internal.clock import now as _now
 from ..errors import (
     ConfigurationError,
@@ -37,31 +37,53 @@ from .task import (
 OutcomeKind = Literal["success", "retry", "drop"]
 
 
+OUTCOME_KINDS: Final[tuple[OutcomeKind, ...]] = ("success", "retry", "drop")
+
+
 class TaskOutcome(msgspec.Struct, frozen=True, gc=False):
     """How an attempt ended, as far as readiness cares.
 
     ``success`` releases dependents; ``retry`` makes the task ready again after
-    ``delay`` seconds; ``drop`` removes the task and everything downstream of it.
+    ``delay`` seconds; ``drop`` removes the task and everything downstream of it. Checked at
+    construction (an unknown ``kind`` would otherwise read as a drop).
     """
 
     kind: OutcomeKind
     delay: float = 0.0
     reason: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.kind not in OUTCOME_KINDS:
+            raise ConfigurationError(
+                "TaskOutcome.kind",
+                f"got {describe(self.kind)}" + did_you_mean(str(self.kind), OUTCOME_KINDS),
+                "use TaskOutcome.success(), TaskOutcome.retry(delay) or TaskOutcome.drop(reason)",
+            )
+        delay = self.delay
+        if not (is_number(delay) and 0 <= delay < math.inf):
+            raise ConfigurationError(
+                "TaskOutcome.delay",
+                f"got {describe(delay)}",
+                "use a finite number of seconds >= 0",
+            )
+        if self.reason is not None and not isinstance(self.reason, str):
+            raise ConfigurationError(
+                "TaskOutcome.reason", f"got {describe(self.reason)}", "use a string or None"
+            )
+
     @classmethod
     def success(cls) -> TaskOutcome:
+        """The attempt succeeded."""
         return _SUCCESS
 
     @classmethod
     def retry(cls, delay: float = 0.0, reason: str | None = None) -> TaskOutcome:
-        if not (is_number(delay) and 0 <= delay < math.inf):
-            raise ConfigurationError(
-                "TaskOutcome.delay", f"got {delay!r}", "use a finite number of seconds >= 0"
-            )
+        """Run the task again after ``delay`` seconds (counts as an attempt)."""
         return cls("retry", delay, reason)
 
     @classmethod
     def drop(cls, reason: str | None = None) -> TaskOutcome:
+        """The task failed for good; drop it and everything downstream."""
         return cls("drop", 0.0, reason)
 
 
@@ -151,20 +173,60 @@ class DagCompletionTracker(Generic[PayloadT]):
         payload: PayloadT = None,  # type: ignore[assignment]  # None only if PayloadT allows
         *,
         depends_on: Iterable[Hashable] = (),
-        group: TaskGroupSpec | str = DEFAULT_GROUP,
-        weight: float = 1.0,
+        group: TaskGroupSpec | str | None = None,
+        weight: float | None = None,
         resources: SchedulerResourceRequest = DEFAULT_RESOURCE_REQUEST,
     ) -> SchedulableTask[PayloadT]:
-        """Add one task; ``group`` is a :class:`TaskGroupSpec` or a group key with ``weight``."""
-        spec = group if isinstance(group, TaskGroupSpec) else TaskGroupSpec(group, weight)
+        """Add one task.
+
+        ``group`` is a :class:`TaskGroupSpec`, or a group key with an optional ``weight``
+        (default 1.0); without ``group`` the task is in the ``"default"`` group of weight 1.
+        A ``weight`` beside a ``TaskGroupSpec`` (which has its own) or without a ``group`` is
+        a :class:`~sluicegate.ConfigurationError`: it would otherwise be silently ignored.
+        """
+        spec = self._group_spec(task_id, group, weight)
         task: SchedulableTask[PayloadT] = SchedulableTask(task_id, payload, spec, resources)
         self.add_task(task, depends_on)
         return task
+
+    @staticmethod
+    def _group_spec(
+        task_id: Hashable, group: TaskGroupSpec | str | None, weight: float | None
+    ) -> TaskGroupSpec:
+        if group is None:
+            if weight is not None:
+                raise ConfigurationError(
+                    f"task {task_id!r}.weight",
+                    f"weight {describe(weight)} given without a group",
+                    "name the group it weighs: add(..., group='name', weight=...)",
+                )
+            return DEFAULT_GROUP
+        if isinstance(group, TaskGroupSpec):
+            if weight is not None:
+                raise ConfigurationError(
+                    f"task {task_id!r}.weight",
+                    f"weight {describe(weight)} given beside {group!r}, which has its own",
+                    "set the weight in the TaskGroupSpec, or pass the group's key instead",
+                )
+            return group
+        if not isinstance(group, str):
+            raise ConfigurationError(
+                f"task {task_id!r}.group",
+                f"got {describe(group)}",
+                "pass a group key (a non-empty string) or a TaskGroupSpec",
+            )
+        return TaskGroupSpec(group, 1.0 if weight is None else weight)
 
     def add_task(
         self, task: SchedulableTask[PayloadT], depends_on: Iterable[Hashable] = ()
     ) -> None:
         """Add a prepared :class:`SchedulableTask` with its dependencies."""
+        if not isinstance(task, SchedulableTask):
+            raise ConfigurationError(
+                "DagCompletionTracker.add_task.task",
+                f"got {describe(task)}",
+                "pass a SchedulableTask, or use add(task_id, payload, ...)",
+            )
         task_id = task.task_id
         try:
             known = task_id in self._tasks

@@ -28,6 +28,7 @@ from .leases import (
 )
 from .outcomes import (
     TASK_STATUSES,
+    SchedulerInterrupted,
     SchedulerRunResult,
     SchedulerStalledError,
 )
@@ -52,6 +53,58 @@ _PAST_HINT_STALL_SECONDS: Final = 5.0
 
 """How long a policy may keep denying, with nothing running, at an ``available_after`` that
 has already passed before the run fails with :class:`SchedulerStalledError`."""
+
+
+def _check_options(
+    admission: object,
+    capacity: object,
+    queue: object,
+    sink: object,
+    retry: object,
+    is_retryable: object,
+    run_id: object,
+) -> None:
+    """Reject a scheduler option of the wrong kind at construction, naming it."""
+    field = "AsyncTaskScheduler"
+    if admission is not None and capacity is not None:
+        raise ConfigurationError(
+            f"{field}.capacity",
+            "given together with admission=, whose limits would silently win",
+            "set the capacity on the TaskAdmissionController (limits= or capacity=), "
+            "or drop admission=",
+        )
+    if capacity is not None and (
+        not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0
+    ):
+        raise ConfigurationError(
+            f"{field}.capacity", f"got {describe(capacity)}", "use a positive integer"
+        )
+    wrong = [
+        (name, value, kind, fix)
+        for name, value, kind, fix in (
+            ("admission", admission, TaskAdmissionController, "a TaskAdmissionController"),
+            ("queue", queue, FairTaskQueue, "a FairTaskQueue"),
+            ("retry", retry, RetryPolicy, "a RetryPolicy, e.g. RetryPolicy(max_attempts=3)"),
+        )
+        if value is not None and not isinstance(value, kind)
+    ]
+    if wrong:
+        name, value, _, fix = wrong[0]
+        raise ConfigurationError(f"{field}.{name}", f"got {describe(value)}", f"pass {fix}")
+    if sink is not None and not callable(getattr(sink, "emit", None)):
+        raise ConfigurationError(
+            f"{field}.sink",
+            f"{describe(sink)} has no emit(event) method",
+            "pass an event sink such as InMemoryEventSink() or JsonLinesEventSink(path)",
+        )
+    if is_retryable is not None and not callable(is_retryable):
+        raise ConfigurationError(
+            f"{field}.is_retryable",
+            f"{describe(is_retryable)} is not callable",
+            "pass a function exception -> bool, or None for default_is_retryable",
+        )
+    if run_id is not None and not isinstance(run_id, str):
+        raise ConfigurationError(f"{field}.run_id", f"got {describe(run_id)}", "use a string")
 
 
 class _Dispatch:
@@ -118,13 +171,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
             )
         self.tracker = tracker
         self.worker = worker
-        if admission is not None and capacity is not None:
-            raise ConfigurationError(
-                "AsyncTaskScheduler.capacity",
-                "given together with admission=, whose limits would silently win",
-                "set the capacity on the TaskAdmissionController (limits= or capacity=), "
-                "or drop admission=",
-            )
+        _check_options(admission, capacity, queue, sink, retry, is_retryable, run_id)
         self.admission = (
             admission
             if admission is not None
@@ -245,7 +292,11 @@ class AsyncTaskScheduler(Generic[PayloadT]):
         """Run until the tracker is finished or a shutdown completes.
 
         Cancelling the caller's scope cancels every worker; leases are still released and
-        ``trio.Cancelled`` propagates.
+        ``trio.Cancelled`` propagates. An error raised by the dispatch loop (a tracker, a
+        policy, a sink) surfaces as itself, not inside an exception group, once every worker
+        has released its lease. A ``KeyboardInterrupt`` (Ctrl-C), wherever it lands, winds
+        the run down the same way and then raises :class:`SchedulerInterrupted`, which
+        carries the partial result and says in one line what was interrupted.
         """
         if self._ran:
             raise SchedulerClosedError("this scheduler already ran; create a new one per run")
@@ -256,38 +307,58 @@ class AsyncTaskScheduler(Generic[PayloadT]):
         if self._state == "shutting_down" and self._shutdown_grace is not None:
             # shutdown() before run(): the grace period starts now, on the run's clock.
             self._shutdown_deadline = self._started_at + self._shutdown_grace
-        fatal: Exception | None = None
-        em = self.events
-        if em.enabled:
-            em.scheduler("scheduler_job_started", diagnostics={"run_id": self.run_id})
+        fatal: BaseException | None = None
         try:
+            if self.events.enabled:
+                self.events.scheduler("scheduler_job_started", diagnostics={"run_id": self.run_id})
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
                     await self._dispatch_loop(nursery)
-                except Exception as exc:
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:
                     # Surface the error itself (not wrapped in an ExceptionGroup) once
                     # every running worker has been cancelled and has released its lease.
                     fatal = exc
                     nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # What workers let out: only BaseExceptions that are not Exceptions (a
+            # KeyboardInterrupt, SystemExit, ...) get past a worker's own handling.
+            fatal = _what_workers_raised(group)
+            if fatal is None:
+                raise
         finally:
             self._nursery = None
             self._terminal.not_run(task.task_id for task in self.queue.drain())
         if fatal is None:
             fatal = self._fatal
         if fatal is not None:
-            self._state = "finished"
-            raise fatal
+            if not _is_interrupt(fatal):
+                self._state = "finished"
+                raise fatal
+            interrupted = SchedulerInterrupted(self._result(interrupted=True), fatal)
+            interrupted.__context__ = fatal  # the full trace, for --debug and the like
+            raise interrupted from None
+        return self._result(interrupted=False)
+
+    def _result(self, *, interrupted: bool) -> SchedulerRunResult:
+        """Close the run: give every task an outcome and build the result."""
         shutdown = self._state == "shutting_down"
         self._state = "finished"
         self._terminal.mark_unstarted()
         counts = Counter(o.status for o in self._outcomes.values())
         finished_at = trio.current_time()
+        em = self.events
         if em.enabled:
             em.scheduler("queue_drained")
             em.scheduler(
                 "scheduler_job_completed",
-                diagnostics={"counts": dict(counts), "shutdown": shutdown},
+                diagnostics={
+                    "counts": dict(counts),
+                    "shutdown": shutdown,
+                    "interrupted": interrupted,
+                },
             )
         return SchedulerRunResult(
             outcomes=dict(self._outcomes),
@@ -298,6 +369,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
             finished_at=finished_at,
             shutdown_requested=shutdown,
             sink_errors=em.sink_errors,
+            interrupted=interrupted,
         )
 
     async def _dispatch_loop(self, nursery: trio.Nursery) -> None:
@@ -307,6 +379,10 @@ class AsyncTaskScheduler(Generic[PayloadT]):
         dispatcher = self._dispatcher
         while True:
             wake.pending = False
+            if trio.current_effective_deadline() == -math.inf:
+                # Cancelled (the caller's scope, or a worker's interrupt cancelled the run):
+                # spawn nothing more; this checkpoint raises Cancelled.
+                await trio.lowlevel.checkpoint()
             if self._state == "shutting_down":
                 if dispatcher.running == 0:
                     return
@@ -389,3 +465,29 @@ class AsyncTaskScheduler(Generic[PayloadT]):
             self._fatal = exc
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+
+def _what_workers_raised(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The error to surface for what the run's nursery raised, or ``None`` to let the group
+    propagate (cancellation of the caller's scope): an interrupt anywhere in it wins; a
+    single other error comes out by itself."""
+    if group.subgroup(KeyboardInterrupt) is not None:
+        return group
+    _, rest = group.split(trio.Cancelled)
+    if rest is None:
+        return None
+    leaves = _leaves(rest)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
+def _is_interrupt(error: BaseException) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(KeyboardInterrupt) is not None
+    return isinstance(error, KeyboardInterrupt)

@@ -15,10 +15,11 @@ from typing import Any
 
 import trio
 
+from .._internal.checks import is_number
 from ..events.emitter import EventEmitter
 from .outcomes import TaskRunOutcome
 from .readiness import CompletionTracker, TaskOutcome
-from .retry import RetryPolicy, retry_hint
+from .retry import RetryPolicy, error_cause, retry_hint
 from .task import SchedulableTask
 
 
@@ -60,11 +61,7 @@ class TaskTerminal:
         if isinstance(result, TaskOutcome) and result.kind != "success":
             reason = result.reason or f"worker_requested_{result.kind}"
             if result.kind == "retry":
-                attempt = self.attempts[task_id]
-                if attempt < self.retry.max_attempts:
-                    self.defer(task, result.delay, reason)
-                else:
-                    self.drop(task, f"attempts exhausted ({attempt}): {reason}")
+                self._retry(task, result.delay, reason, None)
             else:
                 self.drop(task, reason)
             return
@@ -75,22 +72,33 @@ class TaskTerminal:
 
     def fail(self, task: SchedulableTask, error: Exception, *, spawn_failed: bool = False) -> None:
         """The worker raised ``error`` (or its spawn failed): retry or drop."""
+        cause = error_cause(error)
+        reason = f"{cause[0]}: {cause[1]}"[:200]
+        if not (spawn_failed or self.is_retryable(error)):
+            self.drop(task, reason, cause)
+            return
+        hint = retry_hint(error)
+        if is_number(hint) and math.isfinite(hint):  # type: ignore[arg-type]
+            delay = max(0.0, hint)  # type: ignore[call-overload]  # a past hint means "now"
+        else:
+            delay = self.retry.backoff(self.attempts[task.task_id])  # no usable hint
+        self._retry(task, delay, reason, cause)
+
+    def _retry(
+        self, task: SchedulableTask, delay: float, reason: str, cause: tuple[str, str] | None
+    ) -> None:
+        """The one retry rule, for a returned ``TaskOutcome.retry`` and a raised retryable
+        error alike: defer while attempts remain, else fail with "attempts exhausted".
+
+        While shutting down, a retry never spends the last attempt (the failure is often the
+        shutdown itself, seen through request admission): the task is deferred and ends
+        ``cancelled`` / ``awaiting_retry``, keeping its downstream, so a later run can do it.
+        """
         attempt = self.attempts[task.task_id]
-        reason = f"{type(error).__name__}: {error}"[:200]
-        if self.is_retryable(error) or spawn_failed:
-            # While shutting down, a retryable failure (often the shutdown itself, seen through
-            # request admission) never spends the last attempt: the task ends cancelled /
-            # awaiting_retry, so a later run can still do it and its downstream is not dropped.
-            if attempt < self.retry.max_attempts or self.shutting_down:
-                hint = retry_hint(error)
-                if isinstance(hint, (int, float)) and math.isfinite(hint):
-                    delay = max(0.0, hint)  # a hint in the past means "now"
-                else:
-                    delay = self.retry.backoff(attempt)  # no hint, or not a usable one
-                self.defer(task, delay, reason)
-                return
-            reason = f"attempts exhausted ({attempt}): {reason}"
-        self.drop(task, reason)
+        if attempt < self.retry.max_attempts or self.shutting_down:
+            self.defer(task, delay, reason)
+        else:
+            self.drop(task, f"attempts exhausted ({attempt}): {reason}", cause)
 
     def defer(self, task: SchedulableTask, delay: float, reason: str) -> None:
         """Hand the task back to the tracker to become ready again after ``delay`` seconds."""
@@ -104,12 +112,18 @@ class TaskTerminal:
                 available_after=trio.current_time() + delay,
             )
 
-    def drop(self, task: SchedulableTask, reason: str) -> None:
+    def drop(
+        self, task: SchedulableTask, reason: str, cause: tuple[str, str] | None = None
+    ) -> None:
         """The task failed for good: it and everything downstream are dropped."""
         task_id = task.task_id
         dropped = self.tracker.mark_complete(task, TaskOutcome.drop(reason))
         self.outcomes[task_id] = TaskRunOutcome(
-            status="failed", attempts=self.attempts[task_id], reason=reason
+            status="failed",
+            attempts=self.attempts[task_id],
+            reason=reason,
+            error_type=None if cause is None else cause[0],
+            error=None if cause is None else cause[1],
         )
         for other in dropped:
             self.outcomes[other] = TaskRunOutcome(status="dropped", reason=f"upstream {task_id!r}")
@@ -127,8 +141,13 @@ class TaskTerminal:
         reason = type(error).__name__
         if isinstance(error, BaseExceptionGroup) and error.split(trio.Cancelled)[1] is None:
             reason = "Cancelled"  # a worker's own nursery wraps its children's Cancelled
+        error_type, message = error_cause(error)
         self.outcomes[task_id] = TaskRunOutcome(
-            status="cancelled", attempts=self.attempts[task_id], reason=reason
+            status="cancelled",
+            attempts=self.attempts[task_id],
+            reason=reason,
+            error_type=None if reason == "Cancelled" else error_type,
+            error=(message or None) if reason != "Cancelled" else None,
         )
         if self.events.enabled:
             self.events.scheduler("cancelled", task_id=task_id, reason=reason)

@@ -42,6 +42,13 @@ class BoundedBorrowPolicy:
             self._per_resource: dict[str, int] = {}
         else:
             self._default = 0
+            for res in max_borrow:
+                if not isinstance(res, str) or not res:
+                    raise ConfigurationError(
+                        "BoundedBorrowPolicy.max_borrow",
+                        f"resource name {res!r}",
+                        "key max_borrow by resource name (a non-empty string)",
+                    )
             self._per_resource = {
                 res: self._check(v, f"BoundedBorrowPolicy.max_borrow[{res!r}]")
                 for res, v in max_borrow.items()
