@@ -43,6 +43,9 @@ from .task import DEFAULT_RESOURCE, SchedulableTask
 _generations = itertools.count(os.getpid() << 20)
 
 
+_current_time = trio.current_time
+
+
 _REASONS: frozenset[object] = frozenset((None, *DENIAL_REASONS))
 
 
@@ -261,7 +264,11 @@ class TaskAdmissionController:
         lease_id = self._next_id
         self._next_id = lease_id + 1
         resources = item.resources
-        lease = TaskAdmissionLease(lease_id, item, resources, _now(), self.generation)
+        try:  # inline rather than _now(): this runs once per task
+            acquired_at = _current_time()
+        except RuntimeError:  # outside trio.run (a script or a notebook)
+            acquired_at = _now()
+        lease = TaskAdmissionLease(lease_id, item, resources, acquired_at, self.generation)
         self._leases[lease_id] = lease
         self._acquired += 1
         in_use = self._in_use

@@ -317,7 +317,10 @@ class Dispatcher:
         error: BaseException | None,
     ) -> None:
         self.running -= 1
-        self.release(task, lease)
+        if self.events.enabled:
+            self.release(task, lease)
+        else:
+            self.admission.release(lease)
         terminal = self._terminal
         try:
             if error is None:

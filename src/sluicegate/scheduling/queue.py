@@ -83,6 +83,7 @@ class _QueueState:
         "heap",
         "ids",
         "seq",
+        "tracks_demand",
         "version",
         "vtime",
     )
@@ -99,6 +100,43 @@ class _QueueState:
         self.seq = itertools.count()
         self.demand_groups: dict[SchedulerResourceKey, int] = {}
         self.demand_weight: dict[SchedulerResourceKey, float] = {}
+        # Demand by group and resource is kept only once someone has asked for it (a policy
+        # such as BoundedBorrowPolicy, a snapshot): until then enqueue and commit skip it.
+        self.tracks_demand = False
+
+    def track_demand(self) -> None:
+        """Start keeping demand up to date: computed once from the queued tasks, O(queued),
+        then maintained by every enqueue and commit."""
+        if self.tracks_demand:
+            return
+        self.tracks_demand = True
+        for g in self.groups.values():
+            for item in g.tasks:
+                self.add_demand(g, item.resources)
+
+    def add_demand(self, g: _Group, resources: Mapping[SchedulerResourceKey, int]) -> None:
+        """Count ``resources`` as queued demand of ``g``."""
+        demand = g.demand
+        for res, units in resources.items():
+            before = demand.get(res, 0)
+            demand[res] = before + units
+            if before == 0:
+                self.demand_groups[res] = self.demand_groups.get(res, 0) + 1
+                self.demand_weight[res] = self.demand_weight.get(res, 0.0) + g.weight
+
+    def remove_demand(self, g: _Group, resources: Mapping[SchedulerResourceKey, int]) -> None:
+        """Stop counting ``resources`` as queued demand of ``g``."""
+        demand = g.demand
+        for res, units in resources.items():
+            left = demand[res] - units
+            if left:
+                demand[res] = left
+            else:
+                del demand[res]
+                left_groups = self.demand_groups[res] - 1
+                self.demand_groups[res] = left_groups
+                # Exactly 0.0 once no group is left: float sums must not keep a residue.
+                self.demand_weight[res] = self.demand_weight[res] - g.weight if left_groups else 0.0
 
 
 class QueueView:
@@ -131,17 +169,30 @@ class QueueView:
         return len(g.tasks) if g is not None else 0
 
     def demand(self, group_key: str, resource: SchedulerResourceKey) -> int:
-        """Units of ``resource`` requested by the queued tasks of ``group_key``."""
-        g = self._state.groups.get(group_key)
+        """Units of ``resource`` requested by the queued tasks of ``group_key``.
+
+        The demand queries are O(1), except the very first one on a queue: it makes the
+        queue start keeping demand (O(queued tasks), once).
+        """
+        s = self._state
+        if not s.tracks_demand:
+            s.track_demand()
+        g = s.groups.get(group_key)
         return g.demand.get(resource, 0) if g is not None else 0
 
     def groups_with_demand(self, resource: SchedulerResourceKey) -> int:
         """How many groups have queued tasks requesting ``resource``."""
-        return self._state.demand_groups.get(resource, 0)
+        s = self._state
+        if not s.tracks_demand:
+            s.track_demand()
+        return s.demand_groups.get(resource, 0)
 
     def demand_weight(self, resource: SchedulerResourceKey) -> float:
         """Sum of the weights of the groups with queued demand for ``resource``."""
-        return self._state.demand_weight.get(resource, 0.0)
+        s = self._state
+        if not s.tracks_demand:
+            s.track_demand()
+        return s.demand_weight.get(resource, 0.0)
 
     def first_candidate(self, group_key: str) -> SchedulableTask | None:
         """The head (oldest queued task) of ``group_key``, or ``None``."""
@@ -191,6 +242,7 @@ class QueueView:
     def snapshot(self) -> QueueSnapshot:
         """A frozen copy of the queue's facts now. O(groups)."""
         s = self._state
+        s.track_demand()
         active = [(k, g) for k, g in s.groups.items() if g.tasks]
         return QueueSnapshot(
             sequence_version=s.version,
@@ -272,13 +324,8 @@ class FairTaskQueue:
             elif g.weight != spec.weight and not g.tasks:
                 g.weight = spec.weight
                 g.stride = _stride(spec.weight)
-            demand = g.demand
-            for res, units in item.resources.items():
-                before = demand.get(res, 0)
-                demand[res] = before + units
-                if before == 0:
-                    s.demand_groups[res] = s.demand_groups.get(res, 0) + 1
-                    s.demand_weight[res] = s.demand_weight.get(res, 0.0) + g.weight
+            if s.tracks_demand:
+                s.add_demand(g, item.resources)
             g.tasks.append(item)
             if g.entry is None:
                 self._activate(g)
@@ -312,17 +359,8 @@ class FairTaskQueue:
         s.ids.discard(item.task_id)
         s.count -= 1
         s.version += 1
-        demand = g.demand
-        for res, units in item.resources.items():
-            left = demand[res] - units
-            if left:
-                demand[res] = left
-            else:
-                del demand[res]
-                left_groups = s.demand_groups[res] - 1
-                s.demand_groups[res] = left_groups
-                # Exactly 0.0 once no group is left: float sums must not keep a residue.
-                s.demand_weight[res] = s.demand_weight[res] - g.weight if left_groups else 0.0
+        if s.tracks_demand:
+            s.remove_demand(g, item.resources)
         if g.pass_ > s.vtime:
             s.vtime = g.pass_
         g.pass_ += g.stride

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -21,6 +21,11 @@ from .outcomes import TaskRunOutcome
 from .readiness import CompletionTracker, TaskOutcome
 from .retry import RetryPolicy, error_cause, retry_hint
 from .task import SchedulableTask
+
+_SUCCESS: Final = TaskOutcome.success()
+
+
+_SUCCEEDED: Final = (None, *(TaskRunOutcome(status="succeeded", attempts=n) for n in range(1, 8)))
 
 
 class TaskTerminal:
@@ -65,8 +70,13 @@ class TaskTerminal:
             else:
                 self.drop(task, reason)
             return
-        self.tracker.mark_complete(task, TaskOutcome.success())
-        self.outcomes[task_id] = TaskRunOutcome(status="succeeded", attempts=self.attempts[task_id])
+        self.tracker.mark_complete(task, _SUCCESS)
+        attempts = self.attempts[task_id]
+        # Immutable, so one value per attempt count serves every task (no allocation).
+        outcome = _SUCCEEDED[attempts] if attempts < len(_SUCCEEDED) else None
+        if outcome is None:
+            outcome = TaskRunOutcome(status="succeeded", attempts=attempts)
+        self.outcomes[task_id] = outcome
         if self.events.enabled:
             self.events.scheduler("task_completed", task_id=task_id, reason="succeeded")
 
