@@ -466,3 +466,37 @@ def test_every_accepted_weight_keeps_fairness_after_the_virtual_time_moved(
     else:  # a weight-1 group pushes it far ahead of huge weights' strides
         served = ratio_after_virtual_time_moved(1.0, weight / 2, weight)
     assert abs(served["q"] - 20) <= 1, served
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=80),
+    read_at=st.integers(0, 80),
+)
+def test_demand_kept_lazily_matches_the_queued_tasks(
+    ops: list[tuple[int, bool]], read_at: int
+) -> None:
+    """Demand is kept only once someone asks (computed from the queued tasks, then
+    maintained): from the first question on, every answer equals a recount."""
+    q = sg.scheduling.FairTaskQueue()
+    n = 0
+    for step, (g, push) in enumerate(ops):
+        if push:
+            res = {"submission": 1, "gpu": 2} if g % 2 else {"submission": 1}
+            q.enqueue([task(n, f"g{g}", 1.0 + g, **res)])
+            n += 1
+        else:
+            pop(q)
+        if step >= read_at:
+            view = q.view()
+            queued = [t for g_ in q._state.groups.values() for t in g_.tasks]
+            for res in ("submission", "gpu"):
+                groups = {t.group.key for t in queued if res in t.resources}
+                assert view.groups_with_demand(res) == len(groups)
+                assert view.demand_weight(res) == pytest.approx(
+                    sum(1.0 + int(k[1:]) for k in groups)
+                )
+                for key in [f"g{i}" for i in range(4)]:
+                    assert view.demand(key, res) == sum(
+                        t.resources.get(res, 0) for t in queued if t.group.key == key
+                    )

@@ -16,7 +16,7 @@ import trio
 
 from ..errors import RetryableTaskError
 from ..events.sinks import EventSink, JsonLinesEventSink
-from ..providers.simulated import SimulatedProvider
+from ..providers.simulated import SimulatedProvider, SimulatedProviderStats
 from ..requests.adaptive import AdaptiveRequestAdmissionController
 from ..requests.config import RequestAdmissionConfig, RequestResourceSettings
 from ..requests.executor import ModelRequestError, ModelRequestExecutor
@@ -71,14 +71,10 @@ def build_table(rows: int) -> DagCompletionTracker[Cell]:
     return tracker
 
 
-def run_demo(
-    *,
-    rows: int,
-    capacity: int,
-    seed: int,
-    events: str | None,
-    hidden_capacity: int = 24,
-) -> int:
+def _model_stack(
+    seed: int, hidden_capacity: int, sink: EventSink | None
+) -> tuple[SimulatedProvider, AdaptiveRequestAdmissionController, ModelRequestExecutor]:
+    """The simulated endpoint, its AIMD request admission and the executor cells call."""
     provider = SimulatedProvider(
         name="sim",
         seed=seed,
@@ -88,7 +84,6 @@ def run_demo(
         retry_after_seconds=0.05,
         failure_rate=0.01,
     )
-    sink: EventSink | None = JsonLinesEventSink(events) if events else None
     controller = AdaptiveRequestAdmissionController(
         [
             ModelEndpoint(
@@ -101,12 +96,21 @@ def run_demo(
     executor = ModelRequestExecutor(
         controller, {"sim": provider}, max_attempts=4, backoff_seconds=0.01, seed=seed, sink=sink
     )
-    started: Counter[str] = Counter()
+    return provider, controller, executor
 
-    # Statically checked (mypy --strict): request admission's read-only pressure satisfies the
-    # protocol task admission reads it through, without either layer importing the other.
-    pressure: RequestPressureLookup[RequestResourceKey, RequestResourcePressure]
-    pressure = controller.pressure
+
+def run_demo(
+    *,
+    rows: int,
+    capacity: int,
+    seed: int,
+    events: str | None,
+    hidden_capacity: int = 24,
+) -> int:
+    """Run the demo table and print what happened; 0 when every cell succeeded cleanly."""
+    sink: EventSink | None = JsonLinesEventSink(events) if events else None
+    provider, controller, executor = _model_stack(seed, hidden_capacity, sink)
+    started: Counter[str] = Counter()
 
     async def cell(task: SchedulableTask[Cell]) -> None:
         column = task.payload.column
@@ -139,25 +143,15 @@ def run_demo(
         if isinstance(sink, JsonLinesEventSink):
             sink.close()
     wall = time.perf_counter() - t0
-    stats = provider.stats
+    # Statically checked (mypy --strict): request admission's read-only pressure satisfies the
+    # protocol task admission reads it through, without either layer importing the other.
+    pressure: RequestPressureLookup[RequestResourceKey, RequestResourcePressure]
+    pressure = controller.pressure
     final = pressure.resource(RequestResourceKey("sim", MODEL, "chat"))
     print(f"  task capacity {capacity}, wall {wall:.2f}s, {cells / wall:,.0f} cells/s")
     print("  outcomes: " + ", ".join(f"{k}={v}" for k, v in result.counts.items()))
     print("  cells started by column: " + ", ".join(f"{c}={started[c]}" for c in COLUMNS))
-    share = stats.rate_limited / max(1, stats.calls)
-    print(
-        f"  model calls: {stats.calls} attempts, {stats.successes} ok, "
-        f"{stats.rate_limited} rate limited ({share:.1%}), {stats.failures} failed and retried"
-    )
-    if final is not None:
-        print(
-            f"  endpoint {MODEL!r}: hidden capacity {hidden_capacity}, static cap {STATIC_CAP}; "
-            f"AIMD limit now {final.limit}, at most {stats.max_in_flight} in flight"
-        )
-        print(
-            f"  request admission: {final.in_flight} leases held, {final.waiters} waiters, "
-            f"{final.grants} granted / {final.released} released"
-        )
+    _report_requests(provider.stats, final, hidden_capacity)
     print(
         f"  task admission: {result.admission.active_leases} leases held, "
         f"{result.admission.acquired_total} acquired / {result.admission.released_total} released"
@@ -172,3 +166,22 @@ def run_demo(
         and final.grants == final.released
     )
     return 0 if ok else 1
+
+
+def _report_requests(
+    stats: SimulatedProviderStats, final: RequestResourcePressure | None, hidden_capacity: int
+) -> None:
+    share = stats.rate_limited / max(1, stats.calls)
+    print(
+        f"  model calls: {stats.calls} attempts, {stats.successes} ok, "
+        f"{stats.rate_limited} rate limited ({share:.1%}), {stats.failures} failed and retried"
+    )
+    if final is not None:
+        print(
+            f"  endpoint {MODEL!r}: hidden capacity {hidden_capacity}, static cap {STATIC_CAP}; "
+            f"AIMD limit now {final.limit}, at most {stats.max_in_flight} in flight"
+        )
+        print(
+            f"  request admission: {final.in_flight} leases held, {final.waiters} waiters, "
+            f"{final.grants} granted / {final.released} released"
+        )

@@ -14,7 +14,7 @@ import itertools
 import os
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -22,6 +22,7 @@ from .._internal.checks import describe, did_you_mean, is_number
 from .._internal.clock import now as _now
 from .._internal.leases import ReleaseResult
 from ..errors import ConfigurationError, UnknownResourceError
+from .group_usage import GroupUsageBook
 from .leases import (
     DENIAL_REASONS,
     TaskAdmissionBlockSummary,
@@ -83,6 +84,29 @@ def _validate_limits(limits: Mapping[str, int], field: str) -> dict[str, int]:
     return out
 
 
+def _reject_decision(policy: TaskAdmissionPolicy, decision: object) -> NoReturn:
+    """Raise the ConfigurationError for a policy decision of the wrong shape."""
+    field = f"{policy.name}.evaluate"
+    if not isinstance(decision, TaskAdmissionPolicyDecision):
+        raise ConfigurationError(
+            field,
+            f"returned {describe(decision)}",
+            "return a TaskAdmissionPolicyDecision (allow(), deny(reason, ...), skip_for(...))",
+        )
+    if decision.reason not in _REASONS:
+        raise ConfigurationError(
+            field,
+            f"denied with reason {describe(decision.reason)}"
+            + did_you_mean(str(decision.reason), DENIAL_REASONS),
+            f"use one of {', '.join(DENIAL_REASONS)} (or leave it None: policy_denied)",
+        )
+    raise ConfigurationError(
+        field,
+        f"returned available_after={describe(decision.available_after)}",
+        "use an absolute time on the trio clock (usage.now + delay), or None",
+    )
+
+
 class TaskAdmissionController:
     """Grants unique leases over named scheduler resources.
 
@@ -111,10 +135,8 @@ class TaskAdmissionController:
             limits = {DEFAULT_RESOURCE: capacity}
         self._limits = _validate_limits(limits, "TaskAdmissionController.limits")
         self._in_use: dict[str, int] = dict.fromkeys(self._limits, 0)
-        self._group_use: dict[str, dict[str, int]] = {}
-        self._holders: dict[str, dict[str, float]] = {k: {} for k in self._limits}
-        self._holder_weight: dict[str, float] = dict.fromkeys(self._limits, 0.0)
         self._leases: dict[int, TaskAdmissionLease] = {}
+        self._groups = GroupUsageBook(self._leases, self._limits)
         self._next_id = 1
         self.generation = next(_generations)
         self._policy_state: dict[str, int] = {}
@@ -131,9 +153,7 @@ class TaskAdmissionController:
         self._usage = TaskAdmissionUsage(
             self._limits,
             self._in_use,
-            self._group_use,
-            self._holders,
-            self._holder_weight,
+            self._groups,
             self._policy_state,
         )
         self._check_policy(self.policy)
@@ -190,8 +210,7 @@ class TaskAdmissionController:
         try:
             allowed = self.policy.evaluate(item, view, self._usage).allowed
         except AttributeError:
-            self._bad_decision(self.policy.evaluate(item, view, self._usage))
-            raise  # pragma: no cover - _bad_decision raises
+            _reject_decision(self.policy, self.policy.evaluate(item, view, self._usage))
         if allowed:
             # try_acquire right after (same step, nothing changed) need not evaluate again
             self._memo = (item, view.sequence_version, self._mutations)
@@ -207,14 +226,14 @@ class TaskAdmissionController:
             return denied
         decision = self.policy.evaluate(item, view, self._usage)
         if not isinstance(decision, TaskAdmissionPolicyDecision):
-            self._bad_decision(decision)
+            _reject_decision(self.policy, decision)
         if decision.allowed:
             return None
         hint = decision.available_after
         if decision.reason not in _REASONS or not (
             hint is None or (is_number(hint) and hint == hint)  # a number, not NaN
         ):
-            self._bad_decision(decision)
+            _reject_decision(self.policy, decision)
         return TaskAdmissionDenied(
             item=item,
             reason=decision.reason or "policy_denied",
@@ -222,27 +241,6 @@ class TaskAdmissionController:
             available_after=decision.available_after,
             detail=decision.detail,
             skip=decision.skip,
-        )
-
-    def _bad_decision(self, decision: object) -> None:
-        field = f"{self.policy.name}.evaluate"
-        if not isinstance(decision, TaskAdmissionPolicyDecision):
-            raise ConfigurationError(
-                field,
-                f"returned {describe(decision)}",
-                "return a TaskAdmissionPolicyDecision (allow(), deny(reason, ...), skip_for(...))",
-            )
-        if decision.reason not in _REASONS:
-            raise ConfigurationError(
-                field,
-                f"denied with reason {describe(decision.reason)}"
-                + did_you_mean(str(decision.reason), DENIAL_REASONS),
-                f"use one of {', '.join(DENIAL_REASONS)} (or leave it None: policy_denied)",
-            )
-        raise ConfigurationError(
-            field,
-            f"returned available_after={describe(decision.available_after)}",
-            "use an absolute time on the trio clock (usage.now + delay), or None",
         )
 
     @trio.lowlevel.enable_ki_protection
@@ -272,21 +270,32 @@ class TaskAdmissionController:
         self._leases[lease_id] = lease
         self._acquired += 1
         in_use = self._in_use
-        key = item.group.key
-        group_use = self._group_use.get(key)
-        if group_use is None:
-            group_use = self._group_use[key] = {}
         limits = self._limits
-        for res, units in resources.items():
-            used = in_use[res]
-            in_use[res] = used + units
-            if used < limits[res] <= used + units:
-                self._free -= 1
-            before = group_use.get(res, 0)
-            group_use[res] = before + units
-            if before == 0:
-                self._holders[res][key] = item.group.weight
-                self._holder_weight[res] += item.group.weight
+        groups = self._groups
+        if not groups.tracking:
+            for res, units in resources.items():
+                used = in_use[res]
+                in_use[res] = used + units
+                if used < limits[res] <= used + units:
+                    self._free -= 1
+        else:
+            # GroupUsageBook.add, inlined into the same walk of the request: this is the
+            # per-task path of every policy that reads group usage.
+            group = item.group
+            key = group.key
+            use = groups.by_group.get(key)
+            if use is None:
+                use = groups.by_group[key] = {}
+            for res, units in resources.items():
+                used = in_use[res]
+                in_use[res] = used + units
+                if used < limits[res] <= used + units:
+                    self._free -= 1
+                before = use.get(res, 0)
+                use[res] = before + units
+                if before == 0:
+                    groups.holders[res][key] = group.weight
+                    groups.holder_weight[res] += group.weight
         try:
             delta = self.policy.on_acquire(lease, self._usage)
         except BaseException:
@@ -337,24 +346,33 @@ class TaskAdmissionController:
         self._mutations += 1
         in_use = self._in_use
         limits = self._limits
+        groups = self._groups
+        if not groups.tracking:
+            for res, units in held.resources.items():
+                used = in_use[res]
+                in_use[res] = used - units
+                if used - units < limits[res] <= used:
+                    self._free += 1
+            return
+        # GroupUsageBook.remove, inlined into the same walk (see try_acquire).
         key = held.item.group.key
-        group_use = self._group_use[key]
+        use = groups.by_group[key]
         for res, units in held.resources.items():
             used = in_use[res]
             in_use[res] = used - units
             if used - units < limits[res] <= used:
                 self._free += 1
-            left = group_use[res] - units
+            left = use[res] - units
             if left:
-                group_use[res] = left
+                use[res] = left
             else:
-                del group_use[res]
-                holders = self._holders[res]
+                del use[res]
+                holders = groups.holders[res]
                 weight = holders.pop(key)
                 # Exactly 0.0 once nobody holds it: float sums must not keep a residue.
-                self._holder_weight[res] = self._holder_weight[res] - weight if holders else 0.0
-        if not group_use:
-            del self._group_use[key]
+                groups.holder_weight[res] = groups.holder_weight[res] - weight if holders else 0.0
+        if not use:
+            del groups.by_group[key]
 
     def _diagnose(self, lease_id: int, reason: Any, generation: int | None) -> ReleaseResult:
         self._diagnostics[reason] += 1
@@ -400,7 +418,7 @@ class TaskAdmissionController:
             limits=dict(self._limits),
             in_use=dict(self._in_use),
             active_leases=len(self._leases),
-            in_use_by_group={k: dict(v) for k, v in self._group_use.items()},
+            in_use_by_group=self._groups.copy_by_group(),
             policy_state=dict(self._policy_state),
             acquired_total=self._acquired,
             released_total=self._released,
@@ -459,8 +477,7 @@ class TaskAdmissionController:
         self._limits.update(new_limits)
         for key in new_limits:
             self._in_use.setdefault(key, 0)
-            self._holders.setdefault(key, {})
-            self._holder_weight.setdefault(key, 0.0)
+            self._groups.add_resource(key)
         if policy is not None:
             self.policy = policy
         self._free = sum(1 for k, v in new_limits.items() if self._in_use[k] < v)

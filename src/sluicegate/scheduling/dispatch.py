@@ -79,12 +79,17 @@ class Dispatcher:
         checked = self._checked_requests
         check = self.admission.check_request
         limits = self.admission.limits_version
+        last: object = None  # the mapping checked just before: usually all tasks share one
         for task in frontier:
-            key = id(task.resources)
+            resources = task.resources
+            if resources is last:
+                continue
+            key = id(resources)
             seen = checked.get(key)
             if seen is None or seen[0] != limits:
                 check(task)
-                checked[key] = (limits, task.resources)  # the reference pins the id
+                checked[key] = (limits, resources)  # the reference pins the id
+            last = resources
         accepted = self.queue.enqueue(frontier)
         self.tracker.mark_enqueued(accepted)
         if em.enabled and accepted:
@@ -302,7 +307,7 @@ class Dispatcher:
                 raise  # Cancelled, KeyboardInterrupt, ...: recorded below, then propagated
         finally:
             # No checkpoint below: this cleanup cannot be interrupted by cancellation.
-            self._finish(task, lease, result, error)
+            self._finish(task, lease, attempt, result, error)
 
     @trio.lowlevel.disable_ki_protection
     async def _call_worker(self, task: SchedulableTask) -> object:
@@ -313,6 +318,7 @@ class Dispatcher:
         self,
         task: SchedulableTask,
         lease: TaskAdmissionLease,
+        attempt: int,
         result: Any,
         error: BaseException | None,
     ) -> None:
@@ -324,7 +330,7 @@ class Dispatcher:
         terminal = self._terminal
         try:
             if error is None:
-                terminal.succeed(task, result)
+                terminal.succeed(task, result, attempt)
             elif isinstance(error, Exception):
                 terminal.fail(task, error)
             else:

@@ -431,8 +431,11 @@ class AsyncTaskScheduler(Generic[PayloadT]):
                 if dispatcher.running == 0 and deadline == math.inf:
                     self._stalled()
             wake.parked = True
-            with trio.move_on_at(deadline):
+            if deadline == math.inf:  # no timer: a plain park saves a cancel scope per pass
                 await wake.lot.park()
+            else:
+                with trio.move_on_at(deadline):
+                    await wake.lot.park()
             wake.parked = False
 
     def _stalled(self) -> None:

@@ -60,8 +60,9 @@ class TaskTerminal:
         self.attempts: dict[Hashable, int] = {}
         self.shutting_down = False
 
-    def succeed(self, task: SchedulableTask, result: Any) -> None:
-        """The worker returned ``result`` (a non-success :class:`TaskOutcome` is honoured)."""
+    def succeed(self, task: SchedulableTask, result: Any, attempt: int) -> None:
+        """Attempt ``attempt`` returned ``result`` (a non-success :class:`TaskOutcome` is
+        honoured)."""
         task_id = task.task_id
         if isinstance(result, TaskOutcome) and result.kind != "success":
             reason = result.reason or f"worker_requested_{result.kind}"
@@ -71,7 +72,7 @@ class TaskTerminal:
                 self.drop(task, reason)
             return
         self.tracker.mark_complete(task, _SUCCESS)
-        attempts = self.attempts[task_id]
+        attempts = attempt
         # Immutable, so one value per attempt count serves every task (no allocation).
         outcome = _SUCCEEDED[attempts] if attempts < len(_SUCCEEDED) else None
         if outcome is None:

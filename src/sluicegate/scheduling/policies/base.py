@@ -8,6 +8,7 @@ from typing import Final, Protocol, runtime_checkable
 import msgspec
 
 from ..._internal.clock import now as _now
+from ..group_usage import GroupUsageBook
 from ..leases import DenialReason, PeerSkip, TaskAdmissionLease
 from ..queue import QueueView
 from ..task import SchedulableTask, SchedulerResourceKey
@@ -70,23 +71,19 @@ class TaskAdmissionUsage:
     keep it (or a mapping it returns) beyond the call, and never mutate what it returns.
     """
 
-    __slots__ = ("_group_use", "_holder_weight", "_holders", "_in_use", "_limits", "_policy_state")
+    __slots__ = ("_groups", "_in_use", "_limits", "_policy_state")
 
     def __init__(
         self,
         limits: Mapping[SchedulerResourceKey, int],
         in_use: Mapping[SchedulerResourceKey, int],
-        group_use: Mapping[str, Mapping[SchedulerResourceKey, int]],
-        holders: Mapping[SchedulerResourceKey, Mapping[str, float]],
-        holder_weight: Mapping[SchedulerResourceKey, float],
+        groups: GroupUsageBook,
         policy_state: Mapping[str, int],
     ) -> None:
-        # The controller's own dictionaries: it mutates them in place, this only reads.
+        # The controller's own state: it mutates it in place, this only reads.
         self._limits = limits
         self._in_use = in_use
-        self._group_use = group_use
-        self._holders = holders
-        self._holder_weight = holder_weight
+        self._groups = groups
         self._policy_state = policy_state
 
     def limit(self, resource: SchedulerResourceKey) -> int:
@@ -97,22 +94,37 @@ class TaskAdmissionUsage:
         """Units of ``resource`` held by live leases."""
         return self._in_use[resource]
 
+    # Per-group facts: the controller keeps them only once a policy reads one (the first read
+    # costs O(live leases), each one after it O(1)); see group_usage.GroupUsageBook.
+
     def group_in_use(self, group_key: str, resource: SchedulerResourceKey) -> int:
         """Units of ``resource`` held by the live leases of ``group_key``."""
-        g = self._group_use.get(group_key)
+        groups = self._groups
+        if not groups.tracking:
+            groups.ensure()
+        g = groups.by_group.get(group_key)
         return g.get(resource, 0) if g is not None else 0
 
     def group_usage(self, group_key: str) -> Mapping[SchedulerResourceKey, int] | None:
         """Resource -> units held by ``group_key`` (live; ``None`` if it holds nothing)."""
-        return self._group_use.get(group_key)
+        groups = self._groups
+        if not groups.tracking:
+            groups.ensure()
+        return groups.by_group.get(group_key)
 
     def holders(self, resource: SchedulerResourceKey) -> Mapping[str, float]:
         """Group key -> weight of the groups holding ``resource`` (live)."""
-        return self._holders[resource]
+        groups = self._groups
+        if not groups.tracking:
+            groups.ensure()
+        return groups.holders[resource]
 
     def holder_weight(self, resource: SchedulerResourceKey) -> float:
         """Sum of the weights of the groups holding ``resource``."""
-        return self._holder_weight[resource]
+        groups = self._groups
+        if not groups.tracking:
+            groups.ensure()
+        return groups.holder_weight[resource]
 
     def policy_counter(self, key: str) -> int:
         """The policy counter ``key`` (0 when never set)."""

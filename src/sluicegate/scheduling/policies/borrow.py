@@ -146,8 +146,9 @@ class BoundedBorrowPolicy:
         key = lease.item.group.key
         weight = lease.item.group.weight
         changes: list[tuple[str, int]] = []
+        use = usage.group_usage(key) or {}
         for res, units in lease.resources.items():
-            held = usage.group_in_use(key, res)
+            held = use.get(res, 0)
             if held <= units:
                 continue  # the group's only task on it: a share is at least one task
             share = self._units(usage.limit(res), weight, max(usage.holder_weight(res), weight))
