@@ -113,13 +113,17 @@ class BoundedBorrowPolicy:
             peers = queue_view.groups_with_demand(res) - (1 if own_demand else 0)
             limit = usage.limit(res)
             # Bounds on the active weight W decide most cases without iterating holders:
-            # max(demand, holders, own) <= W <= demand + holders + own.
+            # max(demand, holders, own) <= W <= demand + holders - own-if-counted-twice. (The
+            # group holds the resource here, so it is among the holders; if it also has
+            # queued demand, both sums count its weight.)
             demand_w = queue_view.demand_weight(res)
             holder_w = usage.holder_weight(res)
-            share_hi = self._units(limit, weight, max(demand_w, holder_w, weight))
-            if peers > 0 and want > share_hi:
-                return self._debt(res, share_hi, peers)
-            share_lo = self._units(limit, weight, demand_w + holder_w + weight)
+            if peers > 0:
+                share_hi = self._units(limit, weight, max(demand_w, holder_w, weight))
+                if want > share_hi:
+                    return self._debt(res, share_hi, peers)
+            upper_w = demand_w + holder_w - (weight if own_demand else 0.0)
+            share_lo = self._units(limit, weight, max(upper_w, weight))
             if want <= share_lo:
                 continue
             share = self.fair_share(key, weight, res, queue_view, usage)
