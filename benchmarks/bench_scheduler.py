@@ -1,23 +1,36 @@
-"""Scheduler end to end with no-op tasks vs bare trio (pyperf). Time is per task.
+"""Scheduler end to end with no-op tasks vs hand-written trio floors (pyperf). Time is per task.
 
-The floor is bare trio: ``nursery.start_soon`` of every task, each entering a
-``trio.CapacityLimiter`` of the same capacity.
+Floors, measured side by side in the same run:
 
-- ``scheduler[...]``: no-op tasks, no event sink (the default).
-- ``scheduler[...,sink=memory]``: the same with an ``InMemoryEventSink`` listening, i.e.
-  what the scheduler's events cost per task (about seven events each).
-- ``cells_with_model_call`` vs ``bare_trio_model_call``: every task makes one model call to a
-  zero-latency ``SimulatedProvider``; sluicegate goes through the scheduler, the
-  ``ModelRequestExecutor`` and the adaptive request controller, the floor calls the provider
-  from bare trio tasks under a ``CapacityLimiter``. The difference is the whole stack's
-  overhead per cell.
+- ``floor_bounded_spawn``: what a careful hand-written trio program does: acquire a
+  ``trio.CapacityLimiter`` on behalf of the task *before* spawning it, so at most
+  ``capacity`` tasks are alive; the task releases it when done. This is the fair floor.
+- ``floor_chain_bounded_spawn``: the same for a rows x 4 columns chain (each row's cells run
+  in column order): a ready deque and a dispatcher that acquires the limiter, then spawns;
+  a finishing cell makes the next cell of its row ready and wakes the dispatcher.
+- ``floor_spawn_all_unbounded`` (the old floor, kept for comparison only): ``start_soon`` of
+  every task at once, each then parking on the limiter. It keeps every task alive at once
+  and is about twice as slow as the bounded floor, so it flatters whoever is compared to it.
 
-    python benchmarks/bench_scheduler.py --fast
+Sluicegate rows:
+
+- ``scheduler[...]``: independent no-op tasks, no event sink (the default).
+- ``chain4[...]``: the 4-column chain through ``AsyncTaskScheduler`` (one group per column).
+- ``scheduler[...,sink=memory]``: with an ``InMemoryEventSink`` listening, i.e. what the
+  scheduler's events cost per task (about seven events each).
+- ``cells_with_model_call`` vs ``floor_model_call_bounded_spawn``: every task makes one
+  model call to a zero-latency ``SimulatedProvider``; sluicegate goes through the scheduler,
+  the ``ModelRequestExecutor`` and the adaptive request controller, the floor calls the
+  provider from bounded-spawn trio tasks. The difference is the whole stack's overhead.
+
+    python benchmarks/bench_scheduler.py --fast [--only chain4,floor_chain]
 """
 
 from __future__ import annotations
 
+import collections
 import time
+from collections.abc import Awaitable, Callable
 
 import pyperf
 import trio
@@ -47,6 +60,26 @@ def scheduler_run(
         total += time.perf_counter() - t0
         assert result.counts["succeeded"] == n
         assert sink is None or len(sink.events) >= 5 * n
+    return total
+
+
+def chain4_run(loops: int, rows: int, capacity: int) -> float:
+    """Rows x 4 columns, each cell depending on the previous column of its row."""
+    specs = [sg.TaskGroupSpec(f"c{c}") for c in range(4)]
+    total = 0.0
+    for _ in range(loops):
+        tracker = sg.DagCompletionTracker.from_tasks(
+            [
+                (sg.SchedulableTask((r, c), None, specs[c]), [(r, c - 1)] if c else [])
+                for r in range(rows)
+                for c in range(4)
+            ]
+        )
+        scheduler = sg.AsyncTaskScheduler(tracker, noop, capacity=capacity)
+        t0 = time.perf_counter()
+        result = trio.run(scheduler.run)
+        total += time.perf_counter() - t0
+        assert result.counts["succeeded"] == rows * 4
     return total
 
 
@@ -83,22 +116,7 @@ def cells_with_model_call(loops: int, n: int, capacity: int) -> float:
     return total
 
 
-def _bare_trio(loops: int, n: int, capacity: int, call_model: bool) -> float:
-    """The floor: every task spawned at once, each entering one ``CapacityLimiter``."""
-
-    async def main() -> None:
-        limiter = trio.CapacityLimiter(capacity)
-        provider = _provider()
-
-        async def task() -> None:
-            async with limiter:
-                if call_model:
-                    await provider.call("m", REQUEST)
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(n):
-                nursery.start_soon(task)
-
+def _timed(loops: int, main: Callable[[], Awaitable[None]]) -> float:
     total = 0.0
     for _ in range(loops):
         t0 = time.perf_counter()
@@ -107,16 +125,89 @@ def _bare_trio(loops: int, n: int, capacity: int, call_model: bool) -> float:
     return total
 
 
-def bare_trio_model_call(loops: int, n: int, capacity: int) -> float:
-    return _bare_trio(loops, n, capacity, call_model=True)
+def floor_spawn_all_unbounded(loops: int, n: int, capacity: int) -> float:
+    """The old floor: every task spawned at once, each then entering one ``CapacityLimiter``."""
+
+    async def main() -> None:
+        limiter = trio.CapacityLimiter(capacity)
+
+        async def task() -> None:
+            async with limiter:
+                pass
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(task)
+
+    return _timed(loops, main)
 
 
-def bare_trio(loops: int, n: int, capacity: int) -> float:
-    return _bare_trio(loops, n, capacity, call_model=False)
+def _floor_bounded(loops: int, n: int, capacity: int, call_model: bool) -> float:
+    """The fair floor: acquire on behalf of the task, then spawn it (<= capacity alive)."""
+
+    async def main() -> None:
+        limiter = trio.CapacityLimiter(capacity)
+        provider = _provider()
+
+        async def task(token: int) -> None:
+            try:
+                if call_model:
+                    await provider.call("m", REQUEST)
+            finally:
+                limiter.release_on_behalf_of(token)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                await limiter.acquire_on_behalf_of(i)
+                nursery.start_soon(task, i)
+
+    return _timed(loops, main)
+
+
+def floor_bounded_spawn(loops: int, n: int, capacity: int) -> float:
+    return _floor_bounded(loops, n, capacity, call_model=False)
+
+
+def floor_model_call_bounded_spawn(loops: int, n: int, capacity: int) -> float:
+    return _floor_bounded(loops, n, capacity, call_model=True)
+
+
+def floor_chain_bounded_spawn(loops: int, rows: int, capacity: int) -> float:
+    """Bounded spawn over a rows x 4 chain: a ready deque, one dispatcher, wake-ups."""
+
+    async def main() -> None:
+        limiter = trio.CapacityLimiter(capacity)
+        ready: collections.deque[tuple[int, int]] = collections.deque((r, 0) for r in range(rows))
+        wake = trio.Event()
+        left = rows * 4
+
+        async def cell(row: int, column: int, token: object) -> None:
+            nonlocal left
+            try:
+                pass  # the no-op work
+            finally:
+                limiter.release_on_behalf_of(token)
+                left -= 1
+                if column < 3:
+                    ready.append((row, column + 1))
+                wake.set()
+
+        async with trio.open_nursery() as nursery:
+            while left:
+                if not ready:
+                    await wake.wait()
+                    wake = trio.Event()
+                    continue
+                row, column = ready.popleft()
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+                nursery.start_soon(cell, row, column, token)
+
+    return _timed(loops, main)
 
 
 def _forward(cmd: list[str], args: object) -> None:
-    for name in ["tasks", "capacity", "groups"]:
+    for name in ["tasks", "capacity", "groups", "only"]:
         cmd.extend([f"--{name}", str(getattr(args, name))])
 
 
@@ -125,45 +216,54 @@ def main() -> None:
     runner.argparser.add_argument("--tasks", type=int, default=20000)
     runner.argparser.add_argument("--capacity", type=int, default=64)
     runner.argparser.add_argument("--groups", default="1,8,64")
+    runner.argparser.add_argument(
+        "--only", default="", help="comma-separated name prefixes of the benchmarks to run"
+    )
     args = runner.parse_args()
     n, cap = args.tasks, args.capacity
-    runner.bench_time_func(f"bare_trio[tasks={n},capacity={cap}]", bare_trio, n, cap, inner_loops=n)
+    rows = n // 4
+    wanted = [p for p in args.only.split(",") if p]
+
+    def bench(name: str, func: Callable[..., float], *fargs: object) -> None:
+        if not wanted or any(name.startswith(p) for p in wanted):
+            runner.bench_time_func(name, func, *fargs, inner_loops=n)
+
+    # Each floor right before the sluicegate rows it is the floor of.
+    bench(f"floor_bounded_spawn[tasks={n},capacity={cap}]", floor_bounded_spawn, n, cap)
+    bench(f"floor_spawn_all_unbounded[tasks={n},capacity={cap}]", floor_spawn_all_unbounded, n, cap)
     for g in (int(x) for x in args.groups.split(",")):
         for policy in ("strict", "borrow"):
-            runner.bench_time_func(
+            bench(
                 f"scheduler[{policy},tasks={n},groups={g},capacity={cap}]",
                 scheduler_run,
                 n,
                 g,
                 cap,
                 policy,
-                inner_loops=n,
             )
-    g = 8
-    runner.bench_time_func(
-        f"scheduler[strict,tasks={n},groups={g},capacity={cap},sink=memory]",
+    bench(
+        f"floor_chain_bounded_spawn[rows={rows},columns=4,capacity={cap}]",
+        floor_chain_bounded_spawn,
+        rows,
+        cap,
+    )
+    bench(f"chain4[rows={rows},columns=4,capacity={cap}]", chain4_run, rows, cap)
+    bench(
+        f"scheduler[strict,tasks={n},groups=8,capacity={cap},sink=memory]",
         scheduler_run,
         n,
-        g,
+        8,
         cap,
         "strict",
         True,
-        inner_loops=n,
     )
-    runner.bench_time_func(
-        f"bare_trio_model_call[tasks={n},capacity={cap}]",
-        bare_trio_model_call,
+    bench(
+        f"floor_model_call_bounded_spawn[tasks={n},capacity={cap}]",
+        floor_model_call_bounded_spawn,
         n,
         cap,
-        inner_loops=n,
     )
-    runner.bench_time_func(
-        f"cells_with_model_call[tasks={n},capacity={cap}]",
-        cells_with_model_call,
-        n,
-        cap,
-        inner_loops=n,
-    )
+    bench(f"cells_with_model_call[tasks={n},capacity={cap}]", cells_with_model_call, n, cap)
 
 
 if __name__ == "__main__":

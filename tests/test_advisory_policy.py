@@ -122,18 +122,16 @@ def hold(
 
 def test_pressured_item_skipped_for_admissible_unpressured_peer() -> None:
     a1, b1 = task("a1", "ga", A), task("b1", "gb", B)
-    policy, ctl, q = setup(FakePressure(rp(A, waiters=2)), [a1, b1])
+    _, ctl, q = setup(FakePressure(rp(A, waiters=2)), [a1, b1])
     # a1 is the fairest head (queued first), so without the policy it would be selected
     assert q.select_next().item is a1  # type: ignore[union-attr]
     denied = ctl.evaluate(a1, q.view())
     assert denied is not None and denied.reason == "policy_denied"
     assert denied.resource is None and denied.available_after is None
     assert denied.detail == DETAIL_A.format("waiters", "gb")
-    assert policy.parse_detail(denied.detail) == {
-        "endpoint": "sim/a/chat",
-        "signal": "waiters",
-        "peer_group": "gb",
-    }
+    assert denied.skip == sg.scheduling.PeerSkip(
+        peer_group="gb", endpoint="sim/a/chat", signal="waiters"
+    )
     selection = q.select_next(ctl.is_eligible)
     assert selection is not None and selection.item is b1
     lease = ctl.try_acquire(selection.item, selection.view)
@@ -312,15 +310,24 @@ def test_state_and_validation_are_forwarded_to_inner() -> None:
         sg.TaskAdmissionController(capacity=2, policy=wrapper)
 
 
-def test_parse_detail_ignores_other_details() -> None:
-    parse = sg.scheduling.RequestPressureAdvisoryPolicy.parse_detail
-    assert parse(None) is None and parse("group cap 1 on 'submission'") is None
-    assert parse("request_pressure_advisory_other x") is None
-    assert parse(DETAIL_A.format("cooldown", "group with spaces")) == {
-        "endpoint": "sim/a/chat",
-        "signal": "cooldown",
-        "peer_group": "group with spaces",
-    }
+def test_only_skips_carry_a_peer_skip() -> None:
+    """The typed skip is set on the advisory's own denials only: inner denials and plain
+    capacity denials carry none (nothing has to parse ``detail`` to tell them apart)."""
+    a0, a1, b1 = task("a0", "ga", A), task("a1", "ga", A), task("b1", "gb", B)
+    inner = sg.scheduling.StrictFairPolicy(group_caps={"ga": {"submission": 1}})
+    _, ctl, q = setup(FakePressure(rp(A, waiters=1)), [a1, b1], inner=inner)
+    skipped = ctl.evaluate(a1, q.view())
+    assert skipped is not None and skipped.skip is not None
+    assert skipped.skip.peer_group == "gb" and skipped.skip.signal == "waiters"
+    hold(ctl, a0)
+    capped = ctl.evaluate(a1, q.view())
+    assert capped is not None and capped.reason == "group_capped" and capped.skip is None
+    decision = sg.scheduling.TaskAdmissionPolicyDecision.skip_for(
+        sg.scheduling.PeerSkip(peer_group="group with spaces")
+    )
+    assert not decision.allowed and decision.reason == "policy_denied"
+    assert decision.skip is not None and decision.skip.peer_group == "group with spaces"
+    assert decision.detail == "skipped for peer group 'group with spaces'"
 
 
 @pytest.mark.parametrize(
@@ -424,14 +431,14 @@ def test_liveness_never_denies_everything(data: st.DataObject) -> None:
         ]
         for head in heads:
             denied = ctl.evaluate(head, view)
-            fields = policy.parse_detail(denied.detail) if denied is not None else None
-            if fields is not None:
+            skip = denied.skip if denied is not None else None
+            if skip is not None:
                 # every skip names a peer the controller would admit right now
-                peer = view.first_candidate(fields["peer_group"])
+                peer = view.first_candidate(skip.peer_group)
                 assert peer is not None and peer.group.key != head.group.key
                 assert ctl.is_eligible(peer, view)
                 assert policy.pressure_signal(peer.payload) is None
-                assert policy.pressure_signal(head.payload) == fields["signal"]
+                assert policy.pressure_signal(head.payload) == skip.signal
         selection = q.select_next(ctl.is_eligible)
         if not admissible:
             assert selection is None

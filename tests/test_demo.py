@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -33,4 +38,34 @@ def test_demo_reports_bad_configuration_without_traceback(
 ) -> None:
     assert main(["demo", "--rows", "2", "--capacity", "0"]) == 2
     err = capsys.readouterr().err
-    assert "limits['submission']" in err and "Fix:" in err
+    assert "AsyncTaskScheduler.capacity" in err and "Fix:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_ctrl_c_prints_one_line_saying_what_was_interrupted(debug: bool) -> None:
+    """SIGINT to a running demo: exit status 130 and one line (finished / cancelled / not
+    started counts) instead of a long exception group; --debug adds the traceback."""
+    cmd = [sys.executable, "-m", "sluicegate", "demo", "--rows", "5000"]
+    proc = subprocess.Popen(
+        [*cmd, "--debug"] if debug else cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        header = proc.stdout.readline()  # printed from inside the run
+        assert "cell tasks" in header
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("sluicegate demo: interrupted after ")
+    assert re.search(r"\d+ finished .* \d+ cancelled while running, \d+ not started", last)
+    if debug:
+        assert "Traceback" in err and "KeyboardInterrupt" in err
+    else:
+        assert err.strip() == last and last.endswith("(--debug for the traceback)")

@@ -828,7 +828,9 @@ def test_live_reconfiguration_of_both_layers_keeps_every_lease_exact(
 # -- request admission timeouts ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy", ["retried", "not_retryable", "mapped_by_worker"])
+@pytest.mark.parametrize(
+    "policy", ["retried", "default_classifier", "not_retryable", "mapped_by_worker"]
+)
 async def test_admission_timeouts_follow_the_scheduler_retry_policy(
     autojump_clock: trio.testing.MockClock, policy: str
 ) -> None:
@@ -854,13 +856,19 @@ async def test_admission_timeouts_follow_the_scheduler_retry_policy(
             isinstance(exc, sg.RequestAdmissionError) and exc.reason == "timeout"
         )
 
+    def only_explicit(exc: BaseException) -> bool:
+        return isinstance(exc, sg.RetryableTaskError)
+
+    # The default classifier retries what says it is retryable: a timed-out admission wait
+    # (RequestAdmissionError.retryable) is retried like the explicit classifier does.
+    classifiers = {"default_classifier": None, "not_retryable": only_explicit}
     scheduler = sg.AsyncTaskScheduler(
         tracker,
         cell_worker(stack, map_errors=policy == "mapped_by_worker"),
         capacity=8,
         sink=sink,
         retry=sg.RetryPolicy(max_attempts=2, initial_backoff=1.0),
-        is_retryable=None if policy == "not_retryable" else is_retryable,
+        is_retryable=classifiers.get(policy, is_retryable),
     )
     result = await scheduler.run()
     outcomes = sorted((result.outcomes[i] for i in range(3)), key=lambda o: o.status)

@@ -74,6 +74,7 @@ def build(
     capacity: int = 4,
     provider: sg.SimulatedProvider | None = None,
     max_attempts: int = 5,
+    retry: sg.RetryPolicy | None = None,
 ) -> sg.AsyncTaskScheduler:
     controller = sg.AdaptiveRequestAdmissionController(
         [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=8)],
@@ -92,7 +93,12 @@ def build(
         ]
     )
     return sg.AsyncTaskScheduler(
-        tracker, worker_factory(executor), capacity=capacity, sink=sink, run_id="run-7"
+        tracker,
+        worker_factory(executor),
+        capacity=capacity,
+        sink=sink,
+        run_id="run-7",
+        retry=retry,
     )
 
 
@@ -364,8 +370,17 @@ def test_close_ends_what_a_killed_run_left_open(otel: Otel) -> None:
 
 def test_a_final_failure_sets_error_type(otel: Otel) -> None:
     provider = sg.SimulatedProvider(name="sim", latency_seconds=0.1, failure_rate=1.0, seed=1)
+    # One task attempt: the model error is retryable, so the scheduler would otherwise retry
+    # the task and only its last execution would be the final failure.
     result = run_virtual(
-        build(otel.sink(), calls(1), tasks=2, provider=provider, max_attempts=2).run
+        build(
+            otel.sink(),
+            calls(1),
+            tasks=2,
+            provider=provider,
+            max_attempts=2,
+            retry=sg.RetryPolicy(max_attempts=1),
+        ).run
     )
     assert result.counts["failed"] == 2
     _, tasks, requests = by_kind(otel.spans())

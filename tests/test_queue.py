@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -155,7 +156,7 @@ def test_queue_invariants(weights: list[float], ops: list[tuple[int, bool]]) -> 
 
 def assert_heap_is_tight(q: sg.scheduling.FairTaskQueue) -> None:
     """One heap entry per group with queued tasks, in heap order (what keeps selection cheap)."""
-    heap = q._heap
+    heap = q._state.heap
     assert sorted(e[2].key for e in heap) == sorted(q.view().active_groups())
     for i in range(1, len(heap)):
         assert heap[(i - 1) // 2][:2] <= heap[i][:2]
@@ -210,9 +211,9 @@ def test_an_idle_group_owes_at_most_one_stride() -> None:
     q.enqueue([task(f"h{i}", "heavy", 0.01) for i in range(3)])  # stride 100 per task
     q.enqueue([task(f"l{i}", "light", 1.0) for i in range(50)])
     while pop(q) is not None:
-        for key, g in q._groups.items():
+        for key, g in q._state.groups.items():
             if not g.tasks:
-                assert g.pass_ - q.virtual_time <= g.stride, key
+                assert g.pass_ - q._state.vtime <= g.stride, key
 
 
 def test_view_answers_for_absent_groups_and_resources() -> None:
@@ -252,7 +253,8 @@ def test_a_new_group_joins_at_the_current_virtual_time_not_behind_it() -> None:
 
 def fairest_eligible(q: sg.scheduling.FairTaskQueue, eligible: set[str]) -> str | None:
     """Oracle: the eligible group that is due first (lowest pass; ties: first due)."""
-    due = [(g.entry[:2], k) for k, g in q._groups.items() if g.entry is not None and k in eligible]
+    groups = q._state.groups.items()
+    due = [(g.entry[:2], k) for k, g in groups if g.entry is not None and k in eligible]
     return min(due)[1] if due else None
 
 
@@ -360,3 +362,141 @@ def test_ties_go_to_the_group_that_became_due_first() -> None:
     order = "".join(pop(q).group.key for _ in range(9))  # type: ignore[union-attr]
     # after a, b, a both are due at 1.0: b got there first (at its commit), so b goes next
     assert order == "ababaabaa"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0]), min_size=1, max_size=12),
+    served=st.integers(0, 30),
+    limit=st.integers(0, 14),
+)
+def test_heads_in_fair_order_is_the_fair_order_and_bounded(
+    weights: list[float], served: int, limit: int
+) -> None:
+    """The bounded accessor lists group heads exactly in the order select_next would serve
+    them (lowest pass first, ties to the group due first), and never more than ``limit``."""
+    q = sg.scheduling.FairTaskQueue()
+    keys = [f"g{i}" for i in range(len(weights))]
+    q.enqueue([task((k, j), k, w) for j in range(4) for k, w in zip(keys, weights, strict=True)])
+    for _ in range(served):
+        pop(q)
+    view = q.view()
+    heads = list(view.heads_in_fair_order(limit))
+    due = sorted((g.entry[:2], g.tasks[0]) for g in q._state.groups.values() if g.entry is not None)
+    assert heads == [t for _, t in due][:limit]
+    if heads:
+        assert heads[0] is q.select_next().item  # type: ignore[union-attr]
+
+
+def served_counts(weights: list[float], commits: int) -> list[int]:
+    """Every group permanently backlogged; how many tasks each got in ``commits`` commits."""
+    q = sg.scheduling.FairTaskQueue()
+    specs = [sg.TaskGroupSpec(f"g{i}", w) for i, w in enumerate(weights)]
+    q.enqueue(
+        [
+            sg.SchedulableTask((i, j), None, spec)
+            for j in range(commits)
+            for i, spec in enumerate(specs)
+        ]
+    )
+    served = [0] * len(weights)
+    for _ in range(commits):
+        t = pop(q)
+        assert t is not None
+        served[t.task_id[0]] += 1
+    return served
+
+
+def assert_pairwise_fair(weights: list[float], served: list[int]) -> None:
+    """Weighted fair queuing's lag bound: no group gets more than one task ahead of any other
+    group's weighted share (n_i / w_i <= n_j / w_j + 1 / w_i), up to the one-in-a-million
+    rounding of strides."""
+    for i, (wi, ni) in enumerate(zip(weights, served, strict=True)):
+        for j, (wj, nj) in enumerate(zip(weights, served, strict=True)):
+            if i != j:
+                lhs, rhs = ni / wi, nj / wj + 1 / wi
+                assert lhs <= rhs * (1 + 1e-6), (i, j, weights, served)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    exponents=st.lists(st.floats(-6.0, 6.0), min_size=2, max_size=5),
+    extremes=st.sets(st.sampled_from([0, 1]), max_size=2),
+    commits=st.integers(1, 400),
+)
+def test_fairness_holds_for_every_accepted_weight(
+    exponents: list[float], extremes: set[int], commits: int
+) -> None:
+    """Weights anywhere in the accepted range, the bounds themselves included."""
+    weights = [min(max(10.0**e, 1e-6), 1e6) for e in exponents]
+    bounds = (sg.scheduling.MIN_GROUP_WEIGHT, sg.scheduling.MAX_GROUP_WEIGHT)
+    for k in extremes:
+        weights[k] = bounds[k]
+    assert_pairwise_fair(weights, served_counts(weights, commits))
+
+
+def ratio_after_virtual_time_moved(push: float, p: float, q: float) -> Counter[str]:
+    """A group of weight ``push`` is served alone twice (moving the virtual time by one of
+    its strides); then groups of weights ``p`` and ``q`` compete for 30 commits."""
+    queue = sg.scheduling.FairTaskQueue()
+    queue.enqueue([task(("x", i), "x", push) for i in range(2)])
+    assert pop(queue) is not None and pop(queue) is not None
+    queue.enqueue([task(("p", i), "p", p) for i in range(30)])
+    queue.enqueue([task(("q", i), "q", q) for i in range(30)])
+    return Counter(pop(queue).group.key for _ in range(30))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("weight", [1e-300, 5e-324, 1e300, 1e-7, 2e6, 1e-6, 1e6, 3.7e-5, 4.2e5])
+def test_every_accepted_weight_keeps_fairness_after_the_virtual_time_moved(
+    weight: float,
+) -> None:
+    """A weight is either refused up front, or fairness holds around it. With float virtual
+    time, a group of weight 1e-300 moved the virtual time to 1e300, where the strides of
+    groups weighted 1 and 2 vanished (1e300 + 1 == 1e300): they were then served 1:1."""
+    try:
+        sg.TaskGroupSpec("x", weight)
+        if weight > 1:
+            sg.TaskGroupSpec("p", weight / 2)
+    except sg.ConfigurationError as exc:
+        assert exc.field == "TaskGroupSpec.weight"
+        assert "1e-06 to 1e+06" in exc.fix
+        return
+    if weight < 1:  # a tiny stride pushes the virtual time far ahead of weight-1 groups
+        served = ratio_after_virtual_time_moved(weight, 1.0, 2.0)
+    else:  # a weight-1 group pushes it far ahead of huge weights' strides
+        served = ratio_after_virtual_time_moved(1.0, weight / 2, weight)
+    assert abs(served["q"] - 20) <= 1, served
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=80),
+    read_at=st.integers(0, 80),
+)
+def test_demand_kept_lazily_matches_the_queued_tasks(
+    ops: list[tuple[int, bool]], read_at: int
+) -> None:
+    """Demand is kept only once someone asks (computed from the queued tasks, then
+    maintained): from the first question on, every answer equals a recount."""
+    q = sg.scheduling.FairTaskQueue()
+    n = 0
+    for step, (g, push) in enumerate(ops):
+        if push:
+            res = {"submission": 1, "gpu": 2} if g % 2 else {"submission": 1}
+            q.enqueue([task(n, f"g{g}", 1.0 + g, **res)])
+            n += 1
+        else:
+            pop(q)
+        if step >= read_at:
+            view = q.view()
+            queued = [t for g_ in q._state.groups.values() for t in g_.tasks]
+            for res in ("submission", "gpu"):
+                groups = {t.group.key for t in queued if res in t.resources}
+                assert view.groups_with_demand(res) == len(groups)
+                assert view.demand_weight(res) == pytest.approx(
+                    sum(1.0 + int(k[1:]) for k in groups)
+                )
+                for key in [f"g{i}" for i in range(4)]:
+                    assert view.demand(key, res) == sum(
+                        t.resources.get(res, 0) for t in queued if t.group.key == key
+                    )

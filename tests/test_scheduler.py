@@ -1451,7 +1451,13 @@ async def test_downstream_drops_reported_by_any_tracker_are_recorded(
 
     result = await sg.AsyncTaskScheduler(_TwoStepTracker(), worker).run()
     assert result.outcomes == {
-        "a": sg.scheduling.TaskRunOutcome(status="failed", attempts=1, reason="ValueError: broken"),
+        "a": sg.scheduling.TaskRunOutcome(
+            status="failed",
+            attempts=1,
+            reason="ValueError: broken",
+            error_type="ValueError",
+            error="broken",
+        ),
         "b": sg.scheduling.TaskRunOutcome(status="dropped", reason="upstream 'a'"),
     }
     assert result.counts == {"succeeded": 0, "failed": 1, "dropped": 1, "cancelled": 0}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 
 import pytest
@@ -680,3 +681,45 @@ def test_check_request_accepts_up_to_the_whole_limit() -> None:
         ctl.check_request(task("too-big", submission=3))
     with pytest.raises(sg.errors.UnknownResourceError):
         ctl.check_request(task("unknown", tpu=1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=60),
+    read_at=st.integers(0, 60),
+)
+def test_group_usage_kept_lazily_matches_the_live_leases(
+    ops: list[tuple[int, bool]], read_at: int
+) -> None:
+    """Per-group usage is kept only once a policy reads it (rebuilt from the live leases,
+    then maintained): whenever it is first read, and at every step after, it equals what
+    the live leases say, and view() agrees whether or not it is kept."""
+
+    ctl = sg.TaskAdmissionController({"submission": 6, "gpu": 3})
+    view = sg.scheduling.FairTaskQueue().view()
+    held: list[sg.scheduling.TaskAdmissionLease] = []
+    n = 0
+    for step, (g, grant) in enumerate(ops):
+        if grant:
+            res = {"submission": 1, "gpu": 1} if g % 2 else {"submission": 2}
+            task = sg.SchedulableTask(n, None, sg.TaskGroupSpec(f"g{g}", 1.0 + g), res)
+            n += 1
+            lease = ctl.try_acquire(task, view)
+            if isinstance(lease, sg.scheduling.TaskAdmissionLease):
+                held.append(lease)
+        elif held:
+            assert ctl.release(held.pop(g % len(held))).released
+        expected: dict[str, collections.Counter[str]] = {}
+        for lease in held:
+            expected.setdefault(lease.item.group.key, collections.Counter()).update(lease.resources)
+        assert ctl.view().in_use_by_group == {k: dict(v) for k, v in expected.items()}
+        if step >= read_at:
+            usage = ctl.usage
+            for key in [f"g{i}" for i in range(4)]:
+                for res in ("submission", "gpu"):
+                    assert usage.group_in_use(key, res) == expected.get(key, {}).get(res, 0)
+            for res in ("submission", "gpu"):
+                holders = {k for k, c in expected.items() if c.get(res)}
+                assert set(usage.holders(res)) == holders
+                weights = sum(1.0 + int(k[1:]) for k in holders)
+                assert usage.holder_weight(res) == pytest.approx(weights)

@@ -252,8 +252,13 @@ class OpenTelemetryEventSink:
         elif kind == "worker_spawned":
             self._start_task(key, e, t)
         elif kind in TERMINAL_KINDS:
+            failed = kind == "non_retryable_dropped"
             self._end_task(
-                key, t, _TASK_STATUS[kind], e.reason if kind == "non_retryable_dropped" else None
+                key,
+                t,
+                _TASK_STATUS[kind],
+                e.reason if failed else None,
+                (e.diagnostics or {}).get("error_type") if failed else None,
             )
 
     def _start_task(self, key: Hashable, e: SchedulerEvent, t: float) -> None:
@@ -288,7 +293,14 @@ class OpenTelemetryEventSink:
     def _parent(self) -> Context:
         return self._run_context if self._run_context is not None else Context()
 
-    def _end_task(self, key: Hashable, t: float, status: str, reason: str | None) -> None:
+    def _end_task(
+        self,
+        key: Hashable,
+        t: float,
+        status: str,
+        reason: str | None,
+        error_type: object = None,
+    ) -> None:
         for rid, request in list(self._requests.items()):
             if request.task == key:  # left open: cancelled during a backoff, or never ended
                 self._end_request(rid, t, outcome="local_cancelled", incomplete=False)
@@ -299,7 +311,8 @@ class OpenTelemetryEventSink:
         span = entry[0]
         span.set_attribute("sluicegate.task.status", status)
         if status == "failed":
-            span.set_attributes(self._span_labels.of({ERROR_TYPE: _error_type(reason)}))
+            kind = error_type if isinstance(error_type, str) else _error_type(reason)
+            span.set_attributes(self._span_labels.of({ERROR_TYPE: kind}))
             span.set_status(Status(StatusCode.ERROR, reason))
         elif status == "incomplete":
             span.set_attribute("sluicegate.incomplete", True)

@@ -31,8 +31,9 @@ from ..requests.config import RequestAdmissionConfig, RequestResourceOverride
 from ..requests.executor import ModelRequestExecutor
 from ..requests.identity import ModelEndpoint
 from ..requests.provider import ModelRequest
+from ..scheduling.outcomes import SchedulerRunResult
 from ..scheduling.readiness import DagCompletionTracker
-from ..scheduling.scheduler import AsyncTaskScheduler, SchedulerRunResult
+from ..scheduling.scheduler import AsyncTaskScheduler
 from ..scheduling.task import SchedulableTask, TaskGroupSpec
 
 

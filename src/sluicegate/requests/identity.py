@@ -37,6 +37,10 @@ class ProviderModelKey(msgspec.Struct, frozen=True, gc=False, order=True):
     def __str__(self) -> str:
         return f"{self.provider}/{self.model_id}"
 
+    def resource_keys(self) -> tuple[RequestResourceKey, ...]:
+        """This endpoint's request resource in every request domain."""
+        return tuple(RequestResourceKey(self.provider, self.model_id, d) for d in REQUEST_DOMAINS)
+
 
 class RequestResourceKey(msgspec.Struct, frozen=True, gc=False, order=True):
     """What request admission keeps an AIMD limit for: an endpoint plus a request domain."""

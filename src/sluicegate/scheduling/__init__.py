@@ -5,16 +5,27 @@ from __future__ import annotations
 from .._internal.leases import ReleaseReason, ReleaseResult
 from .admission import TaskAdmissionController
 from .leases import (
+    PeerSkip,
     TaskAdmissionBlockSummary,
     TaskAdmissionDecision,
     TaskAdmissionDenied,
     TaskAdmissionLease,
     TaskAdmissionView,
 )
+from .outcomes import (
+    SchedulerInterrupted,
+    SchedulerRunResult,
+    SchedulerStalledError,
+    TaskRunOutcome,
+    TaskStatus,
+)
 from .policies import (
     BoundedBorrowPolicy,
+    EndpointKeys,
     PolicyStateDelta,
     RequestPressureAdvisoryPolicy,
+    RequestPressureFacts,
+    RequestPressureLookup,
     StrictFairPolicy,
     TaskAdmissionPolicy,
     TaskAdmissionPolicyDecision,
@@ -22,14 +33,8 @@ from .policies import (
 )
 from .queue import FairTaskQueue, QueueSelection, QueueSnapshot, QueueView
 from .readiness import CompletionTracker, DagCompletionTracker, TaskOutcome
-from .retry import RetryPolicy
-from .scheduler import (
-    AsyncTaskScheduler,
-    SchedulerRunResult,
-    SchedulerStalledError,
-    TaskRunOutcome,
-    TaskStatus,
-)
+from .retry import RetryPolicy, default_is_retryable
+from .scheduler import AsyncTaskScheduler, Worker
 from .slow_start import (
     BatchStrategy,
     FailureClassifier,
@@ -44,6 +49,9 @@ from .slow_start import (
 from .task import (
     DEFAULT_RESOURCE,
     DEFAULT_RESOURCE_REQUEST,
+    MAX_GROUP_WEIGHT,
+    MIN_GROUP_WEIGHT,
+    PayloadT,
     SchedulableTask,
     SchedulerResourceKey,
     SchedulerResourceRequest,
@@ -53,13 +61,18 @@ from .task import (
 __all__ = [
     "DEFAULT_RESOURCE",
     "DEFAULT_RESOURCE_REQUEST",
+    "MAX_GROUP_WEIGHT",
+    "MIN_GROUP_WEIGHT",
     "AsyncTaskScheduler",
     "BatchStrategy",
     "BoundedBorrowPolicy",
     "CompletionTracker",
     "DagCompletionTracker",
+    "EndpointKeys",
     "FailureClassifier",
     "FairTaskQueue",
+    "PayloadT",
+    "PeerSkip",
     "PolicyStateDelta",
     "QueueSelection",
     "QueueSnapshot",
@@ -67,8 +80,11 @@ __all__ = [
     "ReleaseReason",
     "ReleaseResult",
     "RequestPressureAdvisoryPolicy",
+    "RequestPressureFacts",
+    "RequestPressureLookup",
     "RetryPolicy",
     "SchedulableTask",
+    "SchedulerInterrupted",
     "SchedulerResourceKey",
     "SchedulerResourceRequest",
     "SchedulerRunResult",
@@ -92,6 +108,8 @@ __all__ = [
     "TaskOutcome",
     "TaskRunOutcome",
     "TaskStatus",
+    "Worker",
     "classify_failure",
+    "default_is_retryable",
     "slow_start",
 ]

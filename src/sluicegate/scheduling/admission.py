@@ -14,13 +14,17 @@ import itertools
 import os
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
-from .._internal.checks import describe
+import trio
+
+from .._internal.checks import describe, did_you_mean, is_number
 from .._internal.clock import now as _now
 from .._internal.leases import ReleaseResult
 from ..errors import ConfigurationError, UnknownResourceError
+from .group_usage import GroupUsageBook
 from .leases import (
+    DENIAL_REASONS,
     TaskAdmissionBlockSummary,
     TaskAdmissionDecision,
     TaskAdmissionDenied,
@@ -30,6 +34,7 @@ from .leases import (
 from .policies.base import (
     PolicyStateDelta,
     TaskAdmissionPolicy,
+    TaskAdmissionPolicyDecision,
     TaskAdmissionUsage,
 )
 from .policies.strict import StrictFairPolicy
@@ -37,6 +42,12 @@ from .queue import QueueView
 from .task import DEFAULT_RESOURCE, SchedulableTask
 
 _generations = itertools.count(os.getpid() << 20)
+
+
+_current_time = trio.current_time
+
+
+_REASONS: frozenset[object] = frozenset((None, *DENIAL_REASONS))
 
 
 def _check_is_policy(policy: object) -> None:
@@ -51,18 +62,49 @@ def _check_is_policy(policy: object) -> None:
 
 
 def _validate_limits(limits: Mapping[str, int], field: str) -> dict[str, int]:
+    if not isinstance(limits, Mapping):
+        raise ConfigurationError(
+            field,
+            f"got {describe(limits)}, not a mapping",
+            "map resource names to capacities, e.g. {'submission': 64}",
+        )
     if not limits:
         raise ConfigurationError(field, "no resources declared", "declare at least one resource")
     out: dict[str, int] = {}
     for key, value in limits.items():
         if not isinstance(key, str) or not key:
-            raise ConfigurationError(field, f"resource name {key!r}", "use a non-empty string")
+            raise ConfigurationError(
+                field, f"resource name {describe(key)}", "use a non-empty string"
+            )
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigurationError(
-                f"{field}[{key!r}]", f"capacity {value!r}", "use a positive integer"
+                f"{field}[{key!r}]", f"capacity {describe(value)}", "use a positive integer"
             )
         out[key] = value
     return out
+
+
+def _reject_decision(policy: TaskAdmissionPolicy, decision: object) -> NoReturn:
+    """Raise the ConfigurationError for a policy decision of the wrong shape."""
+    field = f"{policy.name}.evaluate"
+    if not isinstance(decision, TaskAdmissionPolicyDecision):
+        raise ConfigurationError(
+            field,
+            f"returned {describe(decision)}",
+            "return a TaskAdmissionPolicyDecision (allow(), deny(reason, ...), skip_for(...))",
+        )
+    if decision.reason not in _REASONS:
+        raise ConfigurationError(
+            field,
+            f"denied with reason {describe(decision.reason)}"
+            + did_you_mean(str(decision.reason), DENIAL_REASONS),
+            f"use one of {', '.join(DENIAL_REASONS)} (or leave it None: policy_denied)",
+        )
+    raise ConfigurationError(
+        field,
+        f"returned available_after={describe(decision.available_after)}",
+        "use an absolute time on the trio clock (usage.now + delay), or None",
+    )
 
 
 class TaskAdmissionController:
@@ -70,7 +112,9 @@ class TaskAdmissionController:
 
     ``limits`` maps resource names to capacities; the default is one resource,
     ``"submission"``, of ``capacity`` units. All calls are synchronous and never yield to
-    the event loop, so a decision and its state change happen in one step.
+    the event loop, so a decision and its state change happen in one step; the calls that
+    change state are KI-protected (like trio's own primitives), so a Ctrl-C cannot land
+    half-way through a grant or a release.
     ``release`` never raises and a duplicate release never adds capacity.
     """
 
@@ -82,13 +126,17 @@ class TaskAdmissionController:
         policy: TaskAdmissionPolicy | None = None,
     ) -> None:
         if limits is None:
+            if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0:
+                raise ConfigurationError(
+                    "TaskAdmissionController.capacity",
+                    f"got {describe(capacity)}",
+                    "use a positive integer (tasks running at once)",
+                )
             limits = {DEFAULT_RESOURCE: capacity}
         self._limits = _validate_limits(limits, "TaskAdmissionController.limits")
         self._in_use: dict[str, int] = dict.fromkeys(self._limits, 0)
-        self._group_use: dict[str, dict[str, int]] = {}
-        self._holders: dict[str, dict[str, float]] = {k: {} for k in self._limits}
-        self._holder_weight: dict[str, float] = dict.fromkeys(self._limits, 0.0)
         self._leases: dict[int, TaskAdmissionLease] = {}
+        self._groups = GroupUsageBook(self._leases, self._limits)
         self._next_id = 1
         self.generation = next(_generations)
         self._policy_state: dict[str, int] = {}
@@ -102,7 +150,12 @@ class TaskAdmissionController:
         """Bumped by every :meth:`reconfigure` (lets callers cache checks against limits)."""
         self._memo: tuple[SchedulableTask | None, int, int] = (None, -1, -1)
         self.policy: TaskAdmissionPolicy = policy if policy is not None else StrictFairPolicy()
-        self._usage = TaskAdmissionUsage(self)
+        self._usage = TaskAdmissionUsage(
+            self._limits,
+            self._in_use,
+            self._groups,
+            self._policy_state,
+        )
         self._check_policy(self.policy)
 
     def _check_policy(self, policy: TaskAdmissionPolicy) -> None:
@@ -154,7 +207,11 @@ class TaskAdmissionController:
                 raise UnknownResourceError(f"task {item.task_id!r}.resources", res, sorted(limits))
             if in_use[res] + units > limit:
                 return False
-        if self.policy.evaluate(item, view, self._usage).allowed:
+        try:
+            allowed = self.policy.evaluate(item, view, self._usage).allowed
+        except AttributeError:
+            _reject_decision(self.policy, self.policy.evaluate(item, view, self._usage))
+        if allowed:
             # try_acquire right after (same step, nothing changed) need not evaluate again
             self._memo = (item, view.sequence_version, self._mutations)
             return True
@@ -168,16 +225,25 @@ class TaskAdmissionController:
         if denied is not None:
             return denied
         decision = self.policy.evaluate(item, view, self._usage)
+        if not isinstance(decision, TaskAdmissionPolicyDecision):
+            _reject_decision(self.policy, decision)
         if decision.allowed:
             return None
+        hint = decision.available_after
+        if decision.reason not in _REASONS or not (
+            hint is None or (is_number(hint) and hint == hint)  # a number, not NaN
+        ):
+            _reject_decision(self.policy, decision)
         return TaskAdmissionDenied(
             item=item,
             reason=decision.reason or "policy_denied",
             resource=decision.resource,
             available_after=decision.available_after,
             detail=decision.detail,
+            skip=decision.skip,
         )
 
+    @trio.lowlevel.enable_ki_protection
     def try_acquire(self, item: SchedulableTask, view: QueueView) -> TaskAdmissionDecision:
         """Grant a lease for ``item`` or say why not. Never blocks, never raises on denial.
 
@@ -196,25 +262,40 @@ class TaskAdmissionController:
         lease_id = self._next_id
         self._next_id = lease_id + 1
         resources = item.resources
-        lease = TaskAdmissionLease(lease_id, item, resources, _now(), self.generation)
+        try:  # inline rather than _now(): this runs once per task
+            acquired_at = _current_time()
+        except RuntimeError:  # outside trio.run (a script or a notebook)
+            acquired_at = _now()
+        lease = TaskAdmissionLease(lease_id, item, resources, acquired_at, self.generation)
         self._leases[lease_id] = lease
         self._acquired += 1
         in_use = self._in_use
-        key = item.group.key
-        group_use = self._group_use.get(key)
-        if group_use is None:
-            group_use = self._group_use[key] = {}
         limits = self._limits
-        for res, units in resources.items():
-            used = in_use[res]
-            in_use[res] = used + units
-            if used < limits[res] <= used + units:
-                self._free -= 1
-            before = group_use.get(res, 0)
-            group_use[res] = before + units
-            if before == 0:
-                self._holders[res][key] = item.group.weight
-                self._holder_weight[res] += item.group.weight
+        groups = self._groups
+        if not groups.tracking:
+            for res, units in resources.items():
+                used = in_use[res]
+                in_use[res] = used + units
+                if used < limits[res] <= used + units:
+                    self._free -= 1
+        else:
+            # GroupUsageBook.add, inlined into the same walk of the request: this is the
+            # per-task path of every policy that reads group usage.
+            group = item.group
+            key = group.key
+            use = groups.by_group.get(key)
+            if use is None:
+                use = groups.by_group[key] = {}
+            for res, units in resources.items():
+                used = in_use[res]
+                in_use[res] = used + units
+                if used < limits[res] <= used + units:
+                    self._free -= 1
+                before = use.get(res, 0)
+                use[res] = before + units
+                if before == 0:
+                    groups.holders[res][key] = group.weight
+                    groups.holder_weight[res] += group.weight
         try:
             delta = self.policy.on_acquire(lease, self._usage)
         except BaseException:
@@ -227,6 +308,7 @@ class TaskAdmissionController:
             self._apply(delta)
         return lease
 
+    @trio.lowlevel.enable_ki_protection
     def release(self, lease: TaskAdmissionLease) -> ReleaseResult:
         """Return ``lease``'s resources. Never raises; problems are diagnosed in the result."""
         try:
@@ -264,21 +346,33 @@ class TaskAdmissionController:
         self._mutations += 1
         in_use = self._in_use
         limits = self._limits
+        groups = self._groups
+        if not groups.tracking:
+            for res, units in held.resources.items():
+                used = in_use[res]
+                in_use[res] = used - units
+                if used - units < limits[res] <= used:
+                    self._free += 1
+            return
+        # GroupUsageBook.remove, inlined into the same walk (see try_acquire).
         key = held.item.group.key
-        group_use = self._group_use[key]
+        use = groups.by_group[key]
         for res, units in held.resources.items():
             used = in_use[res]
             in_use[res] = used - units
             if used - units < limits[res] <= used:
                 self._free += 1
-            left = group_use[res] - units
+            left = use[res] - units
             if left:
-                group_use[res] = left
+                use[res] = left
             else:
-                del group_use[res]
-                self._holder_weight[res] -= self._holders[res].pop(key)
-        if not group_use:
-            del self._group_use[key]
+                del use[res]
+                holders = groups.holders[res]
+                weight = holders.pop(key)
+                # Exactly 0.0 once nobody holds it: float sums must not keep a residue.
+                groups.holder_weight[res] = groups.holder_weight[res] - weight if holders else 0.0
+        if not use:
+            del groups.by_group[key]
 
     def _diagnose(self, lease_id: int, reason: Any, generation: int | None) -> ReleaseResult:
         self._diagnostics[reason] += 1
@@ -324,7 +418,7 @@ class TaskAdmissionController:
             limits=dict(self._limits),
             in_use=dict(self._in_use),
             active_leases=len(self._leases),
-            in_use_by_group={k: dict(v) for k, v in self._group_use.items()},
+            in_use_by_group=self._groups.copy_by_group(),
             policy_state=dict(self._policy_state),
             acquired_total=self._acquired,
             released_total=self._released,
@@ -363,6 +457,7 @@ class TaskAdmissionController:
             available_after=earliest,
         )
 
+    @trio.lowlevel.enable_ki_protection
     def reconfigure(
         self, limits: Mapping[str, int], *, policy: TaskAdmissionPolicy | None = None
     ) -> None:
@@ -378,11 +473,11 @@ class TaskAdmissionController:
         new_limits = _validate_limits(merged, "TaskAdmissionController.reconfigure.limits")
         if policy is not None:
             self._check_policy_with(policy, new_limits)
-        self._limits = new_limits
+        # In place: the usage view handed to policies reads these very dictionaries.
+        self._limits.update(new_limits)
         for key in new_limits:
             self._in_use.setdefault(key, 0)
-            self._holders.setdefault(key, {})
-            self._holder_weight.setdefault(key, 0.0)
+            self._groups.add_resource(key)
         if policy is not None:
             self.policy = policy
         self._free = sum(1 for k, v in new_limits.items() if self._in_use[k] < v)
@@ -395,6 +490,7 @@ class TaskAdmissionController:
         if check is not None:
             check(limits)
 
+    @trio.lowlevel.enable_ki_protection
     def begin_shutdown(self) -> None:
         """Deny every new admission with reason ``shutdown``; held leases stay valid."""
         self._shutting_down = True

@@ -11,11 +11,11 @@ import heapq
 import itertools
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Final, Generic, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from .._internal.checks import describe, is_number
+from .._internal.checks import describe, did_you_mean, is_number
 from .._internal.clock import now as _now
 from ..errors import (
     ConfigurationError,
@@ -27,6 +27,7 @@ from ..errors import (
 from .task import (
     DEFAULT_GROUP,
     DEFAULT_RESOURCE_REQUEST,
+    PayloadT,
     SchedulableTask,
     SchedulerResourceRequest,
     TaskGroupSpec,
@@ -36,31 +37,53 @@ from .task import (
 OutcomeKind = Literal["success", "retry", "drop"]
 
 
+OUTCOME_KINDS: Final[tuple[OutcomeKind, ...]] = ("success", "retry", "drop")
+
+
 class TaskOutcome(msgspec.Struct, frozen=True, gc=False):
     """How an attempt ended, as far as readiness cares.
 
     ``success`` releases dependents; ``retry`` makes the task ready again after
-    ``delay`` seconds; ``drop`` removes the task and everything downstream of it.
+    ``delay`` seconds; ``drop`` removes the task and everything downstream of it. Checked at
+    construction (an unknown ``kind`` would otherwise read as a drop).
     """
 
     kind: OutcomeKind
     delay: float = 0.0
     reason: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.kind not in OUTCOME_KINDS:
+            raise ConfigurationError(
+                "TaskOutcome.kind",
+                f"got {describe(self.kind)}" + did_you_mean(str(self.kind), OUTCOME_KINDS),
+                "use TaskOutcome.success(), TaskOutcome.retry(delay) or TaskOutcome.drop(reason)",
+            )
+        delay = self.delay
+        if not (is_number(delay) and 0 <= delay < math.inf):
+            raise ConfigurationError(
+                "TaskOutcome.delay",
+                f"got {describe(delay)}",
+                "use a finite number of seconds >= 0",
+            )
+        if self.reason is not None and not isinstance(self.reason, str):
+            raise ConfigurationError(
+                "TaskOutcome.reason", f"got {describe(self.reason)}", "use a string or None"
+            )
+
     @classmethod
     def success(cls) -> TaskOutcome:
+        """The attempt succeeded."""
         return _SUCCESS
 
     @classmethod
     def retry(cls, delay: float = 0.0, reason: str | None = None) -> TaskOutcome:
-        if not (is_number(delay) and 0 <= delay < math.inf):
-            raise ConfigurationError(
-                "TaskOutcome.delay", f"got {delay!r}", "use a finite number of seconds >= 0"
-            )
+        """Run the task again after ``delay`` seconds (counts as an attempt)."""
         return cls("retry", delay, reason)
 
     @classmethod
     def drop(cls, reason: str | None = None) -> TaskOutcome:
+        """The task failed for good; drop it and everything downstream."""
         return cls("drop", 0.0, reason)
 
 
@@ -68,19 +91,21 @@ _SUCCESS: Final = TaskOutcome("success")
 
 
 @runtime_checkable
-class CompletionTracker(Protocol):
-    """Owns readiness for one run.
+class CompletionTracker(Protocol[PayloadT]):
+    """Owns readiness for one run (generic in the tasks' payload type).
 
     ``ready_frontier`` returns tasks whose dependencies are complete and that have not yet
     been accepted by the queue; ``mark_enqueued`` records that acceptance. ``mark_complete``
     returns the ids of tasks dropped as a consequence (downstream of a dropped task).
     """
 
-    def ready_frontier(self) -> Sequence[SchedulableTask]: ...
+    def ready_frontier(self) -> Sequence[SchedulableTask[PayloadT]]: ...
 
     def mark_enqueued(self, task_ids: Iterable[Hashable]) -> None: ...
 
-    def mark_complete(self, task: SchedulableTask, outcome: TaskOutcome) -> Sequence[Hashable]: ...
+    def mark_complete(
+        self, task: SchedulableTask[PayloadT], outcome: TaskOutcome
+    ) -> Sequence[Hashable]: ...
 
     @property
     def is_finished(self) -> bool: ...
@@ -109,8 +134,11 @@ _DONE: Final = 4
 _DROPPED: Final = 5
 
 
-class DagCompletionTracker:
+class DagCompletionTracker(Generic[PayloadT]):
     """A generic task DAG: tasks with dependencies, groups and resource requests.
+
+    ``DagCompletionTracker[Row]()`` holds tasks whose payload is a ``Row`` (for type checkers;
+    unannotated, the payload type is ``Any``).
 
     Build it incrementally with :meth:`add` (dependencies may be added in any order) and
     :meth:`seal` it, or in one go with :meth:`from_tasks`. Sealing rejects unknown
@@ -122,7 +150,7 @@ class DagCompletionTracker:
     """
 
     def __init__(self) -> None:
-        self._tasks: dict[Hashable, SchedulableTask] = {}
+        self._tasks: dict[Hashable, SchedulableTask[PayloadT]] = {}
         self._deps: dict[Hashable, tuple[Hashable, ...]] = {}
         self._dependents: dict[Hashable, list[Hashable]] = {}
         self._unmet: dict[Hashable, int] = {}
@@ -142,21 +170,63 @@ class DagCompletionTracker:
     def add(
         self,
         task_id: Hashable,
-        payload: Any = None,
+        payload: PayloadT = None,  # type: ignore[assignment]  # None only if PayloadT allows
         *,
         depends_on: Iterable[Hashable] = (),
-        group: TaskGroupSpec | str = DEFAULT_GROUP,
-        weight: float = 1.0,
+        group: TaskGroupSpec | str | None = None,
+        weight: float | None = None,
         resources: SchedulerResourceRequest = DEFAULT_RESOURCE_REQUEST,
-    ) -> SchedulableTask:
-        """Add one task; ``group`` is a :class:`TaskGroupSpec` or a group key with ``weight``."""
-        spec = group if isinstance(group, TaskGroupSpec) else TaskGroupSpec(group, weight)
-        task = SchedulableTask(task_id, payload, spec, resources)
+    ) -> SchedulableTask[PayloadT]:
+        """Add one task.
+
+        ``group`` is a :class:`TaskGroupSpec`, or a group key with an optional ``weight``
+        (default 1.0); without ``group`` the task is in the ``"default"`` group of weight 1.
+        A ``weight`` beside a ``TaskGroupSpec`` (which has its own) or without a ``group`` is
+        a :class:`~sluicegate.ConfigurationError`: it would otherwise be silently ignored.
+        """
+        spec = self._group_spec(task_id, group, weight)
+        task: SchedulableTask[PayloadT] = SchedulableTask(task_id, payload, spec, resources)
         self.add_task(task, depends_on)
         return task
 
-    def add_task(self, task: SchedulableTask, depends_on: Iterable[Hashable] = ()) -> None:
+    @staticmethod
+    def _group_spec(
+        task_id: Hashable, group: TaskGroupSpec | str | None, weight: float | None
+    ) -> TaskGroupSpec:
+        if group is None:
+            if weight is not None:
+                raise ConfigurationError(
+                    f"task {task_id!r}.weight",
+                    f"weight {describe(weight)} given without a group",
+                    "name the group it weighs: add(..., group='name', weight=...)",
+                )
+            return DEFAULT_GROUP
+        if isinstance(group, TaskGroupSpec):
+            if weight is not None:
+                raise ConfigurationError(
+                    f"task {task_id!r}.weight",
+                    f"weight {describe(weight)} given beside {group!r}, which has its own",
+                    "set the weight in the TaskGroupSpec, or pass the group's key instead",
+                )
+            return group
+        if not isinstance(group, str):
+            raise ConfigurationError(
+                f"task {task_id!r}.group",
+                f"got {describe(group)}",
+                "pass a group key (a non-empty string) or a TaskGroupSpec",
+            )
+        return TaskGroupSpec(group, 1.0 if weight is None else weight)
+
+    def add_task(
+        self, task: SchedulableTask[PayloadT], depends_on: Iterable[Hashable] = ()
+    ) -> None:
         """Add a prepared :class:`SchedulableTask` with its dependencies."""
+        if not isinstance(task, SchedulableTask):
+            raise ConfigurationError(
+                "DagCompletionTracker.add_task.task",
+                f"got {describe(task)}",
+                "pass a SchedulableTask, or use add(task_id, payload, ...)",
+            )
         task_id = task.task_id
         try:
             known = task_id in self._tasks
@@ -199,10 +269,13 @@ class DagCompletionTracker:
 
     @classmethod
     def from_tasks(
-        cls, tasks: Iterable[SchedulableTask | tuple[SchedulableTask, Iterable[Hashable]]]
-    ) -> DagCompletionTracker:
+        cls,
+        tasks: Iterable[
+            SchedulableTask[PayloadT] | tuple[SchedulableTask[PayloadT], Iterable[Hashable]]
+        ],
+    ) -> DagCompletionTracker[PayloadT]:
         """Build and seal a tracker from tasks or ``(task, depends_on)`` pairs."""
-        tracker = cls()
+        tracker: DagCompletionTracker[PayloadT] = cls()
         for entry in tasks:
             if isinstance(entry, SchedulableTask):
                 tracker.add_task(entry)
@@ -276,7 +349,7 @@ class DagCompletionTracker:
 
     # -- CompletionTracker ----------------------------------------------------------------
 
-    def ready_frontier(self) -> list[SchedulableTask]:
+    def ready_frontier(self) -> list[SchedulableTask[PayloadT]]:
         """Ready tasks not yet accepted by the queue, in the order they became ready."""
         if not self._sealed:
             self.seal()
@@ -294,7 +367,9 @@ class DagCompletionTracker:
             elif state.get(task_id) != _ENQUEUED:
                 raise TaskStateError(task_id, "marked enqueued but it is not ready")
 
-    def mark_complete(self, task: SchedulableTask, outcome: TaskOutcome) -> list[Hashable]:
+    def mark_complete(
+        self, task: SchedulableTask[PayloadT], outcome: TaskOutcome
+    ) -> list[Hashable]:
         """Record a terminal or retry outcome of an enqueued task.
 
         Returns the ids dropped as a consequence (empty unless ``outcome`` is a drop).
@@ -378,7 +453,7 @@ class DagCompletionTracker:
         return len(self._tasks)
 
     @property
-    def tasks(self) -> Mapping[Hashable, SchedulableTask]:
+    def tasks(self) -> Mapping[Hashable, SchedulableTask[PayloadT]]:
         return self._tasks
 
     def dependencies(self, task_id: Hashable) -> tuple[Hashable, ...]:

@@ -12,37 +12,37 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable, Mapping
-from typing import Any, Final, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, Generic
 
-import msgspec
 import trio
 
 from .._internal.checks import describe, is_number
-from ..errors import ConfigurationError, RetryableTaskError, SchedulerClosedError, SluicegateError
-from ..events.correlation import RuntimeCorrelation, set_correlation
+from ..errors import ConfigurationError, SchedulerClosedError
 from ..events.emitter import EventEmitter
 from ..events.sinks import EventSink
 from .admission import TaskAdmissionController
+from .dispatch import Dispatcher
 from .leases import (
-    TaskAdmissionBlockSummary,
-    TaskAdmissionDenied,
     TaskAdmissionLease,
-    TaskAdmissionView,
+)
+from .outcomes import (
+    TASK_STATUSES,
+    SchedulerInterrupted,
+    SchedulerRunResult,
+    SchedulerStalledError,
 )
 from .policies.base import TaskAdmissionPolicy
-from .queue import FairTaskQueue, QueueView
-from .readiness import CompletionTracker, TaskOutcome
-from .retry import RetryPolicy
-from .task import SchedulableTask
+from .queue import FairTaskQueue
+from .readiness import CompletionTracker
+from .retry import RetryPolicy, default_is_retryable
+from .task import PayloadT, SchedulableTask
+from .terminal import TaskTerminal
 
-TaskStatus = Literal["succeeded", "failed", "dropped", "cancelled"]
-
-
-TASK_STATUSES: Final[tuple[TaskStatus, ...]] = ("succeeded", "failed", "dropped", "cancelled")
+Worker = Callable[[SchedulableTask[PayloadT]], Awaitable[object]]
 
 
-Worker = Callable[[SchedulableTask], Awaitable[Any]]
+"""An async function run once per attempt of a task: ``await worker(task)``."""
 
 
 _MIN_REPOLL: Final = 0.001  # seconds; floor for re-polling a policy's past available_after
@@ -55,33 +55,56 @@ _PAST_HINT_STALL_SECONDS: Final = 5.0
 has already passed before the run fails with :class:`SchedulerStalledError`."""
 
 
-class TaskRunOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The terminal state of one task in a run."""
-
-    status: TaskStatus
-    attempts: int = 0
-    reason: str | None = None
-
-
-class SchedulerRunResult(msgspec.Struct, frozen=True, kw_only=True):
-    """What a run did: per-task outcomes, counts, final admission facts, event count."""
-
-    outcomes: dict[Any, TaskRunOutcome]
-    counts: dict[str, int]
-    admission: TaskAdmissionView
-    event_count: int
-    started_at: float
-    finished_at: float
-    shutdown_requested: bool = False
-    sink_errors: int = 0
-
-    @property
-    def elapsed(self) -> float:
-        return self.finished_at - self.started_at
-
-
-class SchedulerStalledError(SluicegateError, RuntimeError):
-    """The tracker is not finished but nothing is running, queued or scheduled to become ready."""
+def _check_options(
+    admission: object,
+    capacity: object,
+    queue: object,
+    sink: object,
+    retry: object,
+    is_retryable: object,
+    run_id: object,
+) -> None:
+    """Reject a scheduler option of the wrong kind at construction, naming it."""
+    field = "AsyncTaskScheduler"
+    if admission is not None and capacity is not None:
+        raise ConfigurationError(
+            f"{field}.capacity",
+            "given together with admission=, whose limits would silently win",
+            "set the capacity on the TaskAdmissionController (limits= or capacity=), "
+            "or drop admission=",
+        )
+    if capacity is not None and (
+        not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0
+    ):
+        raise ConfigurationError(
+            f"{field}.capacity", f"got {describe(capacity)}", "use a positive integer"
+        )
+    wrong = [
+        (name, value, kind, fix)
+        for name, value, kind, fix in (
+            ("admission", admission, TaskAdmissionController, "a TaskAdmissionController"),
+            ("queue", queue, FairTaskQueue, "a FairTaskQueue"),
+            ("retry", retry, RetryPolicy, "a RetryPolicy, e.g. RetryPolicy(max_attempts=3)"),
+        )
+        if value is not None and not isinstance(value, kind)
+    ]
+    if wrong:
+        name, value, _, fix = wrong[0]
+        raise ConfigurationError(f"{field}.{name}", f"got {describe(value)}", f"pass {fix}")
+    if sink is not None and not callable(getattr(sink, "emit", None)):
+        raise ConfigurationError(
+            f"{field}.sink",
+            f"{describe(sink)} has no emit(event) method",
+            "pass an event sink such as InMemoryEventSink() or JsonLinesEventSink(path)",
+        )
+    if is_retryable is not None and not callable(is_retryable):
+        raise ConfigurationError(
+            f"{field}.is_retryable",
+            f"{describe(is_retryable)} is not callable",
+            "pass a function exception -> bool, or None for default_is_retryable",
+        )
+    if run_id is not None and not isinstance(run_id, str):
+        raise ConfigurationError(f"{field}.run_id", f"got {describe(run_id)}", "use a string")
 
 
 class _Dispatch:
@@ -95,7 +118,7 @@ class _Dispatch:
         self.parked = False
 
 
-class AsyncTaskScheduler:
+class AsyncTaskScheduler(Generic[PayloadT]):
     """Runs every task of a :class:`CompletionTracker` through queue and task admission.
 
     - ``worker(task)`` is awaited once per attempt. Returning normally is success (a
@@ -109,12 +132,21 @@ class AsyncTaskScheduler:
     - Events (scheduler stream) go to ``sink``; with no sink none is built.
     - ``capacity`` (default 64) sizes the default task admission (resource ``submission``);
       pass ``admission=`` instead for several resources or another policy, not both.
+
+    Generic in the payload type: ``AsyncTaskScheduler(tracker, worker)`` with a
+    ``DagCompletionTracker[Row]`` checks (statically) that ``worker`` takes
+    ``SchedulableTask[Row]``.
+
+    The module is split by concern: this class owns control (``shutdown``, ``notify``,
+    ``reconfigure``), the run and its dispatch loop, and each worker's lease;
+    :class:`~.terminal.TaskTerminal` owns what an attempt's ending means (retry, drop,
+    outcome); :mod:`.outcomes` holds the result types.
     """
 
     def __init__(
         self,
-        tracker: CompletionTracker,
-        worker: Worker,
+        tracker: CompletionTracker[PayloadT],
+        worker: Worker[PayloadT],
         *,
         admission: TaskAdmissionController | None = None,
         capacity: int | None = None,
@@ -139,13 +171,7 @@ class AsyncTaskScheduler:
             )
         self.tracker = tracker
         self.worker = worker
-        if admission is not None and capacity is not None:
-            raise ConfigurationError(
-                "AsyncTaskScheduler.capacity",
-                "given together with admission=, whose limits would silently win",
-                "set the capacity on the TaskAdmissionController (limits= or capacity=), "
-                "or drop admission=",
-            )
+        _check_options(admission, capacity, queue, sink, retry, is_retryable, run_id)
         self.admission = (
             admission
             if admission is not None
@@ -154,16 +180,26 @@ class AsyncTaskScheduler:
         self.queue = queue if queue is not None else FairTaskQueue()
         self.events = EventEmitter(sink)
         self.retry = retry if retry is not None else RetryPolicy()
-        self.is_retryable = is_retryable or _default_retryable
+        self.is_retryable = is_retryable or default_is_retryable
         self.run_id = run_id
-        self._outcomes: dict[Hashable, TaskRunOutcome] = {}
-        self._attempts: dict[Hashable, int] = {}
-        self._running = 0
+        self._terminal = TaskTerminal(tracker, self.retry, self.is_retryable, self.events)
+        self._outcomes = self._terminal.outcomes
+        self._dispatcher = Dispatcher(
+            tracker=tracker,
+            queue=self.queue,
+            admission=self.admission,
+            events=self.events,
+            terminal=self._terminal,
+            worker=worker,
+            run_id=run_id,
+            spawn=self._spawn,
+            notify=self._notify,
+            abort=self._abort,
+        )
         self._wake = _Dispatch()
         self._nursery: trio.Nursery | None = None
         self._state = "new"
         self._ran = False
-        self._checked_requests: dict[int, tuple[int, object]] = {}
         self._queue_was_empty = True
         self._shutdown_deadline: float | None = None
         self._shutdown_grace: float | None = None
@@ -193,6 +229,7 @@ class AsyncTaskScheduler:
             return
         started = self._state != "new"
         self._state = "shutting_down"
+        self._terminal.shutting_down = True
         self.admission.begin_shutdown()
         self._shutdown_grace = grace_period
         if started and grace_period is not None:
@@ -240,7 +277,7 @@ class AsyncTaskScheduler:
     @property
     def running(self) -> int:
         """Number of workers currently holding a lease."""
-        return self._running
+        return self._dispatcher.running
 
     def _notify(self) -> None:
         wake = self._wake
@@ -255,7 +292,11 @@ class AsyncTaskScheduler:
         """Run until the tracker is finished or a shutdown completes.
 
         Cancelling the caller's scope cancels every worker; leases are still released and
-        ``trio.Cancelled`` propagates.
+        ``trio.Cancelled`` propagates. An error raised by the dispatch loop (a tracker, a
+        policy, a sink) surfaces as itself, not inside an exception group, once every worker
+        has released its lease. A ``KeyboardInterrupt`` (Ctrl-C), wherever it lands, winds
+        the run down the same way and then raises :class:`SchedulerInterrupted`, which
+        carries the partial result and says in one line what was interrupted.
         """
         if self._ran:
             raise SchedulerClosedError("this scheduler already ran; create a new one per run")
@@ -266,60 +307,79 @@ class AsyncTaskScheduler:
         if self._state == "shutting_down" and self._shutdown_grace is not None:
             # shutdown() before run(): the grace period starts now, on the run's clock.
             self._shutdown_deadline = self._started_at + self._shutdown_grace
-        fatal: Exception | None = None
-        em = self.events
-        if em.enabled:
-            em.scheduler(
-                "scheduler_job_started",
-                diagnostics={
-                    "run_id": self.run_id,
-                    "limits": dict(self.admission.limits),
-                    "policy": self.admission.policy.name,
-                },
-            )
+        fatal: BaseException | None = None
         try:
+            if self.events.enabled:
+                self.events.scheduler(
+                    "scheduler_job_started",
+                    diagnostics={
+                        "run_id": self.run_id,
+                        "limits": dict(self.admission.limits),
+                        "policy": self.admission.policy.name,
+                    },
+                )
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
                     await self._dispatch_loop(nursery)
-                except Exception as exc:
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:
                     # Surface the error itself (not wrapped in an ExceptionGroup) once
                     # every running worker has been cancelled and has released its lease.
                     fatal = exc
                     nursery.cancel_scope.cancel()
-        except BaseException as exc:
-            if em.enabled:  # the run ends here too: say so, so observers can close it
-                reason = type(exc).__name__
-                if isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None:
-                    reason = "Cancelled"  # the run's nursery wraps its workers' Cancelled
-                em.scheduler("scheduler_job_completed", reason=reason)
+        except BaseExceptionGroup as group:
+            # What workers let out: only BaseExceptions that are not Exceptions (a
+            # KeyboardInterrupt, SystemExit, ...) get past a worker's own handling.
+            fatal = _what_workers_raised(group)
+            if fatal is None:
+                self._emit_ended(group)
+                raise
+        except BaseException as exc:  # the caller's scope was cancelled: say the run ended
+            self._emit_ended(exc)
             raise
         finally:
             self._nursery = None
-            for task in self.queue.drain():
-                attempts = self._attempts.get(task.task_id, 0)
-                self._outcomes[task.task_id] = TaskRunOutcome(
-                    status="cancelled",
-                    attempts=attempts,
-                    reason="awaiting_retry" if attempts else "not_started",
-                )
+            self._terminal.not_run(task.task_id for task in self.queue.drain())
         if fatal is None:
             fatal = self._fatal
         if fatal is not None:
-            self._state = "finished"
-            if em.enabled:
-                em.scheduler("scheduler_job_completed", reason=type(fatal).__name__)
-            raise fatal
+            if not _is_interrupt(fatal):
+                self._state = "finished"
+                self._emit_ended(fatal)
+                raise fatal
+            interrupted = SchedulerInterrupted(self._result(interrupted=True), fatal)
+            interrupted.__context__ = fatal  # the full trace, for --debug and the like
+            raise interrupted from None
+        return self._result(interrupted=False)
+
+    def _emit_ended(self, exc: BaseException) -> None:
+        """``scheduler_job_completed`` for a run that ends by raising, so observers close it."""
+        if not self.events.enabled:
+            return
+        reason = type(exc).__name__
+        if isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None:
+            reason = "Cancelled"  # the run's nursery wraps its workers' Cancelled
+        self.events.scheduler("scheduler_job_completed", reason=reason)
+
+    def _result(self, *, interrupted: bool) -> SchedulerRunResult:
+        """Close the run: give every task an outcome and build the result."""
         shutdown = self._state == "shutting_down"
         self._state = "finished"
-        self._mark_unstarted()
+        self._terminal.mark_unstarted()
         counts = Counter(o.status for o in self._outcomes.values())
         finished_at = trio.current_time()
+        em = self.events
         if em.enabled:
             em.scheduler("queue_drained")
             em.scheduler(
                 "scheduler_job_completed",
-                diagnostics={"counts": dict(counts), "shutdown": shutdown},
+                diagnostics={
+                    "counts": dict(counts),
+                    "shutdown": shutdown,
+                    "interrupted": interrupted,
+                },
             )
         return SchedulerRunResult(
             outcomes=dict(self._outcomes),
@@ -330,35 +390,22 @@ class AsyncTaskScheduler:
             finished_at=finished_at,
             shutdown_requested=shutdown,
             sink_errors=em.sink_errors,
+            interrupted=interrupted,
         )
-
-    def _mark_unstarted(self) -> None:
-        tasks = getattr(self.tracker, "tasks", None)
-        if tasks is None:
-            return
-        dropped = getattr(self.tracker, "dropped", {})
-        for task_id in tasks:
-            if task_id not in self._outcomes:
-                if task_id in dropped:
-                    self._outcomes[task_id] = TaskRunOutcome(
-                        status="dropped", reason=dropped[task_id]
-                    )
-                else:
-                    attempts = self._attempts.get(task_id, 0)
-                    self._outcomes[task_id] = TaskRunOutcome(
-                        status="cancelled",
-                        attempts=attempts,
-                        reason="awaiting_retry" if attempts else "not_started",
-                    )
 
     async def _dispatch_loop(self, nursery: trio.Nursery) -> None:
         tracker = self.tracker
         queue = self.queue
         wake = self._wake
+        dispatcher = self._dispatcher
         while True:
             wake.pending = False
+            if trio.current_effective_deadline() == -math.inf:
+                # Cancelled (the caller's scope, or a worker's interrupt cancelled the run):
+                # spawn nothing more; this checkpoint raises Cancelled.
+                await trio.lowlevel.checkpoint()
             if self._state == "shutting_down":
-                if self._running == 0:
+                if dispatcher.running == 0:
                     return
                 deadline = math.inf if self._shutdown_deadline is None else self._shutdown_deadline
                 if trio.current_time() >= deadline:
@@ -367,9 +414,9 @@ class AsyncTaskScheduler:
             else:
                 frontier = tracker.ready_frontier()
                 if frontier:
-                    self._enqueue(frontier)
-                if queue._count:
-                    hint = self._dispatch(nursery)
+                    dispatcher.enqueue(frontier)
+                if len(queue):
+                    hint = dispatcher.dispatch(nursery)
                     self._queue_was_empty = False
                 else:
                     hint = None
@@ -377,9 +424,9 @@ class AsyncTaskScheduler:
                         self._queue_was_empty = True
                         if self.events.enabled:
                             self.events.scheduler(
-                                "queue_empty", diagnostics={"running": self._running}
+                                "queue_empty", diagnostics={"running": dispatcher.running}
                             )
-                if self._running == 0 and tracker.is_finished:
+                if dispatcher.running == 0 and tracker.is_finished:
                     return
                 next_ready = tracker.next_ready_at()
                 deadline = math.inf if next_ready is None else next_ready
@@ -387,7 +434,7 @@ class AsyncTaskScheduler:
                     # A hint already in the past would make the loop spin: re-poll at most
                     # once per millisecond instead.
                     now = trio.current_time()
-                    if hint <= now and self._running == 0:
+                    if hint <= now and dispatcher.running == 0:
                         # Nothing runs and the policy's "try again at" has passed, yet it
                         # still refuses: past a grace period that is a stall, not a wait.
                         since = self._past_hint_since
@@ -402,11 +449,14 @@ class AsyncTaskScheduler:
                     self._past_hint_since = None
                 if wake.pending:
                     continue
-                if self._running == 0 and deadline == math.inf:
+                if dispatcher.running == 0 and deadline == math.inf:
                     self._stalled()
             wake.parked = True
-            with trio.move_on_at(deadline):
+            if deadline == math.inf:  # no timer: a plain park saves a cancel scope per pass
                 await wake.lot.park()
+            else:
+                with trio.move_on_at(deadline):
+                    await wake.lot.park()
             wake.parked = False
 
     def _stalled(self) -> None:
@@ -423,144 +473,6 @@ class AsyncTaskScheduler:
             "running or deferred. Fix: the tracker must eventually make every task ready or drop it"
         )
 
-    def _enqueue(self, frontier: list[SchedulableTask] | Any) -> None:
-        em = self.events
-        # Most tasks share one resource mapping: check each distinct mapping once per limits.
-        checked = self._checked_requests
-        check = self.admission.check_request
-        limits = self.admission.limits_version
-        for task in frontier:
-            key = id(task.resources)
-            seen = checked.get(key)
-            if seen is None or seen[0] != limits:
-                check(task)
-                checked[key] = (limits, task.resources)  # the reference pins the id
-        accepted = self.queue.enqueue(frontier)
-        self.tracker.mark_enqueued(accepted)
-        if em.enabled and accepted:
-            for task in frontier:
-                em.scheduler("dependency_ready", task_id=task.task_id, group=task.group.key)
-            for task_id in accepted:
-                em.scheduler("ready_enqueued", task_id=task_id)
-
-    def _dispatch(self, nursery: trio.Nursery) -> float | None:
-        """Admit and spawn until blocked. Returns a policy's ``available_after`` hint, if any."""
-        queue = self.queue
-        admission = self.admission
-        is_eligible: Callable[[SchedulableTask, QueueView], bool] = admission.is_eligible
-        em = self.events
-        spawn = nursery.start_soon
-        run_task = self._run_task
-        attempts = self._attempts
-        skipped: list[tuple[SchedulableTask, TaskAdmissionDenied]] | None = None
-        if em.enabled and getattr(admission.policy, "DETAIL_PREFIX", None) is not None:
-            skipped = []
-            is_eligible = self._recording_eligibility(skipped)
-        while queue._count and admission.free_resources:
-            selection = queue.select_next(is_eligible)
-            if skipped:
-                self._emit_advisory_skips(skipped, None if selection is None else selection.item)
-            if selection is None:
-                # Free units exist but no head fits them (policy denial, or a head needing more
-                # units than are free): learn when to look again. O(groups), once per round.
-                summary = admission.explain_blocked(queue.view())
-                if em.enabled:
-                    self._emit_blocked(summary)
-                return summary.available_after
-            item = selection.item
-            decision = admission.try_acquire(item, selection.view)
-            if type(decision) is TaskAdmissionDenied:  # eligibility changed under us
-                if em.enabled:
-                    em.scheduler(
-                        "admission_denied",
-                        task_id=item.task_id,
-                        group=item.group.key,
-                        reason=decision.reason,
-                        available_after=decision.available_after,
-                    )
-                return decision.available_after
-            assert isinstance(decision, TaskAdmissionLease)
-            if em.enabled:
-                em.scheduler("selected", task_id=item.task_id, group=item.group.key)
-                em.scheduler(
-                    "task_lease_acquired",
-                    task_id=item.task_id,
-                    group=item.group.key,
-                    lease_id=decision.lease_id,
-                )
-            task = queue.commit(selection)
-            if task is None:
-                admission.release(decision)
-                if em.enabled:
-                    em.scheduler(
-                        "stale_selection", task_id=item.task_id, lease_id=decision.lease_id
-                    )
-                    em.scheduler(
-                        "task_lease_released",
-                        task_id=item.task_id,
-                        lease_id=decision.lease_id,
-                        reason="stale_selection",
-                    )
-                continue
-            task_id = task.task_id
-            attempt = attempts.get(task_id, 0) + 1
-            attempts[task_id] = attempt
-            try:
-                self._spawn(spawn, run_task, task, decision, attempt)
-            except BaseException as exc:  # release first, then report
-                self._spawn_failed(task, decision, exc)
-                continue
-            self._running += 1
-            if em.enabled:
-                em.scheduler(
-                    "worker_spawned", task_id=task_id, lease_id=decision.lease_id, attempt=attempt
-                )
-        return None
-
-    def _recording_eligibility(
-        self, skipped: list[tuple[SchedulableTask, TaskAdmissionDenied]]
-    ) -> Callable[[SchedulableTask, QueueView], bool]:
-        """``is_eligible`` that also records heads an advisory policy held back.
-
-        Used only while events are on and the policy is advisory (it has ``DETAIL_PREFIX``),
-        so the common path keeps the bare bound method.
-        """
-        admission = self.admission
-        is_eligible = admission.is_eligible
-        prefix = admission.policy.DETAIL_PREFIX  # type: ignore[attr-defined]
-
-        def recording(item: SchedulableTask, view: QueueView) -> bool:
-            if is_eligible(item, view):
-                return True
-            denial = admission.evaluate(item, view)
-            if denial is not None and (denial.detail or "").startswith(prefix):
-                skipped.append((item, denial))
-            return False
-
-        return recording
-
-    def _emit_advisory_skips(
-        self,
-        skipped: list[tuple[SchedulableTask, TaskAdmissionDenied]],
-        admitted: SchedulableTask | None,
-    ) -> None:
-        parse = getattr(self.admission.policy, "parse_detail", None)
-        for item, denial in skipped:
-            diagnostics: dict[str, Any] = {"detail": denial.detail}
-            parsed = parse(denial.detail) if parse is not None else None
-            if parsed:
-                diagnostics.update(parsed)
-            if admitted is not None:
-                diagnostics["admitted_instead"] = admitted.task_id
-            self.events.scheduler(
-                "request_pressure_advisory_skipped",
-                task_id=item.task_id,
-                group=item.group.key,
-                reason=denial.reason,
-                diagnostics=diagnostics,
-            )
-        skipped.clear()
-
     def _spawn(
         self,
         spawn: Callable[..., None],
@@ -572,196 +484,34 @@ class AsyncTaskScheduler:
         """Start one worker in the run's nursery (a seam for tests of spawn failure)."""
         spawn(run_task, task, lease, attempt)
 
-    def _emit_blocked(self, summary: TaskAdmissionBlockSummary) -> None:
-        reasons = dict(summary.dominant_reasons)
-        kind: Literal["group_capped", "admission_blocked"] = (
-            "group_capped"
-            if reasons and max(reasons, key=reasons.__getitem__) == "group_capped"
-            else "admission_blocked"
-        )
-        self.events.scheduler(
-            kind,
-            reason=summary.dominant_reasons[0][0] if summary.dominant_reasons else None,
-            available_after=summary.available_after,
-            diagnostics={"queued": summary.queued, "blocked_groups": len(summary.blocked_groups)},
-        )
-
-    def _spawn_failed(
-        self, task: SchedulableTask, lease: TaskAdmissionLease, exc: BaseException
-    ) -> None:
-        self._release(task, lease)
-        if self.events.enabled:
-            self.events.scheduler(
-                "worker_spawn_failed",
-                task_id=task.task_id,
-                lease_id=lease.lease_id,
-                reason=type(exc).__name__,
-            )
-        if not isinstance(exc, Exception):
-            self._cancelled(task, exc)
-            raise exc
-        self._fail(task, exc, spawn_failed=True)
-        # With no backoff the task is ready again at once, yet neither deferred nor running:
-        # only this wake-up makes the loop pull it back in.
-        self._notify()
-
-    # -- workers -------------------------------------------------------------------------
-
-    async def _run_task(
-        self, task: SchedulableTask, lease: TaskAdmissionLease, attempt: int
-    ) -> None:
-        em = self.events
-        error: BaseException | None = None
-        result: Any = None
-        try:
-            # Inside the try: whatever fails here is the attempt's failure, and the lease
-            # is still released below.
-            if em.enabled or self.run_id is not None:
-                set_correlation(
-                    RuntimeCorrelation(
-                        run_id=self.run_id,
-                        task_id=task.task_id,
-                        task_execution_id=f"{task.task_id}#{attempt}",
-                    )
-                )
-            result = await self.worker(task)
-        except trio.Cancelled as exc:
-            error = exc
-            raise
-        except Exception as exc:
-            error = exc
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            # No checkpoint below: this cleanup cannot be interrupted by cancellation.
-            self._running -= 1
-            self._release(task, lease)
-            try:
-                if error is None:
-                    self._succeed(task, result)
-                elif isinstance(error, Exception):
-                    self._fail(task, error)
-                else:
-                    self._cancelled(task, error)
-            except Exception as exc:
-                # A broken tracker or ``is_retryable``: stop the run and surface the error
-                # itself (not an ExceptionGroup) once every worker has released its lease.
-                self._abort(exc)
-            self._notify()
-
     def _abort(self, exc: Exception) -> None:
         if self._fatal is None:
             self._fatal = exc
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
-    def _release(self, task: SchedulableTask, lease: TaskAdmissionLease) -> None:
-        result = self.admission.release(lease)
-        em = self.events
-        if em.enabled:
-            if result.released:
-                em.scheduler("task_lease_released", task_id=task.task_id, lease_id=lease.lease_id)
-            else:
-                em.scheduler(
-                    "release_diagnostic",
-                    task_id=task.task_id,
-                    lease_id=lease.lease_id,
-                    reason=result.reason,
-                )
 
-    def _succeed(self, task: SchedulableTask, result: Any) -> None:
-        task_id = task.task_id
-        if isinstance(result, TaskOutcome) and result.kind != "success":
-            reason = result.reason or f"worker_requested_{result.kind}"
-            if result.kind == "retry":
-                attempt = self._attempts[task_id]
-                if attempt < self.retry.max_attempts:
-                    self._defer(task, result.delay, reason)
-                else:
-                    self._drop(task, f"attempts exhausted ({attempt}): {reason}")
-            else:
-                self._drop(task, reason)
-            return
-        self.tracker.mark_complete(task, TaskOutcome.success())
-        self._outcomes[task_id] = TaskRunOutcome(
-            status="succeeded", attempts=self._attempts[task_id]
-        )
-        if self.events.enabled:
-            self.events.scheduler("task_completed", task_id=task_id, reason="succeeded")
-
-    def _fail(self, task: SchedulableTask, error: Exception, *, spawn_failed: bool = False) -> None:
-        attempt = self._attempts[task.task_id]
-        reason = f"{type(error).__name__}: {error}"[:200]
-        if self.is_retryable(error) or spawn_failed:
-            # While shutting down, a retryable failure (often the shutdown itself, seen through
-            # request admission) never spends the last attempt: the task ends cancelled /
-            # awaiting_retry, so a later run can still do it and its downstream is not dropped.
-            if attempt < self.retry.max_attempts or self._state == "shutting_down":
-                retry_after = _retry_hint(error)
-                if isinstance(retry_after, (int, float)) and math.isfinite(retry_after):
-                    delay = max(0.0, retry_after)  # a hint in the past means "now"
-                else:
-                    delay = self.retry.backoff(attempt)  # no hint, or not a usable one
-                self._defer(task, delay, reason)
-                return
-            reason = f"attempts exhausted ({attempt}): {reason}"
-        self._drop(task, reason)
-
-    def _defer(self, task: SchedulableTask, delay: float, reason: str) -> None:
-        self.tracker.mark_complete(task, TaskOutcome.retry(delay, reason))
-        if self.events.enabled:
-            self.events.scheduler(
-                "retry_deferred",
-                task_id=task.task_id,
-                attempt=self._attempts[task.task_id],
-                reason=reason,
-                available_after=trio.current_time() + delay,
-            )
-
-    def _drop(self, task: SchedulableTask, reason: str) -> None:
-        task_id = task.task_id
-        dropped = self.tracker.mark_complete(task, TaskOutcome.drop(reason))
-        self._outcomes[task_id] = TaskRunOutcome(
-            status="failed", attempts=self._attempts[task_id], reason=reason
-        )
-        for other in dropped:
-            self._outcomes[other] = TaskRunOutcome(status="dropped", reason=f"upstream {task_id!r}")
-        if self.events.enabled:
-            self.events.scheduler(
-                "non_retryable_dropped",
-                task_id=task_id,
-                reason=reason,
-                diagnostics={"downstream_dropped": len(dropped)},
-            )
-
-    def _cancelled(self, task: SchedulableTask, error: BaseException) -> None:
-        task_id = task.task_id
-        reason = type(error).__name__
-        if isinstance(error, BaseExceptionGroup) and error.split(trio.Cancelled)[1] is None:
-            reason = "Cancelled"  # a worker's own nursery wraps its children's Cancelled
-        self._outcomes[task_id] = TaskRunOutcome(
-            status="cancelled", attempts=self._attempts[task_id], reason=reason
-        )
-        if self.events.enabled:
-            self.events.scheduler("cancelled", task_id=task_id, reason=reason)
+def _what_workers_raised(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The error to surface for what the run's nursery raised, or ``None`` to let the group
+    propagate (cancellation of the caller's scope): an interrupt anywhere in it wins; a
+    single other error comes out by itself."""
+    if group.subgroup(KeyboardInterrupt) is not None:
+        return group
+    _, rest = group.split(trio.Cancelled)
+    if rest is None:
+        return None
+    leaves = _leaves(rest)
+    return leaves[0] if len(leaves) == 1 else None
 
 
-def _default_retryable(error: BaseException) -> bool:
-    """A :class:`RetryableTaskError`, or a group made only of them (a worker that ran calls
-    in its own nursery and every one of them failed in a retryable way)."""
-    if isinstance(error, RetryableTaskError):
-        return True
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
+def _is_interrupt(error: BaseException) -> bool:
     if isinstance(error, BaseExceptionGroup):
-        _, rest = error.split(RetryableTaskError)
-        return rest is None
-    return False
-
-
-def _retry_hint(error: BaseException) -> object:
-    """The error's ``retry_after``; for a group, the latest hint among its members."""
-    if isinstance(error, BaseExceptionGroup):
-        hints = [_retry_hint(e) for e in error.exceptions]
-        usable = [h for h in hints if isinstance(h, (int, float)) and math.isfinite(h)]
-        return max(usable) if usable else None
-    return getattr(error, "retry_after", None)
+        return error.subgroup(KeyboardInterrupt) is not None
+    return isinstance(error, KeyboardInterrupt)

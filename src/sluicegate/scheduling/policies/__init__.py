@@ -10,14 +10,18 @@ from .base import (
     TaskAdmissionUsage,
 )
 from .borrow import BoundedBorrowPolicy
+from .pressure import EndpointKeys, RequestPressureFacts, RequestPressureLookup
 from .strict import StrictFairPolicy
 
 __all__ = [
     "BoundedBorrowPolicy",
+    "EndpointKeys",
     "EndpointOf",
     "PolicyStateDelta",
     "RequestEndpoint",
     "RequestPressureAdvisoryPolicy",
+    "RequestPressureFacts",
+    "RequestPressureLookup",
     "StrictFairPolicy",
     "TaskAdmissionPolicy",
     "TaskAdmissionPolicyDecision",

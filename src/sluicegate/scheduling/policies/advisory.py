@@ -6,21 +6,19 @@ task of another group, bound for an endpoint that is not, could run instead. It 
 request state and never keeps the scheduler idle: it only skips a task when a concrete peer
 would be admitted in its place.
 
-Layering: this is task admission reading request admission's read-only pressure facts
-(downward, per SPEC's layer table); request admission knows nothing of it.
+Layering: scheduling and request admission never import each other. The policy reads request
+pressure through the protocols of :mod:`.pressure`, which request admission's read-only
+``controller.pressure`` satisfies structurally.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator, Mapping
-from typing import Final, TypeAlias
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from ..._internal.checks import describe
 from ...errors import ConfigurationError
-from ...requests.identity import REQUEST_DOMAINS, ProviderModelKey, RequestResourceKey
-from ...requests.pressure import RequestPressureSource, RequestResourcePressure
-from ..leases import TaskAdmissionLease
+from ..leases import PeerSkip, TaskAdmissionLease
 from ..queue import QueueView
 from ..task import SchedulableTask
 from .base import (
@@ -29,39 +27,41 @@ from .base import (
     TaskAdmissionPolicyDecision,
     TaskAdmissionUsage,
 )
+from .pressure import EndpointKeys, RequestPressureFacts, RequestPressureLookup
 from .strict import StrictFairPolicy
 
-RequestEndpoint: TypeAlias = RequestResourceKey | ProviderModelKey
+KeyT = TypeVar("KeyT")
+FactsT = TypeVar("FactsT", bound=RequestPressureFacts)
+
+RequestEndpoint: TypeAlias = "KeyT | EndpointKeys[KeyT]"
 
 
-"""What a task's model calls go to: one request resource, or every domain of an endpoint."""
+"""What a task's model calls go to: one request resource key, or an endpoint standing for
+several (``ProviderModelKey``: every domain of a provider/model)."""
 
 
-EndpointOf: TypeAlias = Callable[[SchedulableTask], RequestEndpoint | None]
+EndpointOf: TypeAlias = Callable[[SchedulableTask[Any]], "KeyT | EndpointKeys[KeyT] | None"]
 
 
 """Maps a task to the endpoint its model calls go to (``None``: it makes no model call)."""
 
 
-_DETAIL_RE: Final = re.compile(
-    r"request_pressure_advisory endpoint=(?P<endpoint>.*) signal=(?P<signal>\w+) "
-    r"peer_group=(?P<peer_group>.*)",
-    re.DOTALL,
-)
+SIGNALS = ("waiters", "cooldown", "circuit_open", "custom")
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class RequestPressureAdvisoryPolicy:
+class RequestPressureAdvisoryPolicy(Generic[KeyT, FactsT]):
     """Skips a task bound for a pressured endpoint while an unpressured peer can run instead.
 
-    ``pressure`` is a read-only :class:`~sluicegate.RequestPressureSource` (pass
-    ``controller.pressure``); ``endpoint_of(task)`` says where a task's model calls go: a
-    :class:`~sluicegate.RequestResourceKey`, a :class:`~sluicegate.ProviderModelKey` (all of
-    its domains count) or ``None`` (no model call; never pressured). It runs on the hot path,
-    so it must be cheap and pure (same task, same answer).
+    ``pressure`` is a read-only :class:`~.pressure.RequestPressureLookup` (pass
+    ``controller.pressure`` of an ``AdaptiveRequestAdmissionController``); ``endpoint_of(task)``
+    says where a task's model calls go: a key that ``pressure.resource`` takes (a
+    ``RequestResourceKey``), an endpoint with ``resource_keys()`` (a ``ProviderModelKey``: all
+    of its domains count) or ``None`` (no model call; never pressured). It runs on the hot
+    path, so it must be cheap and pure (same task, same answer).
 
     **Pressure.** A request resource is pressured when its snapshot shows at least
     ``min_waiters`` queued waiters (signal ``waiters``), a cooldown in progress
@@ -70,8 +70,8 @@ class RequestPressureAdvisoryPolicy:
     for a probe call, and holding its tasks back would keep it from ever closing (calls queued
     behind the probe show up as waiters anyway). A resource the source has never seen
     (``resource(key)`` is ``None``) is unpressured. ``is_pressured`` replaces that rule with
-    your own predicate over :class:`~sluicegate.RequestResourcePressure` (signal ``custom``);
-    it cannot be combined with ``min_waiters``.
+    your own predicate over the facts ``pressure.resource`` returns (a
+    ``RequestResourcePressure``; signal ``custom``); it cannot be combined with ``min_waiters``.
 
     **Decision** for ``item``, in order:
 
@@ -84,17 +84,14 @@ class RequestPressureAdvisoryPolicy:
        (those nearest the front of the queue's fair order), the first that (a) fits the free
        capacity of every resource it requests, (b) is bound for an unpressured endpoint (or
        none) and (c) is allowed by ``inner`` is the *peer*. If there is one, ``item`` is
-       denied with reason ``policy_denied``; otherwise it is allowed.
+       skipped: denied with reason ``policy_denied`` and a typed
+       :class:`~sluicegate.scheduling.PeerSkip` in ``skip`` (``peer_group``, ``endpoint`` =
+       ``str()`` of the item's endpoint, ``signal`` one of :data:`SIGNALS`); otherwise it is
+       allowed.
 
-    A denial's ``detail`` is exactly::
-
-        request_pressure_advisory endpoint=<endpoint> signal=<signal> peer_group=<group key>
-
-    where ``<endpoint>`` is ``str()`` of the item's endpoint (``provider/model/domain`` or
-    ``provider/model``), ``<signal>`` one of ``waiters``, ``cooldown``, ``circuit_open``,
-    ``custom``, and ``<group key>`` (last, so it may contain spaces) the peer's group. The
-    denial has no ``resource`` and no ``available_after``. :meth:`parse_detail` reads it back
-    (``None`` for any other detail; ``inner``'s denials pass through unchanged).
+    A skip has no ``resource`` and no ``available_after``; its ``detail`` is the line
+    ``request_pressure_advisory endpoint=<endpoint> signal=<signal> peer_group=<group key>``,
+    for people (read ``skip``'s fields in code). ``inner``'s denials pass through unchanged.
 
     **Never idle.** A denial names a peer that the controller would admit right now: it fits,
     ``inner`` allows it and this policy allows it (its endpoint is unpressured; with the
@@ -120,8 +117,7 @@ class RequestPressureAdvisoryPolicy:
     (four for a :class:`ProviderModelKey`, one per request domain). Pressured items add at
     most ``max_peers_scanned`` peers, each a capacity check, at most one pressure lookup per
     distinct endpoint, and one ``inner.evaluate``: bounded, whatever the number of groups.
-    To stay bounded the peer scan reads the queue's heap directly (``QueueView.active_groups``
-    is O(groups)), which ties this policy to :class:`~sluicegate.FairTaskQueue`'s internals.
+    The peers come from :meth:`QueueView.heads_in_fair_order`, which is bounded too.
 
     The policy keeps no state: ``on_acquire``/``on_release`` return ``inner``'s deltas, so
     ``inner``'s counters stay exact; ``validate_resources`` is forwarded to ``inner`` too.
@@ -129,29 +125,26 @@ class RequestPressureAdvisoryPolicy:
 
     name = "request_pressure_advisory"
 
-    DETAIL_PREFIX: Final = "request_pressure_advisory"
-    """Every advisory denial's ``detail`` starts with this (followed by a space)."""
-
-    SIGNALS: Final = ("waiters", "cooldown", "circuit_open", "custom")
-    """The values of ``signal`` in a denial's detail."""
+    SIGNALS = SIGNALS
+    """The values of ``PeerSkip.signal`` for this policy's skips."""
 
     def __init__(
         self,
-        pressure: RequestPressureSource,
-        endpoint_of: EndpointOf,
+        pressure: RequestPressureLookup[KeyT, FactsT],
+        endpoint_of: EndpointOf[KeyT],
         *,
         inner: TaskAdmissionPolicy | None = None,
         min_waiters: int = 1,
-        is_pressured: Callable[[RequestResourcePressure], bool] | None = None,
+        is_pressured: Callable[[FactsT], bool] | None = None,
         max_peers_scanned: int = 8,
         admit_idle_groups: bool = False,
     ) -> None:
         field = "RequestPressureAdvisoryPolicy"
-        if not isinstance(pressure, RequestPressureSource):
+        if not isinstance(pressure, RequestPressureLookup):
             hint = (
                 "pass controller.pressure, not the controller"
-                if isinstance(getattr(pressure, "pressure", None), RequestPressureSource)
-                else "pass controller.pressure, or an object with snapshot() and resource(key)"
+                if isinstance(getattr(pressure, "pressure", None), RequestPressureLookup)
+                else "pass controller.pressure, or an object with resource(key)"
             )
             raise ConfigurationError(
                 f"{field}.pressure", f"{describe(pressure)} is not a request pressure source", hint
@@ -202,6 +195,8 @@ class RequestPressureAdvisoryPolicy:
             )
         self._pressure = pressure
         self._endpoint_of = endpoint_of
+        # endpoint type -> whether it stands for several keys (has resource_keys())
+        self._expands: dict[type, bool] = {}
         self.inner: TaskAdmissionPolicy = inner
         self.min_waiters = min_waiters
         self._is_pressured = is_pressured
@@ -217,7 +212,7 @@ class RequestPressureAdvisoryPolicy:
 
     # -- pressure ------------------------------------------------------------------------
 
-    def _signal(self, p: RequestResourcePressure) -> str | None:
+    def _signal(self, p: FactsT) -> str | None:
         custom = self._is_pressured
         if custom is not None:
             return "custom" if custom(p) else None
@@ -229,7 +224,7 @@ class RequestPressureAdvisoryPolicy:
             return "cooldown"
         return None
 
-    def pressure_signal(self, endpoint: RequestEndpoint | None) -> str | None:
+    def pressure_signal(self, endpoint: KeyT | EndpointKeys[KeyT] | None) -> str | None:
         """Why ``endpoint`` is pressured now (one of :attr:`SIGNALS`), or ``None`` if it is not.
 
         Reads the pressure source only; changes nothing.
@@ -237,23 +232,29 @@ class RequestPressureAdvisoryPolicy:
         if endpoint is None:
             return None
         lookup = self._pressure.resource
-        if isinstance(endpoint, RequestResourceKey):
-            p = lookup(endpoint)
+        expands = self._expands.get(type(endpoint))
+        if expands is None:
+            if isinstance(endpoint, (str, bytes)):
+                raise ConfigurationError(
+                    "RequestPressureAdvisoryPolicy.endpoint_of",
+                    f"returned the string {describe(endpoint)}",
+                    "return the key the pressure source takes (a RequestResourceKey, a "
+                    "ProviderModelKey for every domain of an endpoint) or None",
+                )
+            expands = self._expands[type(endpoint)] = callable(
+                getattr(endpoint, "resource_keys", None)
+            )
+        if not expands:
+            p = lookup(endpoint)  # type: ignore[arg-type]  # KeyT: told apart at runtime
             return None if p is None else self._signal(p)
-        if isinstance(endpoint, ProviderModelKey):
-            provider, model_id = endpoint.provider, endpoint.model_id
-            for domain in REQUEST_DOMAINS:
-                p = lookup(RequestResourceKey(provider, model_id, domain))
-                if p is not None:
-                    signal = self._signal(p)
-                    if signal is not None:
-                        return signal
-            return None
-        raise ConfigurationError(
-            "RequestPressureAdvisoryPolicy.endpoint_of",
-            f"returned {describe(endpoint)}",
-            "return a RequestResourceKey, a ProviderModelKey or None",
-        )
+        keys: Iterable[KeyT] = endpoint.resource_keys()  # type: ignore[union-attr]
+        for key in keys:
+            p = lookup(key)
+            if p is not None:
+                signal = self._signal(p)
+                if signal is not None:
+                    return signal
+        return None
 
     # -- the policy protocol -------------------------------------------------------------
 
@@ -282,27 +283,38 @@ class RequestPressureAdvisoryPolicy:
         peer = self._peer(item, endpoint, queue_view, usage)
         if peer is None:
             return decision
+        skip = PeerSkip(peer_group=peer.group.key, endpoint=str(endpoint), signal=signal)
         return TaskAdmissionPolicyDecision(
             False,
             "policy_denied",
             detail=(
-                f"{self.DETAIL_PREFIX} endpoint={endpoint} signal={signal} "
+                f"request_pressure_advisory endpoint={endpoint} signal={signal} "
                 f"peer_group={peer.group.key}"
             ),
+            skip=skip,
         )
 
     def _peer(
         self,
         item: SchedulableTask,
-        endpoint: RequestEndpoint | None,
+        endpoint: KeyT | EndpointKeys[KeyT] | None,
         view: QueueView,
         usage: TaskAdmissionUsage,
     ) -> SchedulableTask | None:
         """The first scanned peer head the controller would admit now on an unpressured
         endpoint, or ``None``."""
-        pressured: dict[RequestEndpoint | None, bool] = {endpoint: True}
+        pressured: dict[object, bool] = {endpoint: True}
         inner = self.inner
-        for head in _peer_heads(view, item.group.key, self.max_peers_scanned):
+        own = item.group.key
+        scanned = 0
+        limit = self.max_peers_scanned
+        # one more than the limit: the own group may be among the fairest heads
+        for head in view.heads_in_fair_order(limit + 1):
+            if head.group.key == own:
+                continue
+            if scanned == limit:
+                break
+            scanned += 1
             if not _fits(head, usage):
                 continue
             target = self._endpoint_of(head)
@@ -325,17 +337,6 @@ class RequestPressureAdvisoryPolicy:
     ) -> PolicyStateDelta | None:
         return self.inner.on_release(lease, usage)
 
-    # -- reading denials back ------------------------------------------------------------
-
-    @classmethod
-    def parse_detail(cls, detail: str | None) -> dict[str, str] | None:
-        """The fields of an advisory denial's ``detail`` (``endpoint``, ``signal``,
-        ``peer_group``), or ``None`` when ``detail`` is not one."""
-        if detail is None or not detail.startswith(cls.DETAIL_PREFIX + " "):
-            return None
-        match = _DETAIL_RE.fullmatch(detail)
-        return None if match is None else match.groupdict()
-
 
 def _fits(task: SchedulableTask, usage: TaskAdmissionUsage) -> bool:
     """Whether ``task``'s request fits the free units now (the controller's capacity check)."""
@@ -349,24 +350,4 @@ def _fits(task: SchedulableTask, usage: TaskAdmissionUsage) -> bool:
     return True
 
 
-def _peer_heads(view: QueueView, own_group: str, limit: int) -> Iterator[SchedulableTask]:
-    """Head tasks of up to ``limit`` groups other than ``own_group`` with queued work.
-
-    The queue's heap array starts with the groups nearest the front of its fair order, so its
-    prefix is the cheap, bounded place to look: it holds exactly one entry per group with
-    queued tasks, so at most ``limit + 1`` entries are read (room for the own group), whatever
-    the number of groups.
-    """
-    heap = view._queue._heap
-    found = 0
-    for index in range(min(len(heap), limit + 1)):
-        group = heap[index][2]
-        if group.key == own_group:
-            continue
-        yield group.tasks[0]
-        found += 1
-        if found == limit:
-            return
-
-
-__all__ = ["EndpointOf", "RequestEndpoint", "RequestPressureAdvisoryPolicy"]
+__all__ = ["SIGNALS", "EndpointOf", "RequestEndpoint", "RequestPressureAdvisoryPolicy"]

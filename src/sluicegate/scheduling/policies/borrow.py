@@ -42,6 +42,13 @@ class BoundedBorrowPolicy:
             self._per_resource: dict[str, int] = {}
         else:
             self._default = 0
+            for res in max_borrow:
+                if not isinstance(res, str) or not res:
+                    raise ConfigurationError(
+                        "BoundedBorrowPolicy.max_borrow",
+                        f"resource name {res!r}",
+                        "key max_borrow by resource name (a non-empty string)",
+                    )
             self._per_resource = {
                 res: self._check(v, f"BoundedBorrowPolicy.max_borrow[{res!r}]")
                 for res, v in max_borrow.items()
@@ -91,30 +98,32 @@ class BoundedBorrowPolicy:
     ) -> TaskAdmissionPolicyDecision:
         key = item.group.key
         weight = item.group.weight
-        # Direct reads of the live counters: this runs once per candidate on the hot path.
-        controller = usage._c
-        queue = queue_view._queue
-        group_use = controller._group_use.get(key)
-        group = queue._groups.get(key)
+        group_use = usage.group_usage(key)
+        if group_use is None:
+            return ALLOW  # a group holding nothing may always start one task (see below)
         for res, units in item.resources.items():
-            held = group_use.get(res, 0) if group_use is not None else 0
+            held = group_use.get(res, 0)
             if not held:
                 # A share is at least one task: a group holding none of the resource may
                 # start one even if it asks for more units than its share (else two such
                 # groups would deny each other with nothing running).
                 continue
             want = held + units
-            own_demand = group.demand.get(res, 0) if group is not None else 0
-            peers = queue._demand_groups.get(res, 0) - (1 if own_demand else 0)
-            limit = controller._limits[res]
+            own_demand = queue_view.demand(key, res)
+            peers = queue_view.groups_with_demand(res) - (1 if own_demand else 0)
+            limit = usage.limit(res)
             # Bounds on the active weight W decide most cases without iterating holders:
-            # max(demand, holders, own) <= W <= demand + holders + own.
-            demand_w = queue._demand_weight.get(res, 0.0)
-            holder_w = controller._holder_weight[res]
-            share_hi = self._units(limit, weight, max(demand_w, holder_w, weight))
-            if peers > 0 and want > share_hi:
-                return self._debt(res, share_hi, peers)
-            share_lo = self._units(limit, weight, demand_w + holder_w + weight)
+            # max(demand, holders, own) <= W <= demand + holders - own-if-counted-twice. (The
+            # group holds the resource here, so it is among the holders; if it also has
+            # queued demand, both sums count its weight.)
+            demand_w = queue_view.demand_weight(res)
+            holder_w = usage.holder_weight(res)
+            if peers > 0:
+                share_hi = self._units(limit, weight, max(demand_w, holder_w, weight))
+                if want > share_hi:
+                    return self._debt(res, share_hi, peers)
+            upper_w = demand_w + holder_w - (weight if own_demand else 0.0)
+            share_lo = self._units(limit, weight, max(upper_w, weight))
             if want <= share_lo:
                 continue
             share = self.fair_share(key, weight, res, queue_view, usage)
@@ -141,8 +150,9 @@ class BoundedBorrowPolicy:
         key = lease.item.group.key
         weight = lease.item.group.weight
         changes: list[tuple[str, int]] = []
+        use = usage.group_usage(key) or {}
         for res, units in lease.resources.items():
-            held = usage.group_in_use(key, res)
+            held = use.get(res, 0)
             if held <= units:
                 continue  # the group's only task on it: a share is at least one task
             share = self._units(usage.limit(res), weight, max(usage.holder_weight(res), weight))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..._internal.checks import describe
 from ...errors import ConfigurationError, UnknownResourceError
 from ..leases import TaskAdmissionLease
 from ..queue import QueueView
@@ -22,7 +23,19 @@ class StrictFairPolicy:
 
     def __init__(self, group_caps: Mapping[str, Mapping[str, int]] | None = None) -> None:
         caps: dict[str, dict[str, int]] = {}
+        if group_caps is not None and not isinstance(group_caps, Mapping):
+            raise ConfigurationError(
+                "StrictFairPolicy.group_caps",
+                f"got {describe(group_caps)}, not a mapping",
+                "map group keys to {resource: cap}, e.g. {'judge': {'submission': 2}}",
+            )
         for group, per_res in (group_caps or {}).items():
+            if not isinstance(group, str) or not group:
+                raise ConfigurationError(
+                    "StrictFairPolicy.group_caps",
+                    f"group key {describe(group)}",
+                    "key caps by group key (a non-empty string)",
+                )
             if not isinstance(per_res, Mapping):
                 raise ConfigurationError(
                     f"StrictFairPolicy.group_caps[{group!r}]",
