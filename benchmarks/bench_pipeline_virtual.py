@@ -170,6 +170,7 @@ async def run_sluicegate(
 ) -> float:
     """``known_capacity``: start each endpoint at its cap (``initial_limit``); otherwise the
     request layer's default slow start ramps up from a small limit."""
+
     async def cell(row: sg.datagen.RowView, ctx: sg.CellContext) -> int:
         await ctx.call(alias_of[ctx.column], f"{ctx.column}:{ctx.row_index}")
         return 0
