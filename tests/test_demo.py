@@ -21,10 +21,8 @@ def test_demo_writes_a_run_directory_and_reports_both_layers(
 ) -> None:
     events = tmp_path / "events.jsonl"
     out = tmp_path / "run"
-    code = main(
-        ["demo", "--rows", "40", "--hidden-capacity", "4", "--events", str(events)]
-        + ["--out", str(out)]
-    )
+    args = ["--rows", "40", "--hidden-capacity", "4", "--events", str(events), "--out", str(out)]
+    code = main(["demo", *args])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "40 rows x 4 columns = 160 cell tasks" in printed
