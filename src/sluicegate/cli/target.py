@@ -70,11 +70,13 @@ class PipelineTarget:
         return resolve_settings(layers, profile=profile, subject=self.label)
 
 
-def load_target(spec: str) -> PipelineTarget:
-    """Load PIPELINE (see the module docstring); raises :class:`ConfigurationError`."""
+def load_target(spec: str, *, check_profiles: bool = False) -> PipelineTarget:
+    """Load PIPELINE (see the module docstring); raises :class:`ConfigurationError`.
+    ``check_profiles`` resolves every profile of a file too (``validate``)."""
     path = Path(spec)
     if spec.endswith(".toml") or path.is_file():
-        return PipelineTarget(spec, *_from_file(spec))
+        file = load_pipeline_file(spec, check_profiles=check_profiles)
+        return PipelineTarget(spec, file.pipeline, file)
     if ":" not in spec:
         raise ConfigurationError(
             "PIPELINE",
@@ -82,11 +84,6 @@ def load_target(spec: str) -> PipelineTarget:
             "pass a .toml pipeline file, or 'package.module:pipeline' naming a Pipeline",
         )
     return PipelineTarget(spec, _from_module(spec))
-
-
-def _from_file(spec: str) -> tuple[Pipeline, PipelineFile]:
-    file = load_pipeline_file(spec)
-    return file.pipeline, file
 
 
 def _from_module(spec: str) -> Pipeline:

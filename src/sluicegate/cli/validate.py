@@ -14,23 +14,10 @@ import argparse
 import os
 from collections.abc import Mapping
 
-from ..datagen import BUILTIN_PROFILES, ConfigProblem, PipelineConfigError, PipelineFile
+from ..datagen import BUILTIN_PROFILES, ConfigProblem, PipelineConfigError
 from ..errors import ConfigurationError
 from .exit_codes import EXIT_FAILURE, EXIT_SUCCESS
 from .target import PipelineTarget, load_target
-
-
-def _profile_problems(file: PipelineFile, profile: str | None) -> list[ConfigProblem]:
-    try:
-        file.resolve(profile=profile)
-    except PipelineConfigError as exc:
-        label = f"profile {profile!r}: " if profile else ""
-        return [
-            ConfigProblem(f"{label}{p.field}", p.problem, p.fix, p.source, p.line)
-            for p in exc.problems
-            if not (p.field == "records" and p.problem == "not set")
-        ]
-    return []
 
 
 def check_target(
@@ -38,17 +25,13 @@ def check_target(
 ) -> tuple[PipelineTarget | None, list[ConfigProblem], list[str]]:
     """The loaded target (if it loads), every problem, and warnings."""
     try:
-        target = load_target(spec)
+        target = load_target(spec, check_profiles=True)
     except PipelineConfigError as exc:
         return None, list(exc.problems), []
     except ConfigurationError as exc:
         return None, [ConfigProblem.of(exc)], []
     problems: list[ConfigProblem] = []
     warnings: list[str] = []
-    if target.file is not None:
-        names = dict.fromkeys([*BUILTIN_PROFILES, *target.file.profiles])
-        for name in (None, *names):
-            problems.extend(_profile_problems(target.file, name))
     if profile is not None:
         try:
             target.resolve(profile=profile, environ=environ, flags={}, flag_origins={})

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
-import msgspec
-
 from .._internal.checks import describe, did_you_mean, is_number
 from ..errors import ConfigurationError
 from .columns import Column, column, expression
@@ -182,25 +180,28 @@ def _custom(name: str, args: dict[str, Any]) -> Column:
     _required(args, "custom", "generator")
     options = _pick(args, ("depends_on", "inputs", "model", "threaded"))
     if "scheduling" in args:
-        try:
-            options["scheduling"] = msgspec.convert(args["scheduling"], SchedulingMetadata)
-        except msgspec.ValidationError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ConfigurationError):
-                raise ConfigurationError(
-                    f"scheduling.{_tail(cause.field)}", cause.problem, cause.fix
-                ) from None
-            raise ConfigurationError(
-                "scheduling",
-                str(exc),
-                "use kind = 'local'|'model'|'custom_model', identity = "
-                "[strings or integers], weight = a positive number",
-            ) from None
+        options["scheduling"] = _scheduling(args["scheduling"])
     return column(name, args["generator"], **options, **_common(args))
 
 
-def _tail(field: str) -> str:
-    return field.rsplit(".", 1)[-1]
+def _scheduling(table: dict[str, Any]) -> SchedulingMetadata:
+    """The metadata as written (an int weight stays an int, as in Python: same fingerprint)."""
+    known = SchedulingMetadata.__struct_fields__
+    for key in table:
+        if key not in known:
+            hint = did_you_mean(key, known)
+            raise ConfigurationError(
+                f"scheduling.{key}", f"unknown key{hint}", unknown_fix(hint, known)
+            )
+    values = dict(table)
+    if isinstance(values.get("identity"), list):
+        values["identity"] = tuple(values["identity"])
+    try:
+        return SchedulingMetadata(**values)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"scheduling.{exc.field.rsplit('.', 1)[-1]}", exc.problem, exc.fix
+        ) from None
 
 
 _HELPERS: Final[dict[str, Callable[[str, dict[str, Any]], Column]]] = {

@@ -56,6 +56,7 @@ from .config_problems import ConfigProblem, PipelineConfigError, unknown_fix
 from .endpoints import Endpoint
 from .pipeline import Pipeline
 from .profiles import (
+    BUILTIN_PROFILES,
     LAYER_FILE,
     LAYER_FILE_PROFILE,
     ResolvedSettings,
@@ -191,12 +192,17 @@ def _field_path(field: str) -> tuple[str, ...]:
     return tuple(parts) if all(p.isidentifier() for p in parts) else ()
 
 
-def load_pipeline_file(path: str | os.PathLike[str]) -> PipelineFile:
+def load_pipeline_file(
+    path: str | os.PathLike[str], *, check_profiles: bool = False
+) -> PipelineFile:
     """Read, check and build a pipeline file (see the module docstring).
 
     Raises :class:`PipelineConfigError` listing every problem found: TOML syntax, unknown keys
     (with a did-you-mean), bad values, columns that cannot be built, dependencies and endpoint
-    aliases that name nothing, cycles, bad profiles and run settings.
+    aliases that name nothing, cycles, bad profiles and run settings. With ``check_profiles``
+    every profile (and no profile) is also resolved over the file's ``[run]`` table, so the
+    cross-field rules are checked too (``records`` may still come from a flag: its absence is
+    not a problem).
     """
     file = Path(path)
     source = str(path)
@@ -218,10 +224,30 @@ def load_pipeline_file(path: str | os.PathLike[str]) -> PipelineFile:
     if folder not in sys.path:  # so 'module:function' finds modules beside the file
         sys.path.insert(0, folder)
     problems = _Problems(source, TomlLines(text))
-    return _build(data, file, problems)
+    return _build(data, file, problems, check_profiles)
 
 
-def _build(data: dict[str, Any], file: Path, problems: _Problems) -> PipelineFile:
+def _profile_problems(
+    run_layer: SettingLayer, profiles: Mapping[str, SettingLayer], problems: _Problems
+) -> None:
+    for name in (None, *dict.fromkeys([*BUILTIN_PROFILES, *profiles])):
+        try:
+            resolve_settings([run_layer, *profile_layers(name, profiles)])
+        except PipelineConfigError as exc:
+            path: tuple[str | int, ...] = ("profiles", name) if name in profiles else ("run",)
+            label = f"profile {name!r}: " if name else ""
+            problems.items.extend(
+                ConfigProblem(
+                    label + p.field, p.problem, p.fix, problems.source, problems.line(path)
+                )
+                for p in exc.problems
+                if not (p.field == "records" and p.problem == "not set")
+            )
+
+
+def _build(
+    data: dict[str, Any], file: Path, problems: _Problems, check_profiles: bool
+) -> PipelineFile:
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             problems.unknown((), key, TOP_LEVEL_KEYS)
@@ -232,6 +258,8 @@ def _build(data: dict[str, Any], file: Path, problems: _Problems) -> PipelineFil
     description = data.get("description", "")
     run_layer = _settings_table(data.get("run", {}), ("run",), "file [run]", LAYER_FILE, problems)
     profiles = _profiles(data.get("profiles", {}), problems)
+    if check_profiles:
+        _profile_problems(run_layer, profiles, problems)
     endpoints = _endpoints(data.get("endpoints", {}), problems)
     providers = _providers(data.get("providers", {}), problems)
     request_config = _request_config(data.get("request_admission"), problems)
@@ -319,9 +347,12 @@ def _endpoints(value: Any, problems: _Problems) -> list[Endpoint]:
             if key not in _ENDPOINT_KEYS:
                 problems.unknown(path, key, _ENDPOINT_KEYS)
                 del table[key]
+        before = len(problems.items)
         for key in ("base_url", "model"):
             if isinstance(table.get(key), str):
                 table[key] = _expand(table[key], (*path, key), problems)
+        if len(problems.items) > before:
+            continue  # an unset variable: the URL would only add a second, confusing problem
         endpoint = _convert(Endpoint, {"alias": alias, **table}, path, problems)
         if endpoint is not None:
             out.append(endpoint)
