@@ -234,7 +234,9 @@ def _profile_problems(
         try:
             resolve_settings([run_layer, *profile_layers(name, profiles)])
         except PipelineConfigError as exc:
-            path: tuple[str | int, ...] = ("profiles", name) if name in profiles else ("run",)
+            path: tuple[str | int, ...] = ("run",)
+            if name is not None and name in profiles:
+                path = ("profiles", name)
             label = f"profile {name!r}: " if name else ""
             problems.items.extend(
                 ConfigProblem(
