@@ -12,6 +12,8 @@ import textwrap
 GENERATORS = '''
 """Generators the test pipeline files name as module:function."""
 
+import time
+
 import msgspec
 
 from sluicegate.requests import ModelResponse
@@ -29,6 +31,11 @@ def shout(topic, ctx):
 
 def never(row):
     return False
+
+
+def slow(topic, ctx):
+    time.sleep(0.4)  # in a worker thread: a cell that takes a while to finish
+    return ctx.row_index
 
 
 class Verdict(msgspec.Struct):

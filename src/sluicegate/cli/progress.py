@@ -87,13 +87,19 @@ class TerminalProgress:
         else:
             print(message, file=self.stream or sys.stdout, flush=True)
 
-    def draw(self, control: RunControl) -> ProgressFigures | None:
-        """Take a snapshot and draw one frame (or one line); ``None`` before the run starts."""
+    def sample(self, control: RunControl) -> ProgressFigures | None:
+        """Take a snapshot into the meter (no drawing); ``None`` before the run starts."""
         snapshot = control.snapshot()
         if snapshot is None:
             return None
-        figures = self.meter.update(snapshot, trio.current_time())
-        self.last = figures
+        self.last = self.meter.update(snapshot, trio.current_time())
+        return self.last
+
+    def draw(self, control: RunControl) -> ProgressFigures | None:
+        """Take a snapshot and draw one frame (or one line); ``None`` before the run starts."""
+        figures = self.sample(control)
+        if figures is None:
+            return None
         self.frames += 1
         if self.mode == "panel" and self._live is not None:
             self._live.update(render_panel(figures, self.title), refresh=True)
@@ -107,19 +113,32 @@ class TerminalProgress:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Draw until cancelled, then draw the last frame (panel) and stop."""
+        """Draw until cancelled, then draw the last frame (panel) and stop.
+
+        Lines mode samples a snapshot every second (so the first line already has rates)
+        and prints every ``line_interval`` seconds.
+        """
         if self.mode == "off":
             task_status.started()
             await trio.sleep_forever()
-        interval = 1 / self.refresh_per_second if self.mode == "panel" else self.line_interval
+        panel = self.mode == "panel"
+        tick = 1 / self.refresh_per_second if panel else min(1.0, self.line_interval)
         with self._display():
             task_status.started()
+            self.sample(control)
+            next_line = trio.current_time() + self.line_interval
             try:
                 while True:
-                    await trio.sleep(interval)
-                    self.draw(control)
+                    await trio.sleep(tick)
+                    if panel:
+                        self.draw(control)
+                    elif trio.current_time() >= next_line - 1e-9:
+                        next_line += self.line_interval
+                        self.draw(control)
+                    else:
+                        self.sample(control)
             finally:
-                if self.mode == "panel":
+                if panel:
                     self.draw(control)  # the final state stays on screen
 
     def _display(self) -> AbstractContextManager[object]:

@@ -230,21 +230,26 @@ def load_pipeline_file(
 def _profile_problems(
     run_layer: SettingLayer, profiles: Mapping[str, SettingLayer], problems: _Problems
 ) -> None:
+    """The cross-field problems of ``[run]`` alone, then those a profile adds."""
+    seen: set[tuple[str, str]] = set()
     for name in (None, *dict.fromkeys([*BUILTIN_PROFILES, *profiles])):
         try:
             resolve_settings([run_layer, *profile_layers(name, profiles)])
         except PipelineConfigError as exc:
-            path: tuple[str | int, ...] = ("run",)
-            if name is not None and name in profiles:
-                path = ("profiles", name)
-            label = f"profile {name!r}: " if name else ""
-            problems.items.extend(
-                ConfigProblem(
-                    label + p.field, p.problem, p.fix, problems.source, problems.line(path)
+            for p in exc.problems:
+                if (p.field, p.problem) in seen or (p.field, p.problem) == ("records", "not set"):
+                    continue
+                seen.add((p.field, p.problem))
+                first = p.field.split(" + ")[0]
+                path: tuple[str | int, ...] = ("run", first)
+                if name is not None and first in getattr(profiles.get(name), "values", {}):
+                    path = ("profiles", name, first)
+                label = f"profile {name!r}: " if name else ""
+                problems.items.append(
+                    ConfigProblem(
+                        label + p.field, p.problem, p.fix, problems.source, problems.line(path)
+                    )
                 )
-                for p in exc.problems
-                if not (p.field == "records" and p.problem == "not set")
-            )
 
 
 def _build(
