@@ -160,7 +160,17 @@ async def test_the_panel_is_redrawn_at_a_bounded_rate_on_a_recorded_console(
     assert "cooldown 1.5s" in cooling  # shown while a cooldown runs (t in [4, 5))
 
 
-def test_auto_mode_picks_the_panel_only_on_a_terminal() -> None:
-    assert choose_mode("auto", Console(file=io.StringIO(), force_terminal=True)) == "panel"
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_mode_picks_the_panel_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "TERM"):
+        monkeypatch.delenv(name, raising=False)
+    assert choose_mode("auto", Console(file=FakeTerminal())) == "panel"
     assert choose_mode("auto", Console(file=io.StringIO())) == "lines"
-    assert choose_mode("off", Console(file=io.StringIO(), force_terminal=True)) == "off"
+    # CI often forces colour: rich then calls a log a terminal, but it is still a log
+    assert choose_mode("auto", Console(file=io.StringIO(), force_terminal=True)) == "lines"
+    assert choose_mode("off", Console(file=FakeTerminal())) == "off"
+    assert choose_mode("panel", Console(file=io.StringIO())) == "panel"

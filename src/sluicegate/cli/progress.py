@@ -157,9 +157,16 @@ class TerminalProgress:
 
 
 def choose_mode(setting: str, console: Console) -> ViewMode:
-    """``auto`` -> ``panel`` on a terminal, ``lines`` otherwise; other values as given."""
+    """``auto`` -> ``panel`` when the console writes to a real, interactive terminal, ``lines``
+    otherwise (CI, files, pipes: also when ``FORCE_COLOR`` makes rich colour a log); other
+    values as given."""
     if setting == "auto":
-        return "panel" if console.is_terminal else "lines"
+        isatty = getattr(console.file, "isatty", None)
+        try:
+            tty = bool(isatty()) if isatty is not None else False
+        except ValueError:  # a closed file
+            tty = False
+        return "panel" if tty and console.is_interactive else "lines"
     if setting in ("panel", "lines", "off"):
         return setting  # type: ignore[return-value]
     raise ValueError(f"unknown progress mode {setting!r}")
