@@ -47,18 +47,22 @@ def pipeline() -> sg.Pipeline:
     )
 
 
+def view_for(variant: str) -> TerminalProgress | None:
+    if variant == "off":
+        return None
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - closed after the run
+    console = Console(file=devnull, force_terminal=True, width=100)
+    return TerminalProgress(
+        "panel" if variant == "panel" else "lines",
+        console=console,
+        stream=devnull,
+        line_interval=1.0,
+    )
+
+
 async def one_run(variant: str, records: int, out: str) -> sg.RunResult:
     control = RunControl()
-    view: TerminalProgress | None = None
-    if variant != "off":
-        devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
-        console = Console(file=devnull, force_terminal=True, width=100)
-        view = TerminalProgress(
-            "panel" if variant == "panel" else "lines",
-            console=console,
-            stream=devnull,
-            line_interval=1.0,
-        )
+    view = view_for(variant)
     async with trio.open_nursery() as nursery:
         if view is not None:
             await nursery.start(view.run, control)

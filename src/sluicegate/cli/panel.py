@@ -99,8 +99,15 @@ def _endpoints(f: ProgressFigures) -> list[Text]:
     for e in f.endpoints:
         recent = f" (+{e.recent_rate_limited})" if e.recent_rate_limited else ""
         limit = "-" if e.limit is None else str(e.limit)
-        cells = (rate(e.requests_per_second), str(e.in_flight), limit, str(e.static_cap))
-        cells += (str(e.waiters), f"{e.rate_limited}{recent}", str(e.failures))
+        cells = (
+            rate(e.requests_per_second),
+            str(e.in_flight),
+            limit,
+            str(e.static_cap),
+            str(e.waiters),
+            f"{e.rate_limited}{recent}",
+            str(e.failures),
+        )
         rows.append((e.name, cells, _pressure(e)))
     widths = [max([len(h), *(len(r[1][i]) for r in rows)]) for i, h in enumerate(_ENDPOINT_HEADER)]
     header = " " + f"{'endpoint':<{width}}"
