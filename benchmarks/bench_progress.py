@@ -47,12 +47,33 @@ def pipeline() -> sg.Pipeline:
     )
 
 
-def view_for(variant: str) -> TerminalProgress | None:
+class TimedProgress(TerminalProgress):
+    """The terminal view, also counting the seconds spent taking snapshots and drawing."""
+
+    spent = 0.0
+
+    def sample(self, control: RunControl) -> object:
+        started = time.perf_counter()
+        try:
+            return super().sample(control)
+        finally:
+            self.spent += time.perf_counter() - started
+
+    def draw(self, control: RunControl) -> object:
+        started = time.perf_counter()
+        spent = self.spent
+        try:
+            return super().draw(control)
+        finally:  # draw() calls sample(): count its time once
+            self.spent = spent + time.perf_counter() - started
+
+
+def view_for(variant: str) -> TimedProgress | None:
     if variant == "off":
         return None
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed after the run
     console = Console(file=devnull, force_terminal=True, width=100)
-    return TerminalProgress(
+    return TimedProgress(
         "panel" if variant == "panel" else "lines",
         console=console,
         stream=devnull,
@@ -74,8 +95,14 @@ async def one_run(variant: str, records: int, out: str) -> sg.RunResult:
             nursery.cancel_scope.cancel()
     if view is not None:
         view.console.file.close()
-        print(f"    {variant}: {view.frames} frames drawn", file=sys.stderr)
+        SPENT[variant].append(view.spent)
+        print(
+            f"    {variant}: {view.frames} frames, {view.spent:.3f} s in the view", file=sys.stderr
+        )
     return result
+
+
+SPENT: dict[str, list[float]] = {v: [] for v in VARIANTS}
 
 
 def main() -> int:
@@ -90,7 +117,9 @@ def main() -> int:
     cpus: dict[str, list[float]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(args.rounds):
-            for variant in VARIANTS:
+            # Alternate the order so a slow drift of the machine does not favour one variant.
+            order = VARIANTS if round_index % 2 == 0 else VARIANTS[::-1]
+            for variant in order:
                 out = f"{tmp}/{variant}-{round_index}"
                 wall0, cpu0 = time.perf_counter(), time.process_time()
                 result = trio.run(one_run, variant, args.records, out)
@@ -100,15 +129,23 @@ def main() -> int:
                 cpus[variant].append(cpu)
                 print(f"round {round_index} {variant:<6} wall {wall:7.2f} s  cpu {cpu:7.2f} s")
     print()
-    print("| variant | wall s (median) | cpu s (median) | wall ratio to off, per round | median |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        "| variant | wall s (median) | cpu s (median) | wall / off per round | median | "
+        "cpu / off per round | median | in the view, share of wall (median) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for variant in VARIANTS:
-        ratios = [w / o for w, o in zip(walls[variant], walls["off"], strict=True)]
+        walled = [w / o for w, o in zip(walls[variant], walls["off"], strict=True)]
+        cpued = [c / o for c, o in zip(cpus[variant], cpus["off"], strict=True)]
+        shares = [s / w for s, w in zip(SPENT[variant], walls[variant], strict=False)]
+        share = f"{statistics.median(shares):.2%}" if shares else "-"
         print(
             f"| {variant} | {statistics.median(walls[variant]):.2f} | "
             f"{statistics.median(cpus[variant]):.2f} | "
-            + ", ".join(f"{r:.3f}" for r in ratios)
-            + f" | {statistics.median(ratios):.3f} |"
+            + ", ".join(f"{r:.3f}" for r in walled)
+            + f" | {statistics.median(walled):.3f} | "
+            + ", ".join(f"{r:.3f}" for r in cpued)
+            + f" | {statistics.median(cpued):.3f} | {share} |"
         )
     return 0
 

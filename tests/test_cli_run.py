@@ -54,7 +54,12 @@ def test_exit_codes_in_a_subprocess(
 
 
 def _interrupted_run(
-    path: str, out: pathlib.Path, tmp_path: pathlib.Path, delay: float, signals: int
+    path: str,
+    out: pathlib.Path,
+    tmp_path: pathlib.Path,
+    delay: float,
+    signals: int,
+    signum: int = signal.SIGINT,
 ) -> tuple[int, str, str]:
     command = [sys.executable, "-m", "sluicegate", "run", path, "--out", str(out)]
     command += ["--progress", "lines", "--progress-interval", "0.2"]
@@ -72,7 +77,7 @@ def _interrupted_run(
         assert first.startswith("[0:0"), first
         time.sleep(delay)
         for _ in range(signals):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             time.sleep(0.2)  # a second signal pending beside the first would be merged
         rest, err = proc.communicate(timeout=60)
     finally:
@@ -80,7 +85,7 @@ def _interrupted_run(
     return proc.returncode, first + rest, err
 
 
-def test_resume_after_ctrl_c_at_random_moments_gives_the_uninterrupted_files(
+def test_resume_after_an_interrupt_at_random_moments_gives_the_uninterrupted_files(
     tmp_path: pathlib.Path,
 ) -> None:
     path = write_pipeline(tmp_path, records=200, buffer_size=10, latency=0.04)
@@ -90,15 +95,17 @@ def test_resume_after_ctrl_c_at_random_moments_gives_the_uninterrupted_files(
     assert len(expected) == 20
     rng = random.Random(12)
     interrupted = 0
-    for attempt, signals in enumerate((1, 1, 1)):
+    for attempt, signum in enumerate((signal.SIGINT, signal.SIGTERM, signal.SIGINT)):
         out = tmp_path / f"run{attempt}"
-        code, stdout, err = _interrupted_run(path, out, tmp_path, rng.uniform(0, 0.5), signals)
+        delay = rng.uniform(0, 0.5)
+        code, stdout, err = _interrupted_run(path, out, tmp_path, delay, 1, signum)
         assert "Traceback" not in err
         if code == 130:
             interrupted += 1
-            assert "SIGINT received: stopping" in stdout
+            name = signal.Signals(signum).name
+            assert f"{name} received: stopping" in stdout
             summary = err.strip().splitlines()[-1]
-            assert summary.startswith("interrupted after ") and "(SIGINT)" in summary
+            assert summary.startswith("interrupted after ") and f"({name})" in summary
             assert "run the same command again to resume" in summary
             partial = data_files(out)
             assert len(partial) < 20 and all(expected[n] == b for n, b in partial.items())
@@ -224,6 +231,10 @@ def test_a_python_pipeline_by_module_and_attribute(
     assert "records: not set" in capsys.readouterr().err
     assert main(["run", "my_pipeline:not_a_pipeline", "--records", "1"]) == 2
     assert "is a int, not a Pipeline" in capsys.readouterr().err
+    assert main(["validate", "my_pipeline:build"]) == 0
+    assert capsys.readouterr().out.startswith("ok: my_pipeline:build: pipeline 'pipeline'")
+    assert main(["validate", "my_pipeline:missing"]) == 1
+    assert "has no 'missing'" in capsys.readouterr().out
 
 
 def test_the_deadline_stops_the_run_gracefully(
