@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command(args.command)(args)
     except KeyboardInterrupt as exc:  # a Ctrl-C outside a run (while loading, say)
         _debug_trace(exc, args.debug)
-        print(f"{prog}: interrupted before the run started", file=sys.stderr)
+        print(f"{prog}: interrupted (no run was in progress)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the one place every error becomes one line
         from .run import CommandError

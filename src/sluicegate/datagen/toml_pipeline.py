@@ -48,7 +48,7 @@ from attrs import frozen
 
 from .._internal.checks import describe, did_you_mean
 from ..errors import ConfigurationError
-from ..events import EventSink
+from ..events import EventSink, JsonLinesEventSink
 from ..providers import SimulatedProvider
 from ..requests import Provider, RequestAdmissionConfig
 from .columns import Column
@@ -138,16 +138,27 @@ class PipelineFile:
         **overrides: Any,
     ) -> RunResult:
         """Run the pipeline with its resolved settings (``overrides`` are settings, the
-        highest layer); the environment is not read here."""
+        highest layer); the environment is not read here. ``events`` defaults to the
+        ``events`` setting (``True``: ``events.jsonl`` in the run directory; a path)."""
         resolved = self.resolve(profile=profile, overrides=overrides)
         out = output_dir or resolved["output_dir"]
-        return self.pipeline.run(
-            resolved.records,
-            output_dir=out,
-            events=events if events is not None else resolved["events"] is True,
-            request_config=resolved.request_config(self.request_config),
-            **resolved.run_options(),
-        )
+        owned = None
+        if events is None:
+            setting = resolved["events"]
+            events = owned = JsonLinesEventSink(setting) if isinstance(setting, str) else None
+            if owned is None:
+                events = bool(setting)
+        try:
+            return self.pipeline.run(
+                resolved.records,
+                output_dir=out,
+                events=events,
+                request_config=resolved.request_config(self.request_config),
+                **resolved.run_options(),
+            )
+        finally:
+            if owned is not None:
+                owned.close()
 
 
 class _Problems:
@@ -313,7 +324,10 @@ def _settings_table(
 
     values, found = check_table(table, where=_dotted(path), locate=locate)
     problems.items.extend(found)
-    origins = {k: f"{problems.source}:{problems.line((*path, k))}" for k in values}
+    origins = {}
+    for key in values:
+        line = problems.line((*path, key))
+        origins[key] = problems.source if line is None else f"{problems.source}:{line}"
     return SettingLayer(label, rank, values, origins)
 
 
