@@ -32,7 +32,8 @@ from ..datagen import (
     RunManifest,
     RunResult,
 )
-from ..datagen.profiles import ENV_PREFIX, environment_layer
+from ..datagen.profiles import environment_layer
+from ..datagen.settings_table import ENV_PREFIX
 from ..requests import RequestAdmissionConfig
 from .exit_codes import EXIT_SUCCESS, EXIT_USAGE, exit_code_for
 from .flags import given_settings

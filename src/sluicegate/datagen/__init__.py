@@ -27,9 +27,7 @@ from .output import OUTPUT_FORMATS, OutputFormat
 from .pipeline import Pipeline
 from .profiles import (
     BUILTIN_PROFILES,
-    SETTINGS,
     ResolvedSettings,
-    Setting,
     SettingLayer,
     SettingSource,
     environment_layer,
@@ -48,6 +46,7 @@ from .result import RUN_STATUSES, RunResult, RunStatus
 from .rundir import RowGroupCheckpoint, RunManifest
 from .samplers import sampler
 from .settings import RunSettings
+from .settings_table import SETTINGS, Setting
 from .specs import (
     AnyColumnSpec,
     ColumnSpec,
