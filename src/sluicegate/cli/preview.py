@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..datagen import RunResult
-from .exit_codes import exit_code_for
+from .exit_codes import EXIT_INTERRUPTED, exit_code_for
 from .run import CommandError, failure_details
 from .target import load_target
 
@@ -59,7 +59,10 @@ def preview_rows(args: argparse.Namespace) -> tuple[RunResult, list[dict[str, An
 
 def preview_command(args: argparse.Namespace) -> int:
     """Print the preview table; the exit status follows the run's status."""
-    result, rows = preview_rows(args)
+    try:
+        result, rows = preview_rows(args)
+    except KeyboardInterrupt:
+        raise CommandError("interrupted; nothing was kept", EXIT_INTERRUPTED) from None
     console = Console()
     names = list(rows[0]) if rows else []
     table = Table(title=f"{len(rows)} of {result.rows_generated} rows", show_lines=True)
