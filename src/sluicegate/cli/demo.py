@@ -131,6 +131,6 @@ def _report(
         )
     if args.events:
         print(f"  events written to {args.events} (sluicegate report {args.events})")
-    print(f"  rows: {plan.output_dir}/data/  (try: sluicegate preview examples/qa.toml)")
+    print(f"  rows: {plan.output_dir}/data/  (next: sluicegate preview examples/simulated.toml)")
     clean = endpoint is None or (endpoint.in_flight == 0 and endpoint.waiters == 0)
     return EXIT_SUCCESS if clean else EXIT_FAILURE
