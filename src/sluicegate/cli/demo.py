@@ -1,187 +1,136 @@
-"""The demo workload: a rows x columns table where every cell is a task making one model call.
+"""``sluicegate demo``: a small pipeline on a simulated endpoint, in a few seconds, no network.
 
-Both admission layers are at work: task admission bounds how many cells run, and request
-admission learns the simulated endpoint's hidden capacity from its 429s (AIMD), so the run
-keeps the endpoint busy without hammering it. No network: the provider is simulated.
+topic (sampled) -> question -> answer -> judge: three model columns calling one simulated
+endpoint declared with ``max_parallel_requests=64`` that really serves only
+``--hidden-capacity`` (24) calls at once and answers the rest with 429s. Request admission
+learns that capacity (AIMD) while task admission and the row-group window keep every layer
+bounded; the rows land in a run directory (a temporary one unless ``--out``), which the demo
+prints. It is ``sluicegate run`` underneath: the same progress view, the same Ctrl-C
+handling (one summary line; ``--debug`` adds tracebacks of errors), the same resume.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
-import time
-from collections import Counter
-from typing import NamedTuple
+import tempfile
 
-import trio
+from rich.console import Console
 
-from ..errors import RetryableTaskError
-from ..events.sinks import EventSink, JsonLinesEventSink
-from ..providers.simulated import SimulatedProvider, SimulatedProviderStats
-from ..requests.adaptive import AdaptiveRequestAdmissionController
-from ..requests.config import RequestAdmissionConfig, RequestResourceSettings
-from ..requests.executor import ModelRequestError, ModelRequestExecutor
-from ..requests.identity import ModelEndpoint, RequestResourceKey
-from ..requests.pressure import RequestResourcePressure
-from ..requests.provider import ModelRequest
-from ..scheduling.outcomes import SchedulerRunResult
-from ..scheduling.policies.pressure import RequestPressureLookup
-from ..scheduling.readiness import DagCompletionTracker
-from ..scheduling.retry import RetryPolicy
-from ..scheduling.scheduler import AsyncTaskScheduler
-from ..scheduling.task import SchedulableTask
+from ..datagen import (
+    Endpoint,
+    Pipeline,
+    SettingLayer,
+    judge,
+    llm_text,
+    resolve_settings,
+    sampler,
+)
+from ..datagen.profiles import LAYER_FLAGS
+from ..providers import SimulatedProvider
+from ..requests import RequestAdmissionConfig, RequestResourceSettings
+from .exit_codes import EXIT_FAILURE, EXIT_SUCCESS, exit_code_for
+from .run import RunOutcome, RunPlan, execute, rows_already_written, summary
+from .target import PipelineTarget
 
 MODEL = "demo-model"
-
-
 STATIC_CAP = 64
-
-
 """The endpoint's declared ``max_parallel_requests``: well above what it really takes."""
 
-
-# column -> (dependencies, fairness weight, completion tokens)
-COLUMNS: dict[str, tuple[tuple[str, ...], float, int]] = {
-    "topic": ((), 1.0, 8),
-    "question": (("topic",), 3.0, 32),
-    "answer": (("topic", "question"), 3.0, 128),
-    "judge": (("question", "answer"), 1.0, 4),
-}
+TOPICS = ("physics", "biology", "history", "economics", "music", "chess", "cooking", "rivers")
 
 
-class Cell(NamedTuple):
-    """The payload of one cell task."""
-
-    row: int
-    column: str
-
-
-def build_table(rows: int) -> DagCompletionTracker[Cell]:
-    """A rows x columns table: one task per cell, in its column's fairness group."""
-    tracker: DagCompletionTracker[Cell] = DagCompletionTracker()
-    for row in range(rows):
-        for column, (deps, weight, _) in COLUMNS.items():
-            tracker.add(
-                (row, column),
-                Cell(row, column),
-                depends_on=[(row, d) for d in deps],
-                group=column,
-                weight=weight,
-            )
-    tracker.seal()
-    return tracker
+def demo_pipeline(provider: SimulatedProvider) -> Pipeline:
+    """The demo's four columns on one simulated endpoint served by ``provider``."""
+    return Pipeline(
+        [
+            sampler("topic", TOPICS),
+            llm_text("question", "Write one question about {topic}.", model="sim", max_tokens=32),
+            llm_text("answer", "Answer briefly: {question}", model="sim", max_tokens=128),
+            judge("judge", "Is this answer right?\nQ: {question}\nA: {answer}", model="sim"),
+        ],
+        [Endpoint("sim", model=MODEL, provider="sim", max_parallel_requests=STATIC_CAP)],
+        providers={"sim": provider},
+        name="demo",
+    )
 
 
-def _model_stack(
-    seed: int, hidden_capacity: int, sink: EventSink | None
-) -> tuple[SimulatedProvider, AdaptiveRequestAdmissionController, ModelRequestExecutor]:
-    """The simulated endpoint, its AIMD request admission and the executor cells call."""
+def _plan(args: argparse.Namespace, pipeline: Pipeline, output_dir: str) -> RunPlan:
+    flags = {
+        "records": args.rows,
+        "task_capacity": args.capacity,
+        "seed": args.seed,
+        "buffer_size": max(1, min(100, args.rows)),
+        "cell_backoff_seconds": 0.05,
+        "events": args.events or False,
+        "progress_interval": 5.0,
+    }
+    resolved = resolve_settings(
+        [SettingLayer("demo flags", LAYER_FLAGS, flags, {k: f"--{k}" for k in flags})],
+        subject="sluicegate demo",
+    )
+    # A short cooldown: the simulated endpoint's 429s ask to come back after 0.05 s.
+    config = RequestAdmissionConfig(defaults=RequestResourceSettings(cooldown_seconds=0.05))
+    target = PipelineTarget("demo", pipeline)
+    before = rows_already_written(output_dir)
+    return RunPlan(target, resolved, output_dir, False, False, before, request_config=config)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Run the demo and print what each layer did; the exit status follows the run."""
     provider = SimulatedProvider(
         name="sim",
-        seed=seed,
+        seed=args.seed,
         latency_seconds=0.02,
         latency_jitter=0.5,
-        capacity=hidden_capacity,
+        capacity=args.hidden_capacity,
         retry_after_seconds=0.05,
         failure_rate=0.01,
     )
-    controller = AdaptiveRequestAdmissionController(
-        [
-            ModelEndpoint(
-                name=MODEL, provider="sim", model_id=MODEL, max_parallel_requests=STATIC_CAP
-            )
-        ],
-        RequestAdmissionConfig(defaults=RequestResourceSettings(cooldown_seconds=0.05)),
-        sink=sink,
+    pipeline = demo_pipeline(provider)
+    output_dir = args.out or tempfile.mkdtemp(prefix="sluicegate-demo-")
+    plan = _plan(args, pipeline, output_dir)
+    columns = len(pipeline.columns)
+    print(
+        f"sluicegate demo: {args.rows} rows x {columns} columns = {args.rows * columns} cell "
+        f"tasks -> {output_dir}",
+        flush=True,
     )
-    executor = ModelRequestExecutor(
-        controller, {"sim": provider}, max_attempts=4, backoff_seconds=0.01, seed=seed, sink=sink
-    )
-    return provider, controller, executor
+    outcome = execute(plan, console=Console(file=sys.stdout))
+    return _report(outcome, plan, provider, args)
 
 
-def run_demo(
-    *,
-    rows: int,
-    capacity: int,
-    seed: int,
-    events: str | None,
-    hidden_capacity: int = 24,
+def _report(
+    outcome: RunOutcome, plan: RunPlan, provider: SimulatedProvider, args: argparse.Namespace
 ) -> int:
-    """Run the demo table and print what happened; 0 when every cell succeeded cleanly."""
-    sink: EventSink | None = JsonLinesEventSink(events) if events else None
-    provider, controller, executor = _model_stack(seed, hidden_capacity, sink)
-    started: Counter[str] = Counter()
-
-    async def cell(task: SchedulableTask[Cell]) -> None:
-        column = task.payload.column
-        started[column] += 1
-        request = ModelRequest(
-            messages=[{"role": "user", "content": f"{column} for row {task.payload.row}"}],
-            max_tokens=COLUMNS[column][2],
-        )
-        try:
-            await executor.execute(MODEL, request, request_group=column, weight=COLUMNS[column][1])
-        except ModelRequestError as exc:  # attempts exhausted: let the scheduler retry later
-            raise RetryableTaskError(str(exc), retry_after=0.1) from exc
-
-    tracker = build_table(rows)
-    cells = len(tracker)
-    scheduler = AsyncTaskScheduler(
-        tracker, cell, capacity=capacity, sink=sink, retry=RetryPolicy(initial_backoff=0.01)
-    )
-
-    async def run() -> SchedulerRunResult:
-        # Printed from inside the run, so a Ctrl-C from here on is the scheduler's to report.
-        print(f"sluicegate demo: {rows} rows x {len(COLUMNS)} columns = {cells} cell tasks")
-        sys.stdout.flush()
-        return await scheduler.run()
-
-    t0 = time.perf_counter()
-    try:
-        result = trio.run(run)
-    finally:
-        if isinstance(sink, JsonLinesEventSink):
-            sink.close()
-    wall = time.perf_counter() - t0
-    # Statically checked (mypy --strict): request admission's read-only pressure satisfies the
-    # protocol task admission reads it through, without either layer importing the other.
-    pressure: RequestPressureLookup[RequestResourceKey, RequestResourcePressure]
-    pressure = controller.pressure
-    final = pressure.resource(RequestResourceKey("sim", MODEL, "chat"))
-    print(f"  task capacity {capacity}, wall {wall:.2f}s, {cells / wall:,.0f} cells/s")
-    print("  outcomes: " + ", ".join(f"{k}={v}" for k, v in result.counts.items()))
-    print("  cells started by column: " + ", ".join(f"{c}={started[c]}" for c in COLUMNS))
-    _report_requests(provider.stats, final, hidden_capacity)
-    print(
-        f"  task admission: {result.admission.active_leases} leases held, "
-        f"{result.admission.acquired_total} acquired / {result.admission.released_total} released"
-    )
-    if events:
-        print(f"  events written to {events}")
-    ok = (
-        result.counts["succeeded"] == cells
-        and result.admission.active_leases == 0
-        and final is not None
-        and final.in_flight == 0
-        and final.grants == final.released
-    )
-    return 0 if ok else 1
-
-
-def _report_requests(
-    stats: SimulatedProviderStats, final: RequestResourcePressure | None, hidden_capacity: int
-) -> None:
+    result = outcome.result
+    if result.status != "success":
+        print(f"sluicegate demo: {summary(outcome, plan)}", file=sys.stderr, flush=True)
+        return exit_code_for(result.status)
+    stats = provider.stats
+    wall = max(result.elapsed_seconds, 1e-9)
     share = stats.rate_limited / max(1, stats.calls)
+    print(f"  {summary(outcome, plan)}")
     print(
-        f"  model calls: {stats.calls} attempts, {stats.successes} ok, "
-        f"{stats.rate_limited} rate limited ({share:.1%}), {stats.failures} failed and retried"
+        f"  {outcome.cells_finished:,} cells in {wall:.2f} s ({outcome.cells_finished / wall:,.0f} "
+        f"cells/s), task capacity {args.capacity}"
     )
-    if final is not None:
+    print(
+        f"  model calls: {stats.calls} attempts, {stats.successes} ok, {stats.rate_limited} rate "
+        f"limited ({share:.1%}), {stats.failures} failed and retried"
+    )
+    endpoint = outcome.endpoints[0] if outcome.endpoints else None
+    if endpoint is not None:
         print(
-            f"  endpoint {MODEL!r}: hidden capacity {hidden_capacity}, static cap {STATIC_CAP}; "
-            f"AIMD limit now {final.limit}, at most {stats.max_in_flight} in flight"
+            f"  endpoint 'sim': hidden capacity {args.hidden_capacity}, static cap {STATIC_CAP}; "
+            f"AIMD limit now {endpoint.limit}, at most {stats.max_in_flight} in flight"
         )
         print(
-            f"  request admission: {final.in_flight} leases held, {final.waiters} waiters, "
-            f"{final.grants} granted / {final.released} released"
+            f"  request admission at the end: {endpoint.in_flight} calls in flight, "
+            f"{endpoint.waiters} waiters"
         )
+    if args.events:
+        print(f"  events written to {args.events} (sluicegate report {args.events})")
+    print(f"  rows: {plan.output_dir}/data/  (next: sluicegate preview examples/simulated.toml)")
+    clean = endpoint is None or (endpoint.in_flight == 0 and endpoint.waiters == 0)
+    return EXIT_SUCCESS if clean else EXIT_FAILURE

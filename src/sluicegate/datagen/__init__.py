@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .capacity import AsyncCapacityPlan, CapacityValue, ObservedMaxima
 from .columns import CallStyle, Column, column, expression
+from .config_problems import ConfigProblem, PipelineConfigError
 from .context import CellContext, RowView, cell_seed
 from .endpoints import Endpoint
 from .errors import (
@@ -24,6 +25,15 @@ from .llm_columns import JudgeScore, extract_json, judge, llm_structured, llm_te
 from .metadata import CELL_KINDS, CellKind, SchedulingMetadata
 from .output import OUTPUT_FORMATS, OutputFormat
 from .pipeline import Pipeline
+from .profiles import (
+    BUILTIN_PROFILES,
+    ResolvedSettings,
+    SettingLayer,
+    SettingSource,
+    environment_layer,
+    profile_layers,
+    resolve_settings,
+)
 from .progress import (
     CheckpointProgress,
     EndpointSnapshot,
@@ -36,6 +46,7 @@ from .result import RUN_STATUSES, RunResult, RunStatus
 from .rundir import RowGroupCheckpoint, RunManifest
 from .samplers import sampler
 from .settings import RunSettings
+from .settings_table import SETTINGS, Setting
 from .specs import (
     AnyColumnSpec,
     ColumnSpec,
@@ -47,11 +58,14 @@ from .specs import (
     SamplerColumnSpec,
 )
 from .templates import PromptTemplate
+from .toml_pipeline import PipelineFile, load_pipeline_file
 
 __all__ = [
+    "BUILTIN_PROFILES",
     "CELL_KINDS",
     "OUTPUT_FORMATS",
     "RUN_STATUSES",
+    "SETTINGS",
     "AnyColumnSpec",
     "AsyncCapacityPlan",
     "CallStyle",
@@ -62,6 +76,7 @@ __all__ = [
     "CheckpointProgress",
     "Column",
     "ColumnSpec",
+    "ConfigProblem",
     "CustomColumnSpec",
     "Endpoint",
     "EndpointSnapshot",
@@ -74,9 +89,12 @@ __all__ = [
     "OutputFormat",
     "Pipeline",
     "PipelineChangedError",
+    "PipelineConfigError",
     "PipelineDefinitionError",
+    "PipelineFile",
     "ProgressReporter",
     "PromptTemplate",
+    "ResolvedSettings",
     "RowGroupCheckpoint",
     "RowView",
     "RunControl",
@@ -90,13 +108,20 @@ __all__ = [
     "SamplerColumnSpec",
     "SchedulingMetadata",
     "SchedulingMetadataError",
+    "Setting",
+    "SettingLayer",
+    "SettingSource",
     "StructuredOutputError",
     "cell_seed",
     "column",
+    "environment_layer",
     "expression",
     "extract_json",
     "judge",
     "llm_structured",
     "llm_text",
+    "load_pipeline_file",
+    "profile_layers",
+    "resolve_settings",
     "sampler",
 ]

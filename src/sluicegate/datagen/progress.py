@@ -42,7 +42,14 @@ class CheckpointProgress(msgspec.Struct, frozen=True, kw_only=True):
 
 class EndpointSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """One concrete endpoint right now: calls in flight and waiting, the adaptive limit, the
-    static cap, and rate limits (429s) seen so far."""
+    static cap, and rate limits (429s) seen so far.
+
+    ``requests`` counts the call attempts finished so far (a rate over two snapshots is the
+    endpoint's requests per second), ``failures`` those that failed for another reason than
+    a rate limit; ``cooldown_seconds`` is the longest cooldown still running on one of its
+    resources and ``circuit`` the worst circuit-breaker state (``closed``, ``half_open``,
+    ``open``).
+    """
 
     endpoint: str
     aliases: tuple[str, ...]
@@ -52,6 +59,10 @@ class EndpointSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     static_cap: int
     rate_limited: int
     cells_running: int
+    requests: int = 0
+    failures: int = 0
+    cooldown_seconds: float = 0.0
+    circuit: str = "closed"
 
 
 class RunSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,9 +110,18 @@ def endpoint_snapshots(
                 static_cap=cap,
                 rate_limited=sum(r.rate_limits for r in resources),
                 cells_running=running.get(f"endpoint:{key}", 0),
+                requests=sum(r.released for r in resources),
+                failures=sum(r.failures for r in resources),
+                cooldown_seconds=max((r.cooldown_remaining for r in resources), default=0.0),
+                circuit=_worst_circuit(r.circuit for r in resources),
             )
         )
     return tuple(out)
+
+
+def _worst_circuit(states: Iterable[str]) -> str:
+    seen = set(states)
+    return next((s for s in ("open", "half_open") if s in seen), "closed")
 
 
 @runtime_checkable

@@ -1,0 +1,25 @@
+"""``sluicegate report RUN_DIR``: why was the run slow? (``sluicegate.observe``'s report)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..observe import events_path, generate_report, render_text, report_to_json
+from .exit_codes import EXIT_SUCCESS
+from .run import CommandError
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Write ``report.txt``, ``report.json`` and the pictures; print the report."""
+    source = events_path(args.run_dir)
+    if not source.is_file():
+        raise CommandError(
+            f"no events file at {source}. Fix: pass a run directory recorded with events "
+            "(sluicegate run --events, or events = true in [run]; the ci and nightly profiles "
+            "record them), or an events .jsonl file"
+        )
+    report = generate_report(source, out_dir=args.out, pictures=not args.no_pictures, run=args.run)
+    sys.stdout.write(report_to_json(report).decode() if args.json else render_text(report))
+    sys.stdout.write("\n")
+    return EXIT_SUCCESS

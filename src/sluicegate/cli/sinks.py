@@ -1,0 +1,62 @@
+"""The event sinks of a command-line run: an events file, OpenTelemetry, or both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..events import EventSink, FanOutEventSink, JsonLinesEventSink
+
+
+class LazyJsonLinesEventSink:
+    """A :class:`JsonLinesEventSink` opened at the first event.
+
+    A run opens its directory (``--fresh`` deletes the old run's files there) before the first
+    event, so a file in the run directory must not be opened earlier.
+    """
+
+    def __init__(self, path: Path, *, append: bool) -> None:
+        self.path = path
+        self.append = append
+        self._sink: JsonLinesEventSink | None = None
+
+    def emit(self, event: Any) -> None:
+        """Forward ``event``, opening the file first if needed."""
+        if self._sink is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._sink = JsonLinesEventSink(self.path, append=self.append)
+        self._sink.emit(event)
+
+    def flush(self, *, fsync: bool = False) -> None:
+        """Write what is buffered."""
+        if self._sink is not None:
+            self._sink.flush(fsync=fsync)
+
+    def close(self) -> None:
+        """Flush and close the file (if it was opened)."""
+        if self._sink is not None:
+            self._sink.close()
+
+
+def event_sinks(
+    events: bool | str,
+    *,
+    output_dir: str,
+    fresh: bool,
+    extra: EventSink | None,
+) -> tuple[EventSink | bool | None, list[LazyJsonLinesEventSink]]:
+    """What to pass as ``Pipeline.arun(events=...)`` and the files to close afterwards.
+
+    ``events`` is the setting (``True``: ``RUN_DIR/events.jsonl``; a path; ``False``);
+    ``extra`` is another sink (OpenTelemetry) that receives every event too.
+    """
+    if events is False and extra is None:
+        return None, []
+    if events is True and extra is None:
+        return True, []  # the run owns RUN_DIR/events.jsonl
+    files: list[LazyJsonLinesEventSink] = []
+    if events is not False:
+        path = Path(output_dir) / "events.jsonl" if events is True else Path(str(events))
+        files.append(LazyJsonLinesEventSink(path, append=not fresh))
+    sinks: list[EventSink] = [*files, *([extra] if extra is not None else [])]
+    return (sinks[0] if len(sinks) == 1 else FanOutEventSink(sinks)), files
