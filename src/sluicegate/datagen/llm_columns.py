@@ -16,7 +16,7 @@ from typing import Any, Final
 import msgspec
 from attrs import frozen
 
-from .._internal.checks import describe
+from .._internal.checks import describe, did_you_mean
 from ..errors import RetryableTaskError
 from ..requests import ModelRequest
 from .columns import CallStyle, Column
@@ -57,9 +57,14 @@ class _Prompting:
         messages.append({"role": "user", "content": self.template.render(row) + suffix})
         return messages
 
-    def request(self, messages: list[dict[str, Any]]) -> ModelRequest:
+    def request(
+        self, messages: list[dict[str, Any]], extra: dict[str, Any] | None = None
+    ) -> ModelRequest:
         return ModelRequest(
-            messages=messages, max_tokens=self.max_tokens, temperature=self.temperature
+            messages=messages,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            extra=extra,
         )
 
 
@@ -89,6 +94,8 @@ class _LLMStructured:
     instructions: str
     max_invalid_retries: int
     check: Callable[[Any], str | None] | None = None
+    extra: dict[str, Any] | None = None
+    """``response_format`` asking the server for the schema (None: the prompt alone asks)."""
 
     async def __call__(self, row: RowView, ctx: CellContext) -> Any:
         p = self.prompting
@@ -96,7 +103,7 @@ class _LLMStructured:
         problem = ""
         attempts = 0
         for _ in range(self.max_invalid_retries + 1):
-            response = await ctx.call(p.model, p.request(messages))
+            response = await ctx.call(p.model, p.request(messages, self.extra))
             attempts += 1
             text = _text_of(response.content, self.column)
             try:
@@ -219,20 +226,50 @@ def llm_text(
     )  # fmt: skip
 
 
-def _schema_instructions(schema: Any, name: str) -> str:
+RESPONSE_FORMATS: Final = ("json_schema", "prompt")
+"""How a structured column asks for its schema: ``json_schema`` sends it as the request's
+``response_format`` (servers with structured outputs constrain the answer to it) and in the
+prompt; ``prompt`` only in the prompt, for servers that refuse ``response_format``."""
+
+
+def _schema_document(schema: Any, name: str) -> dict[str, Any]:
     try:
-        document = msgspec.json.schema(schema)
+        document: dict[str, Any] = msgspec.json.schema(schema)
     except (TypeError, ValueError) as exc:
         raise PipelineDefinitionError(
             f"column {name!r}.schema",
             f"{describe(schema)} is not a type msgspec can decode ({exc})",
             "pass a msgspec.Struct subclass (or another msgspec-supported type)",
         ) from None
+    return document
+
+
+def _schema_instructions(document: dict[str, Any]) -> str:
     text = msgspec.json.encode(document, order="deterministic").decode()
     return (
         "\n\nReply with only a JSON document (no prose, no code fences) that matches this "
         f"JSON schema:\n{text}"
     )
+
+
+def _response_format(name: str, document: dict[str, Any], how: object) -> dict[str, Any] | None:
+    if how not in RESPONSE_FORMATS:
+        raise PipelineDefinitionError(
+            f"column {name!r}.response_format",
+            f"got {describe(how)}",
+            "use 'json_schema' (send the schema as response_format; the default) or "
+            "'prompt' (only describe it in the prompt, for servers that refuse response_format)"
+            + did_you_mean(str(how), RESPONSE_FORMATS),
+        )
+    if how == "prompt":
+        return None
+    label = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64] or "answer"
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": label, "schema": document, "strict": False},
+        }
+    }
 
 
 def llm_structured(
@@ -245,19 +282,24 @@ def llm_structured(
     max_tokens: int | None = None,
     temperature: float | None = None,
     max_invalid_retries: int = 2,
+    response_format: str = "json_schema",
     keep_if: Callable[[Any], Any] | None = None,
     drop: bool = False,
     weight: float = 1.0,
 ) -> Column:
     """A column whose value is the model's answer decoded into ``schema`` (a msgspec Struct).
 
-    The prompt gets the schema appended. Invalid answers are asked again up to
+    The schema is sent as the request's ``response_format`` (servers with structured outputs
+    constrain the answer to it; ``response_format="prompt"`` skips that for servers that
+    refuse it) and appended to the prompt. Invalid answers are asked again up to
     ``max_invalid_retries`` times, then the row is dropped with the decoding problem.
     """
     template = PromptTemplate(prompt, field=f"column {name!r}.prompt")
     model = _check_model(name, model)
     retries = _check_retries(name, max_invalid_retries)
-    instructions = _schema_instructions(schema, name)
+    document = _schema_document(schema, name)
+    extra = _response_format(name, document, response_format)
+    instructions = _schema_instructions(document)
     prompting = _Prompting(template, model, system, max_tokens, temperature)
     spec = LLMStructuredColumnSpec(
         name=name,
@@ -272,8 +314,11 @@ def llm_structured(
         max_tokens=max_tokens,
         temperature=temperature,
         max_invalid_retries=retries,
+        response_format=response_format,
     )
-    generator = _LLMStructured(name, prompting, msgspec.json.Decoder(schema), instructions, retries)
+    generator = _LLMStructured(
+        name, prompting, msgspec.json.Decoder(schema), instructions, retries, extra=extra
+    )
     return _model_column(
         name, generator, template, model, spec,
         keep_if=keep_if, drop=drop, weight=weight, value_type=schema,
@@ -290,6 +335,7 @@ def judge(
     max_tokens: int | None = None,
     temperature: float | None = None,
     max_invalid_retries: int = 2,
+    response_format: str = "json_schema",
     keep_if: Callable[[Any], Any] | None = None,
     drop: bool = False,
     weight: float = 1.0,
@@ -298,7 +344,8 @@ def judge(
 
     With ``scores`` (criterion -> what it measures) the value is a mapping criterion ->
     :class:`JudgeScore` decoded and validated like :func:`llm_structured` (every criterion
-    must be scored). Without it the value is the judge's verdict as text.
+    must be scored; the schema goes out as ``response_format`` unless
+    ``response_format="prompt"``). Without it the value is the judge's verdict as text.
     """
     template = PromptTemplate(prompt, field=f"column {name!r}.prompt")
     model = _check_model(name, model)
@@ -317,6 +364,7 @@ def judge(
         max_tokens=max_tokens,
         temperature=temperature,
         max_invalid_retries=retries,
+        response_format=response_format,
     )
     if rubric is None:
         generator: Callable[..., Any] = _LLMText(name, prompting)
@@ -329,6 +377,13 @@ def judge(
             f"\n\nScore these criteria:\n{criteria}\n\nReply with only this JSON object, no "
             f"prose: {{{example}}}"
         )
+        score = _schema_document(JudgeScore, name)
+        document = {
+            "type": "object",
+            "properties": {key: {"$ref": "#/$defs/JudgeScore"} for key in rubric},
+            "required": list(rubric),
+            "$defs": score.get("$defs", {}),
+        }
         generator = _LLMStructured(
             name,
             prompting,
@@ -336,6 +391,7 @@ def judge(
             instructions,
             retries,
             _Criteria(tuple(rubric)),
+            extra=_response_format(name, document, response_format),
         )
     return _model_column(
         name, generator, template, model, spec,

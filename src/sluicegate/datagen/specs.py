@@ -67,6 +67,7 @@ class LLMStructuredColumnSpec(ColumnSpec, frozen=True, kw_only=True, tag="llm_st
     max_tokens: int | None = None
     temperature: float | None = None
     max_invalid_retries: int = 2
+    response_format: str = "json_schema"
 
 
 class JudgeColumnSpec(ColumnSpec, frozen=True, kw_only=True, tag="judge"):
@@ -79,6 +80,7 @@ class JudgeColumnSpec(ColumnSpec, frozen=True, kw_only=True, tag="judge"):
     max_tokens: int | None = None
     temperature: float | None = None
     max_invalid_retries: int = 2
+    response_format: str = "json_schema"
 
 
 class ExpressionColumnSpec(ColumnSpec, frozen=True, kw_only=True, tag="expression"):

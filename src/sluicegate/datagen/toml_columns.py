@@ -40,8 +40,8 @@ _PROMPTED: Final = ("prompt", "model", "system", "max_tokens", "temperature", "w
 KIND_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "sampler": ("categories", "weights", "uniform", "normal", "integer"),
     "llm_text": _PROMPTED,
-    "llm_structured": (*_PROMPTED, "schema", "max_invalid_retries"),
-    "judge": (*_PROMPTED, "scores", "max_invalid_retries"),
+    "llm_structured": (*_PROMPTED, "schema", "max_invalid_retries", "response_format"),
+    "judge": (*_PROMPTED, "scores", "max_invalid_retries", "response_format"),
     "expression": ("function", "inputs"),
     "custom": ("generator", "depends_on", "inputs", "model", "scheduling", "threaded"),
 }
@@ -66,7 +66,7 @@ def _is_numbers(v: Any) -> bool:
 
 _TYPES: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
     **{k: ((lambda v: isinstance(v, str) and bool(v)), "a non-empty string") for k in (
-        "name", "kind", "prompt", "model", "system", *_REFERENCES)},
+        "name", "kind", "prompt", "model", "system", "response_format", *_REFERENCES)},
     "max_tokens": (_is_int, "an integer"),
     "max_invalid_retries": (_is_int, "an integer"),
     "temperature": (is_number, "a number"),

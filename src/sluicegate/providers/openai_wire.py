@@ -86,6 +86,8 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     temperature: float | None = None
+    response_format: dict[str, Any] | None = None
+    guided_json: dict[str, Any] | None = None
 
     @property
     def completion_limit(self) -> int | None:

@@ -41,6 +41,7 @@ from ..requests.provider import (
     TokenUsage,
 )
 from .faults import Fault, FaultRule, SimulatedCall, check_fault_script, scripted_fault
+from .json_instances import instance_of, json_schema_of
 from .latency import LATENCY_DISTRIBUTIONS, LatencyDistribution
 from .quota_window import QuotaWindow
 
@@ -496,8 +497,12 @@ class SimulatedProvider:
             return ModelResponse(content=vectors, usage=usage, model=model_id, rate_limits=hints)
         digest = _request_digest(self.seed, model_id, request)
         usage = self._usage(model_id, request, digest)
+        schema = json_schema_of(request.extra) if request.domain == "chat" else None
         if request.domain == "image":
             content = f"simulated-image://{model_id}/{digest.hex()[:32]}"
+        elif schema is not None:  # structured output: a document that follows the schema
+            document = instance_of(schema, random.Random(int.from_bytes(digest[:8], "big")))
+            content = msgspec.json.encode(document).decode()
         else:
             content = f"simulated completion {digest.hex()[:16]} from {model_id}"
         return ModelResponse(content=content, usage=usage, model=model_id, rate_limits=hints)

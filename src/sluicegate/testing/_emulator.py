@@ -442,11 +442,20 @@ class Emulator:
             if path == _CHAT:
                 chat = wire.CHAT_REQUEST_DECODER.decode(body)
                 model = chat.model
+                structured = {
+                    key: value
+                    for key, value in (
+                        ("response_format", chat.response_format),
+                        ("guided_json", chat.guided_json),
+                    )
+                    if value is not None
+                }
                 model_request = ModelRequest(
                     domain="chat",
                     messages=chat.messages,
                     max_tokens=chat.completion_limit,
                     temperature=chat.temperature,
+                    extra=structured or None,
                 )
             else:
                 embedding = wire.EMBEDDING_REQUEST_DECODER.decode(body)
