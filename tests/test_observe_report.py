@@ -96,3 +96,31 @@ def test_the_module_command_prints_the_report_or_names_the_missing_file(
     assert report_from_json(capsys.readouterr().out.encode()).tasks == 600
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "no events file" in capsys.readouterr().err
+
+
+def test_a_pipeline_bound_by_its_endpoint_caps_names_the_endpoint(tmp_path: Path) -> None:
+    """A pipeline releases an endpoint's cells only while it has room, so its calls never wait
+    in request admission and its task resources are never full: the endpoint being at its
+    limit must still be named as what set the pace (not "dependency readiness")."""
+    from sluicegate.testing import run_virtual
+    from test_datagen_support import FunctionProvider
+
+    async def cell(row: sg.datagen.RowView, ctx: sg.CellContext) -> int:
+        await ctx.call("gen", ctx.column)
+        return 0
+
+    pipeline = sg.Pipeline(
+        [sg.column("question", cell, model="gen"), sg.column("answer", cell, model="gen")],
+        endpoints=[
+            sg.Endpoint("gen", model="g", provider="fn", max_parallel_requests=8, initial_limit=8)
+        ],
+        providers={"fn": FunctionProvider(latency=lambda model, request: 1.0)},
+    )
+    sink = sg.InMemoryEventSink()
+    result = run_virtual(pipeline.arun, 80, output_dir=str(tmp_path / "out"), events=sink)
+    assert result.ok
+    verdict = CorrelatedRuntimeView(sink.events).verdict()
+    assert verdict.layer == "request_admission", verdict
+    assert verdict.endpoint == "gen" and verdict.setting == "max_parallel_requests"
+    assert verdict.share > 0.9
+    assert "endpoint `gen` set the pace" in verdict.message

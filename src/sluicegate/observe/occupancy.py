@@ -15,9 +15,10 @@ then. The rules, in order (``plans/observability.md`` explains them):
    ``request_admission`` if their endpoint is at its limit, else ``task_admission`` (the
    endpoint had headroom: more task capacity would have been used). Most run local code:
    ``downstream_completion``.
-4. Nothing is queued: blame what the running workers do, the same way, except that calls and
-   local code with idle capacity while more tasks are still to come is
-   ``dependency_readiness`` (the work exists but is not ready yet).
+4. Nothing is queued: blame what the running workers do, the same way (calls to an endpoint
+   at its limit are ``request_admission``: the endpoint's cap sets the pace), except that
+   calls to an endpoint with headroom and local code with idle capacity while more tasks are
+   still to come is ``dependency_readiness`` (the work exists but is not ready yet).
 5. Nothing runs: tasks waiting to be retried are ``provider_cooldown`` (after a rate limit) or
    ``failure_retry``; tasks still to come are ``dependency_readiness``.
 """
@@ -244,13 +245,16 @@ class OccupancySweep:
         if state == "backoff":
             return ("failure_retry", endpoint, "backoff_after_failure")
         if state == "call":
-            if not capacity_full:
-                return ("provider_latency", endpoint, "in_call")
             if ep_state is not None and ep_state.constrained(t):
                 return ("provider_cooldown", endpoint, "rate_limited")
             limit = None if ep_state is None else ep_state.limit
             if ep_state is not None and limit is not None and len(ep_state.leases) >= limit:
+                # The endpoint serves as many calls as it may: its cap sets the pace, whether
+                # or not more work is queued behind it (a pipeline releases an endpoint's
+                # cells only while it has room, so none wait in request admission).
                 return ("request_admission", endpoint, "at_limit")
+            if not capacity_full:
+                return ("provider_latency", endpoint, "in_call")
             return ("task_admission", endpoint, "capacity_full")
         return ("downstream_completion", None, "local")
 

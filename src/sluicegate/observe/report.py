@@ -190,9 +190,14 @@ def render_text(report: RunReport) -> str:
         add(f"  note: a torn last line ({report.torn_tail_bytes} bytes) was skipped")
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.statuses.items()))
     used = f", mean {report.utilization:.0%} used" if report.utilization is not None else ""
+    capacity = (
+        f"task capacity {report.capacity}"
+        if report.capacity is not None
+        else "task capacity per resource (a pipeline: one per endpoint and local work)"
+    )
     add(
         f"  {report.duration:.3g} s, {report.tasks} tasks ({statuses}), {report.executions} "
-        f"executions, task capacity {report.capacity}{used}"
+        f"executions, {capacity}{used}"
     )
     add("")
     verdict = report.verdict

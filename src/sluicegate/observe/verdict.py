@@ -20,7 +20,7 @@ LAYER_TITLES: dict[str, str] = {
     "dependency_readiness": "dependency readiness",
     "ready_queue": "ready queue (dispatch)",
     "task_admission": "task admission",
-    "request_admission": "request admission",
+    "request_admission": "request admission (endpoint limits)",
     "provider_cooldown": "provider cooldown (rate limits)",
     "provider_latency": "provider latency",
     "downstream_completion": "downstream completion (worker code)",
@@ -220,15 +220,38 @@ def _request_admission(
         if not ep.rate_limits
         else (f"with only {ep.rate_limits} rate limits")
     )
+    mine = sum(
+        item.seconds
+        for item in occ.layer_times
+        if item.layer == "request_admission" and item.endpoint == endpoint
+    )
+    others = _also_at_limit(occ, endpoint)
     return _Advice(
-        f"calls to endpoint `{ep.name}` waited for request admission {_pct(share)} of the run "
-        f"at its limit of {ep.final_limit or cap} calls in flight, {quiet}: the endpoint's "
-        f"cap is the bottleneck; raise max_parallel_requests for `{ep.name}` (now {cap}), e.g. "
-        f"to {suggestion}, if its provider can serve more (a higher quota, more replicas)",
+        f"endpoint `{ep.name}` set the pace for {_pct(mine / occ.duration)} of the run: it "
+        f"had as many calls in flight as its limit allows ({ep.final_limit or cap}; "
+        f"{ep.mean_in_flight:.1f} on average over the run) or calls waiting for it, and {quiet}"
+        f"{others}. Its cap is the bottleneck: raise max_parallel_requests for `{ep.name}` "
+        f"(now {cap}), e.g. to {suggestion}, if its provider can serve more (a higher quota, "
+        "more replicas)",
         setting="max_parallel_requests",
         value=suggestion,
         evidence={"static_cap": cap, "mean_in_flight": round(ep.mean_in_flight, 2)},
     )
+
+
+def _also_at_limit(occ: RunOccupancy, endpoint: str | None) -> str:
+    """`` (`b` too, 41% of the run)`` for the other endpoints that were at their limits."""
+    seconds: dict[str, float] = {}
+    for item in occ.layer_times:
+        if item.layer == "request_admission" and item.endpoint not in (None, endpoint):
+            assert item.endpoint is not None
+            seconds[item.endpoint] = seconds.get(item.endpoint, 0.0) + item.seconds
+    busy = [
+        f"`{name}` {_pct(value / occ.duration)}"
+        for name, value in sorted(seconds.items(), key=lambda kv: -kv[1])
+        if value >= 0.05 * occ.duration
+    ]
+    return f" (at their limits too: {', '.join(busy)} of the run)" if busy else ""
 
 
 def _task_admission(
