@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import runpy
+import sys
 
 import pytest
 
@@ -15,6 +16,11 @@ def test_examples_exist() -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs(path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_runs(
+    path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An example reads its own command line: give it none, not pytest's (``-q`` once became
+    # an output directory in the checkout).
+    monkeypatch.setattr(sys, "argv", [str(path)])
     runpy.run_path(str(path), run_name="__main__")
     assert capsys.readouterr().out.strip(), f"{path.name} printed nothing"
