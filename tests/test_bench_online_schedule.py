@@ -2,7 +2,7 @@
 
 It is the yardstick the pipeline's makespans are compared with, so it must respect slots and
 dependencies, never beat the clairvoyant lower bound, and meet that bound where the bound is
-tight (fixed latency).
+tight (fixed latency). The idle meter beside it must see a slot left free while work waits.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from sluicegate.testing import run_virtual
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -68,3 +70,17 @@ def test_random_latency_never_beats_the_clairvoyant_bound(shape: str) -> None:
         bound = bench.lower_bound(bench.SHAPES[shape], 30, latency, "lognormal")
         for rule in online.RULES.values():
             assert online.simulate(bench.SHAPES[shape], 30, latency, bench.CAP, rule) >= bound
+
+
+def test_idle_meter_sees_slots_left_free_while_work_waits() -> None:
+    """The meter behind the bench's ``idle`` column: zero for a run at the endpoint's cap,
+    positive when the request layer's slow start holds slots back from ready cells."""
+    shape = bench.SHAPES["wide"]
+    latency = bench.latency_of("fixed")
+    at_cap = bench.IdleMeter(shape, 100)
+    run_virtual(bench.run_sluicegate, shape, 100, latency, True, at_cap)
+    slow_start = bench.IdleMeter(shape, 100)
+    run_virtual(bench.run_sluicegate, shape, 100, latency, False, slow_start)
+    assert at_cap.idle == 0.0
+    assert slow_start.idle > 1.0
+    assert all(n == 0 for n in (*at_cap.ready.values(), *at_cap.flying.values()))
