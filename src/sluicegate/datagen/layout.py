@@ -12,7 +12,8 @@
 - Inline and async local cells hold ``submission`` only; their lane releases at most
   ``local_concurrency`` at a time.
 
-``submission`` defaults to the sum of the lanes' windows, so by default it never binds.
+``submission`` defaults to the sum of the lanes' limits (twice the cap for an endpoint lane, the
+window for the others), so by default it never binds.
 Each column's fairness group comes from its :class:`SchedulingMetadata`, with the endpoint as
 the default identity of model columns (every column calling one endpoint shares a group).
 """

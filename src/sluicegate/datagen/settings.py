@@ -35,8 +35,9 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
       and no failure), generating up to ``records * max_attempts_factor`` rows to get them.
     - ``seed``: the run seed (samplers and ``ctx.rng`` derive from it per row and column).
     - ``buffer_size``: rows per row group; ``max_concurrent_row_groups``: groups in memory.
-    - ``task_capacity``: cells running at once (default: the sum of the endpoints' caps plus
-      ``local_threads`` plus ``local_concurrency``); ``local_threads``: sync generators in
+    - ``task_capacity``: cells running at once (default: twice each endpoint's cap plus
+      ``local_threads`` plus ``local_concurrency``, counting only the kinds of cells the
+      pipeline has, so it never binds); ``local_threads``: sync generators in
       worker threads at once; ``local_concurrency``: inline and async local cells at once.
     - ``output_format``: ``jsonl`` (built in) or ``parquet`` (the ``parquet`` extra).
     - ``cell_max_attempts`` / ``cell_backoff_seconds``: attempts of a cell failing in a
