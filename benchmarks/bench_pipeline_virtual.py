@@ -6,10 +6,13 @@ Shapes (every model cell is one call; 16 parallel requests per endpoint):
 - narrow: a 4-column chain c1 -> c2 -> c3 -> c4 on endpoint A;
 - deep:   the same chain plus an independent column b, all on A;
 - wide:   5 independent columns on A;
-- dual:   generators g1, g2, g3 on A and judges j1, j2, j3 on B (j_i judges g_i).
+- dual:   generators g1, g2, g3 on A and judges j1, j2, j3 on B (j_i judges g_i);
+- heavy:  a heavy root (a column whose cells take 3x as long: a long generation) and three
+          columns x1, x2, x3 that each depend on it, all on A.
 
 Latency per cell is a function of (row, column): ``fixed`` (1.0 s) or ``lognormal`` (mean 1.0 s,
-sigma 0.5), so every system below sees the same cells with the same durations.
+sigma 0.5), times the column's scale (3 for the heavy root, 1 elsewhere), so every system
+below sees the same cells with the same durations.
 
 Systems, each at 10, 100 and 1,000 rows:
 
@@ -36,7 +39,9 @@ cell of E can start (the shortest chain before an E cell), ``tail`` the least wo
 follow the last E cell (the shortest chain after an E cell), and ``work`` E's busy time at
 16 in parallel: ``ceil(cells / 16) * 1.0`` for fixed latency (cells finish in rounds); for
 lognormal the larger of ``sum(latencies) / 16`` and the 16th plus the 17th longest latency (of
-the 17 longest cells two must share a slot). No schedule can beat it, not even one that knows
+the 17 longest cells two must share a slot); (3) the same as (2) for every set of an
+endpoint's cells that cannot start before a time ``t`` (``late_cells_bound``: with a heavy
+root its dependents wait for it). No schedule can beat it, not even one that knows
 every latency in advance (it is *clairvoyant*). At fixed latency it is tight (the online
 reference meets it in every case). With random latencies an online scheduler cannot know
 which cell will be the long one, so the last cells finish ragged (some slots idle while the
@@ -103,19 +108,28 @@ SHAPES: dict[str, Shape] = {
         ("j2", "B", ["g2"]),
         ("j3", "B", ["g3"]),
     ],
+    "heavy": [
+        ("root", "A", []),
+        ("x1", "A", ["root"]),
+        ("x2", "A", ["root"]),
+        ("x3", "A", ["root"]),
+    ],
 }
+
+SCALE: dict[str, float] = {"root": 3.0}
+"""Mean latency of a column relative to the others (what an online scheduler can learn)."""
 
 
 def latency_of(kind: str, seed: int = 0) -> Callable[[int, str], float]:
     def fixed(row: int, column: str) -> float:
-        return 1.0
+        return SCALE.get(column, 1.0)
 
     def lognormal(row: int, column: str) -> float:
         digest = hashlib.blake2b(f"{seed}:{row}:{column}".encode(), digest_size=16).digest()
         u1 = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
         u2 = (int.from_bytes(digest[8:], "big") + 0.5) / 2**64
         z = math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
-        return math.exp(-SIGMA * SIGMA / 2 + SIGMA * z)  # mean 1.0
+        return SCALE.get(column, 1.0) * math.exp(-SIGMA * SIGMA / 2 + SIGMA * z)  # mean 1.0
 
     return fixed if kind == "fixed" else lognormal
 
@@ -208,6 +222,7 @@ def lower_bound(shape: Shape, rows: int, latency: Callable[[int, str], float], k
     work: dict[str, float] = {}
     cells: dict[str, int] = {}
     durations: dict[str, list[float]] = {}
+    late: dict[str, list[tuple[float, float, float]]] = {}  # (earliest start, latency, after)
     for row in range(rows):
         start: dict[str, float] = {}
         for name in order(shape):
@@ -223,14 +238,45 @@ def lower_bound(shape: Shape, rows: int, latency: Callable[[int, str], float], k
             work[e] = work.get(e, 0.0) + latency(row, name)
             cells[e] = cells.get(e, 0) + 1
             durations.setdefault(e, []).append(latency(row, name))
-    busy = {
-        e: (math.ceil(cells[e] / CAP) * 1.0 if kind == "fixed" else work[e] / CAP) for e in work
-    }
+            late.setdefault(e, []).append((start[name], latency(row, name), after[name]))
+    busy = {}
+    for e, values in durations.items():
+        equal = kind == "fixed" and len(set(values)) == 1  # cells finish in rounds
+        busy[e] = math.ceil(cells[e] / CAP) * values[0] if equal else work[e] / CAP
     for e, values in durations.items():
         if len(values) > CAP:  # of the CAP + 1 longest cells, two share a slot
             longest = sorted(values, reverse=True)
             busy[e] = max(busy[e], longest[CAP - 1] + longest[CAP])
-    return max(critical, *(head[e] + busy[e] + tail[e] for e in work))
+    return max(
+        critical,
+        *(head[e] + busy[e] + tail[e] for e in work),
+        *(late_cells_bound(cells_of, kind) for cells_of in late.values()),
+    )
+
+
+def late_cells_bound(cells: list[tuple[float, float, float]], kind: str) -> float:
+    """The cells of one endpoint that cannot start before ``t`` still need ``t`` + their
+    busy time at 16 in parallel + the least work after them, for every such ``t``.
+
+    (The same argument as ``head + work + tail`` applied to every suffix of the cells ordered
+    by earliest start: with a heavy root the dependents cannot start before it ends.)"""
+    best = 0.0
+    work = 0.0
+    count = 0
+    tail = math.inf
+    durations: set[float] = set()
+    ordered = sorted(cells, reverse=True)
+    for i, (start, duration, after) in enumerate(ordered):
+        work += duration
+        count += 1
+        tail = min(tail, after)
+        durations.add(duration)
+        if i + 1 < len(ordered) and ordered[i + 1][0] == start:
+            continue  # take every cell with this earliest start together
+        equal = kind == "fixed" and len(durations) == 1
+        busy = math.ceil(count / CAP) * duration if equal else work / CAP
+        best = max(best, start + busy + tail)
+    return best
 
 
 # -- the three systems -------------------------------------------------------------------
@@ -346,7 +392,9 @@ def with_online(batch: list[dict[str, Any]], shape: str, rows: int, kind: str) -
     """Add the online reference (the best rule over the batch's seeds) to each measurement;
     returns the rule's name."""
     latencies = [latency_of(kind, r["seed"]) for r in batch]
-    rule, spans = best_online(SHAPES[shape], rows, latencies, CAP)
+    names = [name for name, _, _ in SHAPES[shape]]
+    mean = {name: SCALE.get(name, 1.0) for name in names}
+    rule, spans = best_online(SHAPES[shape], rows, latencies, CAP, mean)
     for r, span in zip(batch, spans, strict=True):
         r["online"] = round(span, 3)
         r["online_rule"] = rule
@@ -363,6 +411,7 @@ def main() -> None:
     )
     parser.add_argument("--first-seed", type=int, default=0, help="the first latency seed")
     parser.add_argument("--json", default=None, help="write every measurement to this file")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shapes")
     args = parser.parse_args()
     results = []
     print(
@@ -370,7 +419,7 @@ def main() -> None:
         f"{'ratio':>6} {'worst':>6} {'online':>6} {'ours/on':>7} {'worst':>6} {'rule':14} "
         f"{'idle':>5} {'col-by-col':>10} {'fair':>6} {'slow-start':>10}"
     )
-    for shape in SHAPES:
+    for shape in args.shapes.split(","):
         for rows in (int(r) for r in args.rows.split(",")):
             for kind in ("fixed", "lognormal"):
                 n = args.seeds if kind == "lognormal" and rows < 1000 else 1

@@ -118,15 +118,19 @@ def simulate(
 
 
 def best_online(
-    shape: Shape, rows: int, latencies: Sequence[Latency], cap: int
+    shape: Shape,
+    rows: int,
+    latencies: Sequence[Latency],
+    cap: int,
+    mean: Mapping[str, float] | None = None,
 ) -> tuple[str, list[float]]:
     """The rule with the smallest mean makespan over ``latencies`` (one per seed), and its
     makespans in the same order."""
     best: tuple[float, str, list[float]] | None = None
     for name, rule in RULES.items():
-        spans = [simulate(shape, rows, latency, cap, rule) for latency in latencies]
-        mean = sum(spans) / len(spans)
-        if best is None or mean < best[0]:
-            best = (mean, name, spans)
+        spans = [simulate(shape, rows, latency, cap, rule, mean) for latency in latencies]
+        average = sum(spans) / len(spans)
+        if best is None or average < best[0]:
+            best = (average, name, spans)
     assert best is not None
     return best[1], best[2]

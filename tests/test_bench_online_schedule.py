@@ -54,13 +54,29 @@ def test_the_rule_decides_the_order() -> None:
     assert online.simulate(shape, 10, bench.latency_of("fixed"), 16, online.RULES["fifo"]) == 5.0
 
 
+UNIFORM = [name for name in bench.SHAPES if name != "heavy"]  # every cell takes 1 s
+
+
 @pytest.mark.parametrize("rows", [10, 100])
-@pytest.mark.parametrize("shape", list(bench.SHAPES))
+@pytest.mark.parametrize("shape", UNIFORM)
 def test_fixed_latency_meets_the_tight_bound(shape: str, rows: int) -> None:
     latency = bench.latency_of("fixed")
     bound = bench.lower_bound(bench.SHAPES[shape], rows, latency, "fixed")
     rule, spans = online.best_online(bench.SHAPES[shape], rows, [latency], bench.CAP)
     assert spans == [bound], rule
+
+
+def test_heavy_root_bound_counts_the_cells_that_wait_for_the_root() -> None:
+    """10 roots of 3 s, then 30 dependents of 1 s on 16 slots: the dependents cannot start
+    before 3 s and need two rounds, so 5 s (head + work + tail alone would say 4 s). At 100
+    rows the work is 37.5 slot-rounds and the best schedule, in whole rounds, takes 38 s."""
+    shape = bench.SHAPES["heavy"]
+    latency = bench.latency_of("fixed")
+    mean = {name: bench.SCALE.get(name, 1.0) for name, _, _ in shape}
+    assert bench.lower_bound(shape, 10, latency, "fixed") == 5.0
+    assert online.best_online(shape, 10, [latency], bench.CAP, mean)[1] == [5.0]
+    assert bench.lower_bound(shape, 100, latency, "fixed") == 37.5
+    assert online.best_online(shape, 100, [latency], bench.CAP, mean)[1] == [38.0]
 
 
 @pytest.mark.parametrize("shape", list(bench.SHAPES))
