@@ -10,6 +10,7 @@ import tempfile
 from typing import Any
 
 import pytest
+import trio
 
 import sluicegate.datagen as dg
 from sluicegate import ConfigurationError
@@ -238,3 +239,40 @@ def test_show_config_lists_the_setting_and_a_bad_toml_value_names_it(
     assert main(["validate", bad]) == 1
     out = capsys.readouterr().out
     assert "run.row_group_slow_start" in out and "true or false" in out
+
+
+def test_a_resumed_run_slow_starts_again_and_gives_the_same_bytes() -> None:
+    fresh = tempfile.mkdtemp()
+    run_virtual(qa_pipeline(simulated()).arun, 200, output_dir=fresh, buffer_size=20, seed=3)
+
+    async def stopped_midway(out: str) -> dg.RunResult:
+        control = dg.RunControl()
+
+        async def stop() -> None:
+            await trio.sleep(8.0)
+            control.stop(grace_period=0.0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop)
+            result = await qa_pipeline(simulated()).arun(
+                200, output_dir=out, buffer_size=20, seed=3, control=control
+            )
+            nursery.cancel_scope.cancel()
+        return result
+
+    out = tempfile.mkdtemp()
+    first = run_virtual(stopped_midway, out)
+    assert first.status == "interrupted"
+    assert 0 < first.row_groups_written < 10
+    journaled = list((pathlib.Path(out) / "journal").glob("rg-*"))
+    assert journaled  # groups in flight at the stop left finished cells behind
+
+    sink = InMemoryEventSink()
+    resumed = run_virtual(
+        qa_pipeline(simulated()).arun, 200, output_dir=out, buffer_size=20, seed=3, events=sink
+    )
+    assert resumed.ok and resumed.resumed, resumed.message
+    assert files_of(out) == files_of(fresh)
+    admitted = in_flight(sink)
+    assert admitted[0][1] == 1 and admitted[1][0] > admitted[0][0]  # one group first
+    assert slow_start_of(out) == {"state": "completed", "widths": [1, 2, 4]}
