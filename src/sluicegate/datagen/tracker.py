@@ -21,11 +21,9 @@ invariants:
 - Row groups are admitted up to ``max_row_groups`` at once, in order, as
   :class:`RowGroupPlanner` asks for them; a finished group is handed to the hooks (written,
   then its memory released). With a :class:`~sluicegate.scheduling.SlowStartWindow`, the
-  limit is the window's width instead (1, 2, 4, ... up to ``max_row_groups``): a group the
-  window watches is *probing* until its first row passes (or is filtered) in this run, which
-  is the health the window grows on. Rows restored from a journal prove nothing about this
-  run, so they do not count; failures are reported to the window by the runner, which knows
-  their kind.
+  limit is its width (1, 2, 4, ... up to ``max_row_groups``): a group it watches is *probing*
+  until its first row passes or is filtered in this run (journal rows prove nothing about
+  this run), the health the window grows on. The runner reports failures (it knows kinds).
 
 Nothing here knows about trio tasks, files or providers: the runner implements
 :class:`TrackerHooks`. Every operation costs O(1) or O(log n) per cell touched.
@@ -401,20 +399,14 @@ class CellTracker:
             group.row_state[offset] = ROW_DONE
             group.resolved += 1
             if group.probing:
-                self._proven(group)
+                self._probed(group, True)
 
-    def _proven(self, group: RowGroupState) -> None:
-        """A probing group's first row passed (or was filtered): the health slow start
-        grows on."""
+    def _probed(self, group: RowGroupState, healthy: bool) -> None:
+        """A probing group's first row passed or was filtered (``healthy``), or the group
+        leaves without one (journal rows only, abandoned)."""
         group.probing = False
         if self.window is not None:
-            self.window.healthy(group.index)
-
-    def _unproven(self, group: RowGroupState) -> None:
-        """A probing group leaves without a passing row of this run (journaled, abandoned)."""
-        group.probing = False
-        if self.window is not None:
-            self.window.left(group.index)
+            (self.window.healthy if healthy else self.window.left)(group.index)
 
     def _defer(self, group: RowGroupState, index: int, cell: int, delay: float) -> None:
         group.live += 1
@@ -448,7 +440,7 @@ class CellTracker:
         group.row_state[offset] = status
         group.resolved += 1
         if status == ROW_FILTERED and group.probing:
-            self._proven(group)  # keep_if said no: every cell the row needed worked
+            self._probed(group, True)  # keep_if said no: every cell the row needed worked
         base = offset * self.columns
         state = group.state
         for index in range(base, base + self.columns):
@@ -506,7 +498,7 @@ class CellTracker:
     def _finish(self, group: RowGroupState) -> None:
         del self.groups[group.index]
         if group.probing:
-            self._unproven(group)
+            self._probed(group, False)
         if group.index in self.planner.in_flight:
             writes = self.planner.finish(group.index, len(group.passing_rows()))
             self._hooks.group_finished(group, writes)
@@ -522,7 +514,7 @@ class CellTracker:
             return
         self.planner.finish_abandoned(index)
         if group.probing:
-            self._unproven(group)
+            self._probed(group, False)
         state = group.state
         for cell_index in range(len(state)):
             if state[cell_index] in (READY, DEFERRED):
