@@ -19,7 +19,7 @@ from sluicegate.datagen import SETTINGS, RunSettings
 from sluicegate.datagen.settings_table import check_value, parse_text
 from sluicegate.events import InMemoryEventSink
 from sluicegate.providers import SimulatedProvider
-from sluicegate.requests import ModelRequest, ProviderFailureError
+from sluicegate.requests import ModelRequest, ProviderFailureError, ProviderRateLimitedError
 from sluicegate.testing import run_virtual
 from test_cli_support import write_pipeline
 from test_datagen_support import FunctionProvider
@@ -276,3 +276,26 @@ def test_a_resumed_run_slow_starts_again_and_gives_the_same_bytes() -> None:
     admitted = in_flight(sink)
     assert admitted[0][1] == 1 and admitted[1][0] > admitted[0][0]  # one group first
     assert slow_start_of(out) == {"state": "completed", "widths": [1, 2, 4]}
+
+
+def test_backpressure_holds_the_width_instead_of_stopping_the_run() -> None:
+    def throttled(model: str, request: ModelRequest) -> str:
+        raise ProviderRateLimitedError("HTTP 429: slow down", retry_after=0.5)
+
+    provider = FunctionProvider(answer=throttled, latency=lambda model, request: 0.05)
+    out = tempfile.mkdtemp()
+    result = run_virtual(
+        qa_pipeline(provider).arun,
+        40,
+        output_dir=out,
+        buffer_size=10,
+        cell_max_attempts=1,
+        request_max_attempts=1,
+        salvage_rounds=0,
+        error_rate_threshold=1.0,
+    )
+    # Every row failed, but as backpressure (rate limited through its retries): the window
+    # never counted them, so the run went to the end, one row group at a time.
+    assert result.rows_failed == 40
+    assert result.message == "40 row(s) could not be produced"
+    assert slow_start_of(out) == {"state": "ramping", "widths": [1]}
