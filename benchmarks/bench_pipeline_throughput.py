@@ -12,6 +12,9 @@ The floor: the same 5 x N values computed by a hand-written trio program (bounde
 ends; rows collected in memory and written as one JSON Lines file) -- the least a program that
 runs every cell as its own task could cost. It keeps every row in memory, so its RSS grows.
 
+``--row-group-slow-start false`` runs the pipelines with every row group admitted at once (the
+default, ``true``, admits 1, 2, 4, ... as the first rows pass; the floor ignores it).
+
 Run: .venv/bin/python benchmarks/bench_pipeline_throughput.py [--rows 10000,100000] [--repeat 3]
 """
 
@@ -33,7 +36,7 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def child(kind: str, rows: int) -> dict[str, float]:
+def child(kind: str, rows: int, slow_start: bool = True) -> dict[str, float]:
     import msgspec
     import trio
 
@@ -83,7 +86,7 @@ def child(kind: str, rows: int) -> dict[str, float]:
     pipeline = sg.Pipeline(columns)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        result = pipeline.run(rows, output_dir=out)
+        result = pipeline.run(rows, output_dir=out, row_group_slow_start=slow_start)
         wall = time.perf_counter() - start
     assert result.ok and result.rows_written == rows, result.message
     return {"wall": wall, "cells_per_second": rows * 5 / wall, "peak_rss_mb": peak_rss_mb()}
@@ -95,17 +98,21 @@ def main() -> None:
     parser.add_argument("--kinds", default="floor,async,inline,thread")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", nargs=2, metavar=("KIND", "ROWS"), help=argparse.SUPPRESS)
+    parser.add_argument("--row-group-slow-start", choices=("true", "false"), default="true")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    slow_start = args.row_group_slow_start
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]))))
+        print(json.dumps(child(args.child[0], int(args.child[1]), slow_start == "true")))
         return
     results = []
     for rows in (int(r) for r in args.rows.split(",")):
         for repeat in range(args.repeat):
             for kind in args.kinds.split(","):  # interleaved: the machine is shared and noisy
+                command = [sys.executable, __file__, "--child", kind, str(rows)]
+                command += ["--row-group-slow-start", slow_start]
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", kind, str(rows)],
+                    command,
                     check=True,
                     capture_output=True,
                     text=True,

@@ -25,6 +25,7 @@ from sluicegate.scheduling import (
     BatchStrategy,
     SlowStartBatch,
     SlowStartFailureKind,
+    SlowStartWindow,
     classify_failure,
     slow_start,
 )
@@ -358,3 +359,157 @@ def test_dispatch_stops_after_the_first_failing_batch(
     kinds = {failing[i] for i in in_batch}
     assert result.outcome == ("halted" if "task" in kinds else "throttled")
     assert result.succeeded + len(result.failures) == result.dispatched
+
+
+# -- SlowStartWindow: the same policy for a stream of admitted items ---------------------
+
+
+def grow(window: SlowStartWindow[int], admitted: list[int]) -> None:
+    """Admit items up to the window's limit and report each healthy, step by step."""
+    while window.state == "ramping":
+        step = []
+        while len(admitted) < window.limit and len(step) < window.limit:
+            item = len(admitted)
+            admitted.append(item)
+            window.admitted(item)
+            step.append(item)
+        for item in step:
+            window.healthy(item)
+
+
+def test_window_widths_follow_the_batch_sizes_as_steps_show_health() -> None:
+    window: SlowStartWindow[int] = SlowStartWindow(BatchStrategy(max_batch_size=8))
+    assert (window.limit, window.state) == (1, "ramping")
+    window.admitted(0)
+    assert window.healthy(0) is True  # the step's only item: the width grows
+    assert window.limit == 2
+    window.admitted(1)
+    assert window.healthy(1) is True
+    assert window.limit == 4
+    window.admitted(2)
+    window.admitted(3)
+    assert window.healthy(2) is False  # the step waits for every item of it
+    assert window.limit == 4
+    assert window.healthy(3) is True
+    assert window.limit == 8
+    for item in range(4, 8):
+        window.admitted(item)
+    for item in range(4, 8):
+        assert window.healthy(item) is False  # at the cap: nothing left to grow
+    view = window.view()
+    assert (view.state, view.limit, view.widths, view.probing) == ("completed", 8, (1, 2, 4, 8), 0)
+    window.admitted(8)
+    assert window.failed(8, "task", "late") is False  # completed: reports are ignored
+    assert window.limit == 8
+
+
+@given(
+    initial=st.integers(1, 5),
+    multiplier=st.floats(1.0, 4.0),
+    extra=st.integers(0, 40),
+)
+def test_window_widths_are_the_distinct_batch_sizes(
+    initial: int, multiplier: float, extra: int
+) -> None:
+    strategy = BatchStrategy(
+        initial_batch_size=initial, multiplier=multiplier, max_batch_size=initial + extra
+    )
+    window: SlowStartWindow[int] = SlowStartWindow(strategy)
+    grow(window, [])
+    sizes = list(strategy.batch_sizes(10_000))[:-1]  # the last one is what is left
+    assert list(window.view().widths) == list(dict.fromkeys(sizes))  # distinct, in order
+    assert window.state == "completed"
+
+
+def test_window_halts_at_the_tolerance_th_terminal_failure_of_a_step() -> None:
+    window: SlowStartWindow[str] = SlowStartWindow(tolerance=3)
+    window.admitted("g0")
+    assert window.failed("g0", "task", "answer: ValueError: bad template") is False
+    assert window.failed("g0", "backpressure", "429") is False  # never counted
+    assert window.failed("g0", "admission", "unknown resource") is False
+    assert window.view().failures == 2
+    assert window.failed("g0", "task", "answer: ProviderFailureError: HTTP 401") is True
+    assert (window.state, window.limit) == ("halted", 0)
+    assert window.reason is not None
+    assert "3 failure(s) before any item showed health" in window.reason
+    assert "'g0'" in window.reason and "HTTP 401" in window.reason
+    assert window.failed("g0", "task", "again") is False  # halted once
+    assert window.healthy("g0") is False
+    assert window.limit == 0
+
+
+def test_window_with_tolerance_1_halts_at_the_first_failure_even_at_full_width() -> None:
+    window: SlowStartWindow[int] = SlowStartWindow(BatchStrategy(max_batch_size=1))
+    window.admitted(0)
+    assert window.failed(0, "task", "boom") is True
+    assert window.state == "halted"
+
+
+def test_backpressure_holds_the_width_until_health_shows() -> None:
+    window: SlowStartWindow[int] = SlowStartWindow(tolerance=1)
+    window.admitted(0)
+    for _ in range(10):
+        assert window.failed(0, "backpressure", "rate limited") is False
+    assert (window.state, window.limit) == ("ramping", 1)
+    assert window.healthy(0) is True
+    assert window.limit == 2
+
+
+def test_failures_after_a_step_showed_health_do_not_halt() -> None:
+    window: SlowStartWindow[int] = SlowStartWindow(BatchStrategy(max_batch_size=8))
+    grow_to_4 = [0, 1]
+    for item in grow_to_4:
+        window.admitted(item)
+        window.healthy(item)
+    window.admitted(2)
+    window.admitted(3)
+    window.healthy(2)
+    for _ in range(5):
+        assert window.failed(3, "task", "unlucky row") is False  # item 2 proved the step
+    assert window.state == "ramping"
+    assert window.healthy(3) is True
+    assert window.limit == 8
+
+
+def test_only_the_batch_of_a_step_is_watched_and_one_that_leaves_is_replaced() -> None:
+    window: SlowStartWindow[int] = SlowStartWindow()
+    assert window.admitted(0) is True  # the first batch: one item
+    window.left(0)  # e.g. every row came from a journal: no evidence either way
+    assert window.limit == 1
+    assert window.admitted(1) is True  # takes its place in the batch
+    assert window.healthy(1) is True
+    assert window.limit == 2
+    assert window.admitted(2) is True  # the new room: one place
+    assert window.admitted(3) is False  # in place of an item that finished: not watched
+    assert window.healthy(3) is False
+    assert window.failed(3, "task", "not watched") is False
+    assert window.healthy(2) is True
+    assert window.limit == 4
+    assert [window.admitted(i) for i in (4, 5, 6)] == [True, True, False]  # 2 new places
+    assert window.view().probing == 2
+
+
+def test_reports_about_items_outside_the_step_are_ignored() -> None:
+    window: SlowStartWindow[int] = SlowStartWindow(tolerance=1)
+    assert window.healthy(7) is False
+    window.left(7)
+    assert window.failed(7, "task", "not admitted") is False
+    assert window.view() == SlowStartWindow().view()
+
+
+@pytest.mark.parametrize("tolerance", [0, -1, True, 1.5, "3"])
+def test_window_tolerance_is_validated(tolerance: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SlowStartWindow(tolerance=tolerance)
+    assert info.value.field == "SlowStartWindow.tolerance"
+    assert "int >= 1" in info.value.fix
+
+
+def test_window_strategy_and_failure_kind_are_validated() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SlowStartWindow({"max_batch_size": 4})  # type: ignore[arg-type]
+    assert info.value.field == "SlowStartWindow.strategy"
+    window: SlowStartWindow[int] = SlowStartWindow()
+    window.admitted(0)
+    with pytest.raises(ConfigurationError, match="did you mean 'backpressure'"):
+        window.failed(0, "backpresure", "x")  # type: ignore[arg-type]

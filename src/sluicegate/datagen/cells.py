@@ -25,7 +25,7 @@ from ..errors import ConfigurationError, RetryableTaskError
 from ..events import RuntimeCorrelation, set_correlation
 from ..providers import ProviderRateLimitedError, ProviderTimeoutError
 from ..requests import ModelRequestError, RequestAdmissionError
-from ..scheduling import SchedulableTask, TaskOutcome
+from ..scheduling import SchedulableTask, SlowStartFailureKind, TaskOutcome, classify_failure
 from .columns import Column
 from .context import CellContext, ModelCaller, RowView
 from .errors import CellGenerationError, StructuredOutputError
@@ -242,8 +242,9 @@ class CellWorker:
         self._monitor = monitor
         self._correlate = correlate
         self._now = trio.lowlevel.current_clock().current_time
-        self.failure_kind: dict[int, str] = {}
-        """Cell -> the exception type of its last failed attempt (for failure counts)."""
+        self.failure_kind: dict[int, tuple[str, SlowStartFailureKind]] = {}
+        """Cell -> the exception type of its last failed attempt (for failure counts) and its
+        slow-start kind (:func:`~sluicegate.scheduling.classify_failure`)."""
         self.running = 0
 
     async def __call__(self, task: SchedulableTask) -> TaskOutcome | None:
@@ -309,7 +310,7 @@ class CellWorker:
 
     def _failed(self, rt: ColumnRuntime, cell: int, attempt: int, exc: Exception) -> TaskOutcome:
         kind = type(exc).__name__
-        self.failure_kind[cell] = kind
+        self.failure_kind[cell] = (kind, classify_failure(exc))
         reason = f"{rt.name}: {kind}: {exc}"
         if len(reason) > 500:
             reason = reason[:497] + "..."

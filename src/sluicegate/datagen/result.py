@@ -104,9 +104,11 @@ def run_status(
     stop_reason: str | None,
     cancelled: bool,
     interrupted: bool,
+    stop_failed: bool = False,
 ) -> tuple[RunStatus, str]:
-    """The status of a finished run and the sentence that explains it."""
-    if stop_reason is not None and stop_reason.startswith("error rate"):
+    """The status of a finished run and the sentence that explains it (``stop_failed``: the
+    run stopped itself because it was failing: the error rate, or slow start halted)."""
+    if stop_reason is not None and stop_failed:
         return "failure", f"stopped early: {stop_reason}"
     if interrupted or cancelled or stop_reason is not None:
         how = "cancelled" if cancelled else "stopped"

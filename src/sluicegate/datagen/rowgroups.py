@@ -43,7 +43,8 @@ class RowGroupState:
     release on it counts the cell's attempts (one byte either way). ``live`` counts cells that are
     ready, deferred or running (the group is finished when every row is resolved and ``live``
     is 0); ``parked`` holds cells waiting for a salvage round with their last failure, and
-    ``salvaged`` how many rounds each cell has had.
+    ``salvaged`` how many rounds each cell has had. ``probing`` is true while row-group slow
+    start waits for the group's first passing row (see :class:`CellTracker`).
     """
 
     __slots__ = (
@@ -51,6 +52,7 @@ class RowGroupState:
         "index",
         "live",
         "parked",
+        "probing",
         "reasons",
         "resolved",
         "row_left",
@@ -82,6 +84,7 @@ class RowGroupState:
         self.parked: dict[int, str] = {}  # cell offset -> last failure
         self.salvage_rounds = 0  # rounds held for this group (for events)
         self.salvaged: dict[int, int] = {}  # cell offset -> salvage rounds it has used
+        self.probing = False
 
     @property
     def finished(self) -> bool:

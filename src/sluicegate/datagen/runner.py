@@ -8,7 +8,11 @@
 - task admission and tracker lanes laid out per endpoint (:mod:`.layout`), so cells waiting
   on one endpoint never hold the task slots of another;
 - the scheduler, run in segments (:mod:`.segments`) so its per-task records stay bounded;
-- the checkpoint writer task, run control (stop, cancel, error-rate stop), progress and the
+- row-group slow start (``row_group_slow_start``): a
+  :class:`~sluicegate.scheduling.SlowStartWindow` the tracker admits row groups through; the
+  runner reports failed rows to it (classified by
+  :func:`~sluicegate.scheduling.classify_failure`) and stops the run early when it halts;
+- the checkpoint writer task, run control (stop, cancel, early stops), progress and the
   final manifest, capacity plan and :class:`RunResult`.
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import trio
@@ -26,6 +30,8 @@ from ..events.emitter import EventEmitter
 from ..requests import RequestAdmissionConfig
 from ..scheduling import (
     AsyncTaskScheduler,
+    BatchStrategy,
+    SlowStartWindow,
     TaskAdmissionController,
 )
 from .calls import CellCalls
@@ -59,6 +65,12 @@ from .tracker import CellTracker
 if TYPE_CHECKING:
     from .endpoints import RequestStack
     from .pipeline import Pipeline
+
+SLOW_START_TOLERANCE: Final = 3
+"""Rows of a slow-start step's row groups that may fail before any row of them passes, in a
+column that has not produced one value in this run, for a reason that is not backpressure;
+the third stops the run. A column that has worked once is not broken, so its failures are
+left to the error rate; and more than one, so one unlucky answer does not end a run."""
 
 
 def _virtual_clock() -> bool:
@@ -101,6 +113,7 @@ class PipelineRun:
         self._request_config = request_config
         self._phase: RunPhase = "starting"
         self._stop_reason: str | None = None
+        self._stop_failed = False  # the stop is a failure (error rate, slow start halted)
         self._stop_grace: tuple[float | None] | None = None
         self._cancelled = False
         self._cancel_scope = trio.CancelScope()
@@ -135,6 +148,12 @@ class PipelineRun:
         self._stop_grace = (grace_period,)
         if self._scheduler is not None:
             self._scheduler.shutdown(grace_period)
+
+    def _stop_early(self, reason: str) -> None:
+        """Stop because the run is failing (status ``failure``), unless a stop came first."""
+        if self._stop_reason is None:
+            self._stop_failed = True
+        self.request_stop(self.settings.stop_grace_seconds, reason)
 
     def request_cancel(self) -> None:
         """Cancel running cells now (finished work is still written)."""
@@ -247,13 +266,14 @@ class PipelineRun:
             salvage_rounds=s.salvage_rounds,
             salvage_delay=s.salvage_delay_seconds,
             max_row_groups=s.max_concurrent_row_groups,
+            window=self._window(),
         )
         if self._stop_reason is not None:
             self.tracker.stop()
         self.monitor = ErrorRateMonitor(
             s.error_rate_window,
             s.error_rate_threshold,
-            lambda why: self.request_stop(s.stop_grace_seconds, f"error rate: {why}"),
+            lambda why: self._stop_early(f"error rate: {why}"),
         )
         self.worker = CellWorker(
             runtimes=layout.runtimes,
@@ -282,6 +302,13 @@ class PipelineRun:
                 self.rundir.drop_journal(group)
             else:
                 self._journaled[group] = self._load_journal(group)
+
+    def _window(self) -> SlowStartWindow[int] | None:
+        """The row-group slow-start window: widths 1, 2, 4, ... ``max_concurrent_row_groups``."""
+        if not self.settings.row_group_slow_start:
+            return None
+        strategy = BatchStrategy(max_batch_size=self.settings.max_concurrent_row_groups)
+        return SlowStartWindow(strategy, tolerance=SLOW_START_TOLERANCE)
 
     async def _segments(self) -> None:
         while not self.tracker.is_finished:
@@ -351,7 +378,15 @@ class PipelineRun:
     ) -> str:
         column = self._names[cell % len(self._names)]
         if status == ROW_FAILED:
-            kind = self.worker.failure_kind.pop(cell, "Error")
+            kind, failure = self.worker.failure_kind.pop(cell, ("Error", "task"))
+            window = self.tracker.window
+            if (
+                window is not None
+                and window.state == "ramping"
+                and not self.tracker.column_succeeded(cell % len(self._names))
+                and window.failed(state.index, failure, reason)
+            ):
+                self._stop_early(self._slow_start_reason(state.start + row, reason))
             category = f"{column}: {kind}"
             self._live_failed += 1
             self._live_failures[category] = self._live_failures.get(category, 0) + 1
@@ -361,6 +396,17 @@ class PipelineRun:
             self._live_filtered += 1
         self.rundir.append_row(state.index, state.start + row, status, category, reason)
         return category
+
+    def _slow_start_reason(self, row: int, reason: str) -> str:
+        window = self.tracker.window
+        width = window.view().widths[-1] if window is not None else 1
+        groups = "row group" if width == 1 else f"{width} row groups"
+        return (
+            f"row-group slow start: {SLOW_START_TOLERANCE} rows of the first {groups} failed "
+            "in columns that have not produced one value yet; the last, row "
+            f"{row}, with {reason}. Fix: correct that column or its endpoint and run again "
+            "(finished cells are kept), or set row_group_slow_start = false"
+        )
 
     def salvage(self, state: RowGroupState, cells: int) -> None:
         if self._emitter.enabled:
@@ -440,6 +486,7 @@ class PipelineRun:
             exact=s.exact,
             max_attempts_factor=s.max_attempts_factor,
             stop_reason=self._stop_reason,
+            stop_failed=self._stop_failed,
             cancelled=self._cancelled,
             interrupted=interrupted,
         )
@@ -505,6 +552,13 @@ class PipelineRun:
             ),
             runtime_snapshot={"phase": self._phase, "resumed": self._resumed},
         )
+        window = self.tracker.window
+        if window is not None:
+            view = window.view()
+            plan.runtime_snapshot["row_group_slow_start"] = {
+                "state": view.state,
+                "widths": list(view.widths),
+            }
         if final:
             plan.observed_maxima = observed_maxima(
                 self.tracker.lanes,

@@ -35,6 +35,10 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
       and no failure), generating up to ``records * max_attempts_factor`` rows to get them.
     - ``seed``: the run seed (samplers and ``ctx.rng`` derive from it per row and column).
     - ``buffer_size``: rows per row group; ``max_concurrent_row_groups``: groups in memory.
+    - ``row_group_slow_start``: admit row groups 1, 2, 4, ... up to
+      ``max_concurrent_row_groups``, growing as the admitted groups' first rows pass, and stop
+      the run early when the first ones fail (see docs/slow-start.md); ``False`` admits
+      ``max_concurrent_row_groups`` at once.
     - ``task_capacity``: cells running at once (default: twice each endpoint's cap plus
       ``local_threads`` plus ``local_concurrency``, counting only the kinds of cells the
       pipeline has, so it never binds); ``local_threads``: sync generators in
@@ -57,6 +61,7 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     seed: int = 0
     buffer_size: int = 1000
     max_concurrent_row_groups: int = 4
+    row_group_slow_start: bool = True
     task_capacity: int | None = None
     local_threads: int = 8
     local_concurrency: int = 64
@@ -88,8 +93,10 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         _int("request_max_attempts", self.request_max_attempts, 1)
         _int("salvage_rounds", self.salvage_rounds, 0)
         _int("error_rate_window", self.error_rate_window, 1)
-        if not isinstance(self.exact, bool):
-            raise ConfigurationError("exact", f"got {self.exact!r}", "use True or False")
+        for name in ("exact", "row_group_slow_start"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigurationError(name, f"got {value!r}", "use True or False")
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigurationError(
                 "output_format",

@@ -73,6 +73,11 @@ SETTINGS: Final[dict[str, Setting]] = {
         _run("seed", "int", "the run seed (samplers, ctx.rng, the simulated provider)"),
         _run("buffer_size", "int", "rows per row group (one checkpointed file each)", minimum=1),
         _run("max_concurrent_row_groups", "int", "row groups in memory at once", minimum=1),
+        _run(
+            "row_group_slow_start",
+            "bool",
+            "admit row groups 1, 2, 4, ... as the first pass; stop early if they fail",
+        ),
         _run("task_capacity", "int", "cells running at once (default: derived)", optional=True),
         _run("local_threads", "int", "sync generators running in threads at once", minimum=1),
         _run("local_concurrency", "int", "inline and async local cells at once", minimum=1),

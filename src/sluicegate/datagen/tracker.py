@@ -20,7 +20,10 @@ invariants:
   remaining cells never run.
 - Row groups are admitted up to ``max_row_groups`` at once, in order, as
   :class:`RowGroupPlanner` asks for them; a finished group is handed to the hooks (written,
-  then its memory released).
+  then its memory released). With a :class:`~sluicegate.scheduling.SlowStartWindow`, the
+  limit is its width (1, 2, 4, ... up to ``max_row_groups``): a group it watches is *probing*
+  until its first row passes or is filtered in this run (journal rows prove nothing about
+  this run), the health the window grows on. The runner reports failures (it knows kinds).
 
 Nothing here knows about trio tasks, files or providers: the runner implements
 :class:`TrackerHooks`. Every operation costs O(1) or O(log n) per cell touched.
@@ -34,7 +37,13 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from .._internal.clock import now as _now
-from ..scheduling import SchedulableTask, SchedulerResourceRequest, TaskGroupSpec, TaskOutcome
+from ..scheduling import (
+    SchedulableTask,
+    SchedulerResourceRequest,
+    SlowStartWindow,
+    TaskGroupSpec,
+    TaskOutcome,
+)
 from .ordering import CriticalPathEstimator
 from .rowgroups import (
     DEAD,
@@ -139,6 +148,7 @@ class CellTracker:
         salvage_rounds: int,
         salvage_delay: float,
         max_row_groups: int,
+        window: SlowStartWindow[int] | None = None,
     ) -> None:
         columns = len(deps)
         self.columns = columns
@@ -172,8 +182,10 @@ class CellTracker:
         self._salvage_rounds = salvage_rounds
         self._salvage_delay = salvage_delay
         self.max_row_groups = max_row_groups
+        self.window = window
         self.stopping = False
         self.column_done = [0] * columns
+        self._column_journaled = [0] * columns  # of column_done: restored from a journal
         self.max_groups_in_flight = 0
         self.max_ready: dict[str, int] = {}
         """Lane -> most ready cells seen waiting (sampled as row groups are admitted)."""
@@ -297,7 +309,7 @@ class CellTracker:
         at = self._deferred[0][0] if self._deferred else None
         if (
             not self.stopping
-            and len(self.groups) < self.max_row_groups
+            and len(self.groups) < self.row_group_limit
             and self._hooks.backlog() > 0
             and self.planner.wants_more()
         ):
@@ -333,6 +345,19 @@ class CellTracker:
     def observe(self, column: int, seconds: float) -> None:
         """Fold a cell's duration into the critical-path estimate (the ranks follow)."""
         self.estimator.observe(column, seconds)
+
+    def column_succeeded(self, column: int) -> int:
+        """Cells of ``column`` that succeeded in this run (journaled ones not counted)."""
+        return self.column_done[column] - self._column_journaled[column]
+
+    @property
+    def row_group_limit(self) -> int:
+        """Row groups that may be in memory now: ``max_row_groups``, or less while the
+        slow-start window ramps (0 once it halted)."""
+        window = self.window
+        if window is None:
+            return self.max_row_groups
+        return min(self.max_row_groups, window.limit)
 
     def stop(self) -> None:
         """Release nothing more and admit no row group (a graceful stop)."""
@@ -373,6 +398,15 @@ class CellTracker:
         if left == 0 and group.row_state[offset] == ROW_ACTIVE:
             group.row_state[offset] = ROW_DONE
             group.resolved += 1
+            if group.probing:
+                self._probed(group, True)
+
+    def _probed(self, group: RowGroupState, healthy: bool) -> None:
+        """A probing group's first row passed or was filtered (``healthy``), or the group
+        leaves without one (journal rows only, abandoned)."""
+        group.probing = False
+        if self.window is not None:
+            (self.window.healthy if healthy else self.window.left)(group.index)
 
     def _defer(self, group: RowGroupState, index: int, cell: int, delay: float) -> None:
         group.live += 1
@@ -405,6 +439,8 @@ class CellTracker:
             return
         group.row_state[offset] = status
         group.resolved += 1
+        if status == ROW_FILTERED and group.probing:
+            self._probed(group, True)  # keep_if said no: every cell the row needed worked
         base = offset * self.columns
         state = group.state
         for index in range(base, base + self.columns):
@@ -461,6 +497,8 @@ class CellTracker:
 
     def _finish(self, group: RowGroupState) -> None:
         del self.groups[group.index]
+        if group.probing:
+            self._probed(group, False)
         if group.index in self.planner.in_flight:
             writes = self.planner.finish(group.index, len(group.passing_rows()))
             self._hooks.group_finished(group, writes)
@@ -475,6 +513,8 @@ class CellTracker:
         if group is None:
             return
         self.planner.finish_abandoned(index)
+        if group.probing:
+            self._probed(group, False)
         state = group.state
         for cell_index in range(len(state)):
             if state[cell_index] in (READY, DEFERRED):
@@ -494,13 +534,16 @@ class CellTracker:
 
     def _admit_groups(self) -> None:
         planner = self.planner
+        window = self.window
         while (
-            len(self.groups) + self._hooks.backlog() < self.max_row_groups and planner.wants_more()
+            len(self.groups) + self._hooks.backlog() < self.row_group_limit and planner.wants_more()
         ):
             index = planner.admit()
             start, size = planner.group_range(index)
             group = RowGroupState(index, start, size, self.columns)
             self.groups[index] = group
+            if window is not None:
+                group.probing = window.admitted(index)
             if len(self.groups) > self.max_groups_in_flight:
                 self.max_groups_in_flight = len(self.groups)
             self._fill(group)
@@ -525,6 +568,7 @@ class CellTracker:
             group.values[index] = value
             state[index] = DONE
             self.column_done[index % columns] += 1
+            self._column_journaled[index % columns] += 1
         for offset, (status, category, reason) in rows.items():
             group.row_state[offset] = status
             group.reasons[offset] = (category, reason)

@@ -24,6 +24,10 @@ A terminal failure wins over backpressure in a mixed batch: the batch is ``halte
 requeue the pending items and call :func:`slow_start` again with ``attempt + 1`` (starting
 again from the first batch size).
 
+:class:`SlowStartWindow` is the same policy for work admitted as a stream, without a barrier
+per batch: a width that grows 1, 2, 4, ... as the items of each step show health, and halts
+when a step's first items fail (the data-generation runner admits row groups through it).
+
 This module imports nothing from the request layer: the default classifier recognizes
 sluicegate's admission and backpressure errors by their documented attributes (see
 :func:`classify_failure`).
@@ -32,8 +36,8 @@ sluicegate's admission and backpressure errors by their documented attributes (s
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, Literal, TypeAlias, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
 import msgspec
 import trio
@@ -51,17 +55,25 @@ __all__ = [
     "SlowStartFailureKind",
     "SlowStartOutcome",
     "SlowStartResult",
+    "SlowStartWindow",
+    "SlowStartWindowState",
+    "SlowStartWindowView",
     "classify_failure",
     "slow_start",
 ]
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 SlowStartFailureKind: TypeAlias = Literal["task", "admission", "backpressure"]
 """How a failed item is treated: ``task`` and ``admission`` halt, ``backpressure`` throttles."""
 
 SlowStartOutcome: TypeAlias = Literal["completed", "halted", "throttled"]
 """How a fan-out (or one batch of it) ended."""
+
+SlowStartWindowState: TypeAlias = Literal["ramping", "completed", "halted"]
+"""Where a :class:`SlowStartWindow` is: still watching its items, at full width for good, or
+halted."""
 
 FailureClassifier: TypeAlias = Callable[[Exception], SlowStartFailureKind]
 """Maps an item's exception to its failure kind (see :func:`classify_failure`)."""
@@ -156,7 +168,12 @@ class BatchStrategy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             batch = min(size, left)
             yield batch
             left -= batch
-            size = min(self.max_batch_size, math.ceil(size * self.multiplier))
+            size = self.next_batch_size(size)
+
+    def next_batch_size(self, size: int) -> int:
+        """The batch (or window width) after one of ``size``: ``ceil(size * multiplier)``,
+        at most ``max_batch_size``."""
+        return min(self.max_batch_size, math.ceil(size * self.multiplier))
 
     def retry_after(self, attempt: int) -> float:
         """The delay a fan-out throttled on its ``attempt``-th try (0-based) reports."""
@@ -395,3 +412,183 @@ async def slow_start(
         batches=tuple(batches),
         failures=(),
     )
+
+
+@frozen
+class SlowStartWindowView:
+    """A :class:`SlowStartWindow` at one moment (frozen; cheap to take).
+
+    ``state``; ``limit``: how many items may be in the window now (0 once halted);
+    ``widths``: every width so far, in order (``(1, 2, 4)``: the step is ``len(widths) - 1``);
+    ``probing``: items of the step's batch that have not shown health; ``failures``: terminal
+    failures counted against the step; ``reason``: why it halted.
+    """
+
+    state: SlowStartWindowState
+    limit: int
+    widths: tuple[int, ...]
+    probing: int
+    failures: int
+    reason: str | None = None
+
+
+class SlowStartWindow(Generic[K]):
+    """Slow start for items admitted as a stream: a width that grows as each batch shows health.
+
+    :func:`slow_start` needs the whole fan-out up front and runs each batch to its end before
+    the next one: a barrier per batch. Long-lived items admitted one at a time whose lifetimes
+    overlap (the row groups of a run: a new group starts while older ones finish) need the
+    same policy without the barrier. The caller admits while it holds fewer than
+    :attr:`limit` items and reports what it sees:
+
+    - :meth:`admitted`: an item entered the window. The first ``initial_batch_size`` items, and
+      after each growth the items that fill the new room (``new width - old width``), are the
+      step's *batch*: they are watched (the call returns True). An item admitted in place of
+      one that left (the window was full) is not.
+    - :meth:`healthy`: a watched item showed that its work works (a first unit of it
+      succeeded). When every item of the batch has, the width grows to
+      ``strategy.next_batch_size(width)`` and a new step starts. Once a batch cannot grow the
+      width (at ``max_batch_size``, or with a ``multiplier`` of 1), the window is
+      ``completed`` and reports are ignored from then on.
+    - :meth:`failed`: a unit of a watched item's work failed, with its kind (from
+      :func:`classify_failure` or any classifier). ``task`` and ``admission`` failures count
+      against the step until one of its batch shows health; the ``tolerance``-th halts the
+      window (``limit`` 0, ``reason`` set) and the caller stops. ``backpressure`` counts for
+      nothing: the width holds until health shows (the streaming form of ``throttled``: the
+      item's own retries go on).
+    - :meth:`left`: a watched item left without showing health (it had nothing left to run,
+      or was abandoned): the next item admitted takes its place in the batch.
+
+    The widths are the batch sizes of ``strategy`` (``initial_batch_size``, ``multiplier``,
+    ``max_batch_size``); its retry fields are not used. A bad ``strategy`` or ``tolerance``
+    (int >= 1) raises :class:`ConfigurationError`. Pure and synchronous (no clock, no
+    checkpoint, no lock: the caller's event loop serializes the calls); each costs O(1).
+    """
+
+    __slots__ = (
+        "_failures",
+        "_probing",
+        "_proven",
+        "_reason",
+        "_state",
+        "_strategy",
+        "_tolerance",
+        "_unwatched",
+        "_widths",
+    )
+
+    def __init__(self, strategy: BatchStrategy | None = None, *, tolerance: int = 1) -> None:
+        strategy = BatchStrategy() if strategy is None else strategy
+        if not isinstance(strategy, BatchStrategy):
+            raise ConfigurationError(
+                "SlowStartWindow.strategy",
+                f"got {describe(strategy)}",
+                "pass a BatchStrategy or None",
+            )
+        if not _is_int(tolerance) or tolerance < 1:
+            raise ConfigurationError(
+                "SlowStartWindow.tolerance",
+                f"got {describe(tolerance)}",
+                "use an int >= 1: the terminal failures a step may see before any health "
+                "(1: the first one halts)",
+            )
+        self._strategy = strategy
+        self._tolerance = tolerance
+        self._widths = [strategy.initial_batch_size]
+        self._unwatched = strategy.initial_batch_size  # places of the batch not yet filled
+        self._probing: set[K] = set()  # items of the batch that have not shown health
+        self._proven = 0  # items of the batch that showed health
+        self._failures = 0  # terminal failures counted against the step
+        self._state: SlowStartWindowState = "ramping"
+        self._reason: str | None = None
+
+    @property
+    def limit(self) -> int:
+        """How many items may be in the window now (0 once halted)."""
+        return 0 if self._state == "halted" else self._widths[-1]
+
+    @property
+    def state(self) -> SlowStartWindowState:
+        return self._state
+
+    @property
+    def reason(self) -> str | None:
+        """Why the window halted (``None`` unless halted)."""
+        return self._reason
+
+    def admitted(self, item: K) -> bool:
+        """``item`` entered the window; True when it joins the step's batch (watched)."""
+        if self._state != "ramping" or not self._unwatched:
+            return False
+        self._unwatched -= 1
+        self._probing.add(item)
+        return True
+
+    def healthy(self, item: K) -> bool:
+        """Watched ``item`` showed health; True when this grew the width."""
+        if self._state != "ramping" or item not in self._probing:
+            return False
+        self._probing.remove(item)
+        self._proven += 1
+        return self._advance()
+
+    def failed(self, item: K, kind: SlowStartFailureKind, reason: str) -> bool:
+        """A unit of watched ``item``'s work failed (``kind``, ``reason``); True when this
+        halted the window (a ``task`` or ``admission`` failure, the ``tolerance``-th of a step
+        none of whose batch has shown health)."""
+        if kind not in _KINDS:
+            raise ConfigurationError(
+                "SlowStartWindow.failed.kind",
+                f"got {describe(kind)}{did_you_mean(str(kind), _KINDS)}",
+                "use one of 'task', 'admission', 'backpressure'",
+            )
+        if (
+            self._state != "ramping"
+            or item not in self._probing
+            or kind == "backpressure"
+            or self._proven
+        ):
+            return False
+        self._failures += 1
+        if self._failures < self._tolerance:
+            return False
+        self._state = "halted"
+        self._reason = (
+            f"step {len(self._widths) - 1} (width {self._widths[-1]}): {self._failures} "
+            f"failure(s) before any item showed health; the last, a {kind} failure of item "
+            f"{item!r}: {reason}"
+        )
+        return True
+
+    def left(self, item: K) -> None:
+        """Watched ``item`` left without showing health: the next admitted item takes its
+        place in the batch."""
+        if self._state != "ramping" or item not in self._probing:
+            return
+        self._probing.remove(item)
+        self._unwatched += 1
+
+    def view(self) -> SlowStartWindowView:
+        """A frozen snapshot (see :class:`SlowStartWindowView`)."""
+        return SlowStartWindowView(
+            state=self._state,
+            limit=self.limit,
+            widths=tuple(self._widths),
+            probing=len(self._probing),
+            failures=self._failures,
+            reason=self._reason,
+        )
+
+    def _advance(self) -> bool:
+        if self._probing or self._unwatched:
+            return False
+        width = self._widths[-1]
+        wider = self._strategy.next_batch_size(width)
+        if wider <= width:  # at max_batch_size, or a multiplier of 1: the width stays
+            self._state = "completed"
+            return False
+        self._widths.append(wider)
+        self._unwatched = wider - width
+        self._proven = 0
+        self._failures = 0
+        return True
