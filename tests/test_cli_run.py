@@ -60,6 +60,7 @@ def _interrupted_run(
     delay: float,
     signals: int,
     signum: int = signal.SIGINT,
+    wait_for: pathlib.Path | None = None,
 ) -> tuple[int, str, str]:
     command = [sys.executable, "-m", "sluicegate", "run", path, "--out", str(out)]
     command += ["--progress", "lines", "--progress-interval", "0.2"]
@@ -75,6 +76,9 @@ def _interrupted_run(
         assert proc.stdout is not None
         first = proc.stdout.readline()  # the first progress line: the run is going
         assert first.startswith("[0:0"), first
+        deadline = time.monotonic() + 30
+        while wait_for is not None and not wait_for.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # until a cell is surely running
         time.sleep(delay)
         for _ in range(signals):
             proc.send_signal(signum)
@@ -131,7 +135,9 @@ def test_a_second_ctrl_c_cancels_running_cells_and_the_run_still_resumes(
 ) -> None:
     path = write_pipeline(tmp_path, records=40, buffer_size=10, extra=SLOW)
     out = tmp_path / "out"
-    code, stdout, err = _interrupted_run(path, out, tmp_path, 0.3, signals=2)
+    code, stdout, err = _interrupted_run(
+        path, out, tmp_path, 0.1, signals=2, wait_for=tmp_path / "slow-cell-started"
+    )
     assert code == 130, err
     assert "SIGINT received: stopping" in stdout
     assert "SIGINT received again: cancelling running cells now" in stdout

@@ -34,7 +34,10 @@ def never(row):
 
 
 def slow(topic, ctx):
-    time.sleep(0.4)  # in a worker thread: a cell that takes a while to finish
+    # In a worker thread: a cell that takes a while to finish. The marker file (in the run's
+    # working directory) tells a test that cells are running, whatever the machine's load.
+    open("slow-cell-started", "a").close()
+    time.sleep(1.5)
     return ctx.row_index
 
 
