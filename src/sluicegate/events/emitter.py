@@ -12,6 +12,7 @@ from .correlation import current_correlation, current_request_id
 from .schema import (
     SCHEMA_VERSION,
     AnyEvent,
+    ModelCallReport,
     RequestEvent,
     RequestEventKind,
     SchedulerEvent,
@@ -81,13 +82,19 @@ class EventEmitter:
         available_after: float | None = None,
         snapshot: Any = None,
         diagnostics: dict[str, Any] | None = None,
+        now: float | None = None,
     ) -> None:
-        """Build and deliver a scheduler event (call only when ``enabled``)."""
+        """Build and deliver a scheduler event (call only when ``enabled``).
+
+        ``now`` is the instant of the step when the caller already holds it (trio's clock);
+        otherwise the clock is read here.
+        """
         self._sequence += 1
-        try:  # sluicegate._internal.clock.now, inlined: one call less per event
-            now = _current_time()
-        except RuntimeError:
-            now = time.monotonic()
+        if now is None:
+            try:  # sluicegate._internal.clock.now, inlined: one call less per event
+                now = _current_time()
+            except RuntimeError:
+                now = time.monotonic()
         event = SchedulerEvent(
             kind,
             self._sequence,
@@ -126,17 +133,21 @@ class EventEmitter:
         retry_after: float | None = None,
         snapshot: Any = None,
         diagnostics: dict[str, Any] | None = None,
+        call: ModelCallReport | None = None,
+        now: float | None = None,
     ) -> None:
         """Build and deliver a request event (call only when ``enabled``).
 
         Unless ``request_id`` is given, the event carries the id of the logical model request
         in progress in this context (:func:`~sluicegate.events.request_scope`), if any.
+        ``now`` as for :meth:`scheduler`.
         """
         self._sequence += 1
-        try:
-            now = _current_time()
-        except RuntimeError:
-            now = time.monotonic()
+        if now is None:
+            try:
+                now = _current_time()
+            except RuntimeError:
+                now = time.monotonic()
         event = RequestEvent(
             kind,
             self._sequence,
@@ -157,6 +168,7 @@ class EventEmitter:
             retry_after,
             snapshot,
             diagnostics,
+            call,
         )
         try:
             self.sink.emit(event)

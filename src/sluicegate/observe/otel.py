@@ -38,7 +38,7 @@ import re
 import time
 import warnings
 from collections.abc import Hashable
-from typing import Any, Final
+from typing import Final
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -47,7 +47,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from .._internal.checks import is_number
 from ..errors import ConfigurationError
 from ..events.correlation import RuntimeCorrelation
-from ..events.schema import AnyEvent, RequestEvent, SchedulerEvent
+from ..events.schema import AnyEvent, ModelCallReport, RequestEvent, SchedulerEvent
 from .attributes import (
     ERROR_TYPE,
     GEN_AI_OPERATION_NAME,
@@ -153,7 +153,6 @@ class OpenTelemetryEventSink:
         self._run: Span | None = None
         self._run_context: Context | None = None
         self._ready_at: dict[Hashable, float] = {}
-        self._groups: dict[Hashable, str | None] = {}
         self._tasks: dict[Hashable, tuple[Span, Context] | None] = {}
         self._requests: dict[int, _RequestSpan] = {}
         self._request_keys: dict[tuple[str | None, str | None, str | None], Attrs] = {}
@@ -235,11 +234,8 @@ class OpenTelemetryEventSink:
         key = task_key(e.task_id)
         if kind == "ready_enqueued":
             self._ready_at[key] = t
-        elif kind == "dependency_ready" or kind == "selected":
-            if e.group is not None:
-                self._groups[key] = e.group
-        elif kind == "task_lease_acquired":
-            group = e.group if e.group is not None else self._groups.get(key)
+        elif kind == "task_dispatched" or kind == "selected":  # a task lease granted
+            group = e.group
             group_key = self._group_keys.get(group)
             if group_key is None:
                 group_key = self._group_keys[group] = self.metrics.key(
@@ -249,8 +245,8 @@ class OpenTelemetryEventSink:
             ready = self._ready_at.get(key)
             if ready is not None:
                 self.metrics.wait("task_queue", t - ready)
-        elif kind == "worker_spawned":
-            self._start_task(key, e, t)
+            if kind == "task_dispatched":
+                self._start_task(key, e, t)
         elif kind in TERMINAL_KINDS:
             failed = kind == "non_retryable_dropped"
             self._end_task(
@@ -263,7 +259,7 @@ class OpenTelemetryEventSink:
 
     def _start_task(self, key: Hashable, e: SchedulerEvent, t: float) -> None:
         ready = self._ready_at.pop(key, t)
-        group = self._groups.get(key)
+        group = e.group
         if not self._sample():
             self._tasks[key] = None
             return
@@ -305,7 +301,6 @@ class OpenTelemetryEventSink:
             if request.task == key:  # left open: cancelled during a backoff, or never ended
                 self._end_request(rid, t, outcome="local_cancelled", incomplete=False)
         entry = self._tasks.pop(key, None)
-        self._groups.pop(key, None)
         if entry is None:
             return
         span = entry[0]
@@ -343,7 +338,11 @@ class OpenTelemetryEventSink:
         if kind in ("request_rate_limited", "request_limit_decreased", "request_limit_increased"):
             self._endpoint_event(e, kind)
             return
-        if kind == "request_resource_registered" or kind == "request_lease_acquired":
+        if kind in (
+            "request_resource_registered",
+            "request_lease_acquired",
+            "model_request_started",
+        ):
             if e.limit is not None:
                 self.metrics.limit(self._endpoint_key(e), e.limit)
             if kind == "request_resource_registered":
@@ -411,15 +410,14 @@ class OpenTelemetryEventSink:
         return request
 
     def _attempt_done(self, rid: int, request: _RequestSpan, e: RequestEvent, t: float) -> None:
-        diagnostics = e.diagnostics or {}
+        call = e.call
+        will_retry = call is not None and call.will_retry
         request.attempts += 1
         request.last_end = t
         span = request.span
         if not span.is_recording():  # a task outside the sampled share: metrics only
-            if not diagnostics.get("will_retry"):
-                self._end_request(
-                    rid, t, outcome=e.outcome, incomplete=False, diagnostics=diagnostics
-                )
+            if not will_retry:
+                self._end_request(rid, t, outcome=e.outcome, incomplete=False, call=call)
             return
         span.add_event(
             "sluicegate.request.attempt",
@@ -427,27 +425,27 @@ class OpenTelemetryEventSink:
                 {
                     "sluicegate.attempt": e.attempt,
                     "sluicegate.attempt.outcome": e.outcome,
-                    "sluicegate.attempt.duration": _float(diagnostics.get("duration_seconds")),
+                    "sluicegate.attempt.duration": None if call is None else call.duration_seconds,
                     "sluicegate.attempt.retry_after": e.retry_after,
                 }
             ),
             timestamp=self._clock.ns(t),
         )
-        if diagnostics.get("will_retry"):
+        if will_retry:
             return
-        if e.outcome == "success":
+        if e.outcome == "success" and call is not None:
             span.set_attributes(
                 self._span_labels.of(
                     {
-                        GEN_AI_RESPONSE_MODEL: _str(diagnostics.get("response_model")),
-                        GEN_AI_USAGE_INPUT_TOKENS: _int(diagnostics.get("input_tokens")),
-                        GEN_AI_USAGE_OUTPUT_TOKENS: _int(diagnostics.get("output_tokens")),
-                        SERVER_ADDRESS: _str(diagnostics.get("server_address")),
-                        SERVER_PORT: _int(diagnostics.get("server_port")),
+                        GEN_AI_RESPONSE_MODEL: call.response_model,
+                        GEN_AI_USAGE_INPUT_TOKENS: call.input_tokens,
+                        GEN_AI_USAGE_OUTPUT_TOKENS: call.output_tokens,
+                        SERVER_ADDRESS: call.server_address,
+                        SERVER_PORT: call.server_port,
                     }
                 )
             )
-        self._end_request(rid, t, outcome=e.outcome, incomplete=False, diagnostics=diagnostics)
+        self._end_request(rid, t, outcome=e.outcome, incomplete=False, call=call)
 
     def _end_request(
         self,
@@ -456,7 +454,7 @@ class OpenTelemetryEventSink:
         *,
         outcome: str | None,
         incomplete: bool,
-        diagnostics: dict[str, Any] | None = None,
+        call: ModelCallReport | None = None,
     ) -> None:
         request = self._requests.pop(rid, None)
         if request is None:
@@ -475,14 +473,13 @@ class OpenTelemetryEventSink:
         span.end(end_time=self._clock.ns(t))
         if incomplete or outcome == "local_cancelled":
             return
-        diagnostics = diagnostics or {}
         self.metrics.operation(
-            self._with(request.key, _server(diagnostics)),
+            self._with(request.key, _server(call)) if call is not None else request.key,
             t - request.started_at,
             error_type=error_type,
-            response_model=_str(diagnostics.get("response_model")),
-            input_tokens=_int(diagnostics.get("input_tokens")),
-            output_tokens=_int(diagnostics.get("output_tokens")),
+            response_model=None if call is None else call.response_model,
+            input_tokens=None if call is None else call.input_tokens,
+            output_tokens=None if call is None else call.output_tokens,
         )
 
     def _endpoint_event(self, e: RequestEvent, kind: str) -> None:
@@ -535,11 +532,8 @@ def _correlation_attributes(corr: RuntimeCorrelation | None) -> dict[str, Attrib
     }
 
 
-def _server(diagnostics: dict[str, Any]) -> dict[str, AttributeValue | None]:
-    return {
-        SERVER_ADDRESS: _str(diagnostics.get("server_address")),
-        SERVER_PORT: _int(diagnostics.get("server_port")),
-    }
+def _server(call: ModelCallReport) -> dict[str, AttributeValue | None]:
+    return {SERVER_ADDRESS: call.server_address, SERVER_PORT: call.server_port}
 
 
 def _error_type(reason: str | None) -> str:

@@ -31,6 +31,7 @@ from attrs import frozen
 
 from ..._internal.clock import now as _now
 from ..._internal.leases import ReleaseResult
+from ...events.correlation import lease_reporter
 from ...events.emitter import EventEmitter
 from ...events.sinks import EventSink
 from ..admission import (
@@ -232,8 +233,8 @@ class AdaptiveRequestAdmissionController:
             self._dispatcher.settle(r, now)
         if not r.waiting and r.blocked_by(item.estimated_tokens, now) is None:
             lease = self._dispatcher.grant(r, item, now, 0.0)
-            if self._emitter.enabled:
-                self._events.acquired(r, lease)
+            if self._emitter.enabled and lease_reporter() is not self._emitter:
+                self._events.acquired(r, lease, now)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return lease
         return await self._wait(r, item, now)
@@ -311,7 +312,8 @@ class AdaptiveRequestAdmissionController:
                 "request_wait_completed", r, request_group=item.request_group,
                 lease_id=lease.lease_id, diagnostics={"waited": lease.waited},
             )  # fmt: skip
-            self._events.acquired(r, lease)
+            if lease_reporter() is not self._emitter:
+                self._events.acquired(r, lease)
         return lease
 
     def _after_timeout(
@@ -369,7 +371,9 @@ class AdaptiveRequestAdmissionController:
             held = self._leases.take(lease)
             if isinstance(held, str):
                 return self._denials.bad_release(lease, held)
-            error = self._dispatcher.release_held(lease, outcome, held)
+            # The caller's completed-call event already reported this release (schema 2).
+            reported = self._emitter.enabled and lease_reporter() is self._emitter
+            error = self._dispatcher.release_held(lease, outcome, held, reported)
             if error is None:
                 return ReleaseResult(released=True, reason="released", lease_id=lease.lease_id)
             return ReleaseResult(

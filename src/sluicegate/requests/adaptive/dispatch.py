@@ -87,10 +87,17 @@ class Dispatcher:
         return lease
 
     def release_held(
-        self, lease: RequestAdmissionLease, outcome: RequestReleaseOutcome, held: Held
+        self,
+        lease: RequestAdmissionLease,
+        outcome: RequestReleaseOutcome,
+        held: Held,
+        reported: bool = False,
     ) -> Exception | None:
         """Free the slot, apply the outcome, hand the slot on. Returns the error of an outcome
-        that could not be read (the slot is freed all the same, as ``unexpected_exception``)."""
+        that could not be read (the slot is freed all the same, as ``unexpected_exception``).
+
+        ``reported``: the caller's own event already says the lease went back (the executor's
+        ``model_request_completed``), so no ``request_lease_released`` is emitted."""
         r = held[1]
         ep = r.endpoint
         r.in_flight -= 1
@@ -132,7 +139,7 @@ class Dispatcher:
         if ep.waiters.waiting:
             self.dispatch(ep, now)
         if emit:
-            self._events.released(r, lease, outcome, *before)
+            self._events.released(r, lease, outcome, *before, reported=reported)
         return error
 
     def _adopt_quota(self, r: ResourceState, quota: RateLimitHints) -> None:
