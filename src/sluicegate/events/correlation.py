@@ -11,9 +11,6 @@ set inside a child never leaks back to its parent.
 - the request id (``current_request_id``): the logical model request in progress, set by the
   model-request executor for the duration of one ``execute`` with :func:`request_scope`, so
   that request admission's events (waits, leases) join the attempts of that request.
-
-A third, internal one (``lease_reporter``) lets the executor fold request-lease events into
-its own call events (schema 2): see :func:`set_lease_reporter`.
 """
 
 from __future__ import annotations
@@ -126,26 +123,3 @@ class request_scope:
         if self._token is not None:
             _REQUEST_ID.reset(self._token)
             self._token = None
-
-
-_LEASE_REPORTER: contextvars.ContextVar[object] = contextvars.ContextVar(
-    "sluicegate_lease_reporter", default=None
-)
-
-
-lease_reporter = _LEASE_REPORTER.get
-"""The event stream (an ``EventEmitter``) whose call events report this context's request
-leases, or ``None``: request admission then reports them itself."""
-
-
-def set_lease_reporter(stream: object) -> contextvars.Token[object]:
-    """Say that ``stream``'s ``model_request_started`` / ``model_request_completed`` events
-    report the lease taken and returned in this context (internal: the executor, for its
-    attempts). A controller emitting to the same stream then skips ``request_lease_acquired``
-    and ``request_lease_released`` for those leases: they are the same instants."""
-    return _LEASE_REPORTER.set(stream)
-
-
-def reset_lease_reporter(token: contextvars.Token[object]) -> None:
-    """Undo :func:`set_lease_reporter`."""
-    _LEASE_REPORTER.reset(token)

@@ -22,9 +22,7 @@ from ..errors import ConfigurationError, SluicegateError
 from ..events.correlation import (
     current_request_id,
     new_request_id,
-    reset_lease_reporter,
     reset_request_id,
-    set_lease_reporter,
     set_request_id,
 )
 from ..events.emitter import EventEmitter
@@ -303,49 +301,52 @@ class ModelRequestExecutor:
             timeout=self.admission_timeout,
         )
         self._requests += 1
-        delay = self.backoff_seconds
-        attempt = 0
         # One logical request: its admission waits and attempts carry one request id.
         emitting = self._emitter.enabled
         request_id = new_request_id() if emitting and current_request_id() is None else None
-        reporter = self._emitter if emitting and self._reports_leases else None
-        while True:
-            attempt += 1
-            token = None if request_id is None else set_request_id(request_id)
-            reporting = None if reporter is None else set_lease_reporter(reporter)
-            try:
-                lease = await self._controller.acquire(item)
-                response, outcome, error = await self._attempt(
-                    target, resource, request, lease, attempt
-                )
-            except BaseException:
-                self._failed += 1
-                raise
-            finally:
-                if reporting is not None:
-                    reset_lease_reporter(reporting)
-                if token is not None:
-                    reset_request_id(token)
-            if response is not None:
-                self._succeeded += 1
-                return response
-            if attempt >= self.max_attempts:
-                self._failed += 1
-                raise ModelRequestError(resource, attempt, outcome) from error
-            pause = min(self.max_backoff_seconds, delay)
-            if self.backoff_jitter:
-                pause *= 1.0 + self.backoff_jitter * (2.0 * self._random.random() - 1.0)
-                # jitter spreads pauses at the cap too (downwards) but never exceeds it
-                pause = min(self.max_backoff_seconds, pause)
-            hint = outcome.retry_after_seconds
-            if hint is not None and hint < math.inf:  # an infinite hint is no usable hint
-                pause = max(pause, hint)
-            delay *= self.backoff_multiplier
-            try:
-                await trio.sleep(pause)
-            except BaseException:
-                self._failed += 1  # cancelled between attempts: the request ends here too
-                raise
+        folded = self._emitter.lease_events_folded if emitting and self._reports_leases else None
+        if folded is not None:
+            folded.add(id(item))  # our call events report this item's leases (schema 2)
+        delay = self.backoff_seconds
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                token = None if request_id is None else set_request_id(request_id)
+                try:
+                    lease = await self._controller.acquire(item)
+                    response, outcome, error = await self._attempt(
+                        target, resource, request, lease, attempt
+                    )
+                except BaseException:
+                    self._failed += 1
+                    raise
+                finally:
+                    if token is not None:
+                        reset_request_id(token)
+                if response is not None:
+                    self._succeeded += 1
+                    return response
+                if attempt >= self.max_attempts:
+                    self._failed += 1
+                    raise ModelRequestError(resource, attempt, outcome) from error
+                pause = min(self.max_backoff_seconds, delay)
+                if self.backoff_jitter:
+                    pause *= 1.0 + self.backoff_jitter * (2.0 * self._random.random() - 1.0)
+                    # jitter spreads pauses at the cap too (downwards) but never exceeds it
+                    pause = min(self.max_backoff_seconds, pause)
+                hint = outcome.retry_after_seconds
+                if hint is not None and hint < math.inf:  # an infinite hint is no usable hint
+                    pause = max(pause, hint)
+                delay *= self.backoff_multiplier
+                try:
+                    await trio.sleep(pause)
+                except BaseException:
+                    self._failed += 1  # cancelled between attempts: the request ends here too
+                    raise
+        finally:
+            if folded is not None:
+                folded.discard(id(item))
 
     async def _attempt(
         self,

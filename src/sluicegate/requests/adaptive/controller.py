@@ -31,7 +31,6 @@ from attrs import frozen
 
 from ..._internal.clock import now as _now
 from ..._internal.leases import ReleaseResult
-from ...events.correlation import lease_reporter
 from ...events.emitter import EventEmitter
 from ...events.sinks import EventSink
 from ..admission import (
@@ -233,7 +232,8 @@ class AdaptiveRequestAdmissionController:
             self._dispatcher.settle(r, now)
         if not r.waiting and r.blocked_by(item.estimated_tokens, now) is None:
             lease = self._dispatcher.grant(r, item, now, 0.0)
-            if self._emitter.enabled and lease_reporter() is not self._emitter:
+            em = self._emitter
+            if em.enabled and id(item) not in em.lease_events_folded:
                 self._events.acquired(r, lease, now)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return lease
@@ -312,7 +312,7 @@ class AdaptiveRequestAdmissionController:
                 "request_wait_completed", r, request_group=item.request_group,
                 lease_id=lease.lease_id, diagnostics={"waited": lease.waited},
             )  # fmt: skip
-            if lease_reporter() is not self._emitter:
+            if id(item) not in self._emitter.lease_events_folded:
                 self._events.acquired(r, lease)
         return lease
 
@@ -372,7 +372,8 @@ class AdaptiveRequestAdmissionController:
             if isinstance(held, str):
                 return self._denials.bad_release(lease, held)
             # The caller's completed-call event already reported this release (schema 2).
-            reported = self._emitter.enabled and lease_reporter() is self._emitter
+            em = self._emitter
+            reported = em.enabled and id(lease.item) in em.lease_events_folded
             error = self._dispatcher.release_held(lease, outcome, held, reported)
             if error is None:
                 return ReleaseResult(released=True, reason="released", lease_id=lease.lease_id)

@@ -138,7 +138,12 @@ class Dispatcher:
             forget_probe(r, lease)
         if ep.waiters.waiting:
             self.dispatch(ep, now)
-        if emit:
+        if emit and not (  # reported by the caller, and nothing else changed: no event
+            reported
+            and outcome.kind == "success"
+            and r.aimd.limit == before[0]
+            and r.circuit.state == before[1]
+        ):
             self._events.released(r, lease, outcome, *before, reported=reported)
         return error
 
