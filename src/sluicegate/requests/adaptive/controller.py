@@ -345,7 +345,8 @@ class AdaptiveRequestAdmissionController:
         if self._emitter.enabled:
             self._events.acquired(r, lease)  # every grant reads acquired -> released
         r.cancelled_grants += 1
-        self._dispatcher.release_held(lease, _NEVER_SENT, self._leases.reclaim(lease))
+        held = self._leases.reclaim(lease)
+        self._dispatcher.release_held(lease, _NEVER_SENT, held, foldable=False)
         if self._emitter.enabled:
             group = lease.item.request_group
             self._events.emit(
@@ -371,10 +372,7 @@ class AdaptiveRequestAdmissionController:
             held = self._leases.take(lease)
             if isinstance(held, str):
                 return self._denials.bad_release(lease, held)
-            # The caller's completed-call event already reported this release (schema 2).
-            em = self._emitter
-            reported = em.enabled and id(lease.item) in em.lease_events_folded
-            error = self._dispatcher.release_held(lease, outcome, held, reported)
+            error = self._dispatcher.release_held(lease, outcome, held)
             if error is None:
                 return ReleaseResult(released=True, reason="released", lease_id=lease.lease_id)
             return ReleaseResult(

@@ -91,13 +91,15 @@ class Dispatcher:
         lease: RequestAdmissionLease,
         outcome: RequestReleaseOutcome,
         held: Held,
-        reported: bool = False,
+        foldable: bool = True,
     ) -> Exception | None:
         """Free the slot, apply the outcome, hand the slot on. Returns the error of an outcome
         that could not be read (the slot is freed all the same, as ``unexpected_exception``).
 
-        ``reported``: the caller's own event already says the lease went back (the executor's
-        ``model_request_completed``), so no ``request_lease_released`` is emitted."""
+        When the lease's item is one whose caller reports its leases (the executor's
+        ``model_request_completed`` already said the lease went back, schema 2), no
+        ``request_lease_released`` is emitted; ``foldable=False`` (a grant reclaimed before
+        any call, reported as acquired) always emits it."""
         r = held[1]
         ep = r.endpoint
         r.in_flight -= 1
@@ -110,6 +112,7 @@ class Dispatcher:
         if emit:  # what the events compare against (not needed without a sink)
             aimd = r.aimd
             before = (aimd.limit, r.circuit.state, aimd.ceiling, aimd.slow_start)
+            reported = foldable and id(lease.item) in self._emitter.lease_events_folded
         error: Exception | None = None
         try:  # costs nothing unless it raises
             entry = held[2]
