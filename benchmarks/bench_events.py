@@ -7,6 +7,7 @@ Variants (same run, only the sink differs):
 - ``bare_trio_model_call``: the floor, a hand-written program doing the same calls (every task
   spawned at once under one ``trio.CapacityLimiter``, calling the provider directly).
 - ``cells[sink=none]``: nothing configured (events are never built).
+- ``cells[sink=discard]``: a sink that drops every event (what building them costs).
 - ``cells[sink=jsonl]``: ``JsonLinesEventSink`` writing both streams to a file.
 - ``cells[sink=otel]``: ``OpenTelemetryEventSink`` with the SDK, spans to a no-op exporter
   through a ``SimpleSpanProcessor``, metrics to an ``InMemoryMetricReader``.
@@ -17,6 +18,7 @@ Three ways to run it:
     python benchmarks/bench_events.py --fast                  # pyperf, one benchmark per variant
     python benchmarks/bench_events.py --interleaved 9         # rounds of every variant, ratios
     python benchmarks/bench_events.py --guards                # cost of the disabled-event checks
+    python benchmarks/bench_events.py --sdk                   # the OpenTelemetry SDK alone
 
 The machine these run on is shared: prefer ``--interleaved`` (each round runs every variant
 back to back in a rotating order and the ratios come from the same round) and CPU time.
@@ -42,7 +44,14 @@ from sluicegate.observe import OpenTelemetryEventSink
 
 REQUEST = sg.ModelRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8)
 
-VARIANTS = ("none", "jsonl", "otel", "otel_sampled")
+VARIANTS = ("none", "discard", "jsonl", "otel", "otel_sampled")
+
+
+class _DiscardSink:
+    """Drops every event: the events are built, nothing is written."""
+
+    def emit(self, event: object) -> None:
+        return None
 
 
 def _provider() -> sg.SimulatedProvider:
@@ -83,6 +92,8 @@ def _otel_sink(span_sampling: float) -> tuple[OpenTelemetryEventSink, Callable[[
 def _sink(variant: str, folder: Path) -> tuple[sg.EventSink | None, Callable[[], None]]:
     if variant == "none":
         return None, lambda: None
+    if variant == "discard":
+        return _DiscardSink(), lambda: None
     if variant == "jsonl":
         file_sink = sg.JsonLinesEventSink(folder / "events.jsonl", append=False)
         return file_sink, lambda: None if file_sink.close().healthy else sys.exit("lost events")
@@ -166,6 +177,7 @@ def _pyperf_main(argv: list[str]) -> None:
     runner.bench_time_func(f"bare_trio_model_call[tasks={n}]", timed("floor"), inner_loops=n)
     names = {
         "none": "sink=none",
+        "discard": "sink=discard",
         "jsonl": "sink=jsonl",
         "otel": "sink=otel",
         "otel_sampled": "sink=otel,span_sampling=0.1",
@@ -266,11 +278,59 @@ def guards(n: int, capacity: int) -> dict[str, float]:
     }
 
 
+def sdk(loops: int = 20000) -> dict[str, float]:
+    """The OpenTelemetry SDK alone, as the bridge calls it (microseconds per call): a span
+    started and ended with explicit timestamps, parent and attributes (no-op exporter through
+    a ``SimpleSpanProcessor``), a span event, a histogram record (in-memory reader)."""
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+
+    sink, finish = _otel_sink(1.0)
+    tracer = sink._tracer
+    histogram = sink.metrics.duration
+    parent = trace.set_span_in_context(tracer.start_span("parent"))
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "sim",
+        "gen_ai.request.model": "m",
+        "sluicegate.task.group": "g",
+    }
+    out = {}
+    t0 = time.process_time()
+    for i in range(loops):
+        span = tracer.start_span(
+            "chat m", context=parent, kind=SpanKind.CLIENT, start_time=i, attributes=attributes
+        )
+        span.end(end_time=i + 1)
+    out["span_start_end_us"] = (time.process_time() - t0) / loops * 1e6
+    span = tracer.start_span("chat m", context=parent, attributes=attributes)
+    t0 = time.process_time()
+    for i in range(loops):
+        span.add_event("sluicegate.request.attempt", attributes, timestamp=i)
+        if i % 100 == 99:  # keep the span's event list bounded like a real span
+            span = tracer.start_span("chat m", context=parent, attributes=attributes)
+    out["span_event_us"] = (time.process_time() - t0) / loops * 1e6
+    t0 = time.process_time()
+    for _ in range(loops):
+        histogram.record(0.5, attributes)
+    out["histogram_record_us"] = (time.process_time() - t0) / loops * 1e6
+    # one cell traced in full: 2 spans, 1 span event, 3 histogram records
+    out["per_cell_us"] = (
+        2 * out["span_start_end_us"] + out["span_event_us"] + 3 * out["histogram_record_us"]
+    )
+    finish()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--interleaved", type=int, default=0)
     parser.add_argument("--guards", action="store_true")
+    parser.add_argument("--sdk", action="store_true")
     known, rest = parser.parse_known_args()
+    if known.sdk:
+        print({k: round(v, 2) for k, v in sdk().items()})
+        return
     if not known.interleaved and not known.guards:
         _pyperf_main(rest)
         return

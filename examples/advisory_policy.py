@@ -60,7 +60,7 @@ async def run(advisory: bool) -> None:
     sink = sg.InMemoryEventSink()
     scheduler = sg.AsyncTaskScheduler(build(), worker, admission=admission, sink=sink)
     result = await scheduler.run()
-    order = " ".join(str(e.task_id) for e in sink.of_kind("task_lease_acquired"))
+    order = " ".join(str(e.task_id) for e in sink.of_kind("task_dispatched"))
     in_flight = sum(p.in_flight for p in requests.pressure.snapshot().resources)
     print(f"{policy.name}: {order}")
     print(

@@ -31,6 +31,7 @@ for event in memory.events:
     if isinstance(event, sg.events.SchedulerEvent) and event.task_id == "question":
         run_id = event.correlation.run_id if event.correlation else None
         print(f"  #{event.sequence:<3} {event.event_kind:<20} run_id={run_id}")
-released = memory.of_kind("task_lease_released")
+# schema 2: the terminal event carries the lease it returned in the same instant
+released = memory.of_kind("task_completed")
 print("leases released:", [e.lease_id for e in released])
 print("same events in the file:", [e.event_kind for e in from_file] == memory.kinds())

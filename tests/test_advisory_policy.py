@@ -538,7 +538,7 @@ async def test_scheduler_prefers_the_unpressured_endpoint_while_waiters_queue(
         nursery.start_soon(release_blocker_later)
         result = await scheduler.run()
 
-    order = [e.task_id for e in sink.of_kind("task_lease_acquired")]
+    order = [e.task_id for e in sink.of_kind("task_dispatched")]
     assert sorted(order) == sorted(f"{g}{i}" for g in "ab" for i in range(4))
     if mode == "baseline":
         assert order[:2] == ["a0", "b0"] and order.index("a1") < order.index("b3")
@@ -555,7 +555,7 @@ async def test_scheduler_prefers_the_unpressured_endpoint_while_waiters_queue(
         assert first.diagnostics["admitted_instead"] == "b0"
         assert {e.task_id for e in skips} == {"a0"}  # only ga's head was ever held back
         kinds = sink.kinds()
-        assert kinds.index("request_pressure_advisory_skipped") < kinds.index("selected")
+        assert kinds.index("request_pressure_advisory_skipped") < kinds.index("task_dispatched")
     else:
         assert order[:5] == ["a0", "b0", "b1", "b2", "b3"]  # ga keeps exactly one running
     if mode == "baseline":
@@ -587,7 +587,7 @@ async def test_scheduler_defers_a_cooling_down_endpoint_and_catches_up(
         two_groups(3, 5), calling_worker(requests), admission=admission, sink=sink
     )
     result = await scheduler.run()
-    order = [e.task_id for e in sink.of_kind("task_lease_acquired")]
+    order = [e.task_id for e in sink.of_kind("task_dispatched")]
     # gb fills the slot during the 3 s cooldown; then ga, which kept its place in the fair
     # order, catches up before gb goes on
     assert order == ["b0", "b1", "b2", "a0", "a1", "a2", "b3", "b4"]

@@ -395,14 +395,14 @@ async def test_attempts_of_one_request_share_its_id_and_say_whether_they_retry(
     completed = [e for e in sink.events if e.event_kind == "model_request_completed"]
     assert any(e.outcome == "rate_limited" for e in completed)
     for event in completed:
-        assert isinstance(event, RequestEvent) and event.diagnostics is not None
-        retry = event.diagnostics["will_retry"]
-        assert retry == (event.outcome != "success")
+        assert isinstance(event, RequestEvent) and event.call is not None
+        call = event.call
+        assert call.will_retry == (event.outcome != "success")
         if event.outcome == "success":
-            assert event.diagnostics["input_tokens"] > 0
-            assert event.diagnostics["output_tokens"] > 0
-            assert event.diagnostics["response_model"] == "m"
+            assert call.input_tokens is not None and call.input_tokens > 0
+            assert call.output_tokens is not None and call.output_tokens > 0
+            assert call.response_model == "m"
         else:
-            assert event.diagnostics["error_type"] == "ProviderRateLimitedError"
+            assert call.error_type == "ProviderRateLimitedError"
     ids = {e.request_id for e in completed}
     assert len(ids) == 4  # one logical request per task, however many attempts

@@ -100,7 +100,8 @@ def pressure(controller: AdaptiveRequestAdmissionController):
 
 
 def released_outcomes(sink: InMemoryEventSink) -> list[str | None]:
-    return [e.outcome for e in sink.of_kind("request_lease_released")]
+    # schema 2: a call's completion reports its lease's release (same instant)
+    return [e.outcome for e in sink.of_kind("request_lease_released", "model_request_completed")]
 
 
 def assert_exactly_once(
@@ -114,18 +115,22 @@ def assert_exactly_once(
     assert snapshot.grants == snapshot.released
     assert snapshot.duplicate_releases == snapshot.unknown_releases == 0
     if sink is not None:
-        per_lease = Counter(e.lease_id for e in sink.of_kind("request_lease_released"))
+        releases = sink.of_kind("request_lease_released", "model_request_completed")
+        per_lease = Counter(e.lease_id for e in releases)
         assert set(per_lease.values()) <= {1}
-        acquired = {e.lease_id for e in sink.of_kind("request_lease_acquired")}
-        assert set(per_lease) == acquired
-        # per lease: acquired -> started -> completed -> released; a lease granted in the
-        # instant its caller was cancelled never reaches the provider
+        acquired = [
+            e.lease_id for e in sink.of_kind("request_lease_acquired", "model_request_started")
+        ]
+        assert len(acquired) == len(set(acquired)) and set(per_lease) == set(acquired)
+        # per lease: started (acquired with it) -> completed (released with it); a lease
+        # granted in the instant its caller was cancelled never reaches the provider:
+        # acquired -> released
         trails: dict[int | None, str] = {}
         for event in sink.events:
             if event.lease_id is not None and event.event_kind in BOUNDARY_KINDS:
                 letter = BOUNDARY_KINDS[event.event_kind]
                 trails[event.lease_id] = trails.get(event.lease_id, "") + letter
-        assert set(trails.values()) <= {"ASCR", "AR"}, trails
+        assert set(trails.values()) <= {"SC", "AR"}, trails
 
 
 @guarded
@@ -142,7 +147,13 @@ async def test_success_releases_with_actual_usage(autojump_clock) -> None:
     completed = sink.of_kind("model_request_completed")[0]
     assert (started.attempt, completed.attempt, completed.outcome) == (1, 1, "success")
     assert started.request_group == "col" and started.lease_id == completed.lease_id
-    assert completed.diagnostics and completed.diagnostics["duration_seconds"] == 0.5
+    assert completed.call is not None and completed.call.duration_seconds == 0.5
+    # one event per boundary: the lease is taken and returned with the call (schema 2)
+    assert sink.kinds() == [
+        "request_resource_registered",
+        "model_request_started",
+        "model_request_completed",
+    ]
     # the executor shares the controller's stream: one gap-free sequence
     assert [e.sequence for e in sink.events] == list(range(1, len(sink.events) + 1))
     assert executor.stats.succeeded == 1
@@ -157,7 +168,12 @@ async def test_the_controllers_sink_passed_again_keeps_one_sequence(autojump_clo
     controller, _, provider = setup(sink=sink)
     executor = ModelRequestExecutor(controller, {"fake": provider}, sink=sink)
     await executor.execute("gen", REQUEST)
-    assert len(sink.events) > 4  # controller and executor events interleave
+    # controller and executor events interleave (the lease events fold into the call's)
+    assert sink.kinds() == [
+        "request_resource_registered",
+        "model_request_started",
+        "model_request_completed",
+    ]
     assert [e.sequence for e in sink.events] == list(range(1, len(sink.events) + 1))
     # another sink is another stream, numbered on its own
     own = InMemoryEventSink()
@@ -168,6 +184,12 @@ async def test_the_controllers_sink_passed_again_keeps_one_sequence(autojump_clo
         "model_request_completed",
     ]
     assert [e.sequence for e in own.events] == [1, 2]
+    # on another stream the call events cannot stand for the lease: the controller reports it
+    lease_id = own.events[0].lease_id
+    assert [e.event_kind for e in sink.events if e.lease_id == lease_id] == [
+        "request_lease_acquired",
+        "request_lease_released",
+    ]
 
 
 BOUNDARY_KINDS = {
@@ -181,7 +203,7 @@ BOUNDARY_KINDS = {
 
 @guarded
 async def test_every_attempt_emits_its_events_in_boundary_order(autojump_clock) -> None:
-    # wait -> lease -> call -> call ended -> lease released, for every attempt of every
+    # wait -> lease and call -> call ended and lease released, for every attempt of every
     # request, including a waited one, a retried one and a cancelled one. The completion
     # used to be reported after the release (and after the release had handed the slot on).
     sink = InMemoryEventSink()
@@ -202,7 +224,7 @@ async def test_every_attempt_emits_its_events_in_boundary_order(autojump_clock) 
             for e in sink.events
             if e.event_kind in BOUNDARY_KINDS and e.request_group == group
         )
-        assert re.fullmatch(r"(W?ASCR)+W?", trail), (group, trail)  # a wait may be cancelled
+        assert re.fullmatch(r"(W?SC)+W?", trail), (group, trail)  # a wait may be cancelled
     assert_exactly_once(controller, sink)
 
 

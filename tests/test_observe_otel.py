@@ -358,8 +358,8 @@ def test_close_ends_what_a_killed_run_left_open(otel: Otel) -> None:
     sink = otel.sink()
     em = sg.events.EventEmitter(sink)
     em.scheduler("scheduler_job_started", diagnostics={"run_id": "r"})
-    em.scheduler("ready_enqueued", task_id="task-1")
-    em.scheduler("worker_spawned", task_id="task-1", lease_id=1, attempt=1)
+    em.scheduler("ready_enqueued", task_id="task-1", group="g")
+    em.scheduler("task_dispatched", task_id="task-1", group="g", lease_id=1, attempt=1)
     assert otel.spans() == []
     sink.close()
     sink.close()  # idempotent

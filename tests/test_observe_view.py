@@ -255,7 +255,7 @@ def test_timelines_are_monotonic_and_no_worker_runs_before_its_lease(run: dict[s
     for execution in view.executions:
         _assert_monotonic(execution)
         assert execution.status in ("succeeded", "retry_deferred", "failed", "cancelled")
-    spawned = [e for e in sink.events if e.event_kind == "worker_spawned"]
+    spawned = [e for e in sink.events if e.event_kind == "task_dispatched"]
     assert len(view.executions) == len(spawned)
     occupancy = view.occupancy
     total = sum(occupancy.layer_seconds().values())
@@ -272,52 +272,45 @@ def _event(kind: str, t: float, seq: int, **fields: Any) -> SchedulerEvent:
         event_kind=kind,  # type: ignore[arg-type]
         sequence=seq,
         captured_at=t,
-        schema_version=1,
+        schema_version=sg.events.SCHEMA_VERSION,
         **fields,
     )
 
 
 def test_ready_idle_gaps_and_hidden_waiters_are_detected() -> None:
     """A broken scheduler: task b sat ready for 5 s with capacity free, and its worker ran
-    before it held a lease."""
+    without a lease; task c's worker ran on a lease already returned."""
     corr = RuntimeCorrelation(task_id="a", task_execution_id="a#1")
     events = [
         _event("scheduler_job_started", 0.0, 1, diagnostics={"limits": {"submission": 2}}),
-        _event("dependency_ready", 0.0, 2, task_id="a", group="g"),
-        _event("ready_enqueued", 0.0, 3, task_id="a"),
-        _event("dependency_ready", 0.0, 4, task_id="b", group="g"),
-        _event("ready_enqueued", 0.0, 5, task_id="b"),
-        _event("selected", 0.0, 6, task_id="a", group="g"),
-        _event("task_lease_acquired", 0.0, 7, task_id="a", lease_id=1),
-        _event("worker_spawned", 0.0, 8, task_id="a", lease_id=1, attempt=1, correlation=corr),
-        _event("worker_spawned", 5.0, 9, task_id="b", lease_id=2, attempt=1),
-        _event("task_lease_acquired", 5.0, 10, task_id="b", lease_id=2),
-        _event("task_lease_released", 6.0, 11, task_id="a", lease_id=1),
-        _event("task_completed", 6.0, 12, task_id="a"),
-        _event("task_lease_released", 6.0, 13, task_id="b", lease_id=2),
-        _event("task_completed", 6.0, 14, task_id="b"),
-        _event("scheduler_job_completed", 6.0, 15),
-    ]
+        _event("ready_enqueued", 0.0, 2, task_id="a", group="g"),
+        _event("ready_enqueued", 0.0, 3, task_id="b", group="g"),
+        _event("task_dispatched", 0.0, 4, task_id="a", group="g", lease_id=1, attempt=1,
+               correlation=corr),
+        _event("task_dispatched", 5.0, 5, task_id="b", group="g", attempt=1),
+        _event("task_completed", 6.0, 6, task_id="a", lease_id=1),
+        _event("task_completed", 6.0, 7, task_id="b"),
+        _event("ready_enqueued", 6.0, 8, task_id="c", group="g"),
+        _event("task_dispatched", 6.0, 9, task_id="c", group="g", lease_id=1, attempt=1),
+        _event("task_completed", 6.0, 10, task_id="c", lease_id=1),
+        _event("scheduler_job_completed", 6.0, 11),
+    ]  # fmt: skip
     view = CorrelatedRuntimeView(events)
-    assert view.hidden_waiters == 1
+    assert view.hidden_waiters == 2
     assert view.ready_idle_seconds == pytest.approx(5.0)
     verdict = view.verdict()
     assert verdict.layer == "ready_queue" and verdict.share == pytest.approx(5 / 6)
     assert "please report" in verdict.message
-    assert view.active_capacity_seconds == pytest.approx(6.0 + 1.0)
+    assert view.active_capacity_seconds == pytest.approx(6.0)  # b held no lease
 
 
 def test_a_policy_block_is_task_admission_with_its_reason() -> None:
     events = [
         _event("scheduler_job_started", 0.0, 1, diagnostics={"limits": {"submission": 4}}),
-        _event("dependency_ready", 0.0, 2, task_id="a", group="g"),
-        _event("ready_enqueued", 0.0, 3, task_id="a"),
-        _event("group_capped", 0.0, 4, reason="group_capped", available_after=3.0),
-        _event("selected", 3.0, 5, task_id="a", group="g"),
-        _event("task_lease_acquired", 3.0, 6, task_id="a", lease_id=1),
-        _event("worker_spawned", 3.0, 7, task_id="a", lease_id=1, attempt=1),
-        _event("task_lease_released", 4.0, 8, task_id="a", lease_id=1),
-        _event("task_completed", 4.0, 9, task_id="a"),
+        _event("ready_enqueued", 0.0, 2, task_id="a", group="g"),
+        _event("group_capped", 0.0, 3, reason="group_capped", available_after=3.0),
+        _event("task_dispatched", 3.0, 4, task_id="a", group="g", lease_id=1, attempt=1),
+        _event("task_completed", 4.0, 5, task_id="a", lease_id=1),
     ]
     verdict = CorrelatedRuntimeView(events).verdict()
     assert verdict.layer == "task_admission" and verdict.share == pytest.approx(0.75)

@@ -331,15 +331,13 @@ async def test_events_are_ordered_and_versioned(autojump_clock: trio.testing.Moc
     done = [e for e in events if e.event_kind == "task_completed"]
     assert all(e.correlation is not None and e.correlation.run_id == "r1" for e in done)
     per_task = [e.event_kind for e in events if e.task_id == 1]
-    assert per_task == [
-        "dependency_ready",
-        "ready_enqueued",
-        "selected",
-        "task_lease_acquired",
-        "worker_spawned",
-        "task_lease_released",
-        "task_completed",
-    ]
+    # schema 2: one event per instant (ready and queued; selected, leased and spawned;
+    # completed with its lease released)
+    assert per_task == ["ready_enqueued", "task_dispatched", "task_completed"]
+    queued, dispatched, completed = (e for e in events if e.task_id == 1)
+    assert queued.group == dispatched.group is not None
+    assert dispatched.attempt == 1 and dispatched.lease_id is not None
+    assert completed.lease_id == dispatched.lease_id
 
 
 async def test_fairness_three_to_one_under_contention(
@@ -445,15 +443,15 @@ def test_random_dags_release_every_lease_exactly_once(case: tuple) -> None:  # t
     assert running == 0
 
     events = [e for e in sink.events if isinstance(e, sg.events.SchedulerEvent)]
-    acquired = [e.lease_id for e in events if e.event_kind == "task_lease_acquired"]
-    released = [e.lease_id for e in events if e.event_kind == "task_lease_released"]
+    acquired = [e.lease_id for e in events if e.event_kind in ("task_dispatched", "selected")]
+    released = [e.lease_id for e in events if _releases_task_lease(e)]
     assert sorted(acquired) == sorted(released) and len(set(acquired)) == len(acquired)
-    seen_leases: set[int | None] = set()
+    returned: set[int | None] = set()
     for e in events:
-        if e.event_kind == "task_lease_acquired":
-            seen_leases.add(e.lease_id)
-        if e.event_kind == "worker_spawned":
-            assert e.lease_id in seen_leases  # never spawned before its lease
+        if _releases_task_lease(e):
+            returned.add(e.lease_id)
+        if e.event_kind == "task_dispatched":  # never spawned without its lease
+            assert e.lease_id is not None and e.lease_id not in returned
 
     result = state.get("result")
     if isinstance(result, sg.SchedulerRunResult):
@@ -567,6 +565,21 @@ async def test_spawn_failure_releases_lease_and_retries(
     assert result.counts["succeeded"] == 3
     assert result.outcomes[0].attempts == 2
     assert sink.kinds().count("worker_spawn_failed") == 1
+    # the unusual path keeps its steps: selected (with the lease), then the failed spawn
+    # returning that lease, then the retry
+    per_task = [e for e in sink.events if getattr(e, "task_id", None) == 0]
+    assert [e.event_kind for e in per_task] == [
+        "ready_enqueued",
+        "selected",
+        "worker_spawn_failed",
+        "retry_deferred",
+        "ready_enqueued",
+        "task_dispatched",
+        "task_completed",
+    ]
+    selected, failed, deferred = per_task[1:4]
+    assert selected.lease_id is not None and failed.lease_id == selected.lease_id
+    assert (failed.reason, failed.attempt, deferred.lease_id) == ("RuntimeError", 1, None)
     assert result.admission.active_leases == 0
     assert result.admission.acquired_total == result.admission.released_total == 4
 
@@ -756,7 +769,7 @@ async def test_schema_version_is_written_to_jsonl(
     with sg.JsonLinesEventSink(path) as sink:
         await sg.AsyncTaskScheduler(chain_tracker(2), noop, sink=sink).run()
     first = path.read_text().splitlines()[0]
-    assert '"schema_version":1' in first
+    assert f'"schema_version":{sg.events.SCHEMA_VERSION}' in first
     events = sg.read_events(path)
     assert {e.schema_version for e in events} == {sg.events.SCHEMA_VERSION}
     assert "queue_empty" in [e.event_kind for e in events]
@@ -919,16 +932,26 @@ async def test_read_events_names_the_bad_line(
     lines = path.read_bytes().splitlines(keepends=True)
     good = lines[0]
     # A damaged line in the middle is named (a torn last line is tolerated: test_events.py).
-    path.write_bytes(good + b"\n" + b'{"schema_version":1,"event_ki\n' + good)
+    path.write_bytes(good + b"\n" + b'{"schema_version":2,"event_ki\n' + good)
     with pytest.raises(sg.errors.EventDecodeError, match=r"events.jsonl:3: not a sluicegate event"):
         sg.read_events(path)
     # A newer writer that only added fields still reads; one that changed a field is named.
-    newer = good.replace(b'"schema_version":1', b'"schema_version":7,"new_field":1')
+    newer = good.replace(b'"schema_version":2', b'"schema_version":7,"new_field":1')
     path.write_bytes(good + newer)
     assert len(sg.read_events(path)) == 2
     path.write_bytes(good + newer.replace(b'"sequence":', b'"sequence":"x","_old":'))
     with pytest.raises(sg.errors.EventDecodeError, match="schema_version 7 is newer"):
         sg.read_events(path)
+    # A file of schema 1 (before same-instant events were folded) is refused by name.
+    older = good.replace(b'"schema_version":2', b'"schema_version":1')
+    path.write_bytes(good + older)
+    with pytest.raises(sg.errors.EventSchemaVersionError, match=r"events.jsonl:2: .*1 is older"):
+        sg.read_events(path)
+    old_kind = older.replace(b'"scheduler_job_started"', b'"dependency_ready"')
+    path.write_bytes(old_kind)
+    with pytest.raises(sg.errors.EventSchemaVersionError, match="re-run the pipeline") as info:
+        sg.read_events(path)
+    assert (info.value.found, info.value.expected) == (1, sg.events.SCHEMA_VERSION)
     path.write_bytes(b"".join(lines))
     assert len(sg.read_events(path)) == len(lines)
 
@@ -1026,7 +1049,9 @@ async def test_lease_released_when_the_worker_fails_before_its_body(
     assert result.outcomes["fine"].status == "succeeded"
     assert result.outcomes[bad].status == "failed"
     assert result.admission.active_leases == 0
-    assert len(sink.of_kind("task_lease_released")) == len(sink.of_kind("task_lease_acquired"))
+    assert sum(map(_releases_task_lease, sink.events)) == len(
+        sink.of_kind("task_dispatched", "selected")
+    )
 
 
 def test_backoff_saturates_at_the_cap_for_any_attempt() -> None:
@@ -1352,6 +1377,9 @@ async def test_a_stale_selection_releases_its_lease_and_dispatch_goes_on(
     assert started == [0.0, 0.0]  # both start at once: the stale pick was retried
     assert result.counts["succeeded"] == 2
     assert sink.kinds().count("stale_selection") == 1
+    (selected,) = sink.of_kind("selected")
+    (stale,) = sink.of_kind("stale_selection")
+    assert stale.lease_id == selected.lease_id is not None  # released in the same instant
     assert result.admission.acquired_total == result.admission.released_total == 3
     assert result.admission.active_leases == 0
 
@@ -1483,3 +1511,12 @@ async def test_an_error_in_dispatch_cancels_running_workers_at_once(
         await scheduler.run()
     assert trio.current_time() == pytest.approx(1.0)  # "long" was cancelled, not awaited
     assert scheduler.admission.view().active_leases == 0
+
+
+def _releases_task_lease(e: object) -> bool:
+    """A scheduler event that returns a task lease in its instant (schema 2)."""
+    return (
+        isinstance(e, sg.events.SchedulerEvent)
+        and e.event_kind in sg.events.TASK_LEASE_RELEASING_KINDS
+        and e.lease_id is not None
+    )

@@ -101,3 +101,26 @@ class EventDecodeError(SluicegateError, ValueError):
         self.path = path
         self.line = line
         super().__init__(f"{path}:{line}: {problem}. Fix: {fix}")
+
+
+class EventSchemaVersionError(EventDecodeError):
+    """An event file was written with another event ``schema_version`` than this sluicegate
+    reads (``found`` and ``expected``): its event kinds mean other things."""
+
+    def __init__(self, path: str, line: int, found: int, expected: int) -> None:
+        self.found = found
+        self.expected = expected
+        if found > expected:
+            problem = f"schema_version {found} is newer than this sluicegate reads ({expected})"
+            fix = "read the file with the sluicegate version that wrote it, or upgrade"
+        else:
+            problem = (
+                f"schema_version {found} is older than this sluicegate reads ({expected}): "
+                "schema 2 folded same-instant events into one, so the old kinds cannot be "
+                "read as the new ones"
+            )
+            fix = (
+                "read the file with the sluicegate version that wrote it (0.1.x before "
+                "schema 2), or re-run the pipeline to record schema-2 events"
+            )
+        super().__init__(path, line, problem, fix)

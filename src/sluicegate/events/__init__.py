@@ -20,7 +20,9 @@ from .emitter import EventEmitter
 from .reading import EventFile, iter_events, read_event_file, read_events
 from .schema import (
     SCHEMA_VERSION,
+    TASK_LEASE_RELEASING_KINDS,
     AnyEvent,
+    ModelCallReport,
     RequestEvent,
     RequestEventKind,
     SchedulerEvent,
@@ -37,6 +39,7 @@ from .sinks import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "TASK_LEASE_RELEASING_KINDS",
     "AnyEvent",
     "EventEmitter",
     "EventFile",
@@ -45,6 +48,7 @@ __all__ = [
     "FanOutEventSink",
     "InMemoryEventSink",
     "JsonLinesEventSink",
+    "ModelCallReport",
     "NullEventSink",
     "RequestEvent",
     "RequestEventKind",

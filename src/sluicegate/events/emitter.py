@@ -12,6 +12,7 @@ from .correlation import current_correlation, current_request_id
 from .schema import (
     SCHEMA_VERSION,
     AnyEvent,
+    ModelCallReport,
     RequestEvent,
     RequestEventKind,
     SchedulerEvent,
@@ -30,13 +31,20 @@ class EventEmitter:
     sink; the first one is reported once as a ``RuntimeWarning``.
     """
 
-    __slots__ = ("_sequence", "enabled", "sink", "sink_errors")
+    __slots__ = ("_sequence", "enabled", "lease_events_folded", "sink", "sink_errors")
 
     def __init__(self, sink: EventSink | None) -> None:
         self.sink: EventSink = sink if sink is not None else NULL_SINK
         self.enabled = not isinstance(self.sink, NullEventSink)
         self._sequence = 0
         self.sink_errors = 0
+        self.lease_events_folded: set[int] = set()
+        """Ids of the admission items whose lease is reported by their caller's own events
+        on this stream (the model-request executor folds a lease's acquisition into
+        ``model_request_started`` and its release into ``model_request_completed``: same
+        instants). Request admission skips its own lease events for these items. A set of
+        ids, not a context variable: a context-variable set and reset per call allocates,
+        and the allocations cost more in garbage collection than the events saved."""
 
     @property
     def count(self) -> int:
@@ -81,13 +89,19 @@ class EventEmitter:
         available_after: float | None = None,
         snapshot: Any = None,
         diagnostics: dict[str, Any] | None = None,
+        now: float | None = None,
     ) -> None:
-        """Build and deliver a scheduler event (call only when ``enabled``)."""
+        """Build and deliver a scheduler event (call only when ``enabled``).
+
+        ``now`` is the instant of the step when the caller already holds it (trio's clock);
+        otherwise the clock is read here.
+        """
         self._sequence += 1
-        try:  # sluicegate._internal.clock.now, inlined: one call less per event
-            now = _current_time()
-        except RuntimeError:
-            now = time.monotonic()
+        if now is None:
+            try:  # sluicegate._internal.clock.now, inlined: one call less per event
+                now = _current_time()
+            except RuntimeError:
+                now = time.monotonic()
         event = SchedulerEvent(
             kind,
             self._sequence,
@@ -126,17 +140,21 @@ class EventEmitter:
         retry_after: float | None = None,
         snapshot: Any = None,
         diagnostics: dict[str, Any] | None = None,
+        call: ModelCallReport | None = None,
+        now: float | None = None,
     ) -> None:
         """Build and deliver a request event (call only when ``enabled``).
 
         Unless ``request_id`` is given, the event carries the id of the logical model request
         in progress in this context (:func:`~sluicegate.events.request_scope`), if any.
+        ``now`` as for :meth:`scheduler`.
         """
         self._sequence += 1
-        try:
-            now = _current_time()
-        except RuntimeError:
-            now = time.monotonic()
+        if now is None:
+            try:
+                now = _current_time()
+            except RuntimeError:
+                now = time.monotonic()
         event = RequestEvent(
             kind,
             self._sequence,
@@ -157,6 +175,7 @@ class EventEmitter:
             retry_after,
             snapshot,
             diagnostics,
+            call,
         )
         try:
             self.sink.emit(event)

@@ -4,6 +4,11 @@ A writer killed mid-write leaves a torn last line (bytes with no trailing newlin
 skip it and say so (:attr:`EventFile.torn_tail_bytes`); any other line that does not decode,
 including an unterminated last line that is not a prefix of an event, is corruption and
 raises :class:`~sluicegate.errors.EventDecodeError` naming the file and line.
+
+An event older than the current ``SCHEMA_VERSION`` raises
+:class:`~sluicegate.errors.EventSchemaVersionError` (schema 2 folded schema 1's same-instant
+events, so an old file's kinds would be misread, not merely incomplete). A newer event that
+still decodes (it only added fields) is read; one that does not is named as newer.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from ..errors import EventDecodeError
+from ..errors import EventDecodeError, EventSchemaVersionError
 from .schema import SCHEMA_VERSION, AnyEvent, RequestEvent, SchedulerEvent
 
 
@@ -46,12 +51,17 @@ class _Reader:
                 if not line.strip():
                     continue
                 try:
-                    yield decode(line)
+                    event = decode(line)
                 except msgspec.DecodeError as exc:
                     if not line.endswith(b"\n") and _looks_torn(line):
                         self.torn_tail_bytes = len(line)
                         return
                     raise _decode_error(self.path, number, line, exc, self.probe) from exc
+                if event.schema_version < SCHEMA_VERSION:  # newer: read what decodes
+                    raise EventSchemaVersionError(
+                        str(self.path), number, event.schema_version, SCHEMA_VERSION
+                    )
+                yield event
 
 
 def iter_events(path: str | Path) -> Iterator[AnyEvent]:
@@ -73,7 +83,8 @@ def read_event_file(path: str | Path) -> EventFile:
 def read_events(path: str | Path) -> list[AnyEvent]:
     """Decode a JSON Lines event file written by :class:`JsonLinesEventSink`.
 
-    Fields added by a newer ``schema_version`` are ignored; a torn last line (a crash
+    An older ``schema_version`` raises :class:`~sluicegate.errors.EventSchemaVersionError`;
+    fields added by a newer one are ignored; a torn last line (a crash
     mid-write) is skipped; any other line that cannot be decoded raises
     :class:`EventDecodeError` naming the file, the line and the cause.
     """
@@ -100,13 +111,8 @@ def _decode_error(
         found = probe.decode(line).schema_version
     except msgspec.DecodeError:
         found = None
-    if found is not None and found > SCHEMA_VERSION:
-        return EventDecodeError(
-            str(path),
-            number,
-            f"schema_version {found} is newer than this sluicegate reads ({SCHEMA_VERSION})",
-            "read the file with the sluicegate version that wrote it, or upgrade",
-        )
+    if found is not None and found != SCHEMA_VERSION:
+        return EventSchemaVersionError(str(path), number, found, SCHEMA_VERSION)
     return EventDecodeError(
         str(path),
         number,

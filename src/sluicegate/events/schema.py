@@ -24,13 +24,14 @@ import msgspec
 
 from .correlation import RuntimeCorrelation
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2: same-instant steps folded into one event (``plans/observability.md``, "Schema 2");
+``model_request_completed`` reports its call in a typed :class:`ModelCallReport`."""
 
 
 SchedulerEventKind = Literal[
     "scheduler_job_started",
     "scheduler_job_completed",
-    "dependency_ready",
     "ready_enqueued",
     "row_group_admitted",
     "row_group_admission_blocked",
@@ -40,9 +41,8 @@ SchedulerEventKind = Literal[
     "admission_blocked",
     "group_capped",
     "request_pressure_advisory_skipped",
-    "task_lease_acquired",
     "admission_denied",
-    "worker_spawned",
+    "task_dispatched",
     "worker_spawn_failed",
     "stale_selection",
     "retry_deferred",
@@ -51,7 +51,6 @@ SchedulerEventKind = Literal[
     "salvage_redispatched",
     "queue_drained",
     "task_completed",
-    "task_lease_released",
     "release_diagnostic",
     "config_reloaded",
 ]
@@ -82,6 +81,39 @@ RequestEventKind = Literal[
     "request_circuit_closed",
     "request_quota_learned",
 ]
+
+
+TASK_LEASE_RELEASING_KINDS: Final = frozenset(
+    {
+        "task_completed",
+        "retry_deferred",
+        "non_retryable_dropped",
+        "cancelled",
+        "stale_selection",
+        "worker_spawn_failed",
+    }
+)
+"""Scheduler kinds whose ``lease_id`` (when set) is a task lease released in that instant."""
+
+
+class ModelCallReport(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """What one provider call did, carried by ``model_request_completed`` (never content).
+
+    Typed rather than a ``diagnostics`` dictionary: it is built once per call on the hot path.
+    ``waited_seconds`` is the attempt's admission wait; ``will_retry`` says whether the
+    executor makes another attempt of the same logical request.
+    """
+
+    duration_seconds: float
+    waited_seconds: float = 0.0
+    will_retry: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    response_model: str | None = None
+    error_type: str | None = None
+    http_status: int | None = None
+    server_address: str | None = None
+    server_port: int | None = None
 
 
 class SchedulerEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, tag="scheduler"):
@@ -129,6 +161,7 @@ class RequestEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, ta
     retry_after: float | None = None
     snapshot: Any = None
     diagnostics: dict[str, Any] | None = None
+    call: ModelCallReport | None = None
 
 
 AnyEvent = SchedulerEvent | RequestEvent

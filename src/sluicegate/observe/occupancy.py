@@ -301,38 +301,48 @@ class OccupancySweep:
         if e.task_id is None:
             return
         key = task_key(e.task_id)
-        if kind == "dependency_ready":
+        if kind == "ready_enqueued":  # readiness and queueing: one instant (schema 2)
             self.deferred.pop(key, None)
             if e.group is not None:
                 self.task_groups[key] = e.group
-        elif kind == "ready_enqueued":
             group = self._group(self._known_group(key, e.group))
             self.queued[key] = group
             self._move(group, None, "queued")
-        elif kind == "task_lease_acquired":
-            self.blocked = None
-            queued_in = self.queued.pop(key, None)
-            if queued_in is not None:
-                self._move(queued_in, "queued", None)
-            self.held[e.lease_id] = queued_in or self._known_group(key, e.group)
-            self.peak = max(self.peak, len(self.held))
+        elif kind == "task_dispatched":  # selected, leased and spawned: one instant
+            self._leased(key, e)
+            group = self.held.get(e.lease_id) or self._known_group(key, e.group)
+            if self.workers.get(key) is None:
+                self.workers[key] = _Worker(group)
+                self._move(group, None, "local")
+                self.state_counts[("local", None)] += 1
+        elif kind == "selected":  # leased, then a stale selection or a failed spawn
+            self._leased(key, e)
         elif kind == "stale_selection":
             holder = self.held.get(e.lease_id)
             if holder is not None and key not in self.queued:
                 self.queued[key] = holder
                 self._move(holder, None, "queued")
-        elif kind == "task_lease_released":
+            self._released(e)
+        elif kind == "worker_spawn_failed":
+            self._released(e)
+        elif kind in TERMINAL_KINDS:
+            self._released(e)
+            self._worker_ended(key, e)
+
+    def _leased(self, key: Hashable, e: SchedulerEvent) -> None:
+        self.blocked = None
+        queued_in = self.queued.pop(key, None)
+        if queued_in is not None:
+            self._move(queued_in, "queued", None)
+        if e.lease_id is not None:  # a worker without a lease holds no capacity
+            self.held[e.lease_id] = queued_in or self._known_group(key, e.group)
+            self.peak = max(self.peak, len(self.held))
+
+    def _released(self, e: SchedulerEvent) -> None:
+        """The task lease the event carries went back in its instant (schema 2)."""
+        if e.lease_id is not None:
             self.held.pop(e.lease_id, None)
             self.blocked = None  # the next dispatch pass decides again
-        elif kind == "worker_spawned":
-            group = self.held.get(e.lease_id) or self._known_group(key, e.group)
-            worker = self.workers.get(key)
-            if worker is None:
-                self.workers[key] = worker = _Worker(group)
-                self._move(group, None, "local")
-                self.state_counts[("local", None)] += 1
-        elif kind in TERMINAL_KINDS:
-            self._worker_ended(key, e)
 
     def _known_group(self, key: Hashable, group: str | None) -> str:
         if group is not None:
@@ -399,9 +409,13 @@ class OccupancySweep:
             ep.leases.discard(e.lease_id)
             if e.limit is not None:
                 ep.limit = e.limit
-        elif kind == "model_request_started":
+        elif kind == "model_request_started":  # holds its lease (acquired now, or before)
+            ep.leases.add(e.lease_id)
+            if e.limit is not None:
+                ep.limit = e.limit
             self._set_request(e, "call", ep)
-        elif kind == "model_request_completed":
+        elif kind == "model_request_completed":  # and the lease goes back in this instant
+            ep.leases.discard(e.lease_id)
             self._completed(e, ep)
         elif kind == "request_acquire_denied":
             self._set_request(e, None, ep)
@@ -452,11 +466,10 @@ class OccupancySweep:
             ep.series.static_cap = e.limit
 
     def _completed(self, e: RequestEvent, ep: _Endpoint) -> None:
-        diagnostics = e.diagnostics or {}
         owner = self._owner(e)
         if owner is not None:
             self.last_outcome[owner] = e.outcome
-        if diagnostics.get("will_retry"):
+        if e.call is not None and e.call.will_retry:
             state = "backoff_rate_limited" if e.outcome == "rate_limited" else "backoff"
             self._set_request(e, state, ep)
         else:
@@ -501,7 +514,7 @@ def _first_ready_times(events: Sequence[AnyEvent]) -> list[float]:
     whose first readiness is after t)."""
     seen: dict[Hashable, float] = {}
     for e in events:
-        if type(e) is SchedulerEvent and e.event_kind == "dependency_ready":
+        if type(e) is SchedulerEvent and e.event_kind == "ready_enqueued":
             seen.setdefault(task_key(e.task_id), e.captured_at)
     return sorted(seen.values())
 

@@ -38,7 +38,7 @@ import re
 import time
 import warnings
 from collections.abc import Hashable
-from typing import Any, Final
+from typing import Final
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -47,7 +47,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from .._internal.checks import is_number
 from ..errors import ConfigurationError
 from ..events.correlation import RuntimeCorrelation
-from ..events.schema import AnyEvent, RequestEvent, SchedulerEvent
+from ..events.schema import AnyEvent, ModelCallReport, RequestEvent, SchedulerEvent
 from .attributes import (
     ERROR_TYPE,
     GEN_AI_OPERATION_NAME,
@@ -153,9 +153,16 @@ class OpenTelemetryEventSink:
         self._run: Span | None = None
         self._run_context: Context | None = None
         self._ready_at: dict[Hashable, float] = {}
-        self._groups: dict[Hashable, str | None] = {}
         self._tasks: dict[Hashable, tuple[Span, Context] | None] = {}
         self._requests: dict[int, _RequestSpan] = {}
+        # Per task, the request ids it opened: ending a task ends what it left open without
+        # scanning every open request (that scan was O(concurrency) per task).
+        self._task_requests: dict[Hashable, list[int]] = {}
+        # Attribute sets built once and reused (the SDK copies what it keeps): per endpoint
+        # and server, per endpoint span, per task group.
+        self._server_keys: dict[tuple[Attrs, str | None, int | None], Attrs] = {}
+        self._request_span_attributes: dict[Attrs, dict[str, AttributeValue]] = {}
+        self._task_names: dict[str | None, tuple[str, dict[str, AttributeValue]]] = {}
         self._request_keys: dict[tuple[str | None, str | None, str | None], Attrs] = {}
         self._group_keys: dict[str | None, Attrs] = {}
         self._last_time: float | None = None
@@ -235,11 +242,8 @@ class OpenTelemetryEventSink:
         key = task_key(e.task_id)
         if kind == "ready_enqueued":
             self._ready_at[key] = t
-        elif kind == "dependency_ready" or kind == "selected":
-            if e.group is not None:
-                self._groups[key] = e.group
-        elif kind == "task_lease_acquired":
-            group = e.group if e.group is not None else self._groups.get(key)
+        elif kind == "task_dispatched" or kind == "selected":  # a task lease granted
+            group = e.group
             group_key = self._group_keys.get(group)
             if group_key is None:
                 group_key = self._group_keys[group] = self.metrics.key(
@@ -249,8 +253,8 @@ class OpenTelemetryEventSink:
             ready = self._ready_at.get(key)
             if ready is not None:
                 self.metrics.wait("task_queue", t - ready)
-        elif kind == "worker_spawned":
-            self._start_task(key, e, t)
+            if kind == "task_dispatched":
+                self._start_task(key, e, t)
         elif kind in TERMINAL_KINDS:
             failed = kind == "non_retryable_dropped"
             self._end_task(
@@ -263,22 +267,26 @@ class OpenTelemetryEventSink:
 
     def _start_task(self, key: Hashable, e: SchedulerEvent, t: float) -> None:
         ready = self._ready_at.pop(key, t)
-        group = self._groups.get(key)
+        group = e.group
         if not self._sample():
             self._tasks[key] = None
             return
+        named = self._task_names.get(group)
+        if named is None:
+            named = self._task_names[group] = (
+                f"task {group}" if group is not None else "task",
+                self._span_labels.of({"sluicegate.task.group": group}),
+            )
+        attributes = dict(named[1])
+        if e.attempt is not None:
+            attributes["sluicegate.task.attempt"] = e.attempt
+        attributes["sluicegate.task.queue_wait"] = max(0.0, t - ready)
         span = self._tracer.start_span(
-            f"task {group}" if group is not None else "task",
+            named[0],
             context=self._parent(),
             kind=SpanKind.INTERNAL,
             start_time=self._clock.ns(ready),
-            attributes=self._span_labels.of(
-                {
-                    "sluicegate.task.group": group,
-                    "sluicegate.task.attempt": e.attempt,
-                    "sluicegate.task.queue_wait": max(0.0, t - ready),
-                }
-            ),
+            attributes=attributes,
         )
         self._tasks[key] = (span, trace.set_span_in_context(span))
 
@@ -301,21 +309,23 @@ class OpenTelemetryEventSink:
         reason: str | None,
         error_type: object = None,
     ) -> None:
-        for rid, request in list(self._requests.items()):
-            if request.task == key:  # left open: cancelled during a backoff, or never ended
+        for rid in self._task_requests.pop(key, ()):
+            if rid in self._requests:  # left open: cancelled during a backoff, or never ended
                 self._end_request(rid, t, outcome="local_cancelled", incomplete=False)
         entry = self._tasks.pop(key, None)
-        self._groups.pop(key, None)
         if entry is None:
             return
         span = entry[0]
-        span.set_attribute("sluicegate.task.status", status)
         if status == "failed":
             kind = error_type if isinstance(error_type, str) else _error_type(reason)
-            span.set_attributes(self._span_labels.of({ERROR_TYPE: kind}))
+            attributes = self._span_labels.of({ERROR_TYPE: kind})
+            attributes["sluicegate.task.status"] = status
+            span.set_attributes(attributes)
             span.set_status(Status(StatusCode.ERROR, reason))
         elif status == "incomplete":
-            span.set_attribute("sluicegate.incomplete", True)
+            span.set_attributes({"sluicegate.task.status": status, "sluicegate.incomplete": True})
+        else:  # one SDK call (each takes the span's lock)
+            span.set_attribute("sluicegate.task.status", status)
         span.end(end_time=self._clock.ns(t))
 
     def _end_run(self, e: SchedulerEvent) -> None:
@@ -343,7 +353,11 @@ class OpenTelemetryEventSink:
         if kind in ("request_rate_limited", "request_limit_decreased", "request_limit_increased"):
             self._endpoint_event(e, kind)
             return
-        if kind == "request_resource_registered" or kind == "request_lease_acquired":
+        if kind in (
+            "request_resource_registered",
+            "request_lease_acquired",
+            "model_request_started",
+        ):
             if e.limit is not None:
                 self.metrics.limit(self._endpoint_key(e), e.limit)
             if kind == "request_resource_registered":
@@ -398,8 +412,11 @@ class OpenTelemetryEventSink:
             span: Span = trace.INVALID_SPAN
         else:
             parent = entry[1] if entry is not None else self._parent()
-            attributes = dict(key)
-            attributes.update(self._span_labels.of(_correlation_attributes(corr)))
+            attributes = self._request_span_attributes.get(key)
+            if attributes is None:
+                attributes = self._request_span_attributes[key] = dict(key)
+            if corr is not None and _has_labels(corr):
+                attributes = {**attributes, **self._span_labels.of(_correlation_attributes(corr))}
             span = self._tracer.start_span(
                 f"{operation} {e.model_id}",
                 context=parent,
@@ -408,18 +425,23 @@ class OpenTelemetryEventSink:
                 attributes=attributes,
             )
         request = self._requests[rid] = _RequestSpan(span, t, key, owner)
+        if owner is not None:
+            opened = self._task_requests.get(owner)
+            if opened is None:
+                self._task_requests[owner] = [rid]
+            else:
+                opened.append(rid)
         return request
 
     def _attempt_done(self, rid: int, request: _RequestSpan, e: RequestEvent, t: float) -> None:
-        diagnostics = e.diagnostics or {}
+        call = e.call
+        will_retry = call is not None and call.will_retry
         request.attempts += 1
         request.last_end = t
         span = request.span
         if not span.is_recording():  # a task outside the sampled share: metrics only
-            if not diagnostics.get("will_retry"):
-                self._end_request(
-                    rid, t, outcome=e.outcome, incomplete=False, diagnostics=diagnostics
-                )
+            if not will_retry:
+                self._end_request(rid, t, outcome=e.outcome, incomplete=False, call=call)
             return
         span.add_event(
             "sluicegate.request.attempt",
@@ -427,27 +449,15 @@ class OpenTelemetryEventSink:
                 {
                     "sluicegate.attempt": e.attempt,
                     "sluicegate.attempt.outcome": e.outcome,
-                    "sluicegate.attempt.duration": _float(diagnostics.get("duration_seconds")),
+                    "sluicegate.attempt.duration": None if call is None else call.duration_seconds,
                     "sluicegate.attempt.retry_after": e.retry_after,
                 }
             ),
             timestamp=self._clock.ns(t),
         )
-        if diagnostics.get("will_retry"):
+        if will_retry:
             return
-        if e.outcome == "success":
-            span.set_attributes(
-                self._span_labels.of(
-                    {
-                        GEN_AI_RESPONSE_MODEL: _str(diagnostics.get("response_model")),
-                        GEN_AI_USAGE_INPUT_TOKENS: _int(diagnostics.get("input_tokens")),
-                        GEN_AI_USAGE_OUTPUT_TOKENS: _int(diagnostics.get("output_tokens")),
-                        SERVER_ADDRESS: _str(diagnostics.get("server_address")),
-                        SERVER_PORT: _int(diagnostics.get("server_port")),
-                    }
-                )
-            )
-        self._end_request(rid, t, outcome=e.outcome, incomplete=False, diagnostics=diagnostics)
+        self._end_request(rid, t, outcome=e.outcome, incomplete=False, call=call)
 
     def _end_request(
         self,
@@ -456,34 +466,66 @@ class OpenTelemetryEventSink:
         *,
         outcome: str | None,
         incomplete: bool,
-        diagnostics: dict[str, Any] | None = None,
+        call: ModelCallReport | None = None,
     ) -> None:
         request = self._requests.pop(rid, None)
         if request is None:
             return
         span = request.span
         error_type = None
-        if incomplete:
-            span.set_attribute("sluicegate.incomplete", True)
-        elif outcome is not None and outcome not in ("success", "local_cancelled"):
-            error_type = outcome
-            span.set_attributes(self._span_labels.of({ERROR_TYPE: outcome}))
-            span.set_status(Status(StatusCode.ERROR, outcome))
-        if outcome is not None:
-            span.set_attribute("sluicegate.request.outcome", outcome)
-        span.set_attribute("sluicegate.request.attempts", request.attempts)
-        span.end(end_time=self._clock.ns(t))
+        if span.is_recording():  # one set_attributes call: each SDK call takes a lock
+            attributes: dict[str, AttributeValue] = {
+                "sluicegate.request.attempts": request.attempts
+            }
+            if outcome is not None:
+                attributes["sluicegate.request.outcome"] = outcome
+            if incomplete:
+                attributes["sluicegate.incomplete"] = True
+            elif outcome == "success" and call is not None:
+                attributes.update(
+                    self._span_labels.of(
+                        {
+                            GEN_AI_RESPONSE_MODEL: call.response_model,
+                            GEN_AI_USAGE_INPUT_TOKENS: call.input_tokens,
+                            GEN_AI_USAGE_OUTPUT_TOKENS: call.output_tokens,
+                            SERVER_ADDRESS: call.server_address,
+                            SERVER_PORT: call.server_port,
+                        }
+                    )
+                )
+            elif outcome is not None and outcome != "local_cancelled":
+                attributes.update(self._span_labels.of({ERROR_TYPE: outcome}))
+                span.set_status(Status(StatusCode.ERROR, outcome))
+            span.set_attributes(attributes)
+            span.end(end_time=self._clock.ns(t))
         if incomplete or outcome == "local_cancelled":
             return
-        diagnostics = diagnostics or {}
+        if outcome is not None and outcome != "success":
+            error_type = outcome
+        if call is None:
+            self.metrics.operation(request.key, t - request.started_at, error_type, None)
+            return
         self.metrics.operation(
-            self._with(request.key, _server(diagnostics)),
+            self._server_key(request.key, call),
             t - request.started_at,
-            error_type=error_type,
-            response_model=_str(diagnostics.get("response_model")),
-            input_tokens=_int(diagnostics.get("input_tokens")),
-            output_tokens=_int(diagnostics.get("output_tokens")),
+            error_type,
+            call.response_model,
+            call.input_tokens,
+            call.output_tokens,
         )
+
+    def _server_key(self, key: Attrs, call: ModelCallReport) -> Attrs:
+        """The endpoint's metric attributes with the call's server (cached per server)."""
+        address, port = call.server_address, call.server_port
+        if address is None and port is None:
+            return key
+        ident = (key, address, port)
+        found = self._server_keys.get(ident)
+        if found is None:
+            found = self._server_keys[ident] = self._with(
+                key, {SERVER_ADDRESS: address, SERVER_PORT: port}
+            )
+        return found
 
     def _endpoint_event(self, e: RequestEvent, kind: str) -> None:
         key = self._endpoint_key(e)
@@ -535,11 +577,15 @@ def _correlation_attributes(corr: RuntimeCorrelation | None) -> dict[str, Attrib
     }
 
 
-def _server(diagnostics: dict[str, Any]) -> dict[str, AttributeValue | None]:
-    return {
-        SERVER_ADDRESS: _str(diagnostics.get("server_address")),
-        SERVER_PORT: _int(diagnostics.get("server_port")),
-    }
+def _has_labels(corr: RuntimeCorrelation) -> bool:
+    """Whether the correlation carries any field that becomes a span attribute."""
+    return not (
+        corr.column is None
+        and corr.row is None
+        and corr.row_group is None
+        and corr.task_type is None
+        and corr.group_kind is None
+    )
 
 
 def _error_type(reason: str | None) -> str:
@@ -550,14 +596,6 @@ def _error_type(reason: str | None) -> str:
         return "attempts_exhausted"
     head = reason.split(":", 1)[0].strip()
     return head if _IDENTIFIER.fullmatch(head) else "task_failed"
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _float(value: object) -> float | None:

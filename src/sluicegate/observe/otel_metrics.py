@@ -93,6 +93,10 @@ class EventMetrics:
             explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
         )
         self._layers: dict[str, Attrs] = {}
+        self._operation_sets: dict[
+            tuple[Attrs, str | None, str | None],
+            tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
+        ] = {}
         self._wait_time: dict[Attrs, float] = {}
         self._tallies: dict[str, dict[Attrs, int]] = {}
         meter.create_observable_counter(
@@ -160,24 +164,42 @@ class EventMetrics:
         self,
         key: Attrs,
         seconds: float,
-        *,
         error_type: str | None,
         response_model: str | None,
-        input_tokens: int | None,
-        output_tokens: int | None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
     ) -> None:
-        """Record one finished logical request (duration and, when known, token usage)."""
+        """Record one finished logical request (duration and, when known, token usage).
+
+        The attribute sets are built once per endpoint, model and error class and reused:
+        the SDK copies what it keeps, and a record is the hot path of a traced run.
+        """
+        ident = (key, response_model, error_type)
+        sets = self._operation_sets.get(ident)
+        if sets is None:
+            sets = self._operation_sets[ident] = self._attribute_sets(
+                key, response_model, error_type
+            )
+        self.duration.record(seconds if seconds > 0.0 else 0.0, sets[0])
+        if error_type is None:
+            if input_tokens is not None:
+                self.tokens.record(input_tokens, sets[1])
+            if output_tokens is not None:
+                self.tokens.record(output_tokens, sets[2])
+
+    def _attribute_sets(
+        self, key: Attrs, response_model: str | None, error_type: str | None
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         attributes: dict[str, Any] = dict(key)
         if response_model is not None:
             attributes.update(self._labels.of({GEN_AI_RESPONSE_MODEL: response_model}))
         if error_type is not None:
             attributes.update(self._labels.of({ERROR_TYPE: error_type}))
-        self.duration.record(max(0.0, seconds), attributes)
-        if error_type is None:
-            if input_tokens is not None:
-                self.tokens.record(input_tokens, {**attributes, GEN_AI_TOKEN_TYPE: "input"})
-            if output_tokens is not None:
-                self.tokens.record(output_tokens, {**attributes, GEN_AI_TOKEN_TYPE: "output"})
+        return (
+            attributes,
+            {**attributes, GEN_AI_TOKEN_TYPE: "input"},
+            {**attributes, GEN_AI_TOKEN_TYPE: "output"},
+        )
 
 
 def _observe(tally: dict[Attrs, int] | dict[Attrs, float]) -> Any:

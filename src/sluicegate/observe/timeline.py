@@ -344,37 +344,35 @@ class TimelineBuilder:
             return
         key = task_key(e.task_id)
         t = e.captured_at
-        if kind == "dependency_ready":
+        if kind == "ready_enqueued":  # readiness and queueing: one instant (schema 2)
             self._task_ids.setdefault(key, e.task_id)
-            self._pending[key] = {"dependency_ready_at": t, "group": e.group}
-        elif kind == "ready_enqueued":
-            self._pending.setdefault(key, {})["ready_enqueued_at"] = t
-        elif kind == "selected":
-            pending = self._pending.setdefault(key, {})
-            pending["selected_at"] = t
-            if e.group is not None:
-                pending["group"] = e.group
-        elif kind == "task_lease_acquired":
-            pending = self._pending.setdefault(key, {})
-            pending["task_lease_acquired_at"] = t
-            pending["lease_id"] = e.lease_id
-        elif kind == "worker_spawned":
+            self._pending[key] = {
+                "dependency_ready_at": t,
+                "ready_enqueued_at": t,
+                "group": e.group,
+            }
+        elif kind == "task_dispatched":  # selected, leased and spawned: one instant
             fields = self._pending.pop(key, {})
-            fields.update(task_id=e.task_id, attempt=e.attempt or 1, worker_spawned_at=t)
-            if fields.get("lease_id") is None:
-                fields["lease_id"] = e.lease_id
+            if e.group is not None:
+                fields["group"] = e.group
+            fields.update(
+                task_id=e.task_id,
+                attempt=e.attempt or 1,
+                lease_id=e.lease_id,
+                selected_at=t,
+                task_lease_acquired_at=t,
+                worker_spawned_at=t,
+            )
             execution = _Execution(fields)
             ident = (key, fields["attempt"])
             self._executions[ident] = execution
             self._order.append(ident)
             self._current[key] = execution
-        elif kind == "task_lease_released":
-            held = self._current.get(key)
-            if held is not None and held.fields.get("lease_id") == e.lease_id:
-                held.fields["task_lease_released_at"] = t
         elif kind in TERMINAL_KINDS:
             ended = self._current.pop(key, None)
             if ended is not None:
+                if e.lease_id is not None and ended.fields.get("lease_id") == e.lease_id:
+                    ended.fields["task_lease_released_at"] = t
                 ended.fields["task_completed_at"] = t
                 ended.fields["status"] = _STATUS_OF[kind]
                 ended.fields["reason"] = e.reason
@@ -425,6 +423,8 @@ class TimelineBuilder:
         elif kind == "model_request_started":
             attempt = request.current(opening=True)
             attempt.started_at = t
+            if attempt.lease_acquired_at is None:  # folded: the lease was taken now
+                attempt.lease_acquired_at = t
             if e.attempt is not None:
                 attempt.attempt = e.attempt
         elif kind == "model_request_completed":
@@ -445,14 +445,23 @@ class TimelineBuilder:
         attempt.completed_at = e.captured_at
         attempt.outcome = e.outcome
         attempt.retry_after = e.retry_after
-        diagnostics = e.diagnostics or {}
-        attempt.will_retry = bool(diagnostics.get("will_retry", False))
+        # The lease goes back in this instant (a separate request_lease_released, when the
+        # controller reports to another stream, overwrites it with the same time).
+        attempt.lease_released_at = e.captured_at
+        call = e.call
+        attempt.will_retry = call is not None and call.will_retry
         request.outcome = e.outcome
         if not attempt.will_retry:
             request.ended_at = e.captured_at
-        for name in ("input_tokens", "output_tokens", "response_model"):
-            if name in diagnostics:
-                request.info[name] = diagnostics[name]
+        if call is not None:
+            info = request.info
+            for name, value in (
+                ("input_tokens", call.input_tokens),
+                ("output_tokens", call.output_tokens),
+                ("response_model", call.response_model),
+            ):
+                if value is not None:
+                    info[name] = value
 
     # -- results ------------------------------------------------------------------------
 

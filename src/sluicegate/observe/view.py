@@ -15,7 +15,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 
 from ..events.reading import read_event_file
-from ..events.schema import AnyEvent, RequestEvent, SchedulerEvent
+from ..events.schema import TASK_LEASE_RELEASING_KINDS, AnyEvent, RequestEvent, SchedulerEvent
 from .occupancy import sweep
 from .series import RunOccupancy
 from .timeline import (
@@ -125,26 +125,26 @@ class CorrelatedRuntimeView:
 
     @functools.cached_property
     def hidden_waiters(self) -> int:
-        """Workers spawned, or model calls started, without holding their lease (must be 0)."""
-        task_leases: set[int | None] = set()
-        request_leases: set[tuple[object, int | None]] = set()
+        """Workers spawned, or model calls started, without holding their lease (must be 0).
+
+        In schema 2 a spawn and a call start carry the lease they hold (taken in the same
+        instant, or before for a call whose controller reports to the same stream): a
+        missing lease, or a lease already returned, is a hidden waiter.
+        """
+        returned: set[tuple[object, int | None]] = set()
         hidden = 0
         for e in self.events:
             kind = e.event_kind
-            if kind == "task_lease_acquired":
-                task_leases.add(e.lease_id)
-            elif kind == "task_lease_released":
-                task_leases.discard(e.lease_id)
-            elif kind == "worker_spawned":
-                hidden += e.lease_id not in task_leases
+            if kind == "task_dispatched":
+                hidden += e.lease_id is None or ("task", e.lease_id) in returned
+            elif kind in TASK_LEASE_RELEASING_KINDS and e.lease_id is not None:
+                returned.add(("task", e.lease_id))
             elif isinstance(e, RequestEvent):
                 resource = (e.provider, e.model_id, e.domain)
-                if kind == "request_lease_acquired":
-                    request_leases.add((resource, e.lease_id))
-                elif kind == "request_lease_released":
-                    request_leases.discard((resource, e.lease_id))
-                elif kind == "model_request_started":
-                    hidden += (resource, e.lease_id) not in request_leases
+                if kind == "model_request_started":
+                    hidden += e.lease_id is None or (resource, e.lease_id) in returned
+                elif kind in ("model_request_completed", "request_lease_released"):
+                    returned.add((resource, e.lease_id))
         return hidden
 
     @property
@@ -257,7 +257,7 @@ class CorrelatedRuntimeView:
             key = task_key(e.task_id)
             if e.event_kind == "task_completed":
                 last_done = (key, e.captured_at)
-            elif e.event_kind == "dependency_ready" and key not in depth:
+            elif e.event_kind == "ready_enqueued" and key not in depth:
                 parent = last_done[0] if last_done and last_done[1] == e.captured_at else None
                 depth[key] = depth.get(parent, 0) + 1 if parent is not None else 1
         return max(depth.values(), default=0)

@@ -12,7 +12,6 @@ import functools
 import math
 import random
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -27,7 +26,7 @@ from ..events.correlation import (
     set_request_id,
 )
 from ..events.emitter import EventEmitter
-from ..events.schema import RequestEventKind
+from ..events.schema import ModelCallReport
 from ..events.sinks import EventSink
 from .admission import (
     OUTCOME_LOCAL_CANCELLED,
@@ -124,6 +123,7 @@ class ModelRequestExecutor:
         "_follows_controller",
         "_providers",
         "_random",
+        "_reports_leases",
         "_requests",
         "_resolver",
         "_succeeded",
@@ -210,6 +210,9 @@ class ModelRequestExecutor:
             if isinstance(shared, EventEmitter) and (sink is None or sink is shared.sink)
             else EventEmitter(sink)
         )
+        # On the controller's own stream, the call events also report the attempt's lease
+        # (taken and returned in the same instants): the controller then skips its own.
+        self._reports_leases = self._emitter is shared
         self._requests = self._attempts = self._succeeded = self._failed = 0
         self._counts: dict[str, int] = {}
 
@@ -298,46 +301,52 @@ class ModelRequestExecutor:
             timeout=self.admission_timeout,
         )
         self._requests += 1
+        # One logical request: its admission waits and attempts carry one request id.
+        emitting = self._emitter.enabled
+        request_id = new_request_id() if emitting and current_request_id() is None else None
+        folded = self._emitter.lease_events_folded if emitting and self._reports_leases else None
+        if folded is not None:
+            folded.add(id(item))  # our call events report this item's leases (schema 2)
         delay = self.backoff_seconds
         attempt = 0
-        # One logical request: its admission waits and attempts carry one request id.
-        request_id = (
-            new_request_id() if self._emitter.enabled and current_request_id() is None else None
-        )
-        while True:
-            attempt += 1
-            token = None if request_id is None else set_request_id(request_id)
-            try:
-                lease = await self._controller.acquire(item)
-                response, outcome, error = await self._attempt(
-                    target, resource, request, lease, attempt
-                )
-            except BaseException:
-                self._failed += 1
-                raise
-            finally:
-                if token is not None:
-                    reset_request_id(token)
-            if response is not None:
-                self._succeeded += 1
-                return response
-            if attempt >= self.max_attempts:
-                self._failed += 1
-                raise ModelRequestError(resource, attempt, outcome) from error
-            pause = min(self.max_backoff_seconds, delay)
-            if self.backoff_jitter:
-                pause *= 1.0 + self.backoff_jitter * (2.0 * self._random.random() - 1.0)
-                # jitter spreads pauses at the cap too (downwards) but never exceeds it
-                pause = min(self.max_backoff_seconds, pause)
-            hint = outcome.retry_after_seconds
-            if hint is not None and hint < math.inf:  # an infinite hint is no usable hint
-                pause = max(pause, hint)
-            delay *= self.backoff_multiplier
-            try:
-                await trio.sleep(pause)
-            except BaseException:
-                self._failed += 1  # cancelled between attempts: the request ends here too
-                raise
+        try:
+            while True:
+                attempt += 1
+                token = None if request_id is None else set_request_id(request_id)
+                try:
+                    lease = await self._controller.acquire(item)
+                    response, outcome, error = await self._attempt(
+                        target, resource, request, lease, attempt
+                    )
+                except BaseException:
+                    self._failed += 1
+                    raise
+                finally:
+                    if token is not None:
+                        reset_request_id(token)
+                if response is not None:
+                    self._succeeded += 1
+                    return response
+                if attempt >= self.max_attempts:
+                    self._failed += 1
+                    raise ModelRequestError(resource, attempt, outcome) from error
+                pause = min(self.max_backoff_seconds, delay)
+                if self.backoff_jitter:
+                    pause *= 1.0 + self.backoff_jitter * (2.0 * self._random.random() - 1.0)
+                    # jitter spreads pauses at the cap too (downwards) but never exceeds it
+                    pause = min(self.max_backoff_seconds, pause)
+                hint = outcome.retry_after_seconds
+                if hint is not None and hint < math.inf:  # an infinite hint is no usable hint
+                    pause = max(pause, hint)
+                delay *= self.backoff_multiplier
+                try:
+                    await trio.sleep(pause)
+                except BaseException:
+                    self._failed += 1  # cancelled between attempts: the request ends here too
+                    raise
+        finally:
+            if folded is not None:
+                folded.discard(id(item))
 
     async def _attempt(
         self,
@@ -359,7 +368,19 @@ class ModelRequestExecutor:
         started = trio.current_time()
         try:
             if self._emitter.enabled:
-                self._emit("model_request_started", resource, lease, attempt)
+                # Also the lease's acquisition (same instant) on the controller's stream.
+                self._emitter.request(
+                    "model_request_started",
+                    provider=resource.provider,
+                    model_id=resource.model_id,
+                    domain=resource.domain,
+                    request_group=lease.item.request_group,
+                    lease_id=lease.lease_id,
+                    attempt=attempt,
+                    reason="probe" if lease.probe else None,
+                    limit=lease.limit,
+                    now=started,
+                )
             timeout = request.timeout if request.timeout is not None else self.attempt_timeout
             deadline = started + timeout if timeout is not None else math.inf
             try:
@@ -409,45 +430,31 @@ class ModelRequestExecutor:
                 try:
                     self._counts[outcome.kind] = self._counts.get(outcome.kind, 0) + 1
                     if self._emitter.enabled:
-                        # The call ended before its lease goes back (and before the release
-                        # hands the slot to a waiter): report it first.
-                        self._emit(
+                        # Reported before the release hands the slot to a waiter (and, on the
+                        # controller's stream, as the release itself: same instant).
+                        now = trio.current_time()
+                        self._emitter.request(
                             "model_request_completed",
-                            resource,
-                            lease,
-                            attempt,
+                            provider=resource.provider,
+                            model_id=resource.model_id,
+                            domain=resource.domain,
+                            request_group=lease.item.request_group,
+                            lease_id=lease.lease_id,
+                            attempt=attempt,
                             outcome=outcome.kind,
                             retry_after=outcome.retry_after_seconds,
-                            diagnostics=_completed_diagnostics(
+                            call=_call_report(
                                 target,
                                 response,
                                 error,
-                                duration=trio.current_time() - started,
-                                waited=lease.waited,
-                                will_retry=_will_retry(outcome, error, attempt < self.max_attempts),
+                                now - started,
+                                lease.waited,
+                                _will_retry(outcome, error, attempt < self.max_attempts),
                             ),
+                            now=now,
                         )
                 finally:
                     self._controller.release(lease, outcome)
-
-    def _emit(
-        self,
-        kind: RequestEventKind,
-        resource: RequestResourceKey,
-        lease: RequestAdmissionLease,
-        attempt: int,
-        **fields: Any,
-    ) -> None:
-        self._emitter.request(
-            kind,
-            provider=resource.provider,
-            model_id=resource.model_id,
-            domain=resource.domain,
-            request_group=lease.item.request_group,
-            lease_id=lease.lease_id,
-            attempt=attempt,
-            **fields,
-        )
 
 
 _RETRIED_OUTCOMES = frozenset(
@@ -464,40 +471,48 @@ def _will_retry(
     return not (isinstance(error, ProviderFailureError) and not error.retryable)
 
 
-def _completed_diagnostics(
+def _call_report(
     target: Provider,
     response: ModelResponse | None,
     error: BaseException | None,
-    *,
     duration: float,
     waited: float,
     will_retry: bool,
-) -> dict[str, Any]:
-    """What ``model_request_completed`` reports beyond its typed fields (observability:
-    token usage, the model that answered, the server, the error class; never content)."""
-    diagnostics: dict[str, Any] = {
-        "duration_seconds": duration,
-        "waited_seconds": waited,
-        "will_retry": will_retry,
-    }
+) -> ModelCallReport:
+    """What ``model_request_completed`` reports about the call (observability: token usage,
+    the model that answered, the server, the error class; never content). Built
+    positionally, in :class:`ModelCallReport`'s field order: once per call, on the hot path."""
+    input_tokens = output_tokens = None
+    model = None
     if response is not None:
-        diagnostics["input_tokens"] = response.usage.prompt_tokens
-        diagnostics["output_tokens"] = response.usage.completion_tokens
-        if response.model is not None:
-            diagnostics["response_model"] = response.model
+        usage = response.usage
+        input_tokens, output_tokens, model = (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            response.model,
+        )
+    error_type = status = None
     if error is not None:
-        diagnostics["error_type"] = type(error).__name__
+        error_type = type(error).__name__
         status = getattr(error, "status", None)
-        if status is not None:
-            diagnostics["http_status"] = status
+    address = port = None
     base_url = getattr(target, "base_url", None)
     if isinstance(base_url, str):
         address, port = _server_of(base_url)
-        if address is not None:
-            diagnostics["server_address"] = address
-            if port is not None:
-                diagnostics["server_port"] = port
-    return diagnostics
+        if address is None:
+            port = None
+    return ModelCallReport(
+        duration,
+        waited,
+        will_retry,
+        input_tokens,
+        output_tokens,
+        model,
+        error_type,
+        status,
+        address,
+        port,
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import trio
 
+from .._internal.leases import ReleaseResult
 from ..events.correlation import RuntimeCorrelation, set_correlation
 from ..events.emitter import EventEmitter
 from .admission import TaskAdmissionController
@@ -93,10 +94,10 @@ class Dispatcher:
         accepted = self.queue.enqueue(frontier)
         self.tracker.mark_enqueued(accepted)
         if em.enabled and accepted:
-            for task in frontier:
-                em.scheduler("dependency_ready", task_id=task.task_id, group=task.group.key)
+            # Readiness and queueing are one instant: one event per queued task, with its group.
+            groups = {task.task_id: task.group.key for task in frontier}
             for task_id in accepted:
-                em.scheduler("ready_enqueued", task_id=task_id)
+                em.scheduler("ready_enqueued", task_id=task_id, group=groups.get(task_id))
 
     @trio.lowlevel.enable_ki_protection
     def dispatch(self, nursery: trio.Nursery) -> float | None:
@@ -155,28 +156,15 @@ class Dispatcher:
         item = selection.item
         em = self.events
         try:
-            if em.enabled:
-                em.scheduler("selected", task_id=item.task_id, group=item.group.key)
-                em.scheduler(
-                    "task_lease_acquired",
-                    task_id=item.task_id,
-                    group=item.group.key,
-                    lease_id=lease.lease_id,
-                )
             task = self.queue.commit(selection)
         except BaseException:
             self.admission.release(lease)
             raise
         if task is None:
-            self.admission.release(lease)
+            result = self.admission.release(lease)
             if em.enabled:
-                em.scheduler("stale_selection", task_id=item.task_id, lease_id=lease.lease_id)
-                em.scheduler(
-                    "task_lease_released",
-                    task_id=item.task_id,
-                    lease_id=lease.lease_id,
-                    reason="stale_selection",
-                )
+                self._emit_selected(item, lease)
+                self._emit_release("stale_selection", item, lease, result)
             return
         task_id = task.task_id
         attempts = self._terminal.attempts
@@ -191,9 +179,47 @@ class Dispatcher:
             self._spawn_failed(task, lease, exc)
             return
         if em.enabled:
+            # Selected, leased and spawned in one instant: one event (schema 2).
             em.scheduler(
-                "worker_spawned", task_id=task_id, lease_id=lease.lease_id, attempt=attempt
+                "task_dispatched",
+                task_id=task_id,
+                group=task.group.key,
+                lease_id=lease.lease_id,
+                attempt=attempt,
             )
+
+    def _emit_selected(self, item: SchedulableTask, lease: TaskAdmissionLease) -> None:
+        """The unusual paths (stale selection, failed spawn): the selection and its lease."""
+        self.events.scheduler(
+            "selected", task_id=item.task_id, group=item.group.key, lease_id=lease.lease_id
+        )
+
+    def _emit_release(
+        self,
+        kind: Literal["stale_selection", "worker_spawn_failed"],
+        task: SchedulableTask,
+        lease: TaskAdmissionLease,
+        result: ReleaseResult,
+        *,
+        reason: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        """``kind`` carries the released lease; a failed release is its own diagnostic."""
+        em = self.events
+        if not result.released:
+            em.scheduler(
+                "release_diagnostic",
+                task_id=task.task_id,
+                lease_id=lease.lease_id,
+                reason=result.reason,
+            )
+        em.scheduler(
+            kind,
+            task_id=task.task_id,
+            lease_id=lease.lease_id if result.released else None,
+            attempt=attempt,
+            reason=reason,
+        )
 
     def _recording_eligibility(
         self, skipped: list[tuple[SchedulableTask, TaskAdmissionDenied]]
@@ -259,13 +285,16 @@ class Dispatcher:
     def _spawn_failed(
         self, task: SchedulableTask, lease: TaskAdmissionLease, exc: BaseException
     ) -> None:
-        self.release(task, lease)
+        result = self.admission.release(lease)
         if self.events.enabled:
-            self.events.scheduler(
+            self._emit_selected(task, lease)
+            self._emit_release(
                 "worker_spawn_failed",
-                task_id=task.task_id,
-                lease_id=lease.lease_id,
+                task,
+                lease,
+                result,
                 reason=type(exc).__name__,
+                attempt=self._terminal.attempts.get(task.task_id),
             )
         if not isinstance(exc, Exception):
             self._terminal.cancelled(task, exc)
@@ -323,11 +352,11 @@ class Dispatcher:
         error: BaseException | None,
     ) -> None:
         self.running -= 1
+        terminal = self._terminal
         if self.events.enabled:
             self.release(task, lease)
         else:
             self.admission.release(lease)
-        terminal = self._terminal
         try:
             if error is None:
                 terminal.succeed(task, result, attempt)
@@ -339,19 +368,24 @@ class Dispatcher:
             # A broken tracker or ``is_retryable``: stop the run and surface the error
             # itself (not an ExceptionGroup) once every worker has released its lease.
             self._abort(exc)
+        finally:
+            terminal.released_lease = None
         self._notify()
 
     def release(self, task: SchedulableTask, lease: TaskAdmissionLease) -> None:
-        """Return ``lease`` to task admission and report how that went."""
+        """Return ``lease`` to task admission; the terminal event that follows carries it.
+
+        The release and the attempt's ending are one instant, so the release is reported by
+        that event (``TaskTerminal.released_lease``); a failed release by its own
+        ``release_diagnostic``.
+        """
         result = self.admission.release(lease)
-        em = self.events
-        if em.enabled:
-            if result.released:
-                em.scheduler("task_lease_released", task_id=task.task_id, lease_id=lease.lease_id)
-            else:
-                em.scheduler(
-                    "release_diagnostic",
-                    task_id=task.task_id,
-                    lease_id=lease.lease_id,
-                    reason=result.reason,
-                )
+        if result.released:
+            self._terminal.released_lease = lease.lease_id
+        else:
+            self.events.scheduler(
+                "release_diagnostic",
+                task_id=task.task_id,
+                lease_id=lease.lease_id,
+                reason=result.reason,
+            )

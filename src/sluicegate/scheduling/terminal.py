@@ -40,6 +40,7 @@ class TaskTerminal:
         "events",
         "is_retryable",
         "outcomes",
+        "released_lease",
         "retry",
         "shutting_down",
         "tracker",
@@ -59,6 +60,10 @@ class TaskTerminal:
         self.outcomes: dict[Hashable, TaskRunOutcome] = {}
         self.attempts: dict[Hashable, int] = {}
         self.shutting_down = False
+        # The task lease released in the instant this ending is recorded (set by the worker's
+        # cleanup around one terminal call): its event carries it instead of a separate
+        # release event (schema 2).
+        self.released_lease: int | None = None
 
     def succeed(self, task: SchedulableTask, result: Any, attempt: int) -> None:
         """Attempt ``attempt`` returned ``result`` (a non-success :class:`TaskOutcome` is
@@ -79,7 +84,12 @@ class TaskTerminal:
             outcome = TaskRunOutcome(status="succeeded", attempts=attempts)
         self.outcomes[task_id] = outcome
         if self.events.enabled:
-            self.events.scheduler("task_completed", task_id=task_id, reason="succeeded")
+            self.events.scheduler(
+                "task_completed",
+                task_id=task_id,
+                lease_id=self.released_lease,
+                reason="succeeded",
+            )
 
     def fail(self, task: SchedulableTask, error: Exception, *, spawn_failed: bool = False) -> None:
         """The worker raised ``error`` (or its spawn failed): retry or drop."""
@@ -118,6 +128,7 @@ class TaskTerminal:
             self.events.scheduler(
                 "retry_deferred",
                 task_id=task.task_id,
+                lease_id=self.released_lease,
                 attempt=self.attempts[task.task_id],
                 reason=reason,
                 available_after=trio.current_time() + delay,
@@ -142,6 +153,7 @@ class TaskTerminal:
             self.events.scheduler(
                 "non_retryable_dropped",
                 task_id=task_id,
+                lease_id=self.released_lease,
                 reason=reason,
                 diagnostics={
                     "downstream_dropped": len(dropped),
@@ -164,7 +176,9 @@ class TaskTerminal:
             error=(message or None) if reason != "Cancelled" else None,
         )
         if self.events.enabled:
-            self.events.scheduler("cancelled", task_id=task_id, reason=reason)
+            self.events.scheduler(
+                "cancelled", task_id=task_id, lease_id=self.released_lease, reason=reason
+            )
 
     def not_run(self, task_ids: Iterable[Hashable]) -> None:
         """Tasks the run ended without finishing: never started, or waiting for a retry."""

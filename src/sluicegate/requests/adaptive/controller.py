@@ -232,8 +232,9 @@ class AdaptiveRequestAdmissionController:
             self._dispatcher.settle(r, now)
         if not r.waiting and r.blocked_by(item.estimated_tokens, now) is None:
             lease = self._dispatcher.grant(r, item, now, 0.0)
-            if self._emitter.enabled:
-                self._events.acquired(r, lease)
+            em = self._emitter
+            if em.enabled and id(item) not in em.lease_events_folded:
+                self._events.acquired(r, lease, now)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return lease
         return await self._wait(r, item, now)
@@ -311,7 +312,8 @@ class AdaptiveRequestAdmissionController:
                 "request_wait_completed", r, request_group=item.request_group,
                 lease_id=lease.lease_id, diagnostics={"waited": lease.waited},
             )  # fmt: skip
-            self._events.acquired(r, lease)
+            if id(item) not in self._emitter.lease_events_folded:
+                self._events.acquired(r, lease)
         return lease
 
     def _after_timeout(
@@ -343,7 +345,8 @@ class AdaptiveRequestAdmissionController:
         if self._emitter.enabled:
             self._events.acquired(r, lease)  # every grant reads acquired -> released
         r.cancelled_grants += 1
-        self._dispatcher.release_held(lease, _NEVER_SENT, self._leases.reclaim(lease))
+        held = self._leases.reclaim(lease)
+        self._dispatcher.release_held(lease, _NEVER_SENT, held, foldable=False)
         if self._emitter.enabled:
             group = lease.item.request_group
             self._events.emit(

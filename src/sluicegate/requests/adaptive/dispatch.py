@@ -87,10 +87,19 @@ class Dispatcher:
         return lease
 
     def release_held(
-        self, lease: RequestAdmissionLease, outcome: RequestReleaseOutcome, held: Held
+        self,
+        lease: RequestAdmissionLease,
+        outcome: RequestReleaseOutcome,
+        held: Held,
+        foldable: bool = True,
     ) -> Exception | None:
         """Free the slot, apply the outcome, hand the slot on. Returns the error of an outcome
-        that could not be read (the slot is freed all the same, as ``unexpected_exception``)."""
+        that could not be read (the slot is freed all the same, as ``unexpected_exception``).
+
+        When the lease's item is one whose caller reports its leases (the executor's
+        ``model_request_completed`` already said the lease went back, schema 2), no
+        ``request_lease_released`` is emitted; ``foldable=False`` (a grant reclaimed before
+        any call, reported as acquired) always emits it."""
         r = held[1]
         ep = r.endpoint
         r.in_flight -= 1
@@ -103,6 +112,7 @@ class Dispatcher:
         if emit:  # what the events compare against (not needed without a sink)
             aimd = r.aimd
             before = (aimd.limit, r.circuit.state, aimd.ceiling, aimd.slow_start)
+            reported = foldable and id(lease.item) in self._emitter.lease_events_folded
         error: Exception | None = None
         try:  # costs nothing unless it raises
             entry = held[2]
@@ -131,8 +141,13 @@ class Dispatcher:
             forget_probe(r, lease)
         if ep.waiters.waiting:
             self.dispatch(ep, now)
-        if emit:
-            self._events.released(r, lease, outcome, *before)
+        if emit and not (  # reported by the caller, and nothing else changed: no event
+            reported
+            and outcome.kind == "success"
+            and r.aimd.limit == before[0]
+            and r.circuit.state == before[1]
+        ):
+            self._events.released(r, lease, outcome, *before, reported=reported)
         return error
 
     def _adopt_quota(self, r: ResourceState, quota: RateLimitHints) -> None:

@@ -32,20 +32,60 @@ class ResourceEvents:
     def __init__(self, emitter: EventEmitter) -> None:
         self.emitter = emitter
 
-    def emit(self, kind: RequestEventKind, r: ResourceState, **fields: Any) -> None:
+    # Explicit parameters, no ``**fields`` relay: a relay builds two dictionaries per event.
+
+    def emit(
+        self,
+        kind: RequestEventKind,
+        r: ResourceState,
+        *,
+        request_group: str | None = None,
+        lease_id: int | None = None,
+        outcome: str | None = None,
+        reason: str | None = None,
+        limit: int | None = None,
+        previous_limit: int | None = None,
+        retry_after: float | None = None,
+        diagnostics: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> None:
         key = r.key
         self.emitter.request(
-            kind, provider=key.provider, model_id=key.model_id, domain=key.domain, **fields
+            kind,
+            provider=key.provider,
+            model_id=key.model_id,
+            domain=key.domain,
+            request_group=request_group,
+            lease_id=lease_id,
+            outcome=outcome,
+            reason=reason,
+            limit=limit,
+            previous_limit=previous_limit,
+            retry_after=retry_after,
+            diagnostics=diagnostics,
+            now=now,
         )
 
-    def emit_for(self, kind: RequestEventKind, key: object, **fields: Any) -> None:
+    def emit_for(
+        self,
+        kind: RequestEventKind,
+        key: object,
+        *,
+        request_group: str | None = None,
+        lease_id: int | None = None,
+        reason: str | None = None,
+        diagnostics: dict[str, Any] | None = None,
+    ) -> None:
         """An event about something that may not be a registered resource (or a key at all)."""
         self.emitter.request(
             kind,
             provider=getattr(key, "provider", None),
             model_id=getattr(key, "model_id", None),
             domain=getattr(key, "domain", None),
-            **fields,
+            request_group=request_group,
+            lease_id=lease_id,
+            reason=reason,
+            diagnostics=diagnostics,
         )
 
     def registered(self, r: ResourceState) -> None:
@@ -109,7 +149,9 @@ class ResourceEvents:
             diagnostics={"waiters": r.waiting, "in_flight": r.in_flight, "limit": r.aimd.limit},
         )
 
-    def acquired(self, r: ResourceState, lease: RequestAdmissionLease) -> None:
+    def acquired(
+        self, r: ResourceState, lease: RequestAdmissionLease, now: float | None = None
+    ) -> None:
         self.emit(
             "request_lease_acquired",
             r,
@@ -117,6 +159,7 @@ class ResourceEvents:
             lease_id=lease.lease_id,
             limit=lease.limit,
             diagnostics={"in_flight": r.in_flight, "probe": lease.probe} if lease.probe else None,
+            now=now,
         )
 
     def refreshed(self, r: ResourceState, half_opened: bool, ramp_prev: int) -> None:
@@ -146,18 +189,25 @@ class ResourceEvents:
         prev_circuit: int,
         prev_ceiling: int | None,
         prev_slow_start: bool = False,
+        *,
+        reported: bool = False,
     ) -> None:
-        """The release of ``lease`` and every AIMD / circuit change it caused."""
+        """The release of ``lease`` and every AIMD / circuit change it caused.
+
+        ``reported``: the caller's ``model_request_completed`` already said the lease went
+        back (same instant, schema 2), so only what the release changed is emitted here.
+        """
         group = lease.item.request_group
         limit = r.aimd.limit
-        self.emit(
-            "request_lease_released",
-            r,
-            request_group=group,
-            lease_id=lease.lease_id,
-            outcome=outcome.kind,
-            limit=limit,
-        )
+        if not reported:
+            self.emit(
+                "request_lease_released",
+                r,
+                request_group=group,
+                lease_id=lease.lease_id,
+                outcome=outcome.kind,
+                limit=limit,
+            )
         if outcome.kind == "rate_limited":
             self.emit(
                 "request_rate_limited",
