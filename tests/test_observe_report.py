@@ -110,7 +110,10 @@ def test_a_pipeline_bound_by_its_endpoint_caps_names_the_endpoint(tmp_path: Path
         return 0
 
     pipeline = sg.Pipeline(
-        [sg.column("question", cell, model="gen"), sg.column("answer", cell, model="gen")],
+        [
+            sg.column("question", cell, model="gen"),
+            sg.column("answer", cell, depends_on=["question"], model="gen"),
+        ],
         endpoints=[
             sg.Endpoint("gen", model="g", provider="fn", max_parallel_requests=8, initial_limit=8)
         ],
@@ -124,3 +127,5 @@ def test_a_pipeline_bound_by_its_endpoint_caps_names_the_endpoint(tmp_path: Path
     assert verdict.endpoint == "gen" and verdict.setting == "max_parallel_requests"
     assert verdict.share > 0.9
     assert "endpoint `gen` set the pace" in verdict.message
+    view = CorrelatedRuntimeView(sink.events)
+    assert view.chain_depth == 2  # question -> answer, from the pipeline_started event

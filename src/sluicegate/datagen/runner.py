@@ -197,6 +197,17 @@ class PipelineRun:
             if self._owned_sink is not None:
                 self._owned_sink.close()
             raise
+        if self._emitter.enabled:
+            # What a report needs to read the run as a pipeline (the chain depth, the columns).
+            self._emitter.scheduler(
+                "pipeline_started",
+                diagnostics={
+                    "run_id": self.run_id,
+                    "records": settings.records,
+                    "columns": {c.name: list(c.depends_on) for c in self.pipeline.columns},
+                    "endpoints": [e.alias for e in self.pipeline.endpoints],
+                },
+            )
         self.calls = CellCalls(
             self.stack.executor,
             {a: str(k) for a, k in self.stack.endpoint_of_alias.items()},

@@ -33,6 +33,7 @@ SchedulerEventKind = Literal[
     "scheduler_job_started",
     "scheduler_job_completed",
     "ready_enqueued",
+    "pipeline_started",
     "row_group_admitted",
     "row_group_admission_blocked",
     "row_group_checkpointed",

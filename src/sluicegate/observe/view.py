@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..events.reading import read_event_file
 from ..events.schema import TASK_LEASE_RELEASING_KINDS, AnyEvent, RequestEvent, SchedulerEvent
@@ -248,7 +249,13 @@ class CorrelatedRuntimeView:
 
     @functools.cached_property
     def chain_depth(self) -> int:
-        """Longest dependency chain seen, estimated from readiness following completions."""
+        """Longest dependency chain: a pipeline's column DAG when the run says it
+        (``pipeline_started``), else estimated from readiness following completions."""
+        for e in self.events:
+            if isinstance(e, SchedulerEvent) and e.event_kind == "pipeline_started":
+                columns = (e.diagnostics or {}).get("columns")
+                if isinstance(columns, dict) and columns:
+                    return _longest_chain(columns)
         depth: dict[Hashable, int] = {}
         last_done: tuple[Hashable, float] | None = None
         for e in self.events:
@@ -309,3 +316,19 @@ def _peak_overlap(intervals: list[tuple[float | None, float | None]]) -> int:
         current += delta
         peak = max(peak, current)
     return peak
+
+
+def _longest_chain(columns: dict[str, Any]) -> int:
+    """Columns on the longest dependency path of a pipeline (``{name: [dependencies]}``)."""
+    depth: dict[str, int] = {}
+
+    def visit(name: str, seen: frozenset[str]) -> int:
+        if name in depth:
+            return depth[name]
+        deps = columns.get(name) or []
+        if name in seen or not isinstance(deps, list):
+            return 1  # a malformed file: never loop
+        depth[name] = 1 + max((visit(str(d), seen | {name}) for d in deps), default=0)
+        return depth[name]
+
+    return max(visit(name, frozenset()) for name in columns)
