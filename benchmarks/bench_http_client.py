@@ -53,7 +53,9 @@ from sluicegate import (
     ModelRequest,
     ModelRequestExecutor,
     OpenAICompatibleProvider,
+    RequestAdmissionConfig,
     RequestResourceKey,
+    RequestResourceSettings,
 )
 
 VARIANTS = ("sluicegate", "sluicegate-unbounded", "httpx", "raw")
@@ -110,7 +112,10 @@ async def run_sluicegate(url: str, concurrency: int, count: int, unbounded: bool
     endpoint = ModelEndpoint(
         name="emu", provider="emu", model_id="m", max_parallel_requests=concurrency
     )
-    controller = AdaptiveRequestAdmissionController([endpoint])
+    # The limit starts at the cap: this measures the HTTP path, not the slow start (which stops
+    # growing once calls queue, and would not reach C within the warm-up).
+    config = RequestAdmissionConfig(defaults=RequestResourceSettings(initial_limit=concurrency))
+    controller = AdaptiveRequestAdmissionController([endpoint], config=config)
     client = None
     if unbounded:  # the provider's former default
         client = httpx.AsyncClient(

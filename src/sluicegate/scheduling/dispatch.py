@@ -73,6 +73,20 @@ class Dispatcher:
         self.running = 0
         self._checked_requests: dict[int, tuple[int, object]] = {}
 
+    def detach(self) -> None:
+        """Drop the scheduler's callbacks once its run is over.
+
+        They are bound methods of the scheduler, which holds this dispatcher: a reference cycle
+        that only the cyclic garbage collector frees, and it runs its full collections rarely.
+        A scheduler keeps an outcome per task, so a sequence of finished schedulers (a pipeline
+        runs one per segment of 50,000 cells) would keep every segment's outcomes alive until
+        then: the process's memory grew with the table. Without the cycle, a finished
+        scheduler is freed as soon as nothing else refers to it.
+        """
+        self._spawn = _closed_spawn
+        self._notify = _nothing
+        self._abort = _nothing
+
     def enqueue(self, frontier: Sequence[SchedulableTask[Any]]) -> None:
         """Queue the ready frontier (checking each distinct resource request once)."""
         em = self.events
@@ -389,3 +403,11 @@ class Dispatcher:
                 lease_id=lease.lease_id,
                 reason=result.reason,
             )
+
+
+def _nothing(*_: object) -> None:
+    """A finished run's notify and abort: nothing to wake or stop any more."""
+
+
+def _closed_spawn(*_: object) -> None:
+    raise RuntimeError("this scheduler's run is over: it spawns no more workers")

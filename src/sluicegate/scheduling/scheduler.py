@@ -341,6 +341,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
             raise
         finally:
             self._nursery = None
+            self._dispatcher.detach()  # no scheduler <-> dispatcher cycle outlives the run
             self._terminal.not_run(task.task_id for task in self.queue.drain())
         if fatal is None:
             fatal = self._fatal
