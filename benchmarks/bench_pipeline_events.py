@@ -22,22 +22,9 @@ import sys
 import tempfile
 import time
 
-import sluicegate as sg
+from bench_progress import pipeline  # the same pipeline as the progress benchmark
 
 VARIANTS = ("off", "jsonl")
-
-
-def pipeline() -> sg.Pipeline:
-    return sg.Pipeline(
-        [
-            sg.sampler("topic", ["a", "b", "c", "d"]),
-            sg.llm_text("question", "Ask about {topic}.", model="llm"),
-            sg.expression("length", lambda question: len(question)),
-        ],
-        [sg.Endpoint("llm", model="m", provider="sim", max_parallel_requests=64)],
-        providers={"sim": sg.SimulatedProvider(name="sim", latency_seconds=0.0)},
-        name="bench",
-    )
 
 
 def one_run(variant: str, records: int) -> tuple[float, float, int]:
