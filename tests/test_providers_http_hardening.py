@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sluicegate import ConfigurationError, ModelRequest, OpenAICompatibleProvider
 from sluicegate.providers import (
     DEFAULT_MAX_CONNECTIONS,
+    LargeConnectionPoolWarning,
     UnboundedConnectionPoolWarning,
     parse_rate_limit_headers,
     parse_retry_after,
@@ -247,10 +248,17 @@ def test_user_client_with_an_unbounded_pool_warns_and_is_kept() -> None:
     with pytest.warns(UnboundedConnectionPoolWarning, match="max_parallel_requests"):
         provider = OpenAICompatibleProvider(base_url="http://h/v1", client=unbounded)
     assert provider._http.clients == (unbounded,)
-    bounded = httpx.AsyncClient(limits=httpx.Limits(max_connections=8))
+    bounded = httpx.AsyncClient(limits=httpx.Limits(max_connections=16))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         OpenAICompatibleProvider(base_url="http://h/v1", client=bounded)
+
+
+def test_user_client_with_one_large_pool_warns_and_is_kept() -> None:
+    large = httpx.AsyncClient(limits=httpx.Limits(max_connections=64))
+    with pytest.warns(LargeConnectionPoolWarning, match="pools 64 connections in one client"):
+        provider = OpenAICompatibleProvider(base_url="http://h/v1", client=large)
+    assert provider._http.clients == (large,)
 
 
 def test_max_connections_with_a_client_is_refused() -> None:

@@ -29,6 +29,7 @@ from .latency import (
 )
 from .openai import (
     DEFAULT_MAX_CONNECTIONS,
+    LargeConnectionPoolWarning,
     OpenAICompatibleProvider,
     UnboundedConnectionPoolWarning,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "FaultRule",
     "FaultScript",
     "FixedLatency",
+    "LargeConnectionPoolWarning",
     "LatencyDistribution",
     "LogNormalLatency",
     "ModelRequest",
