@@ -18,9 +18,7 @@ Run: .venv/bin/python benchmarks/bench_row_group_slow_start.py [--rows 400] [--j
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -28,39 +26,13 @@ from typing import Any
 import trio
 
 import sluicegate as sg
+from bench_pipeline_virtual import CAP, Shape, latency_of
+from bench_pipeline_virtual import SHAPES as ALL_SHAPES
 from sluicegate.requests import ModelRequest, ModelResponse, ProviderFailureError
 from sluicegate.testing import run_virtual
 
-CAP = 16
-SIGMA = 0.5
-Shape = list[tuple[str, str, list[str]]]  # (column, endpoint, dependencies)
-
-SHAPES: dict[str, Shape] = {
-    "narrow": [("c1", "A", []), ("c2", "A", ["c1"]), ("c3", "A", ["c2"]), ("c4", "A", ["c3"])],
-    "wide": [(f"w{i}", "A", []) for i in range(1, 6)],
-    "dual": [
-        ("g1", "A", []),
-        ("g2", "A", []),
-        ("g3", "A", []),
-        ("j1", "B", ["g1"]),
-        ("j2", "B", ["g2"]),
-        ("j3", "B", ["g3"]),
-    ],
-}
-
-
-def latency_of(kind: str, seed: int = 0) -> Callable[[int, str], float]:
-    def fixed(row: int, column: str) -> float:
-        return 1.0
-
-    def lognormal(row: int, column: str) -> float:
-        digest = hashlib.blake2b(f"{seed}:{row}:{column}".encode(), digest_size=16).digest()
-        u1 = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
-        u2 = (int.from_bytes(digest[8:], "big") + 0.5) / 2**64
-        z = math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
-        return math.exp(-SIGMA * SIGMA / 2 + SIGMA * z)  # mean 1.0
-
-    return fixed if kind == "fixed" else lognormal
+# The virtual-time benchmark's shapes and per-cell latencies (the same cells, the same seeds).
+SHAPES: dict[str, Shape] = {name: ALL_SHAPES[name] for name in ("narrow", "wide", "dual")}
 
 
 class LatencyProvider:
