@@ -6,7 +6,7 @@ the run's clock (the events' ``captured_at``).
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 import msgspec
 
@@ -21,16 +21,8 @@ Layer = Literal[
     "failure_retry",
 ]
 
-LAYERS: Final[tuple[Layer, ...]] = (
-    "dependency_readiness",
-    "ready_queue",
-    "task_admission",
-    "request_admission",
-    "provider_cooldown",
-    "provider_latency",
-    "downstream_completion",
-    "failure_retry",
-)
+LAYERS: Final[tuple[Layer, ...]] = get_args(Layer)
+"""Every layer, in the order above (the one list: the ``Layer`` type's own values)."""
 
 WorkerState = Literal["queued", "wait", "backoff_rate_limited", "backoff", "call", "local"]
 
