@@ -62,6 +62,20 @@ def outcome(row: int, s: dict[str, Any]) -> str:
     return "passed"
 
 
+def has_failing_cell(row: int, s: dict[str, Any]) -> bool:
+    """Some cell of ``row`` fails for good. Whether the row then ends ``failed`` or
+    ``filtered`` can depend on which of its independent cells finishes first, so a count of
+    failed rows is bounded by this, not by :func:`outcome` (which reads columns in order)."""
+    attempts = s["cell_max_attempts"] * (s["salvage_rounds"] + 1)
+    for column in range(len(s["deps"])):
+        if draw(row, column, s["salt"] + "f") < s["fail_rate"]:
+            return True
+        flaky = draw(row, column, s["salt"] + "r") < s["flaky_rate"]
+        if flaky and 1 + draw(row, column, s["salt"] + "k") % 4 > attempts:
+            return True
+    return False
+
+
 def passes(row: int, s: dict[str, Any]) -> bool:
     return outcome(row, s) == "passed"
 
@@ -131,7 +145,7 @@ def test_random_pipelines_end_with_exactly_the_passing_rows(s: dict[str, Any]) -
         # written is a part of the output (whole row groups, in order).
         assert s["row_group_slow_start"] and result.status == "failure"
         limit = math.ceil(records * 3.0) if s["exact"] else records
-        assert sum(outcome(r, s) == "failed" for r in range(limit)) >= 3
+        assert sum(has_failing_cell(r, s) for r in range(limit)) >= 3
         assert set(rows) <= set(expected) and rows == sorted(rows)
         return
     assert rows == expected
