@@ -406,3 +406,34 @@ async def test_a_denial_builds_its_snapshot_only_when_read() -> None:
     snapshot = denied.snapshot
     assert snapshot is not None and snapshot.in_flight == 1
     assert denied.snapshot is snapshot  # kept once built
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 1.5, "7"])
+def test_request_id_is_a_positive_integer(bad: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        RequestAdmissionItem(resource=KEY, request_id=bad)
+    assert info.value.field == "RequestAdmissionItem.request_id"
+
+
+async def test_request_events_take_the_item_id_else_the_enclosing_scope(
+    autojump_clock: object,
+) -> None:
+    """An item's own request id names its admission events; an item without one takes the
+    id of the user's ``request_scope`` around the call (the executor no longer sets one)."""
+    sink = sg.InMemoryEventSink()
+    controller = sg.AdaptiveRequestAdmissionController(
+        [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=2)],
+        sink=sink,
+    )
+    release = RequestReleaseOutcome("success")
+    controller.release(
+        await controller.acquire(RequestAdmissionItem(resource=KEY, request_id=41)), release
+    )
+    with sg.events.request_scope(42):
+        controller.release(await controller.acquire(RequestAdmissionItem(resource=KEY)), release)
+    leases = [
+        e
+        for e in sink.events
+        if e.event_kind in ("request_lease_acquired", "request_lease_released")
+    ]
+    assert [e.request_id for e in leases] == [41, 41, 42, 42]

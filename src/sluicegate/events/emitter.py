@@ -122,6 +122,88 @@ class EventEmitter:
         except Exception as exc:
             self._sink_failed(exc)
 
+    def task_event(
+        self,
+        kind: SchedulerEventKind,
+        task_id: Any,
+        group: str | None,
+        lease_id: int | None,
+        attempt: int | None,
+        reason: str | None,
+        now: float,
+    ) -> None:
+        """:meth:`scheduler` for the per-task hot path (dispatch, ending): all positional.
+
+        Once per task and event, so it skips what :meth:`scheduler` offers for the rare
+        events (optional fields matched by name, a clock read): the caller holds ``now``.
+        Measured, keyword matching of a dozen optional parameters cost more than building
+        the event itself.
+        """
+        self._sequence += 1
+        event = SchedulerEvent(
+            kind,
+            self._sequence,
+            now,
+            SCHEMA_VERSION,
+            current_correlation(),
+            task_id,
+            group,
+            lease_id,
+            attempt,
+            reason,
+        )
+        try:
+            self.sink.emit(event)
+        except Exception as exc:
+            self._sink_failed(exc)
+
+    def call_event(
+        self,
+        kind: RequestEventKind,
+        resource: Any,
+        request_group: str,
+        lease_id: int,
+        request_id: int | None,
+        attempt: int,
+        outcome: str | None,
+        reason: str | None,
+        limit: int | None,
+        retry_after: float | None,
+        call: ModelCallReport | None,
+        now: float,
+    ) -> None:
+        """:meth:`request` for a model call attempt's start and end (the executor's hot
+        path): positional, ``resource`` a :class:`~sluicegate.requests.RequestResourceKey`
+        (read for provider, model and domain), ``request_id`` as given (the executor
+        carries it on its admission item rather than in a context variable)."""
+        self._sequence += 1
+        event = RequestEvent(
+            kind,
+            self._sequence,
+            now,
+            SCHEMA_VERSION,
+            current_correlation(),
+            resource.provider,
+            resource.model_id,
+            resource.domain,
+            request_group,
+            lease_id,
+            request_id,
+            attempt,
+            outcome,
+            reason,
+            limit,
+            None,
+            retry_after,
+            None,
+            None,
+            call,
+        )
+        try:
+            self.sink.emit(event)
+        except Exception as exc:
+            self._sink_failed(exc)
+
     def request(
         self,
         kind: RequestEventKind,

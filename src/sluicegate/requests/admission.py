@@ -70,6 +70,11 @@ class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ``estimated_tokens=None`` means *unknown*: a token window then reserves the resource's
     running mean of actual usage (nothing until one call has settled); ``0`` means the
     request uses no tokens.
+
+    ``request_id`` names the logical model request this admission serves: the request events
+    about it (waits, leases, the calls) carry it. The model-request executor sets it while a
+    sink listens; ``None`` takes the id of the enclosing
+    :func:`~sluicegate.events.request_scope`, if any.
     """
 
     resource: RequestResourceKey
@@ -77,6 +82,7 @@ class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     weight: float = 1.0
     estimated_tokens: int | None = None
     timeout: float | None = None
+    request_id: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.resource, RequestResourceKey):
@@ -110,6 +116,14 @@ class RequestAdmissionItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                 "RequestAdmissionItem.estimated_tokens",
                 f"must be an integer >= 0 or None, got {t!r}",
                 "estimate the prompt plus completion tokens, or leave it unset",
+            )
+        request_id = self.request_id
+        if request_id is not None and (type(request_id) is not int or request_id < 1):
+            raise ConfigurationError(
+                "RequestAdmissionItem.request_id",
+                f"must be a positive integer or None, got {request_id!r}",
+                "leave it unset (the executor numbers requests), or use "
+                "sluicegate.events.new_request_id()",
             )
         timeout = self.timeout
         if timeout is not None and (

@@ -22,8 +22,6 @@ from ..errors import ConfigurationError, SluicegateError
 from ..events.correlation import (
     current_request_id,
     new_request_id,
-    reset_request_id,
-    set_request_id,
 )
 from ..events.emitter import EventEmitter
 from ..events.schema import ModelCallReport
@@ -293,17 +291,19 @@ class ModelRequestExecutor:
                 "ProviderModelKey (the domain is then taken from the request)",
             )
         target = self._provider_for(resource)
+        # One logical request: its admission waits and attempts carry one request id, on the
+        # item (a request_scope around the call, if any, names it instead).
+        emitting = self._emitter.enabled
+        request_id = (current_request_id() or new_request_id()) if emitting else None
         item = RequestAdmissionItem(
             resource=resource,
             request_group=request_group,
             weight=weight,
             estimated_tokens=request.estimated_tokens,
             timeout=self.admission_timeout,
+            request_id=request_id,
         )
         self._requests += 1
-        # One logical request: its admission waits and attempts carry one request id.
-        emitting = self._emitter.enabled
-        request_id = new_request_id() if emitting and current_request_id() is None else None
         folded = self._emitter.lease_events_folded if emitting and self._reports_leases else None
         if folded is not None:
             folded.add(id(item))  # our call events report this item's leases (schema 2)
@@ -312,7 +312,6 @@ class ModelRequestExecutor:
         try:
             while True:
                 attempt += 1
-                token = None if request_id is None else set_request_id(request_id)
                 try:
                     lease = await self._controller.acquire(item)
                     response, outcome, error = await self._attempt(
@@ -321,9 +320,6 @@ class ModelRequestExecutor:
                 except BaseException:
                     self._failed += 1
                     raise
-                finally:
-                    if token is not None:
-                        reset_request_id(token)
                 if response is not None:
                     self._succeeded += 1
                     return response
@@ -369,17 +365,20 @@ class ModelRequestExecutor:
         try:
             if self._emitter.enabled:
                 # Also the lease's acquisition (same instant) on the controller's stream.
-                self._emitter.request(
+                item = lease.item
+                self._emitter.call_event(
                     "model_request_started",
-                    provider=resource.provider,
-                    model_id=resource.model_id,
-                    domain=resource.domain,
-                    request_group=lease.item.request_group,
-                    lease_id=lease.lease_id,
-                    attempt=attempt,
-                    reason="probe" if lease.probe else None,
-                    limit=lease.limit,
-                    now=started,
+                    resource,
+                    item.request_group,
+                    lease.lease_id,
+                    item.request_id,
+                    attempt,
+                    None,
+                    "probe" if lease.probe else None,
+                    lease.limit,
+                    None,
+                    None,
+                    started,
                 )
             timeout = request.timeout if request.timeout is not None else self.attempt_timeout
             deadline = started + timeout if timeout is not None else math.inf
@@ -433,17 +432,19 @@ class ModelRequestExecutor:
                         # Reported before the release hands the slot to a waiter (and, on the
                         # controller's stream, as the release itself: same instant).
                         now = trio.current_time()
-                        self._emitter.request(
+                        item = lease.item
+                        self._emitter.call_event(
                             "model_request_completed",
-                            provider=resource.provider,
-                            model_id=resource.model_id,
-                            domain=resource.domain,
-                            request_group=lease.item.request_group,
-                            lease_id=lease.lease_id,
-                            attempt=attempt,
-                            outcome=outcome.kind,
-                            retry_after=outcome.retry_after_seconds,
-                            call=_call_report(
+                            resource,
+                            item.request_group,
+                            lease.lease_id,
+                            item.request_id,
+                            attempt,
+                            outcome.kind,
+                            None,
+                            None,
+                            outcome.retry_after_seconds,
+                            _call_report(
                                 target,
                                 response,
                                 error,
@@ -451,7 +452,7 @@ class ModelRequestExecutor:
                                 lease.waited,
                                 _will_retry(outcome, error, attempt < self.max_attempts),
                             ),
-                            now=now,
+                            now,
                         )
                 finally:
                     self._controller.release(lease, outcome)

@@ -109,9 +109,12 @@ class Dispatcher:
         self.tracker.mark_enqueued(accepted)
         if em.enabled and accepted:
             # Readiness and queueing are one instant: one event per queued task, with its group.
+            # The whole frontier is queued in that instant, so one clock read serves it all.
+            now = trio.current_time()
             groups = {task.task_id: task.group.key for task in frontier}
+            task_event = em.task_event
             for task_id in accepted:
-                em.scheduler("ready_enqueued", task_id=task_id, group=groups.get(task_id))
+                task_event("ready_enqueued", task_id, groups.get(task_id), None, None, None, now)
 
     @trio.lowlevel.enable_ki_protection
     def dispatch(self, nursery: trio.Nursery) -> float | None:
@@ -194,12 +197,15 @@ class Dispatcher:
             return
         if em.enabled:
             # Selected, leased and spawned in one instant: one event (schema 2).
-            em.scheduler(
+            # ``now``: the instant of the grant (no second clock read)
+            em.task_event(
                 "task_dispatched",
-                task_id=task_id,
-                group=task.group.key,
-                lease_id=lease.lease_id,
-                attempt=attempt,
+                task_id,
+                task.group.key,
+                lease.lease_id,
+                attempt,
+                None,
+                lease.acquired_at,
             )
 
     def _emit_selected(self, item: SchedulableTask, lease: TaskAdmissionLease) -> None:

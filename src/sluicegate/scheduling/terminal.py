@@ -84,11 +84,14 @@ class TaskTerminal:
             outcome = TaskRunOutcome(status="succeeded", attempts=attempts)
         self.outcomes[task_id] = outcome
         if self.events.enabled:
-            self.events.scheduler(
+            self.events.task_event(
                 "task_completed",
-                task_id=task_id,
-                lease_id=self.released_lease,
-                reason="succeeded",
+                task_id,
+                None,
+                self.released_lease,
+                None,
+                "succeeded",
+                trio.current_time(),
             )
 
     def fail(self, task: SchedulableTask, error: Exception, *, spawn_failed: bool = False) -> None:

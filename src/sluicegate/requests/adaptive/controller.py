@@ -298,7 +298,7 @@ class AdaptiveRequestAdmissionController:
             if self._emitter.enabled:
                 self._events.emit(
                     "request_acquire_denied", r, request_group=item.request_group,
-                    reason=result.reason,
+                    request_id=item.request_id, reason=result.reason,
                 )  # fmt: skip
             raise RequestAdmissionError(result)
         lease = cast(RequestAdmissionLease, result)  # a grant: never None once woken
@@ -310,7 +310,8 @@ class AdaptiveRequestAdmissionController:
         if self._emitter.enabled:
             self._events.emit(
                 "request_wait_completed", r, request_group=item.request_group,
-                lease_id=lease.lease_id, diagnostics={"waited": lease.waited},
+                lease_id=lease.lease_id, request_id=item.request_id,
+                diagnostics={"waited": lease.waited},
             )  # fmt: skip
             if id(item) not in self._emitter.lease_events_folded:
                 self._events.acquired(r, lease)
@@ -327,6 +328,7 @@ class AdaptiveRequestAdmissionController:
         if self._emitter.enabled:
             self._events.emit(
                 "request_wait_timeout", r, request_group=item.request_group,
+                request_id=item.request_id,
                 reason=denied.blocked_by,
             )  # fmt: skip
             self._events.drained(r)
@@ -337,7 +339,12 @@ class AdaptiveRequestAdmissionController:
         if r.endpoint.waiters.waiting:
             self._dispatcher.dispatch(r.endpoint, trio.current_time())
         if self._emitter.enabled:
-            self._events.emit("request_wait_cancelled", r, request_group=item.request_group)
+            self._events.emit(
+                "request_wait_cancelled",
+                r,
+                request_group=item.request_group,
+                request_id=item.request_id,
+            )
             self._events.drained(r)
 
     def _reclaim_cancelled_grant(self, r: ResourceState, lease: RequestAdmissionLease) -> None:
@@ -351,9 +358,12 @@ class AdaptiveRequestAdmissionController:
             group = lease.item.request_group
             self._events.emit(
                 "request_release_diagnostic", r, lease_id=lease.lease_id, request_group=group,
-                reason="cancelled_grant", outcome="local_cancelled",
+                request_id=lease.item.request_id, reason="cancelled_grant",
+                outcome="local_cancelled",
             )  # fmt: skip
-            self._events.emit("request_wait_cancelled", r, request_group=group)
+            self._events.emit(
+                "request_wait_cancelled", r, request_group=group, request_id=lease.item.request_id
+            )
 
     # ----------------------------------------------------------------------------- release
 

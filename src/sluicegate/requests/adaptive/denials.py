@@ -98,6 +98,7 @@ class Denials:
                 "request_acquire_denied",
                 r,
                 request_group=item.request_group,
+                request_id=item.request_id,
                 reason=reason,
                 diagnostics={"blocked_by": blocked_by, "queued_waiters_ahead": queued},
             )
@@ -173,6 +174,7 @@ class Denials:
                 "request_acquire_denied",
                 item.resource,
                 request_group=item.request_group,
+                request_id=item.request_id,
                 reason=reason,
             )
         return RequestAdmissionDenied(item=item, reason=reason)

@@ -41,6 +41,7 @@ class ResourceEvents:
         *,
         request_group: str | None = None,
         lease_id: int | None = None,
+        request_id: int | None = None,
         outcome: str | None = None,
         reason: str | None = None,
         limit: int | None = None,
@@ -57,6 +58,7 @@ class ResourceEvents:
             domain=key.domain,
             request_group=request_group,
             lease_id=lease_id,
+            request_id=request_id,
             outcome=outcome,
             reason=reason,
             limit=limit,
@@ -73,6 +75,7 @@ class ResourceEvents:
         *,
         request_group: str | None = None,
         lease_id: int | None = None,
+        request_id: int | None = None,
         reason: str | None = None,
         diagnostics: dict[str, Any] | None = None,
     ) -> None:
@@ -84,6 +87,7 @@ class ResourceEvents:
             domain=getattr(key, "domain", None),
             request_group=request_group,
             lease_id=lease_id,
+            request_id=request_id,
             reason=reason,
             diagnostics=diagnostics,
         )
@@ -141,11 +145,17 @@ class ResourceEvents:
             # Not "r.waiting == 1": a waiter that left by cancellation is taken out of the
             # queue at once, but the queue is reported drained only when its task runs.
             r.queue_reported = True
-            self.emit("request_queue_formed", r, request_group=item.request_group)
+            self.emit(
+                "request_queue_formed",
+                r,
+                request_group=item.request_group,
+                request_id=item.request_id,
+            )
         self.emit(
             "request_wait_started",
             r,
             request_group=item.request_group,
+            request_id=item.request_id,
             diagnostics={"waiters": r.waiting, "in_flight": r.in_flight, "limit": r.aimd.limit},
         )
 
@@ -157,6 +167,7 @@ class ResourceEvents:
             r,
             request_group=lease.item.request_group,
             lease_id=lease.lease_id,
+            request_id=lease.item.request_id,
             limit=lease.limit,
             diagnostics={"in_flight": r.in_flight, "probe": lease.probe} if lease.probe else None,
             now=now,
@@ -198,6 +209,7 @@ class ResourceEvents:
         back (same instant, schema 2), so only what the release changed is emitted here.
         """
         group = lease.item.request_group
+        request_id = lease.item.request_id
         limit = r.aimd.limit
         if not reported:
             self.emit(
@@ -205,6 +217,7 @@ class ResourceEvents:
                 r,
                 request_group=group,
                 lease_id=lease.lease_id,
+                request_id=request_id,
                 outcome=outcome.kind,
                 limit=limit,
             )
@@ -214,6 +227,7 @@ class ResourceEvents:
                 r,
                 request_group=group,
                 lease_id=lease.lease_id,
+                request_id=request_id,
                 retry_after=outcome.retry_after_seconds,
                 limit=limit,
                 diagnostics={
