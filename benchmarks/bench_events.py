@@ -12,6 +12,15 @@ Variants (same run, only the sink differs):
 - ``cells[sink=otel]``: ``OpenTelemetryEventSink`` with the SDK, spans to a no-op exporter
   through a ``SimpleSpanProcessor``, metrics to an ``InMemoryMetricReader``.
 - ``cells[sink=otel,span_sampling=0.1]``: the same tracing one task in ten.
+- ``cells[sink=otel,providers=api_noop]``: the bridge with the OpenTelemetry API's own no-op
+  providers (what a library user without the SDK pays): every span is non-recording, so the
+  bridge skips the attribute work it does only for recorded spans.
+- ``cells[sink=otel,providers=null_recording]``: the bridge's own cost for a fully traced run:
+  spans that say they record but whose methods do nothing, and the API's no-op meter. The
+  bridge does all its work (attribute sets, span events, histogram records); the SDK does
+  none. ``otel`` minus this is what the SDK costs for the calls the bridge makes.
+
+``--latency 0.02`` gives the simulated provider a latency (default 0: the worst case).
 
 Three ways to run it:
 
@@ -37,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
 
 import sluicegate as sg
 from sluicegate.events.emitter import EventEmitter
@@ -44,7 +55,10 @@ from sluicegate.observe import OpenTelemetryEventSink
 
 REQUEST = sg.ModelRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8)
 
-VARIANTS = ("none", "discard", "jsonl", "otel", "otel_sampled")
+VARIANTS = ("none", "discard", "jsonl", "otel", "otel_sampled", "otel_api_noop", "otel_null")
+
+LATENCY_SECONDS = 0.0
+"""The simulated provider's latency (``--latency``)."""
 
 
 class _DiscardSink:
@@ -55,7 +69,7 @@ class _DiscardSink:
 
 
 def _provider() -> sg.SimulatedProvider:
-    return sg.SimulatedProvider(name="sim", latency_seconds=0.0, seed=1)
+    return sg.SimulatedProvider(name="sim", latency_seconds=LATENCY_SECONDS, seed=1)
 
 
 def _otel_sink(span_sampling: float) -> tuple[OpenTelemetryEventSink, Callable[[], None]]:
@@ -89,6 +103,54 @@ def _otel_sink(span_sampling: float) -> tuple[OpenTelemetryEventSink, Callable[[
     return sink, finish
 
 
+class _NullSpan(trace_api.Span):
+    """A span that says it records and does nothing: the bridge does all its work."""
+
+    _context = trace_api.SpanContext(
+        0x1, 0x1, is_remote=False, trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
+    )
+
+    def end(self, end_time: int | None = None) -> None:
+        return None
+
+    def get_span_context(self) -> trace_api.SpanContext:
+        return self._context
+
+    def set_attributes(self, attributes: Any) -> None:
+        return None
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        return None
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        return None
+
+    def update_name(self, name: str) -> None:
+        return None
+
+    def is_recording(self) -> bool:
+        return True
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        return None
+
+    def record_exception(self, exception: BaseException, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _NullTracer(trace_api.Tracer):
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> trace_api.Span:
+        return _NullSpan()
+
+    def start_as_current_span(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+class _NullTracerProvider(trace_api.TracerProvider):
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace_api.Tracer:
+        return _NullTracer()
+
+
 def _sink(variant: str, folder: Path) -> tuple[sg.EventSink | None, Callable[[], None]]:
     if variant == "none":
         return None, lambda: None
@@ -101,6 +163,17 @@ def _sink(variant: str, folder: Path) -> tuple[sg.EventSink | None, Callable[[],
         return _otel_sink(1.0)
     if variant == "otel_sampled":
         return _otel_sink(0.1)
+    if variant == "otel_api_noop":
+        noop = OpenTelemetryEventSink(
+            tracer_provider=trace_api.NoOpTracerProvider(),
+            meter_provider=metrics_api.NoOpMeterProvider(),
+        )
+        return noop, noop.close
+    if variant == "otel_null":
+        null = OpenTelemetryEventSink(
+            tracer_provider=_NullTracerProvider(), meter_provider=metrics_api.NoOpMeterProvider()
+        )
+        return null, null.close
     raise ValueError(variant)
 
 
@@ -154,6 +227,7 @@ def _pyperf_main(argv: list[str]) -> None:
 
     def forward(cmd: list[str], args: Any) -> None:
         cmd.extend(["--tasks", str(args.tasks), "--capacity", str(args.capacity)])
+        cmd.extend(["--latency", str(LATENCY_SECONDS)])
 
     runner = pyperf.Runner(add_cmdline_args=forward)
     runner.argparser.add_argument("--tasks", type=int, default=20000)
@@ -181,6 +255,8 @@ def _pyperf_main(argv: list[str]) -> None:
         "jsonl": "sink=jsonl",
         "otel": "sink=otel",
         "otel_sampled": "sink=otel,span_sampling=0.1",
+        "otel_api_noop": "sink=otel,providers=api_noop",
+        "otel_null": "sink=otel,providers=null_recording",
     }
     for variant in VARIANTS:
         runner.bench_time_func(f"cells[{names[variant]},tasks={n}]", timed(variant), inner_loops=n)
@@ -327,7 +403,10 @@ def main() -> None:
     parser.add_argument("--interleaved", type=int, default=0)
     parser.add_argument("--guards", action="store_true")
     parser.add_argument("--sdk", action="store_true")
+    parser.add_argument("--latency", type=float, default=0.0)
     known, rest = parser.parse_known_args()
+    global LATENCY_SECONDS
+    LATENCY_SECONDS = known.latency
     if known.sdk:
         print({k: round(v, 2) for k, v in sdk().items()})
         return
