@@ -12,6 +12,7 @@ Variants (same run, only the sink differs):
 - ``cells[sink=otel]``: ``OpenTelemetryEventSink`` with the SDK, spans to a no-op exporter
   through a ``SimpleSpanProcessor``, metrics to an ``InMemoryMetricReader``.
 - ``cells[sink=otel,span_sampling=0.1]``: the same tracing one task in ten.
+- ``cells[sink=otel,span_sampling=0]``: no spans, the metrics only (the GenAI histograms).
 - ``cells[sink=otel,providers=api_noop]``: the bridge with the OpenTelemetry API's own no-op
   providers (what a library user without the SDK pays): every span is non-recording, so the
   bridge skips the attribute work it does only for recorded spans.
@@ -55,7 +56,16 @@ from sluicegate.observe import OpenTelemetryEventSink
 
 REQUEST = sg.ModelRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8)
 
-VARIANTS = ("none", "discard", "jsonl", "otel", "otel_sampled", "otel_api_noop", "otel_null")
+VARIANTS = (
+    "none",
+    "discard",
+    "jsonl",
+    "otel",
+    "otel_sampled",
+    "otel_metrics",
+    "otel_api_noop",
+    "otel_null",
+)
 
 LATENCY_SECONDS = 0.0
 """The simulated provider's latency (``--latency``)."""
@@ -163,6 +173,8 @@ def _sink(variant: str, folder: Path) -> tuple[sg.EventSink | None, Callable[[],
         return _otel_sink(1.0)
     if variant == "otel_sampled":
         return _otel_sink(0.1)
+    if variant == "otel_metrics":
+        return _otel_sink(0.0)
     if variant == "otel_api_noop":
         noop = OpenTelemetryEventSink(
             tracer_provider=trace_api.NoOpTracerProvider(),
@@ -255,6 +267,7 @@ def _pyperf_main(argv: list[str]) -> None:
         "jsonl": "sink=jsonl",
         "otel": "sink=otel",
         "otel_sampled": "sink=otel,span_sampling=0.1",
+        "otel_metrics": "sink=otel,span_sampling=0",
         "otel_api_noop": "sink=otel,providers=api_noop",
         "otel_null": "sink=otel,providers=null_recording",
     }
@@ -355,9 +368,11 @@ def guards(n: int, capacity: int) -> dict[str, float]:
 
 
 def sdk(loops: int = 20000) -> dict[str, float]:
-    """The OpenTelemetry SDK alone, as the bridge calls it (microseconds per call): a span
-    started and ended with explicit timestamps, parent and attributes (no-op exporter through
-    a ``SimpleSpanProcessor``), a span event, a histogram record (in-memory reader)."""
+    """The OpenTelemetry SDK alone, as the bridge calls it (microseconds per call, best of
+    three): a span started and ended with explicit timestamps, parent and attributes (no-op
+    exporter through a ``SimpleSpanProcessor``), ``set_attribute`` and ``set_attributes`` on
+    a live span, a span event, histogram records (in-memory reader) with the bridge's
+    attribute sets and with none."""
     from opentelemetry import trace
     from opentelemetry.trace import SpanKind
 
@@ -371,28 +386,95 @@ def sdk(loops: int = 20000) -> dict[str, float]:
         "gen_ai.request.model": "m",
         "sluicegate.task.group": "g",
     }
-    out = {}
-    t0 = time.process_time()
-    for i in range(loops):
-        span = tracer.start_span(
-            "chat m", context=parent, kind=SpanKind.CLIENT, start_time=i, attributes=attributes
-        )
-        span.end(end_time=i + 1)
-    out["span_start_end_us"] = (time.process_time() - t0) / loops * 1e6
-    span = tracer.start_span("chat m", context=parent, attributes=attributes)
-    t0 = time.process_time()
-    for i in range(loops):
-        span.add_event("sluicegate.request.attempt", attributes, timestamp=i)
-        if i % 100 == 99:  # keep the span's event list bounded like a real span
-            span = tracer.start_span("chat m", context=parent, attributes=attributes)
-    out["span_event_us"] = (time.process_time() - t0) / loops * 1e6
-    t0 = time.process_time()
-    for _ in range(loops):
-        histogram.record(0.5, attributes)
-    out["histogram_record_us"] = (time.process_time() - t0) / loops * 1e6
-    # one cell traced in full: 2 spans, 1 span event, 3 histogram records
+    duration_set = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "sim",
+        "gen_ai.request.model": "m",
+        "gen_ai.response.model": "m",
+    }
+    token_set = {**duration_set, "gen_ai.token.type": "input"}
+    end_set: dict[str, Any] = {  # what a successful request span gets at its end
+        "sluicegate.request.attempts": 1,
+        "sluicegate.request.outcome": "success",
+        "gen_ai.response.model": "m",
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 8,
+        "sluicegate.attempt.duration": 0.001,
+    }
+
+    def best(fn: Callable[[], None]) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.process_time()
+            fn()
+            times.append(time.process_time() - t0)
+        return min(times) / loops * 1e6
+
+    def spans() -> None:
+        for i in range(loops):
+            span = tracer.start_span(
+                "chat m", context=parent, kind=SpanKind.CLIENT, start_time=i, attributes=attributes
+            )
+            span.end(end_time=i + 1)
+
+    def spans_set(one: bool) -> Callable[[], None]:
+        def run() -> None:
+            for i in range(loops):
+                span = tracer.start_span(
+                    "chat m",
+                    context=parent,
+                    kind=SpanKind.CLIENT,
+                    start_time=i,
+                    attributes=attributes,
+                )
+                if one:
+                    span.set_attribute("sluicegate.task.status", "succeeded")
+                else:
+                    span.set_attributes(end_set)
+                span.end(end_time=i + 1)
+
+        return run
+
+    def events() -> None:
+        span = tracer.start_span("chat m", context=parent, attributes=attributes)
+        for i in range(loops):
+            span.add_event("sluicegate.request.attempt", attributes, timestamp=i)
+            if i % 100 == 99:  # keep the span's event list bounded like a real span
+                span = tracer.start_span("chat m", context=parent, attributes=attributes)
+
+    def records(attrs: dict[str, Any] | None) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(loops):
+                histogram.record(0.5, attrs)
+
+        return run
+
+    out = {
+        "span_start_end_us": best(spans),
+        "span_set_attribute_us": best(spans_set(True)),
+        "span_set_attributes_6_us": best(spans_set(False)),
+        "span_event_us": best(events),
+        "histogram_record_us": best(records(attributes)),
+        "histogram_record_duration_set_us": best(records(duration_set)),
+        "histogram_record_token_set_us": best(records(token_set)),
+        "histogram_record_no_attributes_us": best(records(None)),
+    }
+    out["span_set_attribute_us"] -= out["span_start_end_us"]
+    out["span_set_attributes_6_us"] -= out["span_start_end_us"]
+    # one cell traced in full: 2 spans, one set_attribute (the task's status), one
+    # set_attributes (the request's answer), 3 histogram records (duration, 2 token counts);
+    # before 2026-12-07 also one span event per cell (the final attempt's)
     out["per_cell_us"] = (
-        2 * out["span_start_end_us"] + out["span_event_us"] + 3 * out["histogram_record_us"]
+        2 * out["span_start_end_us"]
+        + out["span_set_attribute_us"]
+        + out["span_set_attributes_6_us"]
+        + out["histogram_record_duration_set_us"]
+        + 2 * out["histogram_record_token_set_us"]
+    )
+    out["per_cell_before_us"] = out["per_cell_us"] + out["span_event_us"]
+    # the metrics alone (span_sampling=0): the three histogram records
+    out["per_cell_metrics_only_us"] = (
+        out["histogram_record_duration_set_us"] + 2 * out["histogram_record_token_set_us"]
     )
     finish()
     return out
