@@ -29,6 +29,7 @@ Three ways to run it:
     python benchmarks/bench_events.py --interleaved 9         # rounds of every variant, ratios
     python benchmarks/bench_events.py --guards                # cost of the disabled-event checks
     python benchmarks/bench_events.py --sdk                   # the OpenTelemetry SDK alone
+    python benchmarks/bench_events.py --replay 9              # the sinks alone, replaying events
 
 The machine these run on is shared: prefer ``--interleaved`` (each round runs every variant
 back to back in a rotating order and the ratios come from the same round) and CPU time.
@@ -312,6 +313,53 @@ def interleaved(rounds: int, n: int, capacity: int) -> dict[str, dict[str, float
     return out
 
 
+# -- the sink alone, replaying captured events ---------------------------------------------
+
+REPLAY_VARIANTS = ("otel", "otel_sampled", "otel_metrics", "otel_api_noop", "otel_null")
+
+
+def captured(n: int, capacity: int) -> list[Any]:
+    """The events of one run of ``n`` cells (kept in memory), to replay into sinks."""
+    sink = sg.events.InMemoryEventSink()
+    controller = sg.AdaptiveRequestAdmissionController(
+        [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=capacity)],
+        sink=sink,
+    )
+    executor = sg.ModelRequestExecutor(controller, {"sim": _provider()})
+
+    async def cell(task: sg.SchedulableTask) -> None:
+        await executor.execute("m", REQUEST)
+
+    tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask(i) for i in range(n)])
+    scheduler = sg.AsyncTaskScheduler(tracker, cell, capacity=capacity, sink=sink)
+    result = trio.run(scheduler.run)
+    assert result.counts["succeeded"] == n
+    return list(sink.events)
+
+
+def replay(rounds: int, n: int, capacity: int) -> dict[str, float]:
+    """CPU microseconds per cell that each OpenTelemetry variant's sink spends on the events
+    of one ``n``-cell run, replayed outside trio (the events are built once, beforehand; the
+    scheduler and the provider are not in the measurement). Median over ``rounds``, rotating
+    the order; closing and the metric collection included."""
+    events = captured(n, capacity)
+    folder = Path(tempfile.mkdtemp(prefix="sluicegate-bench-events-"))
+    cpu: dict[str, list[float]] = {v: [] for v in REPLAY_VARIANTS}
+    for r in range(rounds):
+        shift = r % len(REPLAY_VARIANTS)
+        for variant in REPLAY_VARIANTS[shift:] + REPLAY_VARIANTS[:shift]:
+            sink, finish = _sink(variant, folder)
+            assert sink is not None
+            emit = sink.emit
+            gc.collect()
+            c0 = time.process_time()
+            for event in events:
+                emit(event)
+            finish()
+            cpu[variant].append(time.process_time() - c0)
+    return {v: statistics.median(cpu[v]) / n * 1e6 for v in REPLAY_VARIANTS}
+
+
 # -- the disabled guards ----------------------------------------------------------------------
 
 
@@ -486,13 +534,14 @@ def main() -> None:
     parser.add_argument("--guards", action="store_true")
     parser.add_argument("--sdk", action="store_true")
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--replay", type=int, default=0)
     known, rest = parser.parse_known_args()
     global LATENCY_SECONDS
     LATENCY_SECONDS = known.latency
     if known.sdk:
         print({k: round(v, 2) for k, v in sdk().items()})
         return
-    if not known.interleaved and not known.guards:
+    if not known.interleaved and not known.guards and not known.replay:
         _pyperf_main(rest)
         return
     extra = argparse.ArgumentParser()
@@ -501,6 +550,10 @@ def main() -> None:
     args = extra.parse_args(rest)
     if known.guards:
         print(guards(args.tasks, args.capacity))
+    if known.replay:
+        print("sink alone, replaying one run's events: CPU us per cell (median)")
+        for variant, us in replay(known.replay, args.tasks, args.capacity).items():
+            print(f"{variant:<14}{us:>8.1f}")
     if known.interleaved:
         results = interleaved(known.interleaved, args.tasks, args.capacity)
         head = ("variant", "cpu us/cell", "wall us/cell", "cpu/none", "wall/none")
