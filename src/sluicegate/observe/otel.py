@@ -176,7 +176,8 @@ class OpenTelemetryEventSink:
         # scanning every open request (that scan was O(concurrency) per task).
         self._task_requests: dict[Hashable, list[int]] = {}
         # Attribute sets built once and reused (the SDK copies what it keeps): per endpoint
-        # and server, per endpoint span, per task group.
+        # and server (metrics), per endpoint (span name and starting attributes), per
+        # response model and server (a successful span's end), per task group.
         self._server_keys: dict[tuple[Attrs, str | None, int | None], Attrs] = {}
         self._task_names: dict[str | None, tuple[str, dict[str, AttributeValue]]] = {}
         self._endpoints: dict[tuple[str | None, str | None, str | None], _Endpoint] = {}
