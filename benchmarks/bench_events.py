@@ -12,6 +12,16 @@ Variants (same run, only the sink differs):
 - ``cells[sink=otel]``: ``OpenTelemetryEventSink`` with the SDK, spans to a no-op exporter
   through a ``SimpleSpanProcessor``, metrics to an ``InMemoryMetricReader``.
 - ``cells[sink=otel,span_sampling=0.1]``: the same tracing one task in ten.
+- ``cells[sink=otel,span_sampling=0]``: no spans, the metrics only (the GenAI histograms).
+- ``cells[sink=otel,providers=api_noop]``: the bridge with the OpenTelemetry API's own no-op
+  providers (what a library user without the SDK pays): every span is non-recording, so the
+  bridge skips the attribute work it does only for recorded spans.
+- ``cells[sink=otel,providers=null_recording]``: the bridge's own cost for a fully traced run:
+  spans that say they record but whose methods do nothing, and the API's no-op meter. The
+  bridge does all its work (attribute sets, span events, histogram records); the SDK does
+  none. ``otel`` minus this is what the SDK costs for the calls the bridge makes.
+
+``--latency 0.02`` gives the simulated provider a latency (default 0: the worst case).
 
 Three ways to run it:
 
@@ -19,6 +29,7 @@ Three ways to run it:
     python benchmarks/bench_events.py --interleaved 9         # rounds of every variant, ratios
     python benchmarks/bench_events.py --guards                # cost of the disabled-event checks
     python benchmarks/bench_events.py --sdk                   # the OpenTelemetry SDK alone
+    python benchmarks/bench_events.py --replay 9              # the sinks alone, replaying events
 
 The machine these run on is shared: prefer ``--interleaved`` (each round runs every variant
 back to back in a rotating order and the ratios come from the same round) and CPU time.
@@ -37,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
 
 import sluicegate as sg
 from sluicegate.events.emitter import EventEmitter
@@ -44,7 +57,19 @@ from sluicegate.observe import OpenTelemetryEventSink
 
 REQUEST = sg.ModelRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=8)
 
-VARIANTS = ("none", "discard", "jsonl", "otel", "otel_sampled")
+VARIANTS = (
+    "none",
+    "discard",
+    "jsonl",
+    "otel",
+    "otel_sampled",
+    "otel_metrics",
+    "otel_api_noop",
+    "otel_null",
+)
+
+LATENCY_SECONDS = 0.0
+"""The simulated provider's latency (``--latency``)."""
 
 
 class _DiscardSink:
@@ -55,7 +80,7 @@ class _DiscardSink:
 
 
 def _provider() -> sg.SimulatedProvider:
-    return sg.SimulatedProvider(name="sim", latency_seconds=0.0, seed=1)
+    return sg.SimulatedProvider(name="sim", latency_seconds=LATENCY_SECONDS, seed=1)
 
 
 def _otel_sink(span_sampling: float) -> tuple[OpenTelemetryEventSink, Callable[[], None]]:
@@ -89,6 +114,54 @@ def _otel_sink(span_sampling: float) -> tuple[OpenTelemetryEventSink, Callable[[
     return sink, finish
 
 
+class _NullSpan(trace_api.Span):
+    """A span that says it records and does nothing: the bridge does all its work."""
+
+    _context = trace_api.SpanContext(
+        0x1, 0x1, is_remote=False, trace_flags=trace_api.TraceFlags(trace_api.TraceFlags.SAMPLED)
+    )
+
+    def end(self, end_time: int | None = None) -> None:
+        return None
+
+    def get_span_context(self) -> trace_api.SpanContext:
+        return self._context
+
+    def set_attributes(self, attributes: Any) -> None:
+        return None
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        return None
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        return None
+
+    def update_name(self, name: str) -> None:
+        return None
+
+    def is_recording(self) -> bool:
+        return True
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        return None
+
+    def record_exception(self, exception: BaseException, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _NullTracer(trace_api.Tracer):
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> trace_api.Span:
+        return _NullSpan()
+
+    def start_as_current_span(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+class _NullTracerProvider(trace_api.TracerProvider):
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace_api.Tracer:
+        return _NullTracer()
+
+
 def _sink(variant: str, folder: Path) -> tuple[sg.EventSink | None, Callable[[], None]]:
     if variant == "none":
         return None, lambda: None
@@ -101,6 +174,19 @@ def _sink(variant: str, folder: Path) -> tuple[sg.EventSink | None, Callable[[],
         return _otel_sink(1.0)
     if variant == "otel_sampled":
         return _otel_sink(0.1)
+    if variant == "otel_metrics":
+        return _otel_sink(0.0)
+    if variant == "otel_api_noop":
+        noop = OpenTelemetryEventSink(
+            tracer_provider=trace_api.NoOpTracerProvider(),
+            meter_provider=metrics_api.NoOpMeterProvider(),
+        )
+        return noop, noop.close
+    if variant == "otel_null":
+        null = OpenTelemetryEventSink(
+            tracer_provider=_NullTracerProvider(), meter_provider=metrics_api.NoOpMeterProvider()
+        )
+        return null, null.close
     raise ValueError(variant)
 
 
@@ -154,6 +240,7 @@ def _pyperf_main(argv: list[str]) -> None:
 
     def forward(cmd: list[str], args: Any) -> None:
         cmd.extend(["--tasks", str(args.tasks), "--capacity", str(args.capacity)])
+        cmd.extend(["--latency", str(LATENCY_SECONDS)])
 
     runner = pyperf.Runner(add_cmdline_args=forward)
     runner.argparser.add_argument("--tasks", type=int, default=20000)
@@ -181,6 +268,9 @@ def _pyperf_main(argv: list[str]) -> None:
         "jsonl": "sink=jsonl",
         "otel": "sink=otel",
         "otel_sampled": "sink=otel,span_sampling=0.1",
+        "otel_metrics": "sink=otel,span_sampling=0",
+        "otel_api_noop": "sink=otel,providers=api_noop",
+        "otel_null": "sink=otel,providers=null_recording",
     }
     for variant in VARIANTS:
         runner.bench_time_func(f"cells[{names[variant]},tasks={n}]", timed(variant), inner_loops=n)
@@ -221,6 +311,53 @@ def interleaved(rounds: int, n: int, capacity: int) -> dict[str, dict[str, float
             ),
         }
     return out
+
+
+# -- the sink alone, replaying captured events ---------------------------------------------
+
+REPLAY_VARIANTS = ("otel", "otel_sampled", "otel_metrics", "otel_api_noop", "otel_null")
+
+
+def captured(n: int, capacity: int) -> list[Any]:
+    """The events of one run of ``n`` cells (kept in memory), to replay into sinks."""
+    sink = sg.events.InMemoryEventSink()
+    controller = sg.AdaptiveRequestAdmissionController(
+        [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=capacity)],
+        sink=sink,
+    )
+    executor = sg.ModelRequestExecutor(controller, {"sim": _provider()})
+
+    async def cell(task: sg.SchedulableTask) -> None:
+        await executor.execute("m", REQUEST)
+
+    tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask(i) for i in range(n)])
+    scheduler = sg.AsyncTaskScheduler(tracker, cell, capacity=capacity, sink=sink)
+    result = trio.run(scheduler.run)
+    assert result.counts["succeeded"] == n
+    return list(sink.events)
+
+
+def replay(rounds: int, n: int, capacity: int) -> dict[str, float]:
+    """CPU microseconds per cell that each OpenTelemetry variant's sink spends on the events
+    of one ``n``-cell run, replayed outside trio (the events are built once, beforehand; the
+    scheduler and the provider are not in the measurement). Median over ``rounds``, rotating
+    the order; closing and the metric collection included."""
+    events = captured(n, capacity)
+    folder = Path(tempfile.mkdtemp(prefix="sluicegate-bench-events-"))
+    cpu: dict[str, list[float]] = {v: [] for v in REPLAY_VARIANTS}
+    for r in range(rounds):
+        shift = r % len(REPLAY_VARIANTS)
+        for variant in REPLAY_VARIANTS[shift:] + REPLAY_VARIANTS[:shift]:
+            sink, finish = _sink(variant, folder)
+            assert sink is not None
+            emit = sink.emit
+            gc.collect()
+            c0 = time.process_time()
+            for event in events:
+                emit(event)
+            finish()
+            cpu[variant].append(time.process_time() - c0)
+    return {v: statistics.median(cpu[v]) / n * 1e6 for v in REPLAY_VARIANTS}
 
 
 # -- the disabled guards ----------------------------------------------------------------------
@@ -279,9 +416,11 @@ def guards(n: int, capacity: int) -> dict[str, float]:
 
 
 def sdk(loops: int = 20000) -> dict[str, float]:
-    """The OpenTelemetry SDK alone, as the bridge calls it (microseconds per call): a span
-    started and ended with explicit timestamps, parent and attributes (no-op exporter through
-    a ``SimpleSpanProcessor``), a span event, a histogram record (in-memory reader)."""
+    """The OpenTelemetry SDK alone, as the bridge calls it (microseconds per call, best of
+    three): a span started and ended with explicit timestamps, parent and attributes (no-op
+    exporter through a ``SimpleSpanProcessor``), ``set_attribute`` and ``set_attributes`` on
+    a live span, a span event, histogram records (in-memory reader) with the bridge's
+    attribute sets and with none."""
     from opentelemetry import trace
     from opentelemetry.trace import SpanKind
 
@@ -295,28 +434,87 @@ def sdk(loops: int = 20000) -> dict[str, float]:
         "gen_ai.request.model": "m",
         "sluicegate.task.group": "g",
     }
-    out = {}
-    t0 = time.process_time()
-    for i in range(loops):
-        span = tracer.start_span(
-            "chat m", context=parent, kind=SpanKind.CLIENT, start_time=i, attributes=attributes
-        )
-        span.end(end_time=i + 1)
-    out["span_start_end_us"] = (time.process_time() - t0) / loops * 1e6
-    span = tracer.start_span("chat m", context=parent, attributes=attributes)
-    t0 = time.process_time()
-    for i in range(loops):
-        span.add_event("sluicegate.request.attempt", attributes, timestamp=i)
-        if i % 100 == 99:  # keep the span's event list bounded like a real span
+    duration_set = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "sim",
+        "gen_ai.request.model": "m",
+        "gen_ai.response.model": "m",
+    }
+    token_set = {**duration_set, "gen_ai.token.type": "input"}
+    end_set: dict[str, Any] = {  # what a successful request span gets at its end
+        "sluicegate.request.attempts": 1,
+        "sluicegate.request.outcome": "success",
+        "gen_ai.response.model": "m",
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 8,
+        "sluicegate.attempt.duration": 0.001,
+    }
+
+    def best(fn: Callable[[], None]) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.process_time()
+            fn()
+            times.append(time.process_time() - t0)
+        return min(times) / loops * 1e6
+
+    def spans() -> None:
+        for i in range(loops):
+            span = tracer.start_span(
+                "chat m", context=parent, kind=SpanKind.CLIENT, start_time=i, attributes=attributes
+            )
+            span.end(end_time=i + 1)
+
+    def sets(one: bool) -> Callable[[], None]:
+        def run() -> None:  # on one live span: the same keys, overwritten
             span = tracer.start_span("chat m", context=parent, attributes=attributes)
-    out["span_event_us"] = (time.process_time() - t0) / loops * 1e6
-    t0 = time.process_time()
-    for _ in range(loops):
-        histogram.record(0.5, attributes)
-    out["histogram_record_us"] = (time.process_time() - t0) / loops * 1e6
-    # one cell traced in full: 2 spans, 1 span event, 3 histogram records
+            for _ in range(loops):
+                if one:
+                    span.set_attribute("sluicegate.task.status", "succeeded")
+                else:
+                    span.set_attributes(end_set)
+            span.end()
+
+        return run
+
+    def events() -> None:
+        span = tracer.start_span("chat m", context=parent, attributes=attributes)
+        for i in range(loops):
+            span.add_event("sluicegate.request.attempt", attributes, timestamp=i)
+            if i % 100 == 99:  # keep the span's event list bounded like a real span
+                span = tracer.start_span("chat m", context=parent, attributes=attributes)
+
+    def records(attrs: dict[str, Any] | None) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(loops):
+                histogram.record(0.5, attrs)
+
+        return run
+
+    out = {
+        "span_start_end_us": best(spans),
+        "span_set_attribute_us": best(sets(True)),
+        "span_set_attributes_6_us": best(sets(False)),
+        "span_event_us": best(events),
+        "histogram_record_us": best(records(attributes)),
+        "histogram_record_duration_set_us": best(records(duration_set)),
+        "histogram_record_token_set_us": best(records(token_set)),
+        "histogram_record_no_attributes_us": best(records(None)),
+    }
+    # one cell traced in full: 2 spans, one set_attribute (the task's status), one
+    # set_attributes (the request's answer), 3 histogram records (duration, 2 token counts);
+    # before 2026-12-07 also one span event per cell (the final attempt's)
     out["per_cell_us"] = (
-        2 * out["span_start_end_us"] + out["span_event_us"] + 3 * out["histogram_record_us"]
+        2 * out["span_start_end_us"]
+        + out["span_set_attribute_us"]
+        + out["span_set_attributes_6_us"]
+        + out["histogram_record_duration_set_us"]
+        + 2 * out["histogram_record_token_set_us"]
+    )
+    out["per_cell_before_us"] = out["per_cell_us"] + out["span_event_us"]
+    # the metrics alone (span_sampling=0): the three histogram records
+    out["per_cell_metrics_only_us"] = (
+        out["histogram_record_duration_set_us"] + 2 * out["histogram_record_token_set_us"]
     )
     finish()
     return out
@@ -327,11 +525,15 @@ def main() -> None:
     parser.add_argument("--interleaved", type=int, default=0)
     parser.add_argument("--guards", action="store_true")
     parser.add_argument("--sdk", action="store_true")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--replay", type=int, default=0)
     known, rest = parser.parse_known_args()
+    global LATENCY_SECONDS
+    LATENCY_SECONDS = known.latency
     if known.sdk:
         print({k: round(v, 2) for k, v in sdk().items()})
         return
-    if not known.interleaved and not known.guards:
+    if not known.interleaved and not known.guards and not known.replay:
         _pyperf_main(rest)
         return
     extra = argparse.ArgumentParser()
@@ -340,6 +542,10 @@ def main() -> None:
     args = extra.parse_args(rest)
     if known.guards:
         print(guards(args.tasks, args.capacity))
+    if known.replay:
+        print("sink alone, replaying one run's events: CPU us per cell (median)")
+        for variant, us in replay(known.replay, args.tasks, args.capacity).items():
+            print(f"{variant:<14}{us:>8.1f}")
     if known.interleaved:
         results = interleaved(known.interleaved, args.tasks, args.capacity)
         head = ("variant", "cpu us/cell", "wall us/cell", "cpu/none", "wall/none")

@@ -54,11 +54,11 @@ for span in spans:
 
 def show(parent: int | None, depth: int) -> None:
     for span in children.get(parent, []):
-        attempts = [e for e in span.events if e.name == "sluicegate.request.attempt"]
-        outcomes = ",".join(
-            str((e.attributes or {}).get("sluicegate.attempt.outcome")) for e in attempts
-        )
-        extra = f"  attempts: {outcomes}" if attempts else ""
+        # retried attempts are span events; the last attempt is the span's own outcome
+        retried = [e for e in span.events if e.name == "sluicegate.request.attempt"]
+        final = (span.attributes or {}).get("sluicegate.request.outcome")
+        outcomes = [str((e.attributes or {}).get("sluicegate.attempt.outcome")) for e in retried]
+        extra = f"  attempts: {','.join([*outcomes, str(final)])}" if final else ""
         print(f"{'  ' * depth}{span.kind.name:<8} {span.name}{extra}")
         show(span.context.span_id, depth + 1)
 

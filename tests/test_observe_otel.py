@@ -172,14 +172,16 @@ def test_one_trace_per_run_with_cells_and_genai_request_spans(otel: Otel) -> Non
         assert attributes["gen_ai.usage.input_tokens"] > 0
         assert attributes["gen_ai.usage.output_tokens"] > 0
         assert attributes["sluicegate.column"] in ("col0", "col1")
-        outcomes = [
-            (e.attributes or {}).get("sluicegate.attempt.outcome")
-            for e in span.events
-            if e.name == "sluicegate.request.attempt"
-        ]
-        assert outcomes[-1] == "success" and attributes["sluicegate.request.attempts"] == len(
-            outcomes
+        # one event per retried attempt; the final attempt is the span's own outcome
+        retries = [e for e in span.events if e.name == "sluicegate.request.attempt"]
+        outcomes = [(e.attributes or {}).get("sluicegate.attempt.outcome") for e in retries]
+        assert attributes["sluicegate.request.outcome"] == "success"
+        assert attributes["sluicegate.request.attempts"] == len(retries) + 1
+        assert [(e.attributes or {}).get("sluicegate.attempt") for e in retries] == list(
+            range(1, len(retries) + 1)
         )
+        assert all(o is not None and o != "success" for o in outcomes)
+        assert attributes["sluicegate.attempt.duration"] >= 0.0
         if "rate_limited" in outcomes:
             retried += 1
         # a retried 429 is not an error
@@ -387,12 +389,116 @@ def test_a_final_failure_sets_error_type(otel: Otel) -> None:
     for span in requests:
         assert span.status.status_code == StatusCode.ERROR
         assert (span.attributes or {})["error.type"] == "provider_failure"
-        assert len([e for e in span.events if e.name == "sluicegate.request.attempt"]) == 2
+        # two attempts: the first is a span event, the last is the span's outcome
+        (retried,) = [e for e in span.events if e.name == "sluicegate.request.attempt"]
+        assert (retried.attributes or {})["sluicegate.attempt.outcome"] == "provider_failure"
+        assert (span.attributes or {})["sluicegate.request.attempts"] == 2
+        assert (span.attributes or {})["sluicegate.request.outcome"] == "provider_failure"
     for span in tasks:
         assert span.status.status_code == StatusCode.ERROR
         assert (span.attributes or {})["error.type"] == "ModelRequestError"
     (point,) = otel.metrics()["gen_ai.client.operation.duration"].data.data_points
     assert point.attributes["error.type"] == "provider_failure" and point.count == 2
+
+
+def test_requests_of_each_endpoint_and_server_get_their_own_names_and_attributes(
+    otel: Otel,
+) -> None:
+    # the bridge caches attribute sets per endpoint and per response server: each must keep
+    # its own (emitted directly, with the calls' server and token fields)
+    sink = otel.sink()
+    em = sg.events.EventEmitter(sink)
+    em.scheduler("scheduler_job_started", diagnostics={"run_id": "r"})
+    calls_made = [
+        ("sim", "a", "chat", "host-1", 443, 11),
+        ("sim", "b", "embedding", "host-2", 8443, 12),
+        ("sim", "a", "chat", "host-2", 8443, 13),
+        ("sim", "a", "chat", None, None, 14),
+    ]
+    for rid, (provider, model, domain, address, port, tokens) in enumerate(calls_made, 1):
+        where = {"provider": provider, "model_id": model, "domain": domain, "request_id": rid}
+        em.request("model_request_started", attempt=1, **where)  # type: ignore[arg-type]
+        report = sg.events.ModelCallReport(
+            duration_seconds=0.25,
+            input_tokens=tokens,
+            output_tokens=2 * tokens,
+            response_model=f"{model}-v1",
+            server_address=address,
+            server_port=port,
+        )
+        em.request(
+            "model_request_completed",
+            attempt=1,
+            outcome="success",
+            call=report,
+            **where,  # type: ignore[arg-type]
+        )
+    em.scheduler("scheduler_job_completed")
+    sink.close()
+    _, _, requests = by_kind(otel.spans())
+    got = [
+        (
+            s.name,
+            (s.attributes or {}).get("server.address"),
+            (s.attributes or {}).get("server.port"),
+            (s.attributes or {})["gen_ai.usage.input_tokens"],
+            (s.attributes or {})["gen_ai.response.model"],
+            (s.attributes or {})["gen_ai.operation.name"],
+        )
+        for s in requests
+    ]
+    assert sorted(got, key=str) == sorted(
+        [
+            ("chat a", "host-1", 443, 11, "a-v1", "chat"),
+            ("embeddings b", "host-2", 8443, 12, "b-v1", "embeddings"),
+            ("chat a", "host-2", 8443, 13, "a-v1", "chat"),
+            ("chat a", None, None, 14, "a-v1", "chat"),
+        ],
+        key=str,
+    )
+    for span in requests:
+        assert not span.events  # one attempt each: nothing retried
+        assert (span.attributes or {})["sluicegate.attempt.duration"] == 0.25
+    points = otel.metrics()["gen_ai.client.operation.duration"].data.data_points
+    by_server = {
+        (p.attributes["gen_ai.request.model"], p.attributes.get("server.address")): p.count
+        for p in points
+    }
+    assert by_server == {("a", "host-1"): 1, ("b", "host-2"): 1, ("a", "host-2"): 1, ("a", None): 1}
+
+
+def test_admission_waits_are_span_events_and_counted(otel: Otel) -> None:
+    # twelve cells at once behind an endpoint cap of 8: some requests wait for admission
+    run_virtual(build(otel.sink(), calls(1), tasks=12, capacity=12).run)
+    _, _, requests = by_kind(otel.spans())
+    waits = [
+        (e.attributes or {})["sluicegate.request.admission_wait"]
+        for span in requests
+        for e in span.events
+        if e.name == "sluicegate.request.admission_wait"
+    ]
+    assert waits and all(w > 0 for w in waits)
+    (points,) = [m.data.data_points for n, m in otel.metrics().items() if n == "sluicegate.waits"]
+    counted = {p.attributes["sluicegate.layer"]: p.value for p in points}
+    assert counted["request_admission"] == len(waits)
+
+
+def test_a_sampler_that_drops_every_span_still_counts_every_request() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    otel = Otel()
+    otel.tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    otel.tracer_provider.add_span_processor(SimpleSpanProcessor(otel.exporter))
+    provider = sg.SimulatedProvider(
+        name="sim", latency_seconds=0.5, capacity=2, retry_after_seconds=0.2, seed=4
+    )
+    result = run_virtual(build(otel.sink(), calls(1), tasks=6, provider=provider).run)
+    assert result.counts["succeeded"] == 6 and result.sink_errors == 0
+    assert otel.spans() == []
+    (point,) = otel.metrics()["gen_ai.client.operation.duration"].data.data_points
+    assert point.count == 6
+    otel.tracer_provider.shutdown()
+    otel.meter_provider.shutdown()
 
 
 def test_span_sampling_traces_a_share_of_tasks_but_counts_all(otel: Otel) -> None:

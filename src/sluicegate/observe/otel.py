@@ -8,7 +8,8 @@ Span model (one trace per run)::
     sluicegate.run                                  INTERNAL   scheduler_job_started .. completed
       task {group}                                  INTERNAL   ready_enqueued .. terminal event
         {gen_ai.operation.name} {gen_ai.request.model}   CLIENT   first wait or call .. final answer
-          events: sluicegate.request.admission_wait, sluicegate.request.attempt (one per attempt)
+          events: sluicegate.request.admission_wait, sluicegate.request.attempt (one per
+          retried attempt; the final attempt is the span's own outcome and attributes)
 
 Parents are explicit: every span is started with the context of the span it belongs to, found
 through the event's correlation (task id and attempt) and request id, never through the
@@ -37,8 +38,8 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Hashable
-from typing import Final
+from collections.abc import Callable, Hashable
+from typing import Any, Final
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -85,6 +86,9 @@ _TASK_STATUS: Final = {
     "cancelled": "cancelled",
 }
 
+_TASK_KINDS: Final = frozenset({"ready_enqueued", "task_dispatched", "selected"}) | TERMINAL_KINDS
+"""Scheduler event kinds that change a task's span or its metrics."""
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
@@ -102,11 +106,24 @@ class _Clock:
         return int((t + self._offset) * 1e9)
 
 
+class _Endpoint:
+    """What one endpoint's requests share, built once: the metric attributes, the span name
+    and the span's starting attributes."""
+
+    __slots__ = ("key", "name", "span_attributes")
+
+    def __init__(self, key: Attrs, name: str) -> None:
+        self.key = key
+        self.name = name
+        self.span_attributes: dict[str, AttributeValue] = dict(key)
+
+
 class _RequestSpan:
-    __slots__ = ("attempts", "key", "last_end", "span", "started_at", "task")
+    __slots__ = ("attempts", "key", "last_end", "recording", "span", "started_at", "task")
 
     def __init__(self, span: Span, started_at: float, key: Attrs, task: Hashable | None) -> None:
         self.span = span
+        self.recording = span.is_recording()  # asked once: a dropped span stays dropped
         self.started_at = started_at
         self.key = key
         self.task = task
@@ -159,12 +176,27 @@ class OpenTelemetryEventSink:
         # scanning every open request (that scan was O(concurrency) per task).
         self._task_requests: dict[Hashable, list[int]] = {}
         # Attribute sets built once and reused (the SDK copies what it keeps): per endpoint
-        # and server, per endpoint span, per task group.
+        # and server (metrics), per endpoint (span name and starting attributes), per
+        # response model and server (a successful span's end), per task group.
         self._server_keys: dict[tuple[Attrs, str | None, int | None], Attrs] = {}
-        self._request_span_attributes: dict[Attrs, dict[str, AttributeValue]] = {}
         self._task_names: dict[str | None, tuple[str, dict[str, AttributeValue]]] = {}
-        self._request_keys: dict[tuple[str | None, str | None, str | None], Attrs] = {}
+        self._endpoints: dict[tuple[str | None, str | None, str | None], _Endpoint] = {}
+        self._responses: dict[tuple[str | None, str | None, int | None], dict[str, Any]] = {}
         self._group_keys: dict[str | None, Attrs] = {}
+        self._on_request: dict[str, Callable[[RequestEvent], object]] = {
+            "model_request_started": self._model_request_started,
+            "model_request_completed": self._model_request_completed,
+            "request_wait_started": self._open,
+            "request_wait_completed": self._wait_completed,
+            "request_wait_cancelled": self._wait_cancelled,
+            "request_lease_acquired": self._lease_acquired,
+            "request_acquire_denied": self._acquire_denied,
+            "request_wait_timeout": self._wait_timeout,
+            "request_resource_registered": self._set_limit,
+            "request_rate_limited": self._rate_limited,
+            "request_limit_decreased": self._limit_changed,
+            "request_limit_increased": self._limit_changed,
+        }
         self._last_time: float | None = None
         if os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in ("1", "true", "yes"):
             warnings.warn(
@@ -184,7 +216,9 @@ class OpenTelemetryEventSink:
             self._scheduler(event)
         else:
             assert isinstance(event, RequestEvent)
-            self._request(event)
+            handler = self._on_request.get(event.event_kind)
+            if handler is not None:
+                handler(event)
 
     def close(self) -> None:
         """End every span still open (a run cut short) at the last event's time. Idempotent.
@@ -215,7 +249,23 @@ class OpenTelemetryEventSink:
     def _scheduler(self, e: SchedulerEvent) -> None:
         kind = e.event_kind
         t = e.captured_at
-        if kind == "scheduler_job_started":
+        task_id = e.task_id
+        if task_id is not None and kind in _TASK_KINDS:
+            key = task_key(task_id) if isinstance(task_id, (list, dict)) else task_id
+            if kind == "ready_enqueued":
+                self._ready_at[key] = t
+            elif kind == "task_dispatched" or kind == "selected":  # a task lease granted
+                self._dispatched(key, e, kind, t)
+            else:
+                failed = kind == "non_retryable_dropped"
+                self._end_task(
+                    key,
+                    t,
+                    _TASK_STATUS[kind],
+                    e.reason if failed else None,
+                    (e.diagnostics or {}).get("error_type") if failed else None,
+                )
+        elif kind == "scheduler_job_started":
             run_id = (e.diagnostics or {}).get("run_id")
             # The run's parent is whatever span is current where the run starts (the
             # application's own span around it), read once here, in the run's own task.
@@ -235,40 +285,27 @@ class OpenTelemetryEventSink:
                 "sluicegate.task.admission.blocked",
                 self.metrics.key({"sluicegate.reason": e.reason or kind}),
             )
-        elif e.task_id is not None:
-            self._task_event(e, kind, t)
 
-    def _task_event(self, e: SchedulerEvent, kind: str, t: float) -> None:
-        key = task_key(e.task_id)
-        if kind == "ready_enqueued":
-            self._ready_at[key] = t
-        elif kind == "task_dispatched" or kind == "selected":  # a task lease granted
-            group = e.group
-            group_key = self._group_keys.get(group)
-            if group_key is None:
-                group_key = self._group_keys[group] = self.metrics.key(
-                    {"sluicegate.task.group": group}
-                )
-            self.metrics.count("sluicegate.task.admissions", group_key)
-            ready = self._ready_at.get(key)
-            if ready is not None:
-                self.metrics.wait("task_queue", t - ready)
-            if kind == "task_dispatched":
-                self._start_task(key, e, t)
-        elif kind in TERMINAL_KINDS:
-            failed = kind == "non_retryable_dropped"
-            self._end_task(
-                key,
-                t,
-                _TASK_STATUS[kind],
-                e.reason if failed else None,
-                (e.diagnostics or {}).get("error_type") if failed else None,
-            )
-
-    def _start_task(self, key: Hashable, e: SchedulerEvent, t: float) -> None:
-        ready = self._ready_at.pop(key, t)
+    def _dispatched(self, key: Hashable, e: SchedulerEvent, kind: str, t: float) -> None:
         group = e.group
-        if not self._sample():
+        group_key = self._group_keys.get(group)
+        if group_key is None:
+            group_key = self._group_keys[group] = self.metrics.key({"sluicegate.task.group": group})
+        self.metrics.count("sluicegate.task.admissions", group_key)
+        if kind == "task_dispatched":
+            ready = self._ready_at.pop(key, None)
+        else:
+            ready = self._ready_at.get(key)
+        if ready is None:
+            ready = t
+        else:
+            self.metrics.wait("task_queue", t - ready)
+        if kind == "task_dispatched":
+            self._start_task(key, e, ready, t)
+
+    def _start_task(self, key: Hashable, e: SchedulerEvent, ready: float, t: float) -> None:
+        group = e.group
+        if self.span_sampling < 1.0 and not self._sample():
             self._tasks[key] = None
             return
         named = self._task_names.get(group)
@@ -277,13 +314,13 @@ class OpenTelemetryEventSink:
                 f"task {group}" if group is not None else "task",
                 self._span_labels.of({"sluicegate.task.group": group}),
             )
-        attributes = dict(named[1])
+        attributes = {**named[1], "sluicegate.task.queue_wait": t - ready if t > ready else 0.0}
         if e.attempt is not None:
             attributes["sluicegate.task.attempt"] = e.attempt
-        attributes["sluicegate.task.queue_wait"] = max(0.0, t - ready)
+        run_context = self._run_context
         span = self._tracer.start_span(
             named[0],
-            context=self._parent(),
+            context=run_context if run_context is not None else Context(),
             kind=SpanKind.INTERNAL,
             start_time=self._clock.ns(ready),
             attributes=attributes,
@@ -292,8 +329,6 @@ class OpenTelemetryEventSink:
 
     def _sample(self) -> bool:
         rate = self.span_sampling
-        if rate >= 1.0:
-            return True
         before = self._sampled
         self._sampled += rate
         return int(self._sampled) > int(before)
@@ -348,77 +383,89 @@ class OpenTelemetryEventSink:
 
     # -- request stream -------------------------------------------------------------------
 
-    def _request(self, e: RequestEvent) -> None:
-        kind = e.event_kind
-        if kind in ("request_rate_limited", "request_limit_decreased", "request_limit_increased"):
-            self._endpoint_event(e, kind)
-            return
-        if kind in (
-            "request_resource_registered",
-            "request_lease_acquired",
-            "model_request_started",
-        ):
-            if e.limit is not None:
-                self.metrics.limit(self._endpoint_key(e), e.limit)
-            if kind == "request_resource_registered":
-                return
-        if kind in ("request_acquire_denied", "request_wait_timeout"):
-            reason = e.reason if kind == "request_acquire_denied" else "timeout"
-            self.metrics.count(
-                "sluicegate.request.admission.denials",
-                self._with(self._endpoint_key(e), {"sluicegate.reason": reason}),
-            )
+    def _set_limit(self, e: RequestEvent) -> None:
+        if e.limit is not None:
+            self.metrics.limit(self._endpoint(e).key, e.limit)
+
+    def _open(self, e: RequestEvent) -> _RequestSpan | None:
+        """The request's span, started at its first wait or call."""
         rid = e.request_id
         if rid is None:
-            return
+            return None
         request = self._requests.get(rid)
-        t = e.captured_at
         if request is None:
-            if kind not in (
-                "request_wait_started",
-                "request_lease_acquired",
-                "model_request_started",
-                "request_acquire_denied",
-            ):
-                return
-            request = self._start_request(rid, e, t)
-        if kind == "request_wait_completed":
-            waited = _float((e.diagnostics or {}).get("waited"))
-            if waited is not None:
+            request = self._start_request(rid, e, e.captured_at)
+        return request
+
+    def _lease_acquired(self, e: RequestEvent) -> None:
+        self._set_limit(e)
+        self._open(e)
+
+    def _model_request_started(self, e: RequestEvent) -> None:
+        self._set_limit(e)
+        request = self._open(e)
+        if request is not None and request.last_end is not None:
+            self.metrics.wait("retry_backoff", e.captured_at - request.last_end)
+
+    def _model_request_completed(self, e: RequestEvent) -> None:
+        rid = e.request_id
+        request = self._requests.get(rid) if rid is not None else None
+        if rid is not None and request is not None:
+            self._attempt_done(rid, request, e, e.captured_at)
+
+    def _wait_completed(self, e: RequestEvent) -> None:
+        rid = e.request_id
+        request = self._requests.get(rid) if rid is not None else None
+        if request is None:
+            return
+        waited = _float((e.diagnostics or {}).get("waited"))
+        if waited is not None:
+            if request.recording:
                 request.span.add_event(
                     "sluicegate.request.admission_wait",
-                    self._span_labels.of({"sluicegate.request.admission_wait": waited}),
-                    timestamp=self._clock.ns(t),
+                    {"sluicegate.request.admission_wait": waited},
+                    timestamp=self._clock.ns(e.captured_at),
                 )
-                self.metrics.wait("request_admission", waited)
-        elif kind == "model_request_started" and request.last_end is not None:
-            self.metrics.wait("retry_backoff", t - request.last_end)
-        elif kind == "model_request_completed":
-            self._attempt_done(rid, request, e, t)
-        elif kind in ("request_acquire_denied", "request_wait_timeout"):
-            reason = e.reason if kind == "request_acquire_denied" else "timeout"
-            self._end_request(rid, t, outcome=f"admission_{reason}", incomplete=False)
-        elif kind == "request_wait_cancelled":
-            self._end_request(rid, t, outcome="local_cancelled", incomplete=False)
+            self.metrics.wait("request_admission", waited)
+
+    def _wait_cancelled(self, e: RequestEvent) -> None:
+        if e.request_id is not None:
+            self._end_request(e.request_id, e.captured_at, outcome="local_cancelled")
+
+    def _acquire_denied(self, e: RequestEvent) -> None:
+        self._denied(e, e.reason)
+        if self._open(e) is not None:
+            assert e.request_id is not None
+            self._end_request(e.request_id, e.captured_at, outcome=f"admission_{e.reason}")
+
+    def _wait_timeout(self, e: RequestEvent) -> None:
+        self._denied(e, "timeout")
+        if e.request_id is not None:
+            self._end_request(e.request_id, e.captured_at, outcome="admission_timeout")
+
+    def _denied(self, e: RequestEvent, reason: str | None) -> None:
+        self.metrics.count(
+            "sluicegate.request.admission.denials",
+            self._with(self._endpoint(e).key, {"sluicegate.reason": reason}),
+        )
 
     def _start_request(self, rid: int, e: RequestEvent, t: float) -> _RequestSpan:
         corr = e.correlation
-        owner = task_key(corr.task_id) if corr is not None and corr.task_id is not None else None
-        key = self._endpoint_key(e)
+        owner = corr.task_id if corr is not None else None
+        if isinstance(owner, (list, dict)):
+            owner = task_key(owner)
+        endpoint = self._endpoint(e)
+        key = endpoint.key
         entry = self._tasks.get(owner) if owner is not None else None
-        traced = owner is None or entry is not None
-        operation = OPERATION_OF_DOMAIN.get(e.domain or "chat", e.domain or "chat")
-        if not traced:
+        if owner is not None and entry is None:  # a task outside the sampled share
             span: Span = trace.INVALID_SPAN
         else:
             parent = entry[1] if entry is not None else self._parent()
-            attributes = self._request_span_attributes.get(key)
-            if attributes is None:
-                attributes = self._request_span_attributes[key] = dict(key)
+            attributes = endpoint.span_attributes
             if corr is not None and _has_labels(corr):
                 attributes = {**attributes, **self._span_labels.of(_correlation_attributes(corr))}
             span = self._tracer.start_span(
-                f"{operation} {e.model_id}",
+                endpoint.name,
                 context=parent,
                 kind=SpanKind.CLIENT,
                 start_time=self._clock.ns(t),
@@ -438,26 +485,23 @@ class OpenTelemetryEventSink:
         will_retry = call is not None and call.will_retry
         request.attempts += 1
         request.last_end = t
-        span = request.span
-        if not span.is_recording():  # a task outside the sampled share: metrics only
-            if not will_retry:
-                self._end_request(rid, t, outcome=e.outcome, incomplete=False, call=call)
-            return
-        span.add_event(
-            "sluicegate.request.attempt",
-            self._span_labels.of(
-                {
-                    "sluicegate.attempt": e.attempt,
-                    "sluicegate.attempt.outcome": e.outcome,
-                    "sluicegate.attempt.duration": None if call is None else call.duration_seconds,
-                    "sluicegate.attempt.retry_after": e.retry_after,
-                }
-            ),
-            timestamp=self._clock.ns(t),
-        )
-        if will_retry:
-            return
-        self._end_request(rid, t, outcome=e.outcome, incomplete=False, call=call)
+        if not will_retry:  # the final attempt: its outcome is the request's
+            self._end_request(rid, t, outcome=e.outcome, call=call, retry_after=e.retry_after)
+        elif request.recording:  # a retried attempt: one span event
+            request.span.add_event(
+                "sluicegate.request.attempt",
+                self._span_labels.of(
+                    {
+                        "sluicegate.attempt": e.attempt,
+                        "sluicegate.attempt.outcome": e.outcome,
+                        "sluicegate.attempt.duration": (
+                            None if call is None else call.duration_seconds
+                        ),
+                        "sluicegate.attempt.retry_after": e.retry_after,
+                    }
+                ),
+                timestamp=self._clock.ns(t),
+            )
 
     def _end_request(
         self,
@@ -465,43 +509,18 @@ class OpenTelemetryEventSink:
         t: float,
         *,
         outcome: str | None,
-        incomplete: bool,
+        incomplete: bool = False,
         call: ModelCallReport | None = None,
+        retry_after: float | None = None,
     ) -> None:
         request = self._requests.pop(rid, None)
         if request is None:
             return
-        span = request.span
-        error_type = None
-        if span.is_recording():  # one set_attributes call: each SDK call takes a lock
-            attributes: dict[str, AttributeValue] = {
-                "sluicegate.request.attempts": request.attempts
-            }
-            if outcome is not None:
-                attributes["sluicegate.request.outcome"] = outcome
-            if incomplete:
-                attributes["sluicegate.incomplete"] = True
-            elif outcome == "success" and call is not None:
-                attributes.update(
-                    self._span_labels.of(
-                        {
-                            GEN_AI_RESPONSE_MODEL: call.response_model,
-                            GEN_AI_USAGE_INPUT_TOKENS: call.input_tokens,
-                            GEN_AI_USAGE_OUTPUT_TOKENS: call.output_tokens,
-                            SERVER_ADDRESS: call.server_address,
-                            SERVER_PORT: call.server_port,
-                        }
-                    )
-                )
-            elif outcome is not None and outcome != "local_cancelled":
-                attributes.update(self._span_labels.of({ERROR_TYPE: outcome}))
-                span.set_status(Status(StatusCode.ERROR, outcome))
-            span.set_attributes(attributes)
-            span.end(end_time=self._clock.ns(t))
+        if request.recording:
+            self._end_request_span(request, t, outcome, incomplete, call, retry_after)
         if incomplete or outcome == "local_cancelled":
             return
-        if outcome is not None and outcome != "success":
-            error_type = outcome
+        error_type = outcome if outcome is not None and outcome != "success" else None
         if call is None:
             self.metrics.operation(request.key, t - request.started_at, error_type, None)
             return
@@ -513,6 +532,57 @@ class OpenTelemetryEventSink:
             call.input_tokens,
             call.output_tokens,
         )
+
+    def _end_request_span(
+        self,
+        request: _RequestSpan,
+        t: float,
+        outcome: str | None,
+        incomplete: bool,
+        call: ModelCallReport | None,
+        retry_after: float | None,
+    ) -> None:
+        """One ``set_attributes`` call, then ``end`` (each SDK call takes the span's lock)."""
+        span = request.span
+        if outcome == "success" and call is not None and not incomplete:
+            attributes = {
+                "sluicegate.request.attempts": request.attempts,
+                "sluicegate.request.outcome": outcome,
+                **self._response(call),
+            }
+            if call.input_tokens is not None:
+                attributes[GEN_AI_USAGE_INPUT_TOKENS] = call.input_tokens
+            if call.output_tokens is not None:
+                attributes[GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
+        else:
+            attributes = {"sluicegate.request.attempts": request.attempts}
+            if outcome is not None:
+                attributes["sluicegate.request.outcome"] = outcome
+            if incomplete:
+                attributes["sluicegate.incomplete"] = True
+            elif outcome is not None and outcome not in ("local_cancelled", "success"):
+                attributes.update(self._span_labels.of({ERROR_TYPE: outcome}))
+                span.set_status(Status(StatusCode.ERROR, outcome))
+            if retry_after is not None:
+                attributes["sluicegate.attempt.retry_after"] = retry_after
+        if call is not None:  # the final attempt's own time (the span also covers waits)
+            attributes["sluicegate.attempt.duration"] = call.duration_seconds
+        span.set_attributes(attributes)
+        span.end(end_time=self._clock.ns(t))
+
+    def _response(self, call: ModelCallReport) -> dict[str, Any]:
+        """A successful call's response model and server as span attributes (cached)."""
+        ident = (call.response_model, call.server_address, call.server_port)
+        found = self._responses.get(ident)
+        if found is None:
+            found = self._responses[ident] = self._span_labels.of(
+                {
+                    GEN_AI_RESPONSE_MODEL: call.response_model,
+                    SERVER_ADDRESS: call.server_address,
+                    SERVER_PORT: call.server_port,
+                }
+            )
+        return found
 
     def _server_key(self, key: Attrs, call: ModelCallReport) -> Attrs:
         """The endpoint's metric attributes with the call's server (cached per server)."""
@@ -527,12 +597,12 @@ class OpenTelemetryEventSink:
             )
         return found
 
-    def _endpoint_event(self, e: RequestEvent, kind: str) -> None:
-        key = self._endpoint_key(e)
-        if kind == "request_rate_limited":
-            self.metrics.count("sluicegate.request.rate_limits", key)
-            return
-        direction = "decrease" if kind == "request_limit_decreased" else "increase"
+    def _rate_limited(self, e: RequestEvent) -> None:
+        self.metrics.count("sluicegate.request.rate_limits", self._endpoint(e).key)
+
+    def _limit_changed(self, e: RequestEvent) -> None:
+        key = self._endpoint(e).key
+        direction = "decrease" if e.event_kind == "request_limit_decreased" else "increase"
         self.metrics.count(
             "sluicegate.request.limit.changes",
             self._with(key, {"sluicegate.direction": direction}),
@@ -540,19 +610,21 @@ class OpenTelemetryEventSink:
         if e.limit is not None:
             self.metrics.limit(key, e.limit)
 
-    def _endpoint_key(self, e: RequestEvent) -> Attrs:
+    def _endpoint(self, e: RequestEvent) -> _Endpoint:
         ident = (e.provider, e.model_id, e.domain)
-        key = self._request_keys.get(ident)
-        if key is None:
+        found = self._endpoints.get(ident)
+        if found is None:
             domain = e.domain or "chat"
-            key = self._request_keys[ident] = self.metrics.key(
+            operation = OPERATION_OF_DOMAIN.get(domain, domain)
+            key = self.metrics.key(
                 {
-                    GEN_AI_OPERATION_NAME: OPERATION_OF_DOMAIN.get(domain, domain),
+                    GEN_AI_OPERATION_NAME: operation,
                     GEN_AI_PROVIDER_NAME: e.provider,
                     GEN_AI_REQUEST_MODEL: e.model_id,
                 }
             )
-        return key
+            found = self._endpoints[ident] = _Endpoint(key, f"{operation} {e.model_id}")
+        return found
 
     def _with(self, key: Attrs, extra: dict[str, AttributeValue | None]) -> Attrs:
         return tuple(sorted({**dict(key), **dict(self.metrics.key(extra))}.items()))
