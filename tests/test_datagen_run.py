@@ -371,6 +371,30 @@ async def test_events_true_writes_events_jsonl(autojump_clock: Any, tmp_path: pa
     assert {"model_request_started", "task_completed", "row_group_checkpointed"} <= kinds
 
 
+async def test_scheduler_events_are_one_gap_free_stream_across_segments(
+    autojump_clock: Any, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner runs one scheduler per segment of cells; with the runner's own events
+    (row groups) between and during them, the scheduler stream is still numbered 1, 2, ..."""
+    from sluicegate.datagen import runner
+
+    monkeypatch.setattr(runner, "SEGMENT_TASKS", 5)  # 12 cells: more than one segment
+    sink = InMemoryEventSink()
+    pipeline = dg.Pipeline(
+        [dg.sampler("t", ["a", "b"]), dg.llm_text("q", "about {t}", model="w")],
+        providers={"simulated": SimulatedProvider(latency_seconds=0.01)},
+    )
+    result = await pipeline.arun(6, output_dir=str(tmp_path), events=sink, buffer_size=2)
+    assert result.ok
+    scheduler = [e for e in sink.events if not isinstance(e, RequestEvent)]
+    assert sum(e.event_kind == "scheduler_job_started" for e in scheduler) >= 2
+    assert [e.sequence for e in scheduler] == list(range(1, len(scheduler) + 1))
+    # the cell worker's correlation, not a bare one from the scheduler
+    completed = [e for e in scheduler if e.event_kind == "task_completed"]
+    assert len(completed) == 12
+    assert all(e.correlation is not None and e.correlation.column for e in completed)
+
+
 @pytest.mark.parametrize("output_format", ["jsonl", "parquet"])
 async def test_output_opens_with_pandas_and_pyarrow(
     autojump_clock: Any, tmp_path: pathlib.Path, output_format: str

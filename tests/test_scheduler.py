@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sluicegate as sg
+from sluicegate import ConfigurationError
+from sluicegate.events import EventEmitter
 
 
 def chain_tracker(n: int, groups: int = 1) -> sg.DagCompletionTracker:
@@ -1546,3 +1548,50 @@ async def test_a_finished_scheduler_is_freed_without_the_cyclic_collector() -> N
         assert ref() is None, [type(r).__name__ for r in gc.get_referrers(ref())]
     finally:
         gc.enable()
+
+
+async def test_task_correlation_is_set_unless_the_worker_sets_its_own() -> None:
+    seen: dict[bool, object] = {}
+
+    for correlate in (True, False):
+
+        async def worker(task: sg.SchedulableTask, correlate: bool = correlate) -> None:
+            seen[correlate] = sg.events.current_correlation()
+
+        tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask(7)])
+        scheduler = sg.AsyncTaskScheduler(
+            tracker, worker, capacity=1, run_id="r", task_correlation=correlate
+        )
+        await scheduler.run()
+    mine = seen[True]
+    assert isinstance(mine, sg.events.RuntimeCorrelation)
+    assert (mine.run_id, mine.task_id, mine.task_execution_id) == ("r", 7, "7#1")
+    assert seen[False] is None
+    with pytest.raises(ConfigurationError, match="task_correlation"):
+        sg.AsyncTaskScheduler(
+            sg.DagCompletionTracker(),
+            worker,
+            task_correlation=1,  # type: ignore[arg-type]
+        )
+
+
+async def test_schedulers_in_a_row_continue_one_event_stream() -> None:
+    """``events=``: a second scheduler numbers on from the first (one gap-free stream)."""
+    sink = sg.InMemoryEventSink()
+    stream = EventEmitter(sink)
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        await trio.lowlevel.checkpoint()
+
+    for first in (0, 10):
+        tracker = sg.DagCompletionTracker.from_tasks(
+            [sg.SchedulableTask(first + i) for i in range(3)]
+        )
+        await sg.AsyncTaskScheduler(tracker, worker, capacity=2, events=stream).run()
+    sequences = [e.sequence for e in sink.events]
+    assert sequences == list(range(1, len(sequences) + 1))
+    assert sum(e.event_kind == "scheduler_job_started" for e in sink.events) == 2
+    with pytest.raises(ConfigurationError, match="not both"):
+        sg.AsyncTaskScheduler(sg.DagCompletionTracker(), worker, sink=sink, events=stream)
+    with pytest.raises(ConfigurationError, match="EventEmitter"):
+        sg.AsyncTaskScheduler(sg.DagCompletionTracker(), worker, events=sink)  # type: ignore[arg-type]

@@ -55,7 +55,6 @@ from .rundir import RowGroupCheckpoint
 from .segments import (
     SEGMENT_TASKS,
     TRACKER_RETRIES,
-    SchedulerEventStream,
     SchedulerSegment,
     never_retryable,
 )
@@ -182,8 +181,8 @@ class PipelineRun:
         self.rundir, self.manifest = opened.rundir, opened.manifest
         self.run_id, self._resumed = opened.run_id, opened.resumed
         events_sink = self._events_sink()
-        self._stream = SchedulerEventStream(events_sink) if events_sink is not None else None
-        self._emitter = EventEmitter(self._stream)
+        # One scheduler stream for the runner's own events and every segment's scheduler.
+        self._emitter = EventEmitter(events_sink)
         try:
             self.stack: RequestStack = build_request_stack(
                 self.pipeline.endpoints,
@@ -295,7 +294,7 @@ class PipelineRun:
             seed=s.seed,
             backoff_seconds=s.cell_backoff_seconds,
             monitor=self.monitor,
-            correlate=self._stream is not None,
+            correlate=self._emitter.enabled,
         )
         self.writer = CheckpointWriter(
             self.rundir,
@@ -327,10 +326,11 @@ class PipelineRun:
                 SchedulerSegment(self.tracker, SEGMENT_TASKS),
                 self.worker,
                 admission=self.admission,
-                sink=self._stream,
+                events=self._emitter,
                 retry=TRACKER_RETRIES,
                 is_retryable=never_retryable,
                 run_id=self.run_id,
+                task_correlation=False,  # the cell worker sets the cell's own
             )
             self._scheduler = scheduler
             if self._stop_grace is not None:

@@ -12,11 +12,8 @@ scheduler starts. :class:`SchedulerEventStream` numbers the scheduler events of 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Any, Final
+from typing import Final
 
-import msgspec
-
-from ..events import EventSink, SchedulerEvent
 from ..scheduling import RetryPolicy, SchedulableTask, TaskOutcome
 from .tracker import CellTracker
 
@@ -30,21 +27,6 @@ TRACKER_RETRIES: Final = RetryPolicy(max_attempts=1_000_000_000, initial_backoff
 def never_retryable(_: BaseException) -> bool:
     """The cell worker turns every failure into an outcome; a raised error is a bug."""
     return False
-
-
-class SchedulerEventStream:
-    """An :class:`~sluicegate.events.EventSink` that renumbers scheduler events as one stream
-    across scheduler segments; request events pass through unchanged."""
-
-    def __init__(self, sink: EventSink) -> None:
-        self.sink = sink
-        self.sequence = 0
-
-    def emit(self, event: Any) -> None:
-        if isinstance(event, SchedulerEvent):
-            self.sequence += 1
-            event = msgspec.structs.replace(event, sequence=self.sequence)
-        self.sink.emit(event)
 
 
 class SchedulerSegment:

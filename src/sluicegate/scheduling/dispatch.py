@@ -71,6 +71,8 @@ class Dispatcher:
         self._notify = notify
         self._abort = abort
         self.running = 0
+        self.correlate = True
+        """Set each worker's RuntimeCorrelation (``AsyncTaskScheduler(task_correlation=)``)."""
         self._checked_requests: dict[int, tuple[int, object]] = {}
 
     def detach(self) -> None:
@@ -341,7 +343,7 @@ class Dispatcher:
         try:
             # Inside the try: whatever fails here is the attempt's failure, and the lease
             # is still released below.
-            if em.enabled or self.run_id is not None:
+            if self.correlate and (em.enabled or self.run_id is not None):
                 set_correlation(
                     RuntimeCorrelation(
                         run_id=self.run_id,

@@ -130,6 +130,13 @@ class AsyncTaskScheduler(Generic[PayloadT]):
       grace period ends. Cancelling the scope around :meth:`run` cancels every worker.
       Either way every lease is released and :attr:`admission` ends with zero leases.
     - Events (scheduler stream) go to ``sink``; with no sink none is built.
+    - While events are on (or a ``run_id`` is given) each worker runs with its task's
+      :class:`~sluicegate.events.RuntimeCorrelation` set, so the events it causes (model
+      calls) name the task. ``task_correlation=False`` leaves that to a worker that sets a
+      richer correlation of its own (the data-generation runner: row, column, row group).
+    - ``events=`` (instead of ``sink=``) continues an existing
+      :class:`~sluicegate.events.EventEmitter`'s stream: several schedulers in a row (the
+      data-generation runner's segments) number one stream's events without gaps.
     - ``capacity`` (default 64) sizes the default task admission (resource ``submission``);
       pass ``admission=`` instead for several resources or another policy, not both.
 
@@ -155,6 +162,8 @@ class AsyncTaskScheduler(Generic[PayloadT]):
         retry: RetryPolicy | None = None,
         is_retryable: Callable[[BaseException], bool] | None = None,
         run_id: str | None = None,
+        task_correlation: bool = True,
+        events: EventEmitter | None = None,
     ) -> None:
         if not isinstance(tracker, CompletionTracker):
             raise ConfigurationError(
@@ -172,13 +181,26 @@ class AsyncTaskScheduler(Generic[PayloadT]):
         self.tracker = tracker
         self.worker = worker
         _check_options(admission, capacity, queue, sink, retry, is_retryable, run_id)
+        if not isinstance(task_correlation, bool):
+            raise ConfigurationError(
+                "AsyncTaskScheduler.task_correlation",
+                f"got {describe(task_correlation)}",
+                "use True (each worker sees its task's RuntimeCorrelation) or False (the "
+                "worker sets its own)",
+            )
+        if events is not None and (sink is not None or not isinstance(events, EventEmitter)):
+            raise ConfigurationError(
+                "AsyncTaskScheduler.events",
+                f"got {describe(events)}" + (" together with sink=" if sink is not None else ""),
+                "pass an EventEmitter to continue its stream, or sink= for a new one, not both",
+            )
         self.admission = (
             admission
             if admission is not None
             else TaskAdmissionController(capacity=64 if capacity is None else capacity)
         )
         self.queue = queue if queue is not None else FairTaskQueue()
-        self.events = EventEmitter(sink)
+        self.events = events if events is not None else EventEmitter(sink)
         self.retry = retry if retry is not None else RetryPolicy()
         self.is_retryable = is_retryable or default_is_retryable
         self.run_id = run_id
@@ -196,6 +218,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
             notify=self._notify,
             abort=self._abort,
         )
+        self._dispatcher.correlate = task_correlation
         self._wake = _Dispatch()
         self._nursery: trio.Nursery | None = None
         self._state = "new"
