@@ -190,9 +190,9 @@ def _sink(variant: str, folder: Path) -> tuple[sg.EventSink | None, Callable[[],
     raise ValueError(variant)
 
 
-def one_run(n: int, capacity: int, variant: str, folder: Path) -> float:
-    """Seconds (wall) for one run of ``n`` cells with the ``variant`` sink, closing included."""
-    sink, finish = _sink(variant, folder)
+def _cells(n: int, capacity: int, sink: sg.EventSink | None) -> sg.AsyncTaskScheduler:
+    """A scheduler over ``n`` cells, each making one model call through the executor and the
+    adaptive controller to a zero-latency provider, every layer reporting to ``sink``."""
     controller = sg.AdaptiveRequestAdmissionController(
         [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=capacity)],
         sink=sink,
@@ -203,7 +203,13 @@ def one_run(n: int, capacity: int, variant: str, folder: Path) -> float:
         await executor.execute("m", REQUEST)
 
     tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask(i) for i in range(n)])
-    scheduler = sg.AsyncTaskScheduler(tracker, cell, capacity=capacity, sink=sink)
+    return sg.AsyncTaskScheduler(tracker, cell, capacity=capacity, sink=sink)
+
+
+def one_run(n: int, capacity: int, variant: str, folder: Path) -> float:
+    """Seconds (wall) for one run of ``n`` cells with the ``variant`` sink, closing included."""
+    sink, finish = _sink(variant, folder)
+    scheduler = _cells(n, capacity, sink)
     t0 = time.perf_counter()
     result = trio.run(scheduler.run)
     finish()
@@ -321,18 +327,7 @@ REPLAY_VARIANTS = ("otel", "otel_sampled", "otel_metrics", "otel_api_noop", "ote
 def captured(n: int, capacity: int) -> list[Any]:
     """The events of one run of ``n`` cells (kept in memory), to replay into sinks."""
     sink = sg.events.InMemoryEventSink()
-    controller = sg.AdaptiveRequestAdmissionController(
-        [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=capacity)],
-        sink=sink,
-    )
-    executor = sg.ModelRequestExecutor(controller, {"sim": _provider()})
-
-    async def cell(task: sg.SchedulableTask) -> None:
-        await executor.execute("m", REQUEST)
-
-    tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask(i) for i in range(n)])
-    scheduler = sg.AsyncTaskScheduler(tracker, cell, capacity=capacity, sink=sink)
-    result = trio.run(scheduler.run)
+    result = trio.run(_cells(n, capacity, sink).run)
     assert result.counts["succeeded"] == n
     return list(sink.events)
 
