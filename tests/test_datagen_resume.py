@@ -314,3 +314,35 @@ def test_snapshot_and_capacity_plan(tmp_path: pathlib.Path) -> None:
     assert maxima["leases_by_resource"]["endpoint:fn/m"] == 4
     assert maxima["aggregate_in_flight_by_endpoint"]["fn/m"] == 4
     assert maxima["queued_by_group"]["local"] > 0
+
+
+def test_a_crashed_run_has_its_events_up_to_the_last_checkpoint(tmp_path: pathlib.Path) -> None:
+    """Copy the run directory mid-run (what a killed process leaves): every row group its
+    manifest lists has its checkpoint event in the events file, and the report reads it."""
+    from sluicegate.events import read_events
+    from sluicegate.observe import generate_report
+
+    out, crashed = tmp_path / "live", tmp_path / "crashed"
+
+    async def run_and_copy() -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def copy_later() -> None:
+                await trio.sleep(3.3)
+                shutil.copytree(out, crashed)
+
+            nursery.start_soon(copy_later)
+            await build(Calls()).arun(ROWS, output_dir=str(out), events=True, **OPTIONS)
+
+    run_virtual(run_and_copy)
+    manifest = json.loads((crashed / "manifest.json").read_bytes())
+    listed = {group["index"] for group in manifest["row_groups"]}
+    assert listed, "the copy was taken before the first checkpoint: copy later"
+    checkpointed = {
+        e.correlation.row_group
+        for e in read_events(crashed / "events.jsonl")
+        if e.event_kind == "row_group_checkpointed" and e.correlation is not None
+    }
+    assert listed <= checkpointed
+    report = generate_report(crashed, pictures=False)
+    assert report.tasks > 0 and report.verdict.message  # what ran before the crash, explained

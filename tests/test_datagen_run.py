@@ -371,6 +371,38 @@ async def test_events_true_writes_events_jsonl(autojump_clock: Any, tmp_path: pa
     assert {"model_request_started", "task_completed", "row_group_checkpointed"} <= kinds
 
 
+async def test_events_are_flushed_at_every_checkpoint_and_at_the_end(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
+    class Recording(InMemoryEventSink):
+        """Keeps the events and marks every flush in the same list."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.log: list[str] = []
+
+        def emit(self, event: Any) -> None:
+            super().emit(event)
+            self.log.append(event.event_kind)
+
+        def flush(self) -> None:
+            self.log.append("FLUSH")
+
+    sink = Recording()
+    pipeline = dg.Pipeline(
+        [dg.sampler("topic", ["a", "b"]), dg.llm_text("q", "Ask about {topic}", model="m")],
+        endpoints=[dg.Endpoint("m", model="m", provider="sim")],
+        providers={"sim": SimulatedProvider(name="sim", latency_seconds=0.1)},
+    )
+    result = await pipeline.arun(7, output_dir=str(tmp_path), events=sink, buffer_size=2)
+    assert result.ok
+    log = sink.log
+    checkpoints = [i for i, kind in enumerate(log) if kind == "row_group_checkpointed"]
+    assert len(checkpoints) == 4  # 7 rows in groups of 2
+    assert all(log[i + 1] == "FLUSH" for i in checkpoints)  # nothing buffered past a checkpoint
+    assert log.count("FLUSH") == len(checkpoints) + 1  # and once more when the run ends
+
+
 async def test_scheduler_events_are_one_gap_free_stream_across_segments(
     autojump_clock: Any, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

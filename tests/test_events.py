@@ -50,6 +50,35 @@ def test_both_streams_count_sink_errors_and_warn_once() -> None:
     assert [e.sequence for e in sink.kept] == [1, 3, 5]
 
 
+def test_emitter_flush_reaches_sinks_that_buffer_and_never_raises() -> None:
+    class Buffering:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+            self.flushes = 0
+
+        def emit(self, event: object) -> None:
+            return None
+
+        def flush(self) -> None:
+            self.flushes += 1
+            if self.fail:
+                raise OSError("disk full")
+
+    ok = Buffering(fail=False)
+    em = EventEmitter(ok)
+    em.flush()
+    em.flush()
+    assert ok.flushes == 2 and em.sink_errors == 0
+    EventEmitter(sg.InMemoryEventSink()).flush()  # no flush(): nothing to do, no error
+    EventEmitter(None).flush()  # no sink at all
+    broken = Buffering(fail=True)
+    em = EventEmitter(broken)
+    with pytest.warns(RuntimeWarning, match="disk full"):
+        em.flush()
+    em.flush()
+    assert broken.flushes == 2 and em.sink_errors == 2  # counted, warned once
+
+
 def test_fields_reach_the_event() -> None:
     sink = sg.InMemoryEventSink()
     em = EventEmitter(sink)

@@ -441,6 +441,9 @@ class PipelineRun:
                         "rows_filtered": checkpoint.rows_filtered,
                     },
                 )
+            # The events up to this checkpoint reach the file with the rows they describe:
+            # a run killed later leaves both on disk (the report reads a crashed run too).
+            self._emitter.flush()
         self._live_failed -= checkpoint.rows_failed
         self._live_filtered -= checkpoint.rows_filtered
         for category, count in checkpoint.failures.items():
@@ -480,6 +483,8 @@ class PipelineRun:
             await self.rundir.run_io(self.rundir.write_manifest, manifest)
             await self.rundir.run_io(self.rundir.write_capacity_plan, self._capacity_plan(True))
             self.rundir.close_journals()
+            if self._emitter.enabled:
+                self._emitter.flush()  # a sink the caller owns stays open, its events written
         result = self._result(status, message)
         self._report(result)
         return result
