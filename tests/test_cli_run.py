@@ -215,6 +215,10 @@ def test_report_reads_the_events_of_a_run(
     assert (tmp_path / "out" / "report" / "report.json").is_file()
     assert main(["report", out, "--json", "--no-pictures"]) == 0
     assert json.loads(capsys.readouterr().out)["tasks"] > 0
+    assert main(["report", out, "--format", "json", "--no-pictures"]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"] > 0
+    assert main(["report", out, "--format", "text", "--no-pictures"]) == 0
+    assert capsys.readouterr().out.startswith("sluicegate run report: ")
     assert main(["report", str(tmp_path)]) == 2
     assert "no events file at" in capsys.readouterr().err
 

@@ -94,6 +94,11 @@ def test_the_module_command_prints_the_report_or_names_the_missing_file(
     assert "Verdict: provider cooldown (rate limits)" in capsys.readouterr().out
     assert main([str(run_dir), "--out", str(tmp_path), "--no-pictures", "--json"]) == 0
     assert report_from_json(capsys.readouterr().out.encode()).tasks == 600
+    assert main([str(run_dir), "--out", str(tmp_path), "--no-pictures", "--format", "json"]) == 0
+    assert report_from_json(capsys.readouterr().out.encode()).tasks == 600
+    with pytest.raises(SystemExit):  # one or the other
+        main([str(run_dir), "--json", "--format", "json"])
+    capsys.readouterr()
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "no events file" in capsys.readouterr().err
 

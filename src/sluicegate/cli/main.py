@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._internal.report_options import add_format_options
 from ..errors import ConfigurationError, SluicegateError
 from .exit_codes import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 from .flags import add_setting_flags
@@ -102,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         "report.json and pictures, and print the report.",
     )
     report.add_argument("run_dir", metavar="RUN_DIR", help="a run directory or an events file")
-    report.add_argument("--json", action="store_true", help="print report.json instead of text")
+    add_format_options(report)
     report.add_argument("--no-pictures", action="store_true", help="skip the pictures")
     report.add_argument("--out", help="where to write the report (default RUN_DIR/report)")
     report.add_argument("--run", type=int, default=-1, help="which run of a resumed file (0 first)")

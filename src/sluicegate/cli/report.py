@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..observe import events_path, generate_report, render_text, report_to_json
+from ..observe import events_path, generate_report
+from ..observe.report import format_report
 from .exit_codes import EXIT_SUCCESS
 from .run import CommandError
 
@@ -20,6 +21,6 @@ def report_command(args: argparse.Namespace) -> int:
             "record them), or an events .jsonl file"
         )
     report = generate_report(source, out_dir=args.out, pictures=not args.no_pictures, run=args.run)
-    sys.stdout.write(report_to_json(report).decode() if args.json else render_text(report))
+    sys.stdout.write(format_report(report, args.format))
     sys.stdout.write("\n")
     return EXIT_SUCCESS

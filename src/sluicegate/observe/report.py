@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 
+from .._internal.report_options import add_format_options
 from ..errors import SluicegateError
 from .plots import INSTALL_HINT, PlotDependencyError, write_pictures
 from .verdict import LAYER_TITLES, EndpointSummary, Percentiles, Verdict
@@ -291,6 +292,11 @@ def _union_length(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
+def format_report(report: RunReport, form: str) -> str:
+    """The report as ``sluicegate report`` prints it: ``text`` or ``json``."""
+    return report_to_json(report).decode() if form == "json" else render_text(report)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sluicegate.observe RUN_DIR``: write the report, print it.
 
@@ -303,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("path", help="a run directory or an events .jsonl file")
     parser.add_argument("--out", help="where to write report.txt, report.json, pictures")
     parser.add_argument("--no-pictures", action="store_true", help="skip the matplotlib pictures")
-    parser.add_argument("--json", action="store_true", help="print report.json instead of text")
+    add_format_options(parser)
     parser.add_argument("--run", type=int, default=-1, help="which run of a resumed file (0 first)")
     args = parser.parse_args(argv)
     source = events_path(args.path)
@@ -320,6 +326,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SluicegateError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    sys.stdout.write(report_to_json(report).decode() if args.json else render_text(report))
+    sys.stdout.write(format_report(report, args.format))
     sys.stdout.write("\n")
     return 0
