@@ -14,6 +14,7 @@ import trio
 
 import sluicegate.datagen as dg
 from sluicegate.events import InMemoryEventSink, RequestEvent
+from sluicegate.observe import CorrelatedRuntimeView, build_report
 from sluicegate.providers import SimulatedProvider
 from sluicegate.requests import ModelRequest
 from test_datagen_support import FunctionProvider, failing, prompt_of
@@ -419,7 +420,13 @@ async def test_scheduler_events_are_one_gap_free_stream_across_segments(
     result = await pipeline.arun(6, output_dir=str(tmp_path), events=sink, buffer_size=2)
     assert result.ok
     scheduler = [e for e in sink.events if not isinstance(e, RequestEvent)]
-    assert sum(e.event_kind == "scheduler_job_started" for e in scheduler) >= 2
+    assert sum(e.event_kind == "queue_drained" for e in scheduler) >= 2  # several segments
+    # ... one run: one job, which the report reads whole (not segment by segment)
+    assert [e.event_kind for e in scheduler].count("scheduler_job_started") == 1
+    assert [e.event_kind for e in scheduler].count("scheduler_job_completed") == 1
+    assert scheduler[-1].event_kind == "scheduler_job_completed" and scheduler[-1].reason is None
+    view = CorrelatedRuntimeView(sink.events)
+    assert view.runs == 1 and build_report(view).tasks == 12
     assert [e.sequence for e in scheduler] == list(range(1, len(scheduler) + 1))
     # the cell worker's correlation, not a bare one from the scheduler
     completed = [e for e in scheduler if e.event_kind == "task_completed"]

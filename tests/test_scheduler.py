@@ -1575,6 +1575,27 @@ async def test_task_correlation_is_set_unless_the_worker_sets_its_own() -> None:
         )
 
 
+async def test_job_events_can_be_left_to_the_caller() -> None:
+    """``job_events=False``: no ``scheduler_job_started`` / ``_completed`` (the caller's)."""
+    for job_events, expected in ((True, 1), (False, 0)):
+        sink = sg.InMemoryEventSink()
+        tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask(i) for i in range(3)])
+        scheduler = sg.AsyncTaskScheduler(
+            tracker, noop, capacity=2, sink=sink, job_events=job_events
+        )
+        await scheduler.run()
+        kinds = [e.event_kind for e in sink.events]
+        assert kinds.count("scheduler_job_started") == expected
+        assert kinds.count("scheduler_job_completed") == expected
+        assert kinds.count("task_completed") == 3
+    with pytest.raises(ConfigurationError, match="job_events"):
+        sg.AsyncTaskScheduler(
+            sg.DagCompletionTracker(),
+            noop,
+            job_events="no",  # type: ignore[arg-type]
+        )
+
+
 async def test_schedulers_in_a_row_continue_one_event_stream() -> None:
     """``events=``: a second scheduler numbers on from the first (one gap-free stream)."""
     sink = sg.InMemoryEventSink()

@@ -123,6 +123,7 @@ class PipelineRun:
         self._live_failed = 0
         self._started = 0.0
         self._owned_sink: JsonLinesEventSink | None = None
+        self._job_open = False  # scheduler_job_started emitted, its completion not yet
         self._resumed = False
         self._failure_examples: dict[str, str] = {}
         columns = pipeline.columns
@@ -183,6 +184,19 @@ class PipelineRun:
         events_sink = self._events_sink()
         # One scheduler stream for the runner's own events and every segment's scheduler.
         self._emitter = EventEmitter(events_sink)
+        if self._emitter.enabled:
+            # What a report needs to read the run as a pipeline (the chain depth, the columns).
+            # First, so a file that resumed runs appended to splits before each run's own
+            # endpoint registrations (the request stack's first events).
+            self._emitter.scheduler(
+                "pipeline_started",
+                diagnostics={
+                    "run_id": self.run_id,
+                    "records": settings.records,
+                    "columns": {c.name: list(c.depends_on) for c in self.pipeline.columns},
+                    "endpoints": [e.alias for e in self.pipeline.endpoints],
+                },
+            )
         try:
             self.stack: RequestStack = build_request_stack(
                 self.pipeline.endpoints,
@@ -196,17 +210,6 @@ class PipelineRun:
             if self._owned_sink is not None:
                 self._owned_sink.close()
             raise
-        if self._emitter.enabled:
-            # What a report needs to read the run as a pipeline (the chain depth, the columns).
-            self._emitter.scheduler(
-                "pipeline_started",
-                diagnostics={
-                    "run_id": self.run_id,
-                    "records": settings.records,
-                    "columns": {c.name: list(c.depends_on) for c in self.pipeline.columns},
-                    "endpoints": [e.alias for e in self.pipeline.endpoints],
-                },
-            )
         self.calls = CellCalls(
             self.stack.executor,
             {a: str(k) for a, k in self.stack.endpoint_of_alias.items()},
@@ -321,6 +324,18 @@ class PipelineRun:
         return SlowStartWindow(strategy, tolerance=SLOW_START_TOLERANCE)
 
     async def _segments(self) -> None:
+        if self._emitter.enabled:
+            # One run for every reader (report, OpenTelemetry trace) however many segments
+            # it takes: the segments' schedulers leave their job events to the runner.
+            self._emitter.scheduler(
+                "scheduler_job_started",
+                diagnostics={
+                    "run_id": self.run_id,
+                    "limits": dict(self.admission.limits),
+                    "policy": self.admission.policy.name,
+                },
+            )
+            self._job_open = True
         while not self.tracker.is_finished:
             scheduler = AsyncTaskScheduler(
                 SchedulerSegment(self.tracker, SEGMENT_TASKS),
@@ -331,6 +346,7 @@ class PipelineRun:
                 is_retryable=never_retryable,
                 run_id=self.run_id,
                 task_correlation=False,  # the cell worker sets the cell's own
+                job_events=False,  # the run's, not the segment's (see above)
             )
             self._scheduler = scheduler
             if self._stop_grace is not None:
@@ -483,6 +499,20 @@ class PipelineRun:
             await self.rundir.run_io(self.rundir.write_manifest, manifest)
             await self.rundir.run_io(self.rundir.write_capacity_plan, self._capacity_plan(True))
             self.rundir.close_journals()
+            if self._job_open:
+                self._job_open = False
+                self._emitter.scheduler(
+                    "scheduler_job_completed",
+                    # A reason only for a run that ended by raising (as a scheduler reports it).
+                    reason=(
+                        type(error).__name__
+                        if error is not None
+                        else "Cancelled"
+                        if interrupted
+                        else None
+                    ),
+                    diagnostics={"status": status, "interrupted": interrupted},
+                )
             if self._emitter.enabled:
                 self._emitter.flush()  # a sink the caller owns stays open, its events written
         result = self._result(status, message)

@@ -34,18 +34,23 @@ from .verdict import EndpointSummary, Percentiles, Verdict, VerdictInputs, decid
 def split_runs(events: Iterable[AnyEvent]) -> list[list[AnyEvent]]:
     """Cut a stream (e.g. a file appended to by a resumed run) into runs.
 
-    A run starts at its ``scheduler_job_started``; events before it (an endpoint registered
-    before the scheduler started) belong to it too.
+    A data-generation run starts at its ``pipeline_started`` and lasts until the next one:
+    every scheduler job in between is part of it (files written before the runner reported
+    one job per run have one per 50,000-cell segment). In a stream without
+    ``pipeline_started`` a run starts at its ``scheduler_job_started``. Events before the
+    first start (an endpoint registered before the scheduler started) belong to the first run.
     """
     runs: list[list[AnyEvent]] = []
     current: list[AnyEvent] = []
-    started = False
+    started = pipeline = False
     for event in events:
-        if event.event_kind == "scheduler_job_started":
+        kind = event.event_kind
+        if kind == "pipeline_started" or (kind == "scheduler_job_started" and not pipeline):
             if started:
                 runs.append(current)
                 current = []
             started = True
+            pipeline = kind == "pipeline_started"
         current.append(event)
     if current:
         runs.append(current)

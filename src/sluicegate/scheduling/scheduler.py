@@ -137,6 +137,8 @@ class AsyncTaskScheduler(Generic[PayloadT]):
     - ``events=`` (instead of ``sink=``) continues an existing
       :class:`~sluicegate.events.EventEmitter`'s stream: several schedulers in a row (the
       data-generation runner's segments) number one stream's events without gaps.
+      ``job_events=False`` leaves ``scheduler_job_started`` / ``scheduler_job_completed`` to
+      the caller, so that several schedulers read as one run (one report, one trace).
     - ``capacity`` (default 64) sizes the default task admission (resource ``submission``);
       pass ``admission=`` instead for several resources or another policy, not both.
 
@@ -164,6 +166,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
         run_id: str | None = None,
         task_correlation: bool = True,
         events: EventEmitter | None = None,
+        job_events: bool = True,
     ) -> None:
         if not isinstance(tracker, CompletionTracker):
             raise ConfigurationError(
@@ -187,6 +190,13 @@ class AsyncTaskScheduler(Generic[PayloadT]):
                 f"got {describe(task_correlation)}",
                 "use True (each worker sees its task's RuntimeCorrelation) or False (the "
                 "worker sets its own)",
+            )
+        if not isinstance(job_events, bool):
+            raise ConfigurationError(
+                "AsyncTaskScheduler.job_events",
+                f"got {describe(job_events)}",
+                "use True (the scheduler reports its run's start and end) or False (the caller "
+                "reports them, e.g. for several schedulers making one run)",
             )
         if events is not None and (sink is not None or not isinstance(events, EventEmitter)):
             raise ConfigurationError(
@@ -219,6 +229,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
             abort=self._abort,
         )
         self._dispatcher.correlate = task_correlation
+        self._job_events = job_events
         self._wake = _Dispatch()
         self._nursery: trio.Nursery | None = None
         self._state = "new"
@@ -332,7 +343,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
             self._shutdown_deadline = self._started_at + self._shutdown_grace
         fatal: BaseException | None = None
         try:
-            if self.events.enabled:
+            if self.events.enabled and self._job_events:
                 self.events.scheduler(
                     "scheduler_job_started",
                     diagnostics={
@@ -380,7 +391,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
 
     def _emit_ended(self, exc: BaseException) -> None:
         """``scheduler_job_completed`` for a run that ends by raising, so observers close it."""
-        if not self.events.enabled:
+        if not (self.events.enabled and self._job_events):
             return
         reason = type(exc).__name__
         if isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None:
@@ -397,6 +408,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
         em = self.events
         if em.enabled:
             em.scheduler("queue_drained")
+        if em.enabled and self._job_events:
             em.scheduler(
                 "scheduler_job_completed",
                 diagnostics={

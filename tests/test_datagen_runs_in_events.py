@@ -1,0 +1,70 @@
+"""A pipeline run is one run for every reader of its events, however many scheduler segments
+it takes; runs appended to one file by a resume stay apart, each with its own start."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import sluicegate.datagen as dg
+from sluicegate.events import read_events
+from sluicegate.observe import CorrelatedRuntimeView, OpenTelemetryEventSink, build_report
+from sluicegate.providers import SimulatedProvider
+from sluicegate.testing import run_virtual
+
+
+def pipeline() -> dg.Pipeline:
+    return dg.Pipeline(
+        [dg.sampler("t", ["a", "b"]), dg.llm_text("q", "about {t}", model="w")],
+        providers={"simulated": SimulatedProvider(latency_seconds=0.01)},
+    )
+
+
+@pytest.fixture
+def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sluicegate.datagen import runner
+
+    monkeypatch.setattr(runner, "SEGMENT_TASKS", 5)  # 12 cells: three segments
+
+
+def test_a_run_of_several_segments_is_one_trace(small_segments: None) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sink = OpenTelemetryEventSink(tracer_provider=provider)
+    result = run_virtual(pipeline().arun, 6, events=sink, buffer_size=2)
+    sink.close()
+    assert result.ok
+    spans = list(exporter.get_finished_spans())
+    runs = [s for s in spans if s.name == "sluicegate.run"]
+    assert len(runs) == 1
+    assert {s.context.trace_id for s in spans} == {runs[0].context.trace_id}
+    assert sum(s.name.startswith("task") for s in spans) == 12
+    provider.shutdown()
+
+
+def test_resumed_runs_in_one_file_are_read_apart(
+    small_segments: None, tmp_path: pathlib.Path
+) -> None:
+    out = str(tmp_path / "run")
+    first = run_virtual(pipeline().arun, 4, output_dir=out, events=True, buffer_size=2)
+    assert first.ok
+    again: Any = run_virtual(
+        pipeline().arun, 6, output_dir=out, events=True, buffer_size=2, force=True
+    )
+    assert again.ok
+    events = read_events(pathlib.Path(out) / "events.jsonl")
+    view = CorrelatedRuntimeView(events, run=0)
+    assert view.runs == 2
+    second = CorrelatedRuntimeView(events)
+    for run, cells in ((view, 8), (second, 4)):  # the resume makes only its 2 new rows
+        kinds = [e.event_kind for e in run.events]
+        assert kinds[0] == "pipeline_started" and kinds.count("pipeline_started") == 1
+        assert kinds.count("scheduler_job_started") == 1
+        assert "request_resource_registered" in kinds  # its own endpoint, not the other run's
+        assert build_report(run).tasks == cells
