@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import sluicegate.datagen as dg
-from sluicegate.events import read_events
+from sluicegate.events import InMemoryEventSink, read_events
 from sluicegate.observe import CorrelatedRuntimeView, OpenTelemetryEventSink, build_report
 from sluicegate.providers import SimulatedProvider
 from sluicegate.testing import run_virtual
@@ -68,3 +68,20 @@ def test_resumed_runs_in_one_file_are_read_apart(
         assert kinds.count("scheduler_job_started") == 1
         assert "request_resource_registered" in kinds  # its own endpoint, not the other run's
         assert build_report(run).tasks == cells
+
+
+def test_a_pipeline_short_of_task_capacity_is_told_to_raise_task_capacity() -> None:
+    """Blocked on a full task resource ("no_capacity"): the advice is the pipeline's own
+    setting with a value, not "see the policy" nor the scheduler's ``capacity``."""
+    sink = InMemoryEventSink()
+    slow = dg.Pipeline(
+        [dg.sampler("t", ["a", "b"]), dg.llm_text("q", "about {t}", model="w")],
+        endpoints=[dg.Endpoint("w", model="m", provider="sim", max_parallel_requests=32)],
+        providers={"sim": SimulatedProvider(name="sim", latency_seconds=1.0)},
+    )
+    result = run_virtual(slow.arun, 60, events=sink, buffer_size=20, task_capacity=2)
+    assert result.ok
+    verdict = CorrelatedRuntimeView(sink.events).verdict()
+    assert verdict.layer == "task_admission"
+    assert (verdict.setting, verdict.value) == ("task_capacity", 32)  # the endpoint's cap
+    assert "set task_capacity=32" in verdict.message

@@ -119,6 +119,8 @@ class VerdictInputs(msgspec.Struct, frozen=True, kw_only=True):
     chain_depth: int
     tasks: int
     queue_wait: Percentiles
+    pipeline: bool = False
+    """A data-generation run (``pipeline_started``): advice names the pipeline's settings."""
 
 
 def decide(occupancy: RunOccupancy, inputs: VerdictInputs) -> Verdict:
@@ -257,7 +259,7 @@ def _also_at_limit(occ: RunOccupancy, endpoint: str | None) -> str:
 def _task_admission(
     occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, detail: str | None
 ) -> _Advice:
-    if detail not in (None, "capacity_full"):
+    if detail not in (None, "capacity_full", "no_capacity"):
         fix = {
             "group_capped": "raise the capped group's weight or its cap",
             "borrow_debt": "raise BoundedBorrowPolicy.max_borrow, or weight the groups as used",
@@ -281,10 +283,12 @@ def _task_admission(
             f" while endpoint `{ep.name}` had headroom (about {ep.mean_in_flight:.0f} of "
             f"{ep.static_cap} calls in flight on average)"
         )
+    setting = "task_capacity" if inputs.pipeline else "capacity"
+    now = f" (now {capacity})" if capacity is not None else ""
     return _Advice(
         f"ready tasks waited for task capacity {_pct(share)} of the run{headroom} (queue wait "
-        f"p50 {_secs(inputs.queue_wait.p50)}): set capacity={suggestion} (now {capacity})",
-        setting="capacity",
+        f"p50 {_secs(inputs.queue_wait.p50)}): set {setting}={suggestion}{now}",
+        setting=setting,
         value=suggestion,
         evidence={"capacity": capacity, "peak_leases": occ.peak_leases},
     )
@@ -346,6 +350,13 @@ def _failure_retry(
     occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
 ) -> _Advice:
     where = f" on endpoint `{endpoint}`" if endpoint else ""
+    if inputs.pipeline:
+        return _Advice(
+            f"{_pct(share)} of the run was spent backing off before retrying failed calls or "
+            f"cells{where}: fix the failures (see failures by reason), or lower "
+            "cell_backoff_seconds",
+            setting="cell_backoff_seconds",
+        )
     return _Advice(
         f"{_pct(share)} of the run was spent backing off before retrying failed calls or "
         f"tasks{where}: fix the failures (see failures by reason), or lower the retry backoff "
