@@ -329,6 +329,32 @@ def test_fan_out_forwards_flush_and_close(tmp_path: Path) -> None:
     assert file_sink.closed and fan.errors == 0
 
 
+def test_fan_out_warns_once_on_the_first_sink_error_and_keeps_counting() -> None:
+    class Broken:
+        def emit(self, event: object) -> None:
+            raise OSError("collector unreachable")
+
+        def flush(self) -> None:
+            raise OSError("collector unreachable")
+
+    memory = sg.InMemoryEventSink()
+    fan = sg.events.FanOutEventSink([Broken(), memory])
+    first_error = r"sink Broken raised OSError\('collector unreachable'\)"
+    with pytest.warns(RuntimeWarning, match=first_error) as caught:
+        for event in _events(3):
+            fan.emit(event)
+        fan.flush()
+        fan.close()
+    assert len(caught) == 1 and "run continues" in str(caught[0].message)
+    assert fan.errors == 4  # three emits and one flush; Broken has no close()
+    assert len(memory.events) == 3  # the healthy sink still got every event
+    # The first error may come from flush or close too, not only from emit.
+    quiet = sg.events.FanOutEventSink([Broken()])
+    with pytest.warns(RuntimeWarning, match="collector unreachable"):
+        quiet.flush()
+    assert quiet.errors == 1
+
+
 async def test_with_no_sink_no_event_is_ever_built(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -134,3 +134,33 @@ def test_a_pipeline_bound_by_its_endpoint_caps_names_the_endpoint(tmp_path: Path
     assert "endpoint `gen` set the pace" in verdict.message
     view = CorrelatedRuntimeView(sink.events)
     assert view.chain_depth == 2  # question -> answer, from the pipeline_started event
+
+
+def test_ready_idle_gaps_are_not_measured_without_a_single_task_capacity(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A pipeline admits tasks on several resources (one per endpoint and local work), so no
+    single capacity says when one was free: the report must not claim "0 s" for a gap it
+    never looked for. A scheduler run with one capacity still reports the measured value."""
+    from sluicegate.testing import run_virtual
+    from test_datagen_support import FunctionProvider
+
+    async def cell(row: sg.datagen.RowView, ctx: sg.CellContext) -> int:
+        await ctx.call("gen", ctx.column)
+        return 0
+
+    pipeline = sg.Pipeline(
+        [sg.column("question", cell, model="gen")],
+        endpoints=[sg.Endpoint("gen", model="g", provider="fn", max_parallel_requests=4)],
+        providers={"fn": FunctionProvider(latency=lambda model, request: 1.0)},
+    )
+    sink = sg.InMemoryEventSink()
+    assert run_virtual(pipeline.arun, 8, output_dir=str(tmp_path / "out"), events=sink).ok
+    report = build_report(CorrelatedRuntimeView(sink.events))
+    assert report.capacity is None
+    text = render_text(report)
+    assert "ready-idle gaps not measured" in text and "ready-idle gaps 0" not in text
+
+    single = generate_report(run_dir, out_dir=tmp_path / "single", pictures=False)
+    assert single.capacity is not None
+    assert f"ready-idle gaps {single.ready_idle_seconds:.3g} s" in render_text(single)

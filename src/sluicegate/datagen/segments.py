@@ -5,8 +5,10 @@ result lists them). Over a million cells that is hundreds of megabytes, so a run
 sequence of schedulers, each over a *segment* of at most :data:`SEGMENT_TASKS` released cells:
 :class:`SchedulerSegment` is the tracker as one of them sees it. They share one task
 admission controller; a segment boundary lets the running cells finish once before the next
-scheduler starts. :class:`SchedulerEventStream` numbers the scheduler events of all segments
-(and the run's own row-group events) as one gap-free stream.
+scheduler starts. The run has one :class:`~sluicegate.events.EventEmitter`: the runner passes
+it to every segment's scheduler (``AsyncTaskScheduler(events=...)``) and emits its own
+row-group events on it, so the scheduler events of all segments continue one gap-free
+sequence.
 """
 
 from __future__ import annotations

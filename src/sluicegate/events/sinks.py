@@ -1,9 +1,10 @@
 """Event sinks: the protocol and the null, in-memory, JSON Lines and fan-out sinks.
 
 A sink's ``emit`` runs on the run's event loop, synchronously, once per event. No sink ever
-raises into a run: the emitter counts exceptions from ``emit`` (``EventEmitter.sink_errors``)
-and the JSON Lines sink counts its own write failures (:class:`EventSinkStats`), because it
-writes later than it receives.
+raises into a run: the emitter counts exceptions from ``emit`` (``EventEmitter.sink_errors``),
+the fan-out sink counts those of the sinks behind it (``FanOutEventSink.errors``), and the JSON
+Lines sink counts its own write failures (:class:`EventSinkStats`), because it writes later
+than it receives. Each warns once, on its first error.
 """
 
 from __future__ import annotations
@@ -324,8 +325,10 @@ def _register_exit_flush(sink: JsonLinesEventSink) -> Callable[[], None]:
 class FanOutEventSink:
     """Forwards every event to several sinks; one failing sink does not starve the others.
 
-    ``errors`` counts exceptions raised by the sinks. :meth:`flush` and :meth:`close` are
-    forwarded to the sinks that have them.
+    ``errors`` counts exceptions raised by the sinks; the first one (from ``emit``, ``flush``
+    or ``close``) is also reported as a ``RuntimeWarning`` naming the sink, like the
+    emitter's own sink errors, because the emitter never sees them. :meth:`flush` and
+    :meth:`close` are forwarded to the sinks that have them.
     """
 
     def __init__(self, sinks: Iterable[EventSink]) -> None:
@@ -336,8 +339,8 @@ class FanOutEventSink:
         for sink in self.sinks:
             try:
                 sink.emit(event)
-            except Exception:
-                self.errors += 1
+            except Exception as exc:
+                self._sink_failed(sink, exc, stacklevel=3)
 
     def flush(self) -> None:
         """Flush every sink that buffers (errors are counted, never raised)."""
@@ -354,5 +357,15 @@ class FanOutEventSink:
                 continue
             try:
                 call()
-            except Exception:
-                self.errors += 1
+            except Exception as exc:
+                self._sink_failed(sink, exc, stacklevel=4)
+
+    def _sink_failed(self, sink: EventSink, exc: Exception, *, stacklevel: int) -> None:
+        self.errors += 1
+        if self.errors == 1:
+            warnings.warn(
+                f"event sink {type(sink).__name__} raised {exc!r}; "
+                "the run continues and further sink errors are only counted",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )

@@ -233,9 +233,16 @@ def render_text(report: RunReport) -> str:
     else:
         add("  none")
     add("")
+    # Ready-idle gaps need the one task capacity to compare held leases with; with several
+    # task-admission resources (a pipeline) the 0 would be a claim nobody checked.
+    ready_idle = (
+        f"{report.ready_idle_seconds:.3g} s"
+        if report.capacity is not None
+        else "not measured (no single task capacity)"
+    )
     add(
         f"Checks: hidden waiters {report.hidden_waiters} (must be 0); ready-idle gaps "
-        f"{report.ready_idle_seconds:.3g} s; active capacity {report.active_capacity_seconds:.4g} "
+        f"{ready_idle}; active capacity {report.active_capacity_seconds:.4g} "
         f"lease-seconds; longest dependency chain about {report.chain_depth} tasks"
     )
     for picture in report.pictures:
