@@ -11,6 +11,12 @@ releases nothing until it is below its size again).
 Retried: what the executor reports as :class:`~sluicegate.requests.ModelRequestError` (rate
 limits, retryable provider failures, timeouts), with exponential backoff and +/-10% jitter,
 never sooner than a provider's ``retry_after``. Everything else propagates at once.
+
+All attempts of one call are one logical model request: they run in one
+:class:`~sluicegate.events.request_scope` (one request id), the executor is told which attempt
+each is (numbers continue 1, 2, 3 across the pauses) and whether a failure will be retried
+here, so its ``model_request_completed`` reports ``will_retry`` as it is: a retried 429 is not
+a failed request, to the OpenTelemetry bridge and the runtime view alike.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Final
 
 import trio
 
+from ..events import new_request_id, request_scope
 from ..requests import ModelRequest, ModelRequestError, ModelRequestExecutor, ModelResponse
 from .tracker import Lane
 
@@ -56,17 +63,31 @@ class CellCalls:
     ) -> ModelResponse:
         """One model request, retried as described above. ``holder`` is the calling cell's
         lane (widened while the cell pauses), or ``None``."""
+        with request_scope(new_request_id()):
+            return await self._call(model, request, holder)
+
+    async def _call(
+        self, model: str, request: ModelRequest, holder: object | None
+    ) -> ModelResponse:
         group = self._groups.get(model, model)
         delay = self._backoff
-        attempt = 0
+        calls = 0
+        attempt = 1  # the executor's attempt number: continues across our calls
         while True:
-            attempt += 1
+            calls += 1
             try:
-                return await self._executor.execute(model, request, request_group=group)
+                return await self._executor.execute(
+                    model,
+                    request,
+                    request_group=group,
+                    attempt=attempt,
+                    will_retry=calls < self._max_attempts,
+                )
             except ModelRequestError as exc:
-                if attempt >= self._max_attempts:
+                if calls >= self._max_attempts:
                     raise
                 hint = exc.outcome.retry_after_seconds
+                attempt = exc.attempts + 1
             pause = min(self._max_backoff, delay) * (
                 1.0 + _JITTER * (2.0 * self._random.random() - 1.0)
             )

@@ -273,6 +273,8 @@ class ModelRequestExecutor:
         request_group: str = "default",
         weight: float = 1.0,
         provider: str | None = None,
+        attempt: int = 1,
+        will_retry: bool = False,
     ) -> ModelResponse:
         """Send ``request`` to ``model`` (an alias or a key), retrying as configured.
 
@@ -280,7 +282,30 @@ class ModelRequestExecutor:
         retryable failure, the provider's exception for a non-retryable failure,
         :class:`RequestAdmissionError` if admission ends without a lease, and
         ``trio.Cancelled`` on cancellation (leases are always released first).
+
+        For a caller that retries by calling ``execute`` again (pausing in between itself),
+        so that its calls are one logical request: call inside one
+        :class:`~sluicegate.events.request_scope` (one request id), pass ``attempt``, the
+        number of this call's first attempt (its attempts continue from it, and
+        :class:`ModelRequestError` counts them all), and ``will_retry=True`` when the caller
+        calls again if this one raises :class:`ModelRequestError`: the last attempt's
+        ``model_request_completed`` then reports ``will_retry`` true, so the request is not
+        seen to have failed. ``stats`` count a request once (at ``attempt=1``), failed only
+        when no retry follows. Neither changes how many attempts this call makes.
         """
+        if type(attempt) is not int or attempt < 1:
+            raise ConfigurationError(
+                "ModelRequestExecutor.execute(attempt=)",
+                f"must be an integer >= 1, got {attempt!r}",
+                "pass 1 for a new request, or the number of the attempt this call continues "
+                "with (previous attempts + 1)",
+            )
+        if type(will_retry) is not bool:
+            raise ConfigurationError(
+                "ModelRequestExecutor.execute(will_retry=)",
+                f"must be True or False, got {will_retry!r}",
+                "pass True only if you call execute again when this call raises ModelRequestError",
+            )
         resource = self.resolve(model, provider=provider, domain=request.domain)
         if resource.domain != request.domain:
             raise ConfigurationError(
@@ -303,19 +328,21 @@ class ModelRequestExecutor:
             timeout=self.admission_timeout,
             request_id=request_id,
         )
-        self._requests += 1
+        if attempt == 1:  # a later attempt continues a request already counted
+            self._requests += 1
         folded = self._emitter.lease_events_folded if emitting and self._reports_leases else None
         if folded is not None:
             folded.add(id(item))  # our call events report this item's leases (schema 2)
         delay = self.backoff_seconds
-        attempt = 0
+        last = attempt + self.max_attempts - 1  # this call's last attempt
+        attempt -= 1
         try:
             while True:
                 attempt += 1
                 try:
                     lease = await self._controller.acquire(item)
                     response, outcome, error = await self._attempt(
-                        target, resource, request, lease, attempt
+                        target, resource, request, lease, attempt, attempt < last or will_retry
                     )
                 except BaseException:
                     self._failed += 1
@@ -323,8 +350,9 @@ class ModelRequestExecutor:
                 if response is not None:
                     self._succeeded += 1
                     return response
-                if attempt >= self.max_attempts:
-                    self._failed += 1
+                if attempt >= last:
+                    if not will_retry:
+                        self._failed += 1
                     raise ModelRequestError(resource, attempt, outcome) from error
                 pause = min(self.max_backoff_seconds, delay)
                 if self.backoff_jitter:
@@ -351,6 +379,7 @@ class ModelRequestExecutor:
         request: ModelRequest,
         lease: RequestAdmissionLease,
         attempt: int,
+        retry_allowed: bool,
     ) -> tuple[ModelResponse | None, RequestReleaseOutcome, BaseException | None]:
         """One call under ``lease``; releases it exactly once, whatever happens.
 
@@ -450,7 +479,7 @@ class ModelRequestExecutor:
                                 error,
                                 now - started,
                                 lease.waited,
-                                _will_retry(outcome, error, attempt < self.max_attempts),
+                                _will_retry(outcome, error, retry_allowed),
                             ),
                             now,
                         )
@@ -458,15 +487,18 @@ class ModelRequestExecutor:
                     self._controller.release(lease, outcome)
 
 
+# Every outcome ``_attempt`` returns (rather than raises) with no response: ``execute`` retries
+# them all, so a retry after an unreachable endpoint is announced too.
 _RETRIED_OUTCOMES = frozenset(
-    {"rate_limited", "provider_failure", "provider_timeout", "local_timeout"}
+    {"rate_limited", "provider_failure", "provider_timeout", "local_timeout", "connection_failed"}
 )
 
 
 def _will_retry(
     outcome: RequestReleaseOutcome, error: BaseException | None, attempts_left: bool
 ) -> bool:
-    """Whether ``execute`` makes another attempt after this one (mirrors its retry rules)."""
+    """Whether another attempt follows this one, made by ``execute`` or by its caller
+    (``attempts_left``: either has one left); mirrors ``execute``'s retry rules."""
     if not attempts_left or outcome.kind not in _RETRIED_OUTCOMES:
         return False
     return not (isinstance(error, ProviderFailureError) and not error.retryable)
