@@ -37,6 +37,7 @@ from .series import (
     GroupSeries,
     Layer,
     LayerTime,
+    RowProgress,
     RunOccupancy,
 )
 from .timeline import TERMINAL_KINDS, endpoint_key, task_key
@@ -85,10 +86,11 @@ class _Endpoint:
 class _Worker:
     """A running task execution and the state of each of its model requests."""
 
-    __slots__ = ("group", "requests", "state", "state_endpoint")
+    __slots__ = ("column", "group", "requests", "state", "state_endpoint")
 
-    def __init__(self, group: str) -> None:
+    def __init__(self, group: str, column: str | None) -> None:
         self.group = group
+        self.column = column
         self.requests: dict[int, tuple[str, str]] = {}  # request id -> (state, endpoint)
         self.state: str = "local"
         self.state_endpoint: str | None = None
@@ -120,6 +122,17 @@ class OccupancySweep:
         self.segments: list[tuple[float, float, str]] = []
         self.first_ready = _first_ready_times(events)
         self.dirty_groups: set[str] = set()
+        # A pipeline run (it says so with ``pipeline_started``) is also drawn per column and
+        # per row: its task groups are endpoint lanes, shared by the columns on one endpoint.
+        self.pipeline_columns = _pipeline_columns(events)
+        self.task_columns = _task_columns(events) if self.pipeline_columns is not None else {}
+        self.columns: dict[str, GroupSeries] = {}
+        self.column_counts: Counter[tuple[str, str]] = Counter()
+        self.dirty_columns: set[str] = set()
+        self.column_endpoints: dict[str, dict[tuple[str, str, str], None]] = {}
+        self.row_cells: dict[int, set[str]] = {}
+        self.rows_completed: list[float] = []
+        self.rows_written: list[tuple[float, int]] = []
 
     # -- driving ------------------------------------------------------------------------
 
@@ -155,7 +168,26 @@ class OccupancySweep:
             completions=self.completions,
             peak_leases=self.peak,
             segments=self.segments,
+            columns=self._column_series(),
+            rows=None
+            if self.pipeline_columns is None
+            else RowProgress(
+                columns=len(self.pipeline_columns),
+                completed=self.rows_completed,
+                written=self.rows_written,
+            ),
         )
+
+    def _column_series(self) -> dict[str, GroupSeries]:
+        """The columns' series in pipeline order, each naming the endpoints it called."""
+        order = {name: i for i, name in enumerate(self.pipeline_columns or ())}
+        out = {}
+        for name in sorted(self.columns, key=lambda n: order.get(n, len(order))):
+            series = out[name] = self.columns[name]
+            series.endpoints = [
+                self.endpoints[key].series.name for key in self.column_endpoints.get(name, {})
+            ]
+        return out
 
     def _account(self, t0: float, t1: float) -> None:
         dt = t1 - t0
@@ -177,16 +209,9 @@ class OccupancySweep:
                 self.ready_idle += dt
 
     def _record(self, t: float) -> None:
-        for name in self.dirty_groups:
-            series = self.groups[name]
-            if series.times and series.times[-1] == t:
-                for state in WORKER_STATES:
-                    series.counts[state][-1] = self.group_counts[(name, state)]
-                continue
-            series.times.append(t)
-            for state in WORKER_STATES:
-                series.counts[state].append(self.group_counts[(name, state)])
-        self.dirty_groups.clear()
+        _record_series(t, self.groups, self.group_counts, self.dirty_groups)
+        if self.dirty_columns:
+            _record_series(t, self.columns, self.column_counts, self.dirty_columns)
 
     # -- classification -----------------------------------------------------------------
 
@@ -276,12 +301,29 @@ class OccupancySweep:
         self.dirty_groups.add(name)
         return name
 
-    def _move(self, group: str, old: str | None, new: str | None) -> None:
+    def _move(self, group: str, column: str | None, old: str | None, new: str | None) -> None:
         if old is not None:
             self.group_counts[(group, old)] -= 1
         if new is not None:
             self.group_counts[(group, new)] += 1
         self._group(group)
+        if column is not None:
+            if column not in self.columns:
+                self.columns[column] = GroupSeries(
+                    name=column, counts={state: [] for state in WORKER_STATES}
+                )
+            if old is not None:
+                self.column_counts[(column, old)] -= 1
+            if new is not None:
+                self.column_counts[(column, new)] += 1
+            self.dirty_columns.add(column)
+
+    def _column(self, key: Hashable, group: str) -> str | None:
+        """The pipeline column of a task (``None`` outside a pipeline run). A cell that never
+        ran, so no event of it named its column, is shown under its task group."""
+        if self.pipeline_columns is None:
+            return None
+        return self.task_columns.get(key, group)
 
     def _scheduler(self, e: SchedulerEvent) -> None:
         kind = e.event_kind
@@ -298,6 +340,11 @@ class OccupancySweep:
             return
         if kind == "request_pressure_advisory_skipped":
             return
+        if kind == "row_group_checkpointed":
+            written = (e.diagnostics or {}).get("rows_written")
+            if isinstance(written, int):
+                self.rows_written.append((e.captured_at, written))
+            return
         if e.task_id is None:
             return
         key = task_key(e.task_id)
@@ -307,13 +354,13 @@ class OccupancySweep:
                 self.task_groups[key] = e.group
             group = self._group(self._known_group(key, e.group))
             self.queued[key] = group
-            self._move(group, None, "queued")
+            self._move(group, self._column(key, group), None, "queued")
         elif kind == "task_dispatched":  # selected, leased and spawned: one instant
             self._leased(key, e)
             group = self.held.get(e.lease_id) or self._known_group(key, e.group)
             if self.workers.get(key) is None:
-                self.workers[key] = _Worker(group)
-                self._move(group, None, "local")
+                worker = self.workers[key] = _Worker(group, self._column(key, group))
+                self._move(group, worker.column, None, "local")
                 self.state_counts[("local", None)] += 1
         elif kind == "selected":  # leased, then a stale selection or a failed spawn
             self._leased(key, e)
@@ -321,7 +368,7 @@ class OccupancySweep:
             holder = self.held.get(e.lease_id)
             if holder is not None and key not in self.queued:
                 self.queued[key] = holder
-                self._move(holder, None, "queued")
+                self._move(holder, self._column(key, holder), None, "queued")
             self._released(e)
         elif kind == "worker_spawn_failed":
             self._released(e)
@@ -333,7 +380,7 @@ class OccupancySweep:
         self.blocked = None
         queued_in = self.queued.pop(key, None)
         if queued_in is not None:
-            self._move(queued_in, "queued", None)
+            self._move(queued_in, self._column(key, queued_in), "queued", None)
         if e.lease_id is not None:  # a worker without a lease holds no capacity
             self.held[e.lease_id] = queued_in or self._known_group(key, e.group)
             self.peak = max(self.peak, len(self.held))
@@ -359,17 +406,30 @@ class OccupancySweep:
         kind = e.event_kind
         worker = self.workers.pop(key, None)
         if worker is not None:
-            self._move(worker.group, worker.state, None)
+            self._move(worker.group, worker.column, worker.state, None)
             self.state_counts[(worker.state, worker.state_endpoint)] -= 1
             for rid in worker.requests:
                 self.request_owner.pop(rid, None)
         if kind == "task_completed":
             self.completions.append(e.captured_at)
+            if self.pipeline_columns is not None:
+                self._cell_completed(e)
         elif kind == "retry_deferred":
             self.deferred[key] = self.last_outcome.get(key) == "rate_limited"
         if kind != "retry_deferred":
             self.task_groups.pop(key, None)
         self.last_outcome.pop(key, None)
+
+    def _cell_completed(self, e: SchedulerEvent) -> None:
+        """A row is complete when a cell of each of the pipeline's columns has completed."""
+        corr = e.correlation
+        if corr is None or corr.row is None or corr.column is None:
+            return
+        done = self.row_cells.setdefault(corr.row, set())
+        before = len(done)
+        done.add(corr.column)
+        if before < len(done) == len(self.pipeline_columns or ()):
+            self.rows_completed.append(e.captured_at)
 
     # -- request stream -----------------------------------------------------------------
 
@@ -410,6 +470,9 @@ class OccupancySweep:
             if e.limit is not None:
                 ep.limit = e.limit
         elif kind == "model_request_started":  # holds its lease (acquired now, or before)
+            corr = e.correlation
+            if corr is not None and corr.column is not None and self.pipeline_columns is not None:
+                self.column_endpoints.setdefault(corr.column, {})[endpoint_key(e)] = None
             ep.leases.add(e.lease_id)
             if e.limit is not None:
                 ep.limit = e.limit
@@ -505,8 +568,45 @@ class OccupancySweep:
         if (state, endpoint) != (worker.state, worker.state_endpoint):
             self.state_counts[(worker.state, worker.state_endpoint)] -= 1
             self.state_counts[(state, endpoint)] += 1
-            self._move(worker.group, worker.state, state)
+            self._move(worker.group, worker.column, worker.state, state)
             worker.state, worker.state_endpoint = state, endpoint
+
+
+def _record_series(
+    t: float, series: dict[str, GroupSeries], counts: Counter[tuple[str, str]], dirty: set[str]
+) -> None:
+    """Append (or, in the same instant, overwrite) a sample of every changed series."""
+    for name in dirty:
+        s = series[name]
+        if s.times and s.times[-1] == t:
+            for state in WORKER_STATES:
+                s.counts[state][-1] = counts[(name, state)]
+            continue
+        s.times.append(t)
+        for state in WORKER_STATES:
+            s.counts[state].append(counts[(name, state)])
+    dirty.clear()
+
+
+def _pipeline_columns(events: Sequence[AnyEvent]) -> list[str] | None:
+    """The columns a pipeline run declared (``pipeline_started``); ``None``: not a pipeline."""
+    for e in events:
+        if type(e) is SchedulerEvent and e.event_kind == "pipeline_started":
+            columns = (e.diagnostics or {}).get("columns")
+            if isinstance(columns, dict) and columns:
+                return [str(name) for name in columns]
+    return None
+
+
+def _task_columns(events: Sequence[AnyEvent]) -> dict[Hashable, str]:
+    """Task key -> pipeline column, from the cell correlation its events carry (a cell's
+    readiness and dispatch come before any of them, so this is a pass of its own)."""
+    out: dict[Hashable, str] = {}
+    for e in events:
+        corr = e.correlation
+        if corr is not None and corr.column is not None and corr.task_id is not None:
+            out.setdefault(task_key(corr.task_id), corr.column)
+    return out
 
 
 def _first_ready_times(events: Sequence[AnyEvent]) -> list[float]:

@@ -1,21 +1,24 @@
 """Pictures of a run (matplotlib, the ``plot`` extra; imported only when drawing).
 
-- ``timeline.png``: per task group (column), how many of its tasks were queued, waiting for
+- ``timeline.png``: per pipeline column (labelled with the endpoint it calls), or per task
+  group in a run that is not a pipeline, how many of its tasks were queued, waiting for
   request admission, backing off after a 429 or a failure, in a provider call, or running
   local code, over time.
 - ``endpoint_limits.png``: per endpoint, the adaptive limit, calls in flight and waiters over
   time, with every 429 marked and cooldowns shaded.
-- ``progress.png``: tasks completed over time with rate limits marked, above a band that
-  shows which layer held the run back at each moment.
+- ``progress.png``: rows completed (and written at each row-group checkpoint) over time for a
+  pipeline, tasks completed for other runs, with rate limits marked, above a band that shows
+  which layer held the run back at each moment.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 from ..errors import SluicegateError
-from .series import WORKER_STATES, RunOccupancy
+from .series import WORKER_STATES, GroupSeries, RunOccupancy
 from .verdict import LAYER_TITLES
 
 INSTALL_HINT = "pip install 'sluicegate[plot]'"
@@ -50,7 +53,7 @@ _LAYER_COLORS = {
 }
 
 MAX_GROUPS = 8
-"""Groups drawn in the timeline (the busiest ones; the rest are summed into "other")."""
+"""Groups (or columns) drawn in the timeline: the busiest ones; the rest are left out."""
 
 MAX_POINTS = 4000
 
@@ -115,13 +118,27 @@ def _thin(times: list[float], columns: list[list[Any]]) -> tuple[list[float], li
     return keep_t, keep
 
 
+def _busy(series: GroupSeries) -> int:
+    return sum(sum(v) for v in series.counts.values())
+
+
 def _timeline(plt: Any, occ: RunOccupancy) -> Any:
     t0 = occ.started_at
-    groups = sorted(
-        occ.groups.values(),
-        key=lambda g: -sum(sum(v) for v in g.counts.values()),
-    )
-    shown = groups[:MAX_GROUPS] or []
+    if occ.columns:
+        # A pipeline's task groups are endpoint lanes: draw its columns, in pipeline order.
+        # Columns whose cells took no time (samplers, expressions) would be empty rows.
+        idle = [c.name for c in occ.columns.values() if not _busy(c)]
+        busy = [c for c in occ.columns.values() if _busy(c)] or list(occ.columns.values())
+        ranked = sorted(busy, key=_busy, reverse=True)
+        busiest = {c.name for c in ranked[:MAX_GROUPS]}
+        shown = [c for c in busy if c.name in busiest]
+        title = "Cells per column over time, by what they were doing"
+        if idle and len(busy) < len(occ.columns):
+            more = f" and {len(idle) - 4} more" if len(idle) > 4 else ""
+            title += f"\n(no time in any state: {', '.join(idle[:4])}{more})"
+    else:
+        shown = sorted(occ.groups.values(), key=lambda g: -_busy(g))[:MAX_GROUPS]
+        title = "Tasks per column over time, by what they were doing"
     rows = max(1, len(shown))
     figure, axes = plt.subplots(rows, 1, figsize=(10, 1.9 * rows + 0.8), sharex=True, squeeze=False)
     for ax, group in zip(axes[:, 0], shown, strict=False):
@@ -135,9 +152,9 @@ def _timeline(plt: Any, occ: RunOccupancy) -> Any:
             colors=[_STATE_COLORS[s] for s in WORKER_STATES],
             labels=[_STATE_LABELS[s] for s in WORKER_STATES],
         )
-        ax.set_ylabel(group.name, rotation=0, ha="right", va="center")
+        ax.set_ylabel(series_label(group), rotation=0, ha="right", va="center")
         ax.margins(x=0)
-    axes[0, 0].set_title("Tasks per column over time, by what they were doing")
+    axes[0, 0].set_title(title)
     axes[0, 0].legend(loc="upper right", fontsize="x-small", ncol=2)
     axes[-1, 0].set_xlabel("seconds since the run started")
     return figure
@@ -175,17 +192,46 @@ def _endpoint_limits(plt: Any, occ: RunOccupancy) -> Any:
     return figure
 
 
+def series_label(series: GroupSeries) -> str:
+    """A timeline row's label: ``column (endpoint)`` when the column called an endpoint."""
+    if not series.endpoints:
+        return series.name
+    return f"{series.name} ({', '.join(series.endpoints)})"
+
+
 def _progress(plt: Any, occ: RunOccupancy) -> Any:
     t0 = occ.started_at
     figure, (top, band) = plt.subplots(
         2, 1, figsize=(10, 4.2), sharex=True, gridspec_kw={"height_ratios": [4, 1]}
     )
-    done = [t - t0 for t in occ.completions]
-    top.step([0.0, *done], list(range(len(done) + 1)), where="post", color="#1a9641")
+    rows = occ.rows
+    if rows is None:
+        done = [t - t0 for t in occ.completions]
+        top.step([0.0, *done], list(range(len(done) + 1)), where="post", color="#1a9641")
+        top.set_ylabel("tasks completed")
+    else:
+        done = [t - t0 for t in rows.completed]
+        top.step(
+            [0.0, *done],
+            list(range(len(done) + 1)),
+            where="post",
+            color="#1a9641",
+            label="rows completed (every column's cell done)",
+        )
+        written = list(itertools.accumulate(n for _, n in rows.written))
+        top.step(
+            [0.0, *(t - t0 for t, _ in rows.written)],
+            [0, *written],
+            where="post",
+            color="black",
+            linestyle="--",
+            label="rows written (row-group checkpoints)",
+        )
+        top.set_ylabel("rows completed / written")
+        top.legend(loc="upper left", fontsize="x-small")
     for ep in occ.endpoints.values():
         for t in ep.rate_limits:
             top.axvline(t - t0, color="#d7191c", alpha=0.25, linewidth=0.8)
-    top.set_ylabel("tasks completed")
     top.set_title("Progress (red lines: rate limits) and the layer holding the run back")
     top.margins(x=0)
     seen: set[str] = set()

@@ -1,4 +1,5 @@
-"""What the occupancy sweep produces: layer time, and per-endpoint and per-group series.
+"""What the occupancy sweep produces: layer time, and per-endpoint and per-group series
+(and, for a pipeline run, per-column series and rows over time).
 
 These are the facts the verdict, the run report and the pictures are drawn from. Times are on
 the run's clock (the events' ``captured_at``).
@@ -59,11 +60,26 @@ class EndpointSeries(msgspec.Struct, kw_only=True):
 
 
 class GroupSeries(msgspec.Struct, kw_only=True):
-    """One task group (column) over the run: how many of its tasks were in each state."""
+    """One task group, or one pipeline column, over the run: how many of its tasks (cells)
+    were in each state."""
 
     name: str
     times: list[float] = msgspec.field(default_factory=list)
     counts: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    endpoints: list[str] = msgspec.field(default_factory=list)
+    """A column's: the endpoints its model calls went to (empty for a task group)."""
+
+
+class RowProgress(msgspec.Struct, kw_only=True):
+    """A pipeline run's rows over time (a generic scheduler run has none)."""
+
+    columns: int
+    """Columns the pipeline declared (``pipeline_started``)."""
+    completed: list[float] = msgspec.field(default_factory=list)
+    """When each row became complete: a cell of every column completed in this run (a row
+    filtered or failed part-way, or finished from a journal by a resumed run, is not here)."""
+    written: list[tuple[float, int]] = msgspec.field(default_factory=list)
+    """``(instant, rows)`` per row-group checkpoint: the rows it wrote."""
 
 
 class LayerTime(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +107,11 @@ class RunOccupancy(msgspec.Struct, kw_only=True):
     peak_leases: int
     segments: list[tuple[float, float, str]] = msgspec.field(default_factory=list)
     """``(start, end, layer)``: the label over time, adjacent equal labels merged."""
+    columns: dict[str, GroupSeries] = msgspec.field(default_factory=dict)
+    """A pipeline run's series per column, in pipeline order (empty for other runs: their
+    task groups are in ``groups``; a pipeline's groups are its endpoint lanes)."""
+    rows: RowProgress | None = None
+    """A pipeline run's rows over time; ``None`` for other runs."""
 
     @property
     def duration(self) -> float:
