@@ -15,14 +15,14 @@ invariants:
 - A retryable failure defers the cell (``retry`` outcome) until it has used ``max_attempts``
   attempts; then it is parked. When nothing of its row group is ready, deferred or running any
   more, parked cells get a salvage round (fresh attempts), each cell at most
-  ``salvage_rounds`` times; after that their rows fail.
+  ``salvage_rounds`` times; after that their rows fail. A non-retryable failure (``drop``)
+  fails its row at once; a row whose ``keep_if`` is false is filtered. Either way the row's
+  remaining cells never run.
 - A cell's *executions* are numbered over the whole run, never reset: a salvage round
   refreshes the attempt budget but not the count, and every release hands the scheduler the
   count so far (``SchedulableTask.prior_attempts``), so the scheduler's attempt (its events),
   the cell's ``task_execution_id`` and ``ctx.attempt`` are one number, unique per cell and
-  run, across salvage rounds and scheduler segments. A non-retryable failure (``drop``)
-  fails its row at once; a row whose ``keep_if`` is false is filtered. Either way the row's
-  remaining cells never run.
+  run, across salvage rounds and scheduler segments.
 - Row groups are admitted up to ``max_row_groups`` at once, in order, as
   :class:`RowGroupPlanner` asks for them; a finished group is handed to the hooks (written,
   then its memory released). With a :class:`~sluicegate.scheduling.SlowStartWindow`, the

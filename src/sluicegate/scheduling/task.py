@@ -89,8 +89,7 @@ class SchedulableTask(msgspec.Struct, Generic[PayloadT], frozen=True):
     tracker that outlives one scheduler (a pipeline runs one scheduler per segment of cells):
     the scheduler numbers the dispatch at least ``prior_attempts + 1``, so attempt numbers
     (events, outcomes, ``RetryPolicy.max_attempts``) continue instead of restarting. Checked
-    at construction
-    (:class:`~sluicegate.ConfigurationError` naming the field).
+    at construction (:class:`~sluicegate.ConfigurationError` naming the field).
 
     Generic in the payload type: a ``DagCompletionTracker[Row]`` hands its worker
     ``SchedulableTask[Row]`` (a static-typing aid only; nothing is checked at runtime).
