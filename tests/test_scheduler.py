@@ -1616,3 +1616,33 @@ async def test_schedulers_in_a_row_continue_one_event_stream() -> None:
         sg.AsyncTaskScheduler(sg.DagCompletionTracker(), worker, sink=sink, events=stream)
     with pytest.raises(ConfigurationError, match="EventEmitter"):
         sg.AsyncTaskScheduler(sg.DagCompletionTracker(), worker, events=sink)  # type: ignore[arg-type]
+
+
+async def test_a_task_carried_over_from_an_earlier_scheduler_continues_its_attempts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A tracker that outlives one scheduler (a pipeline runs one per segment of cells) says
+    how many attempts a task already had: the new scheduler continues the count, so (task,
+    attempt) stays unique over the run instead of restarting at 1."""
+    seen: list[str | None] = []
+
+    async def worker(task: sg.SchedulableTask) -> None:
+        correlation = sg.events.current_correlation()
+        seen.append(None if correlation is None else correlation.task_execution_id)
+        if len(seen) == 1:
+            raise sg.RetryableTaskError("flaky")
+
+    sink = sg.InMemoryEventSink()
+    tracker = sg.DagCompletionTracker.from_tasks([sg.SchedulableTask("t", prior_attempts=2)])
+    retry = sg.RetryPolicy(max_attempts=4)  # counts the earlier attempts too
+    result = await sg.AsyncTaskScheduler(tracker, worker, retry=retry, sink=sink).run()
+    dispatched = [e.attempt for e in sink.of_kind("task_dispatched")]
+    assert dispatched == [3, 4]
+    assert seen == ["t#3", "t#4"]
+    assert result.outcomes["t"].status == "succeeded" and result.outcomes["t"].attempts == 4
+
+
+@pytest.mark.parametrize("prior", [-1, 1.5, "2"])
+def test_prior_attempts_must_be_a_whole_number(prior: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"prior_attempts.*Fix: pass the number"):
+        sg.SchedulableTask("t", prior_attempts=prior)  # type: ignore[arg-type]

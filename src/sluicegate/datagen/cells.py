@@ -251,6 +251,10 @@ class CellWorker:
         cell: int = task.task_id
         tracker = self._tracker
         values, group, attempt = tracker.cell_input(cell)
+        # The execution's number over the run: the scheduler's attempt for this dispatch (the
+        # tracker numbers releases as the scheduler numbers dispatches, across salvage rounds
+        # and segments). ``attempt`` counts within the salvage round and paces the backoff.
+        execution = task.prior_attempts + 1
         row, column = divmod(cell, self._columns)
         rt = self._runtimes[column]
         ctx = CellContext(
@@ -259,14 +263,14 @@ class CellWorker:
             row_index=row,
             row_group=group,
             column=rt.name,
-            attempt=attempt,
+            attempt=execution,
             correlation=None,
             run_id=self._run_id,
             holder=rt.lane,
         )
         if self._correlate:
             # Only a sink reads correlation; without one the context builds it on demand.
-            set_correlation(self.correlation(rt, cell, row, group, attempt))
+            set_correlation(self.correlation(rt, cell, row, group, execution))
         self.running += 1
         now = self._now
         started = now()
@@ -295,7 +299,8 @@ class CellWorker:
     def correlation(
         self, rt: ColumnRuntime, cell: int, row: int, group: int, attempt: int
     ) -> RuntimeCorrelation:
-        """The correlation of one cell attempt (what its events carry)."""
+        """The correlation of one cell execution (what its events carry); ``attempt`` is the
+        scheduler's attempt number of the dispatch, unique per cell and run."""
         return RuntimeCorrelation(
             run_id=self._run_id,
             row_group=group,

@@ -18,6 +18,11 @@ invariants:
   ``salvage_rounds`` times; after that their rows fail. A non-retryable failure (``drop``)
   fails its row at once; a row whose ``keep_if`` is false is filtered. Either way the row's
   remaining cells never run.
+- A cell's *executions* are numbered over the whole run, never reset: a salvage round
+  refreshes the attempt budget but not the count, and every release hands the scheduler the
+  count so far (``SchedulableTask.prior_attempts``), so the scheduler's attempt (its events),
+  the cell's ``task_execution_id`` and ``ctx.attempt`` are one number, unique per cell and
+  run, across salvage rounds and scheduler segments.
 - Row groups are admitted up to ``max_row_groups`` at once, in order, as
   :class:`RowGroupPlanner` asks for them; a finished group is handed to the hooks (written,
   then its memory released). With a :class:`~sluicegate.scheduling.SlowStartWindow`, the
@@ -181,6 +186,9 @@ class CellTracker:
         self._max_attempts = max_attempts
         self._salvage_rounds = salvage_rounds
         self._salvage_delay = salvage_delay
+        self._earlier_rounds: dict[int, int] = {}
+        """Cell -> its executions in earlier salvage rounds (only salvaged cells; dropped
+        with their row group)."""
         self.max_row_groups = max_row_groups
         self.window = window
         self.stopping = False
@@ -221,6 +229,7 @@ class CellTracker:
         heaps = lane.heaps
         lane_columns = lane.columns
         heappop = heapq.heappop
+        earlier_rounds = self._earlier_rounds
         if len(heaps) == 1:
             single: list[int] | None = heaps[0]
         else:
@@ -251,9 +260,14 @@ class CellTracker:
                 continue  # its row was dropped after the cell became ready
             group.state[index] = RUNNING
             attempts = group.unmet[index] + 1  # a running cell reuses unmet as attempts
-            group.unmet[index] = attempts if attempts < 255 else 255
+            group.unmet[index] = attempts if attempts < 255 else 255  # cell_max_attempts <= 100
+            cell = row * columns + column
+            # Executions before this one, over the whole run (the scheduler continues from it).
+            prior = attempts - 1
+            if group.salvaged:
+                prior += earlier_rounds.get(cell, 0)
             lane.outstanding += 1
-            out.append(SchedulableTask(row * columns + column, None, col_group[column], resources))
+            out.append(SchedulableTask(cell, None, col_group[column], resources, prior))
         if lane.outstanding > lane.max_outstanding:
             lane.max_outstanding = lane.outstanding
 
@@ -320,7 +334,9 @@ class CellTracker:
     # -- called by the worker --------------------------------------------------------------
 
     def cell_input(self, cell: int) -> tuple[list[object], int, int]:
-        """``(values of the row, row group index, attempt number)`` for a running cell."""
+        """``(values of the row, row group index, attempt in this salvage round)`` for a
+        running cell (the round's attempt paces the backoff; the execution number over the run
+        is its task's ``prior_attempts + 1``)."""
         row, column = divmod(cell, self.columns)
         group = self.groups[row // self._buffer]
         base = (row - group.start) * self.columns
@@ -476,10 +492,13 @@ class CellTracker:
             used = group.salvaged.get(index, 0)
             if used < self._salvage_rounds:
                 group.salvaged[index] = used + 1
-                group.unmet[index] = 0  # fresh attempts
+                cell = group.start * self.columns + index
+                # Fresh attempts, but the executions keep their numbers.
+                earlier = self._earlier_rounds
+                earlier[cell] = earlier.get(cell, 0) + group.unmet[index]
+                group.unmet[index] = 0
                 group.state[index] = DEFERRED
                 group.live += 1
-                cell = group.start * self.columns + index
                 heapq.heappush(self._deferred, (at, next(self._seq), cell))
                 salvaged += 1
                 continue
@@ -495,8 +514,16 @@ class CellTracker:
             group.salvage_rounds += 1
             self._hooks.salvage(group, salvaged)
 
-    def _finish(self, group: RowGroupState) -> None:
+    def _forget(self, group: RowGroupState) -> None:
+        """``group`` leaves memory: drop its cells' execution counts of earlier rounds."""
         del self.groups[group.index]
+        if group.salvaged:
+            base = group.start * self.columns
+            for index in group.salvaged:
+                self._earlier_rounds.pop(base + index, None)
+
+    def _finish(self, group: RowGroupState) -> None:
+        self._forget(group)
         if group.probing:
             self._probed(group, False)
         if group.index in self.planner.in_flight:
@@ -529,7 +556,7 @@ class CellTracker:
                 row_state[offset] = ROW_ABANDONED
         group.resolved = group.size
         if group.live == 0:
-            del self.groups[index]
+            self._forget(group)
             self._hooks.group_abandoned(index)
 
     def _admit_groups(self) -> None:

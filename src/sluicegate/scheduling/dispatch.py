@@ -187,7 +187,10 @@ class Dispatcher:
             return
         task_id = task.task_id
         attempts = self._terminal.attempts
-        attempt = attempts.get(task_id, 0) + 1
+        # A task carried over from an earlier scheduler of the same run continues its count.
+        attempt = attempts.get(task_id, 0)
+        prior = task.prior_attempts
+        attempt = (attempt if attempt >= prior else prior) + 1
         attempts[task_id] = attempt
         # Counted before the spawn: the worker's cleanup decrements it, whenever it runs.
         self.running += 1

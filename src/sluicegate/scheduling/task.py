@@ -84,8 +84,12 @@ class SchedulableTask(msgspec.Struct, Generic[PayloadT], frozen=True):
 
     ``task_id`` is stable and unique within a run (hashable); ``payload`` is opaque to every
     layer; ``group`` is a :class:`TaskGroupSpec`; ``resources`` maps scheduler resource names
-    to the whole, positive number of units the task holds while running. Checked at
-    construction (:class:`~sluicegate.ConfigurationError` naming the field).
+    to the whole, positive number of units the task holds while running. ``prior_attempts``
+    (default 0) is how many attempts the task already had before this release, counted by a
+    tracker that outlives one scheduler (a pipeline runs one scheduler per segment of cells):
+    the scheduler numbers the dispatch at least ``prior_attempts + 1``, so attempt numbers
+    (events, outcomes, ``RetryPolicy.max_attempts``) continue instead of restarting. Checked
+    at construction (:class:`~sluicegate.ConfigurationError` naming the field).
 
     Generic in the payload type: a ``DagCompletionTracker[Row]`` hands its worker
     ``SchedulableTask[Row]`` (a static-typing aid only; nothing is checked at runtime).
@@ -95,9 +99,17 @@ class SchedulableTask(msgspec.Struct, Generic[PayloadT], frozen=True):
     payload: PayloadT = None  # type: ignore[assignment]  # None only when PayloadT allows it
     group: TaskGroupSpec = DEFAULT_GROUP
     resources: SchedulerResourceRequest = DEFAULT_RESOURCE_REQUEST
+    prior_attempts: int = 0
 
     def __post_init__(self) -> None:
         task_id = self.task_id
+        prior = self.prior_attempts
+        if prior != 0 and (type(prior) is not int or prior < 0):
+            raise ConfigurationError(
+                f"task {task_id!r}.prior_attempts",
+                f"got {describe(prior)}, not a whole number >= 0",
+                "pass the number of attempts the task already had (0 for a new task)",
+            )
         try:
             hash(task_id)
         except TypeError:
