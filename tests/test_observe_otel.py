@@ -467,6 +467,35 @@ def test_requests_of_each_endpoint_and_server_get_their_own_names_and_attributes
     assert by_server == {("a", "host-1"): 1, ("b", "host-2"): 1, ("a", "host-2"): 1, ("a", None): 1}
 
 
+def test_a_failed_request_span_names_its_server_too(otel: Otel) -> None:
+    sink = otel.sink()
+    em = sg.events.EventEmitter(sink)
+    em.scheduler("scheduler_job_started", diagnostics={"run_id": "r"})
+    where = {"provider": "p", "model_id": "m", "domain": "chat", "request_id": 1}
+    em.request("model_request_started", attempt=1, **where)  # type: ignore[arg-type]
+    report = sg.events.ModelCallReport(
+        duration_seconds=0.5,
+        error_type="ProviderFailureError",
+        http_status=500,
+        server_address="llm.internal",
+        server_port=8000,
+    )
+    em.request(
+        "model_request_completed",
+        attempt=1,
+        outcome="provider_failure",
+        call=report,
+        **where,  # type: ignore[arg-type]
+    )
+    em.scheduler("scheduler_job_completed")
+    sink.close()
+    _, _, (span,) = by_kind(otel.spans())
+    attributes = span.attributes or {}
+    assert span.status.status_code == StatusCode.ERROR
+    assert attributes["error.type"] == "provider_failure"
+    assert (attributes["server.address"], attributes["server.port"]) == ("llm.internal", 8000)
+
+
 def test_admission_waits_are_span_events_and_counted(otel: Otel) -> None:
     # twelve cells at once behind an endpoint cap of 8: some requests wait for admission
     run_virtual(build(otel.sink(), calls(1), tasks=12, capacity=12).run)

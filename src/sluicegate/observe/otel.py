@@ -182,6 +182,7 @@ class OpenTelemetryEventSink:
         self._task_names: dict[str | None, tuple[str, dict[str, AttributeValue]]] = {}
         self._endpoints: dict[tuple[str | None, str | None, str | None], _Endpoint] = {}
         self._responses: dict[tuple[str | None, str | None, int | None], dict[str, Any]] = {}
+        self._servers: dict[tuple[str | None, int | None], dict[str, Any]] = {}
         self._group_keys: dict[str | None, Attrs] = {}
         self._on_request: dict[str, Callable[[RequestEvent], object]] = {
             "model_request_started": self._model_request_started,
@@ -565,6 +566,8 @@ class OpenTelemetryEventSink:
                 span.set_status(Status(StatusCode.ERROR, outcome))
             if retry_after is not None:
                 attributes["sluicegate.attempt.retry_after"] = retry_after
+            if call is not None and call.server_address is not None:
+                attributes.update(self._server(call))  # where the failed call went
         if call is not None:  # the final attempt's own time (the span also covers waits)
             attributes["sluicegate.attempt.duration"] = call.duration_seconds
         span.set_attributes(attributes)
@@ -581,6 +584,16 @@ class OpenTelemetryEventSink:
                     SERVER_ADDRESS: call.server_address,
                     SERVER_PORT: call.server_port,
                 }
+            )
+        return found
+
+    def _server(self, call: ModelCallReport) -> dict[str, Any]:
+        """A call's server as span attributes (cached per server)."""
+        ident = (call.server_address, call.server_port)
+        found = self._servers.get(ident)
+        if found is None:
+            found = self._servers[ident] = self._span_labels.of(
+                {SERVER_ADDRESS: call.server_address, SERVER_PORT: call.server_port}
             )
         return found
 
