@@ -85,3 +85,42 @@ def test_a_pipeline_short_of_task_capacity_is_told_to_raise_task_capacity() -> N
     assert verdict.layer == "task_admission"
     assert (verdict.setting, verdict.value) == ("task_capacity", 32)  # the endpoint's cap
     assert "set task_capacity=32" in verdict.message
+
+
+def test_call_retries_back_off_by_request_backoff_seconds_and_the_verdict_names_it() -> None:
+    sink = InMemoryEventSink()
+    flaky = dg.Pipeline(
+        [dg.sampler("t", ["a", "b"]), dg.llm_text("q", "about {t}", model="w")],
+        endpoints=[dg.Endpoint("w", model="m", provider="sim", max_parallel_requests=8)],
+        providers={
+            "sim": SimulatedProvider(name="sim", latency_seconds=0.1, failure_rate=0.3, seed=3)
+        },
+    )
+    result = run_virtual(
+        flaky.arun,
+        40,
+        events=sink,
+        buffer_size=40,
+        request_max_attempts=5,
+        request_backoff_seconds=4.0,
+    )
+    assert result.ok
+    ended: dict[tuple[int, int], float] = {}
+    pauses = []
+    for e in sink.events:
+        if e.event_kind == "model_request_completed" and e.request_id is not None:
+            ended[(e.request_id, e.attempt or 0)] = e.captured_at
+        elif e.event_kind == "model_request_started" and (e.attempt or 0) > 1:
+            pauses.append(e.captured_at - ended[(e.request_id or 0, (e.attempt or 0) - 1)])
+    assert pauses and min(pauses) >= 4.0 * 0.9  # the setting, less its -10% jitter
+    verdict = CorrelatedRuntimeView(sink.events).verdict()
+    assert verdict.layer == "failure_retry"
+    assert verdict.setting == "request_backoff_seconds"
+    assert "lower request_backoff_seconds" in verdict.message
+
+
+def test_request_backoff_seconds_is_checked() -> None:
+    from sluicegate.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="request_backoff_seconds"):
+        dg.RunSettings(records=1, request_backoff_seconds=-1.0)

@@ -214,6 +214,7 @@ class PipelineRun:
             self.stack.executor,
             {a: str(k) for a, k in self.stack.endpoint_of_alias.items()},
             max_attempts=settings.request_max_attempts,
+            backoff_seconds=settings.request_backoff_seconds,
             seed=settings.seed,
             wake=self._wake,
         )

@@ -47,6 +47,10 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     - ``cell_max_attempts`` / ``cell_backoff_seconds``: attempts of a cell failing in a
       retryable way (each attempt may itself retry its model calls ``request_max_attempts``
       times), and the backoff before the second attempt (doubling, at most 60 s).
+    - ``request_max_attempts`` / ``request_backoff_seconds``: attempts of one model call inside
+      a cell (429, 5xx, timeouts), and the pause before its second attempt (doubling, +/-10%
+      jitter, at most 30 s; a longer ``Retry-After`` wins). The cell's endpoint slot serves
+      another cell meanwhile.
     - ``salvage_rounds`` / ``salvage_delay_seconds``: extra rounds for a row group stalled on
       cells that used all their attempts, and the pause before each.
     - ``error_rate_window`` / ``error_rate_threshold``: stop early when at least this share of
@@ -69,6 +73,7 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     cell_max_attempts: int = 3
     cell_backoff_seconds: float = 1.0
     request_max_attempts: int = 3
+    request_backoff_seconds: float = 0.5
     salvage_rounds: int = 2
     salvage_delay_seconds: float = 5.0
     error_rate_window: int = 200
@@ -116,6 +121,7 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             )
         for name in (
             "cell_backoff_seconds",
+            "request_backoff_seconds",
             "salvage_delay_seconds",
             "journal_flush_seconds",
             "stop_grace_seconds",

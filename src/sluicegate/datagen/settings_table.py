@@ -85,6 +85,7 @@ SETTINGS: Final[dict[str, Setting]] = {
         _run("cell_max_attempts", "int", "attempts of a cell failing retryably", minimum=1),
         _run("cell_backoff_seconds", "float", "backoff before a cell's second attempt"),
         _run("request_max_attempts", "int", "attempts of one model call inside a cell"),
+        _run("request_backoff_seconds", "float", "backoff before a model call's second attempt"),
         _run("salvage_rounds", "int", "extra rounds for cells that used their attempts"),
         _run("salvage_delay_seconds", "float", "pause before a salvage round"),
         _run("error_rate_window", "int", "cell attempts the error rate is measured over"),

@@ -347,15 +347,17 @@ def _downstream(
 
 
 def _failure_retry(
-    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, detail: str | None
 ) -> _Advice:
     where = f" on endpoint `{endpoint}`" if endpoint else ""
     if inputs.pipeline:
+        # A cell's model call backs off inside the cell; a failed cell is retried as a task.
+        setting = "cell_backoff_seconds" if detail == "task_retry" else "request_backoff_seconds"
+        what = "failed cells" if detail == "task_retry" else "failed model calls"
         return _Advice(
-            f"{_pct(share)} of the run was spent backing off before retrying failed calls or "
-            f"cells{where}: fix the failures (see failures by reason), or lower "
-            "cell_backoff_seconds",
-            setting="cell_backoff_seconds",
+            f"{_pct(share)} of the run was spent backing off before retrying {what}{where}: "
+            f"fix the failures (see failures by reason), or lower {setting}",
+            setting=setting,
         )
     return _Advice(
         f"{_pct(share)} of the run was spent backing off before retrying failed calls or "
