@@ -223,6 +223,32 @@ async def test_execute_continues_a_callers_attempts_and_reports_its_retry(
     assert (ex.stats.requests, ex.stats.attempts, ex.stats.failed) == (1, 4, 1)
 
 
+async def test_a_failed_call_hands_its_request_id_to_the_next(autojump_clock: Any) -> None:
+    """``ModelRequestError.request_id`` passed back as ``execute(request_id=)`` continues the
+    request in events; without a sink there is no id (nothing is set per call)."""
+    sink = InMemoryEventSink()
+    ex = executor(sink, max_attempts=1)
+    with pytest.raises(ModelRequestError) as first:
+        await ex.execute("gen", REQUEST, will_retry=True)
+    rid = first.value.request_id
+    assert rid is not None
+    with pytest.raises(ModelRequestError) as second:
+        await ex.execute("gen", REQUEST, attempt=2, request_id=rid)
+    assert second.value.request_id == rid
+    ids = {e.request_id for e in sink.of_kind("model_request_completed")}
+    assert ids == {rid}  # one logical request in the events
+    quiet = ModelRequestExecutor(
+        AdaptiveRequestAdmissionController(
+            [ModelEndpoint(name="gen", provider="fake", model_id="m", max_parallel_requests=2)]
+        ),
+        {"fake": Failing(ProviderRateLimitedError("HTTP 429", retry_after=None))},
+        max_attempts=1,
+    )
+    with pytest.raises(ModelRequestError) as silent:
+        await quiet.execute("gen", REQUEST)
+    assert silent.value.request_id is None
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

@@ -12,11 +12,12 @@ Retried: what the executor reports as :class:`~sluicegate.requests.ModelRequestE
 limits, retryable provider failures, timeouts), with exponential backoff and +/-10% jitter,
 never sooner than a provider's ``retry_after``. Everything else propagates at once.
 
-All attempts of one call are one logical model request: they run in one
-:class:`~sluicegate.events.request_scope` (one request id), the executor is told which attempt
-each is (numbers continue 1, 2, 3 across the pauses) and whether a failure will be retried
-here, so its ``model_request_completed`` reports ``will_retry`` as it is: a retried 429 is not
-a failed request, to the OpenTelemetry bridge and the runtime view alike.
+All attempts of one call are one logical model request: each call after the first passes
+back the request id the failed one's :class:`~sluicegate.requests.ModelRequestError` carries
+(set only while events are on, so a run without a sink pays nothing for it), the executor is
+told which attempt each is (numbers continue 1, 2, 3 across the pauses) and whether a failure
+will be retried here, so its ``model_request_completed`` reports ``will_retry`` as it is: a
+retried 429 is not a failed request, to the OpenTelemetry bridge and the runtime view alike.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from typing import Final
 
 import trio
 
-from ..events import new_request_id, request_scope
 from ..requests import ModelRequest, ModelRequestError, ModelRequestExecutor, ModelResponse
 from .tracker import Lane
 
@@ -63,16 +63,11 @@ class CellCalls:
     ) -> ModelResponse:
         """One model request, retried as described above. ``holder`` is the calling cell's
         lane (widened while the cell pauses), or ``None``."""
-        with request_scope(new_request_id()):
-            return await self._call(model, request, holder)
-
-    async def _call(
-        self, model: str, request: ModelRequest, holder: object | None
-    ) -> ModelResponse:
         group = self._groups.get(model, model)
         delay = self._backoff
         calls = 0
         attempt = 1  # the executor's attempt number: continues across our calls
+        request_id = None  # one logical request in events: the first call's id, passed on
         while True:
             calls += 1
             try:
@@ -82,12 +77,14 @@ class CellCalls:
                     request_group=group,
                     attempt=attempt,
                     will_retry=calls < self._max_attempts,
+                    request_id=request_id,
                 )
             except ModelRequestError as exc:
                 if calls >= self._max_attempts:
                     raise
                 hint = exc.outcome.retry_after_seconds
                 attempt = exc.attempts + 1
+                request_id = exc.request_id
             pause = min(self._max_backoff, delay) * (
                 1.0 + _JITTER * (2.0 * self._random.random() - 1.0)
             )

@@ -67,11 +67,18 @@ class ModelRequestError(SluicegateError):
     """
 
     def __init__(
-        self, resource: RequestResourceKey, attempts: int, outcome: RequestReleaseOutcome
+        self,
+        resource: RequestResourceKey,
+        attempts: int,
+        outcome: RequestReleaseOutcome,
+        request_id: int | None = None,
     ) -> None:
         self.resource = resource
         self.attempts = attempts
         self.outcome = outcome
+        self.request_id = request_id
+        """The logical request's id in events (``None`` while no sink listens): a caller that
+        retries passes it back to ``execute(request_id=)`` to continue the same request."""
         self.retryable = True
         hint = outcome.retry_after_seconds
         self.retry_after = hint if hint is not None and 0 <= hint < math.inf else None
@@ -275,6 +282,7 @@ class ModelRequestExecutor:
         provider: str | None = None,
         attempt: int = 1,
         will_retry: bool = False,
+        request_id: int | None = None,
     ) -> ModelResponse:
         """Send ``request`` to ``model`` (an alias or a key), retrying as configured.
 
@@ -284,9 +292,10 @@ class ModelRequestExecutor:
         ``trio.Cancelled`` on cancellation (leases are always released first).
 
         For a caller that retries by calling ``execute`` again (pausing in between itself),
-        so that its calls are one logical request: call inside one
-        :class:`~sluicegate.events.request_scope` (one request id), pass ``attempt``, the
-        number of this call's first attempt (its attempts continue from it, and
+        so that its calls are one logical request: pass back the ``request_id`` the previous
+        call's :class:`ModelRequestError` carries (or call inside one
+        :class:`~sluicegate.events.request_scope`), ``attempt``, the number of this call's
+        first attempt (its attempts continue from it, and
         :class:`ModelRequestError` counts them all), and ``will_retry=True`` when the caller
         calls again if this one raises :class:`ModelRequestError`: the last attempt's
         ``model_request_completed`` then reports ``will_retry`` true, so the request is not
@@ -319,7 +328,8 @@ class ModelRequestExecutor:
         # One logical request: its admission waits and attempts carry one request id, on the
         # item (a request_scope around the call, if any, names it instead).
         emitting = self._emitter.enabled
-        request_id = (current_request_id() or new_request_id()) if emitting else None
+        if emitting and request_id is None:
+            request_id = current_request_id() or new_request_id()
         item = RequestAdmissionItem(
             resource=resource,
             request_group=request_group,
@@ -353,7 +363,7 @@ class ModelRequestExecutor:
                 if attempt >= last:
                     if not will_retry:
                         self._failed += 1
-                    raise ModelRequestError(resource, attempt, outcome) from error
+                    raise ModelRequestError(resource, attempt, outcome, request_id) from error
                 pause = min(self.max_backoff_seconds, delay)
                 if self.backoff_jitter:
                     pause *= 1.0 + self.backoff_jitter * (2.0 * self._random.random() - 1.0)
