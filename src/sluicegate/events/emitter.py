@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import trio
@@ -18,7 +17,7 @@ from .schema import (
     SchedulerEvent,
     SchedulerEventKind,
 )
-from .sinks import NULL_SINK, EventSink, NullEventSink
+from .sinks import NULL_SINK, EventSink, NullEventSink, warn_sink_error
 
 _current_time = trio.current_time
 
@@ -82,12 +81,7 @@ class EventEmitter:
     def _sink_failed(self, exc: Exception) -> None:
         self.sink_errors += 1
         if self.sink_errors == 1:
-            warnings.warn(
-                f"event sink {type(self.sink).__name__} raised {exc!r}; "
-                "the run continues and further sink errors are only counted",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            warn_sink_error(self.sink, exc, stacklevel=3)
 
     # Both builders spell their fields out and build the Struct positionally: measured, that
     # is about a third cheaper than keyword construction (msgspec matches no names), and it

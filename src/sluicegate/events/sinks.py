@@ -363,9 +363,16 @@ class FanOutEventSink:
     def _sink_failed(self, sink: EventSink, exc: Exception, *, stacklevel: int) -> None:
         self.errors += 1
         if self.errors == 1:
-            warnings.warn(
-                f"event sink {type(sink).__name__} raised {exc!r}; "
-                "the run continues and further sink errors are only counted",
-                RuntimeWarning,
-                stacklevel=stacklevel,
-            )
+            warn_sink_error(sink, exc, stacklevel=stacklevel + 1)
+
+
+def warn_sink_error(sink: object, exc: Exception, *, stacklevel: int) -> None:
+    """The one warning a sink's first error gets (the caller counts it and every later one).
+
+    ``stacklevel`` counts from the caller, as ``warnings.warn``'s does."""
+    warnings.warn(
+        f"event sink {type(sink).__name__} raised {exc!r}; "
+        "the run continues and further sink errors are only counted",
+        RuntimeWarning,
+        stacklevel=stacklevel + 1,
+    )
