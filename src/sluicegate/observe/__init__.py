@@ -22,7 +22,15 @@ from .report import (
     report_to_json,
 )
 from .scenarios import SCENARIOS, Scenario, run_scenario, run_scenario_in_virtual_time
-from .series import LAYERS, EndpointSeries, GroupSeries, Layer, LayerTime, RunOccupancy
+from .series import (
+    LAYERS,
+    EndpointSeries,
+    GroupSeries,
+    Layer,
+    LayerTime,
+    RowProgress,
+    RunOccupancy,
+)
 from .timeline import (
     TIMELINE_FIELDS,
     AttemptTimeline,
@@ -54,6 +62,7 @@ __all__ = [
     "Percentiles",
     "PlotDependencyError",
     "RequestTimeline",
+    "RowProgress",
     "RunOccupancy",
     "RunReport",
     "Scenario",
