@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -540,12 +541,52 @@ def test_span_sampling_traces_a_share_of_tasks_but_counts_all(otel: Otel) -> Non
         OpenTelemetryEventSink(span_sampling=1.5)
 
 
-def test_asking_for_message_content_warns_that_it_is_never_recorded(
-    otel: Otel, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("opted_in", [False, True])
+def test_message_content_is_recorded_only_when_the_user_opts_in(
+    otel: Otel, monkeypatch: pytest.MonkeyPatch, opted_in: bool
 ) -> None:
-    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
-    with pytest.warns(RuntimeWarning, match="never records prompts"):
-        otel.sink()
+    if opted_in:
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    else:
+        monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    events = sg.InMemoryEventSink()
+    sink = sg.events.FanOutEventSink([otel.sink(), events])
+    result = run_virtual(build(sink, calls(1), tasks=2).run)
+    sink.close()
+    assert result.counts["succeeded"] == 2
+    _, _, requests = by_kind(otel.spans())
+    completed = [e for e in events.events if e.event_kind == "model_request_completed"]
+    assert len(requests) == 2 and len(completed) == 2
+    for span, event in zip(requests, completed, strict=True):
+        attributes = span.attributes or {}
+        assert event.call is not None
+        if not opted_in:
+            assert "gen_ai.input.messages" not in attributes
+            assert "gen_ai.output.messages" not in attributes
+            assert event.call.input_messages is None and event.call.output_messages is None
+            continue
+        sent = json.loads(str(attributes["gen_ai.input.messages"]))
+        assert sent == [{"role": "user", "parts": [{"type": "text", "content": "secret prompt"}]}]
+        (answer,) = json.loads(str(attributes["gen_ai.output.messages"]))
+        assert answer["role"] == "assistant" and answer["parts"][0]["type"] == "text"
+        assert answer["parts"][0]["content"]
+        assert event.call.input_messages == attributes["gen_ai.input.messages"]
+    # never on metrics, whatever the setting
+    for metric in otel.metrics().values():
+        for point in metric.data.data_points:
+            assert "secret prompt" not in str(dict(point.attributes or {}))
+
+
+def test_capture_content_must_be_a_bool_or_none() -> None:
+    controller = sg.AdaptiveRequestAdmissionController(
+        [sg.ModelEndpoint(name="m", provider="sim", model_id="m", max_parallel_requests=8)]
+    )
+    with pytest.raises(sg.ConfigurationError, match="capture_content"):
+        sg.ModelRequestExecutor(
+            controller,
+            {"sim": sg.SimulatedProvider(name="sim")},
+            capture_content="yes",  # type: ignore[arg-type]
+        )
 
 
 def test_without_an_sdk_the_bridge_is_a_no_op() -> None:

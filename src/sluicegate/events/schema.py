@@ -98,11 +98,16 @@ TASK_LEASE_RELEASING_KINDS: Final = frozenset(
 
 
 class ModelCallReport(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
-    """What one provider call did, carried by ``model_request_completed`` (never content).
+    """What one provider call did, carried by ``model_request_completed``.
 
     Typed rather than a ``diagnostics`` dictionary: it is built once per call on the hot path.
     ``waited_seconds`` is the attempt's admission wait; ``will_retry`` says whether the
-    executor makes another attempt of the same logical request.
+    executor makes another attempt of the same logical request. ``input_messages`` and
+    ``output_messages`` (JSON, in the OpenTelemetry GenAI conventions' message format) are
+    set only when the user opted in to content capture
+    (``ModelRequestExecutor(capture_content=True)``, by default from
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``); otherwise no prompt or
+    completion is ever in an event.
     """
 
     duration_seconds: float
@@ -115,6 +120,8 @@ class ModelCallReport(msgspec.Struct, frozen=True, omit_defaults=True, gc=False)
     http_status: int | None = None
     server_address: str | None = None
     server_port: int | None = None
+    input_messages: str | None = None
+    output_messages: str | None = None
 
 
 class SchedulerEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, tag="scheduler"):

@@ -26,18 +26,19 @@ cancelled task or request (``trio.Cancelled``) ends UNSET with ``sluicegate.task
 error. A cancelled run still ends every span: the scheduler reports the end of a cancelled run,
 and :meth:`OpenTelemetryEventSink.close` ends whatever is still open.
 
-Prompts and completions are never recorded: events do not carry them (see
-``docs/observability.md``), so ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` cannot
-turn them on here; setting it only earns a warning that says so.
+Prompts and completions are recorded only when the user opts in: with
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`` (or
+``ModelRequestExecutor(capture_content=True)``) the executor puts them in its
+``model_request_completed`` event, and the CLIENT span carries them as
+``gen_ai.input.messages`` / ``gen_ai.output.messages`` (JSON, the conventions' message format).
+They are set directly on the span, outside the bounded label sets, and never on metrics.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import re
 import time
-import warnings
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
@@ -69,7 +70,8 @@ from .timeline import TERMINAL_KINDS, task_key
 
 INSTRUMENTATION_NAME: Final = "sluicegate"
 
-CAPTURE_CONTENT_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 
 OPERATION_OF_DOMAIN: Final = {
     "chat": "chat",
@@ -199,14 +201,6 @@ class OpenTelemetryEventSink:
             "request_limit_increased": self._limit_changed,
         }
         self._last_time: float | None = None
-        if os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in ("1", "true", "yes"):
-            warnings.warn(
-                f"{CAPTURE_CONTENT_ENV} is set, but sluicegate never records prompts or "
-                "completions: its events do not carry them (see docs/observability.md, "
-                "'Message content')",
-                RuntimeWarning,
-                stacklevel=2,
-            )
 
     # -- EventSink ------------------------------------------------------------------------
 
@@ -555,6 +549,10 @@ class OpenTelemetryEventSink:
                 attributes[GEN_AI_USAGE_INPUT_TOKENS] = call.input_tokens
             if call.output_tokens is not None:
                 attributes[GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
+            if call.input_messages is not None:  # only when the user opted in (see module doc)
+                attributes[GEN_AI_INPUT_MESSAGES] = call.input_messages
+                if call.output_messages is not None:
+                    attributes[GEN_AI_OUTPUT_MESSAGES] = call.output_messages
         else:
             attributes = {"sluicegate.request.attempts": request.attempts}
             if outcome is not None:
@@ -568,6 +566,8 @@ class OpenTelemetryEventSink:
                 attributes["sluicegate.attempt.retry_after"] = retry_after
             if call is not None and call.server_address is not None:
                 attributes.update(self._server(call))  # where the failed call went
+            if call is not None and call.input_messages is not None:  # opted in
+                attributes[GEN_AI_INPUT_MESSAGES] = call.input_messages
         if call is not None:  # the final attempt's own time (the span also covers waits)
             attributes["sluicegate.attempt.duration"] = call.duration_seconds
         span.set_attributes(attributes)

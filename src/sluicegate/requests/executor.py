@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import random
 from collections.abc import Callable, Mapping
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -137,6 +139,7 @@ class ModelRequestExecutor:
         "backoff_jitter",
         "backoff_multiplier",
         "backoff_seconds",
+        "capture_content",
         "max_attempts",
         "max_backoff_seconds",
     )
@@ -156,7 +159,19 @@ class ModelRequestExecutor:
         admission_timeout: float | None = None,
         seed: int = 0,
         sink: EventSink | None = None,
+        capture_content: bool | None = None,
     ) -> None:
+        if capture_content is None:
+            capture_content = content_capture_requested()
+        elif not isinstance(capture_content, bool):
+            raise ConfigurationError(
+                "ModelRequestExecutor.capture_content",
+                f"must be True, False or None, got {capture_content!r}",
+                f"use None to follow {CAPTURE_CONTENT_ENV} (off unless it is true)",
+            )
+        self.capture_content = capture_content
+        """Whether ``model_request_completed`` carries the prompt and the completion (opt-in;
+        default: ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is true)."""
         if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
             raise ConfigurationError(
                 "ModelRequestExecutor.max_attempts",
@@ -490,6 +505,7 @@ class ModelRequestExecutor:
                                 now - started,
                                 lease.waited,
                                 _will_retry(outcome, error, retry_allowed),
+                                request if self.capture_content else None,
                             ),
                             now,
                         )
@@ -521,6 +537,7 @@ def _call_report(
     duration: float,
     waited: float,
     will_retry: bool,
+    content_of: ModelRequest | None = None,
 ) -> ModelCallReport:
     """What ``model_request_completed`` reports about the call (observability: token usage,
     the model that answered, the server, the error class; never content). Built
@@ -555,7 +572,50 @@ def _call_report(
         status,
         address,
         port,
+        None if content_of is None else _input_messages(content_of),
+        None if content_of is None or response is None else _output_messages(response),
     )
+
+
+CAPTURE_CONTENT_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+"""The OpenTelemetry GenAI opt-in for recording prompts and completions."""
+
+
+def content_capture_requested() -> bool:
+    """Whether ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks for content."""
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    if isinstance(content, list):  # already parts (multimodal messages)
+        return content
+    return [{"type": "text", "content": str(content)}]
+
+
+def _input_messages(request: ModelRequest) -> str:
+    """The request's messages as ``gen_ai.input.messages`` JSON (role and parts); an
+    embeddings request's ``input`` as one user message."""
+    if request.messages is None:
+        messages = [{"role": "user", "parts": _parts(request.input)}]
+    else:
+        messages = [
+            {"role": m.get("role", "user"), "parts": _parts(m.get("content", ""))}
+            for m in request.messages
+        ]
+    return _CONTENT_ENCODER.encode(messages).decode()
+
+
+def _output_messages(response: ModelResponse) -> str | None:
+    """The answer as ``gen_ai.output.messages`` JSON (text only; vectors are not content)."""
+    if not isinstance(response.content, str):
+        return None
+    message = {"role": "assistant", "parts": _parts(response.content)}
+    return _CONTENT_ENCODER.encode([message]).decode()
+
+
+_CONTENT_ENCODER: Final = msgspec.json.Encoder(enc_hook=str)
 
 
 @functools.lru_cache(maxsize=64)
