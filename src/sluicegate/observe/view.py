@@ -303,7 +303,7 @@ class CorrelatedRuntimeView:
                 chain_depth=self.chain_depth,
                 tasks=len(self.tasks),
                 queue_wait=Percentiles.of([e.queue_wait for e in self.executions]),
-                pipeline=any(e.event_kind == "pipeline_started" for e in self.events),
+                pipeline=self.occupancy.rows is not None,  # the sweep found pipeline_started
             ),
         )
 
