@@ -434,6 +434,49 @@ async def test_scheduler_events_are_one_gap_free_stream_across_segments(
     assert all(e.correlation is not None and e.correlation.column for e in completed)
 
 
+async def test_the_job_event_says_what_each_groups_cells_hold(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
+    """Once per run, not per cell: each fairness group (as the events name it) -> the
+    task-admission resources one of its cells holds, so a report can tell when a queued cell
+    would have fitted. A group spread over lanes holding different resources is left out."""
+
+    async def call(row: dg.RowView, ctx: dg.CellContext) -> int:
+        await ctx.call("A" if ctx.column == "a_too" else "B", ctx.column)
+        return 0
+
+    shared = dg.SchedulingMetadata(kind="custom_model", identity=("shared",))
+    pipeline = dg.Pipeline(
+        [
+            dg.llm_text("q", "one", model="A"),
+            dg.expression("n", lambda q: len(q)),
+            dg.column("a_too", call, model="A", scheduling=shared),
+            dg.column("b_too", call, model="B", scheduling=shared),
+        ],
+        endpoints=[
+            dg.Endpoint("A", model="a", provider="fn", max_parallel_requests=2),
+            dg.Endpoint("B", model="b", provider="fn", max_parallel_requests=3),
+        ],
+        providers={"fn": FunctionProvider(latency=lambda model, request: 1.0)},
+    )
+    sink = InMemoryEventSink()
+    assert (await pipeline.arun(4, output_dir=str(tmp_path), events=sink)).ok
+    job = next(e for e in sink.events if e.event_kind == "scheduler_job_started")
+    assert job.diagnostics is not None
+    assert job.diagnostics["limits"] == {"endpoint:fn/a": 4, "endpoint:fn/b": 6, "submission": 74}
+    assert job.diagnostics["group_resources"] == {
+        "model:fn/a": {"submission": 1, "endpoint:fn/a": 1},
+        "local:n": {"submission": 1},
+    }
+    queued = {e.group for e in sink.events if e.event_kind == "ready_enqueued"}
+    assert queued == {"model:fn/a", "local:n", "custom_model:shared"}
+    assert all(
+        e.diagnostics is None or "group_resources" not in e.diagnostics
+        for e in sink.events
+        if e is not job
+    )
+
+
 @pytest.mark.parametrize("output_format", ["jsonl", "parquet"])
 async def test_output_opens_with_pandas_and_pyarrow(
     autojump_clock: Any, tmp_path: pathlib.Path, output_format: str

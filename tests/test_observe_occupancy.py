@@ -1,14 +1,17 @@
 """The occupancy sweep's series of a pipeline run: per column and per row (what the
-timeline and progress pictures draw), and a generic scheduler run left as it was."""
+timeline and progress pictures draw), a generic scheduler run left as it was, and ready-idle
+gaps and idle capacity when tasks hold several task-admission resources."""
 
 from __future__ import annotations
 
 import bisect
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import sluicegate as sg
+from sluicegate.events import SchedulerEvent
 from sluicegate.observe import CorrelatedRuntimeView, run_scenario_in_virtual_time
 from sluicegate.observe.series import GroupSeries, RunOccupancy
 from sluicegate.providers import SimulatedProvider
@@ -93,6 +96,16 @@ def test_a_pipeline_run_counts_rows_not_tasks(
         assert sorted(rows.completed)[5 * i + 4] <= t
 
 
+def test_a_pipeline_run_measures_its_ready_idle_gaps(
+    pipeline_run: tuple[RunOccupancy, sg.RunResult],
+) -> None:
+    """The run names what each task group holds, so the gaps are measured: none, since the
+    scheduler admits a ready cell in the instant it is queued."""
+    occ, _ = pipeline_run
+    assert occ.capacity is None  # several task-admission resources
+    assert occ.ready_idle_seconds == 0.0
+
+
 def test_a_generic_scheduler_run_keeps_its_groups_and_tasks() -> None:
     sink = sg.InMemoryEventSink()
     run_scenario_in_virtual_time("rate_limited", sink)
@@ -127,3 +140,118 @@ def test_the_pictures_of_a_pipeline_run_show_columns_and_rows(
     progress = plots._progress(plt, occ)
     assert progress.axes[0].get_ylabel() == "rows completed / written"
     plt.close("all")
+
+
+# -- ready-idle gaps and idle capacity with several task-admission resources -------------
+
+# A pipeline's layout: the shared total, and a lane resource per endpoint.
+LIMITS = {"submission": 4, "endpoint:e": 2}
+HOLDS = {"model:e": {"submission": 1, "endpoint:e": 1}, "local:x": {"submission": 1}}
+
+
+def stream(*steps: tuple[float, str, str, str, int | None], **job: Any) -> list[SchedulerEvent]:
+    """A run's scheduler events from ``(t, kind, task, group, lease)`` steps; ``job`` is the
+    ``scheduler_job_started`` diagnostics (default: the limits and groups above)."""
+    diagnostics = job or {"limits": LIMITS, "group_resources": HOLDS}
+    events = [
+        SchedulerEvent(
+            event_kind="scheduler_job_started",
+            sequence=1,
+            captured_at=0.0,
+            schema_version=sg.events.SCHEMA_VERSION,
+            diagnostics=diagnostics,
+        )
+    ]
+    for seq, (t, kind, task, group, lease) in enumerate(steps, start=2):
+        events.append(
+            SchedulerEvent(
+                event_kind=kind,  # type: ignore[arg-type]
+                sequence=seq,
+                captured_at=t,
+                schema_version=sg.events.SCHEMA_VERSION,
+                task_id=task,
+                group=group,
+                lease_id=lease,
+                attempt=1 if kind == "task_dispatched" else None,
+            )
+        )
+    return events
+
+
+def run(
+    task: str, group: str, lease: int, ready: float, start: float, end: float
+) -> list[tuple[float, str, str, str, int | None]]:
+    return [
+        (ready, "ready_enqueued", task, group, None),
+        (start, "task_dispatched", task, group, lease),
+        (end, "task_completed", task, group, lease),
+    ]
+
+
+def ordered(
+    *runs: list[tuple[float, str, str, str, int | None]],
+) -> list[tuple[float, str, str, str, int | None]]:
+    return sorted((step for r in runs for step in r), key=lambda step: step[0])
+
+
+def test_a_queued_task_that_fits_every_resource_is_a_ready_idle_gap() -> None:
+    """b's lane has a free unit and so does the total, yet b waits 3 s: a ready-idle gap."""
+    events = stream(
+        *ordered(run("a", "model:e", 1, 0.0, 0.0, 4.0), run("b", "model:e", 2, 0.0, 3.0, 4.0))
+    )
+    view = CorrelatedRuntimeView(events)
+    assert view.ready_idle_seconds == pytest.approx(3.0)
+    verdict = view.verdict()
+    assert verdict.layer == "ready_queue" and verdict.share == pytest.approx(0.75)
+    assert "3s of ready-idle gaps" in verdict.message
+
+
+def test_a_queued_task_whose_lane_is_full_is_no_gap_but_another_groups_is() -> None:
+    """c waits 3 s for its endpoint's lane (both units held): capacity full, not a gap. A
+    local task queued beside it needs only the total, which has room: that is a gap."""
+    full = [
+        run("a", "model:e", 1, 0.0, 0.0, 3.0),
+        run("b", "model:e", 2, 0.0, 0.0, 3.0),
+        run("c", "model:e", 3, 0.0, 3.0, 4.0),
+    ]
+    view = CorrelatedRuntimeView(stream(*ordered(*full)))
+    assert view.ready_idle_seconds == 0.0  # measured, and none
+    assert view.occupancy.layer_seconds()["ready_queue"] == 0.0
+    assert view.verdict().layer == "downstream_completion"  # the holders run local code
+    local = run("x", "local:x", 4, 0.0, 3.0, 4.0)
+    assert CorrelatedRuntimeView(stream(*ordered(*full, local))).ready_idle_seconds == (
+        pytest.approx(3.0)
+    )
+
+
+def test_ready_idle_is_not_measured_where_a_groups_resources_are_unknown() -> None:
+    """A queued task of a group the run never described might have fitted: no number, not a
+    0 nobody checked. Nor when the run names no group's resources at all."""
+    full = [run("a", "model:e", 1, 0.0, 0.0, 3.0), run("b", "model:e", 2, 0.0, 0.0, 3.0)]
+    other = run("o", "model:other", 3, 0.0, 3.0, 4.0)
+    view = CorrelatedRuntimeView(stream(*ordered(*full, other)))
+    assert view.ready_idle_seconds is None
+    assert view.occupancy.layer_seconds()["ready_queue"] == 0.0  # no gap claimed either
+    undescribed = stream(*ordered(*full), limits=LIMITS)
+    assert CorrelatedRuntimeView(undescribed).ready_idle_seconds is None
+    one_capacity = stream(*ordered(*full), limits={"submission": 4})
+    assert CorrelatedRuntimeView(one_capacity).ready_idle_seconds == 0.0
+
+
+@pytest.mark.parametrize(("total", "waiting_for_readiness"), [(3, 5.0), (2, 0.0)])
+def test_capacity_stands_idle_while_the_total_resource_has_room(
+    total: int, waiting_for_readiness: float
+) -> None:
+    """Two cells run local code while a third is still to come (ready at 5 s). With a unit of
+    the total (a pipeline's ``submission``) free, capacity stood idle waiting for readiness;
+    with the total full, the running cells set the pace."""
+    steps = ordered(
+        run("a", "model:e", 1, 0.0, 0.0, 5.0),
+        run("b", "local:x", 2, 0.0, 0.0, 5.0),
+        run("c", "model:e", 3, 5.0, 5.0, 6.0),
+    )
+    limits = {"submission": total, "endpoint:e": 4}
+    occ = CorrelatedRuntimeView(stream(*steps, limits=limits, group_resources=HOLDS)).occupancy
+    seconds = occ.layer_seconds()
+    assert seconds["dependency_readiness"] == waiting_for_readiness
+    assert seconds["downstream_completion"] == 6.0 - waiting_for_readiness

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import sluicegate as sg
@@ -136,12 +137,13 @@ def test_a_pipeline_bound_by_its_endpoint_caps_names_the_endpoint(tmp_path: Path
     assert view.chain_depth == 2  # question -> answer, from the pipeline_started event
 
 
-def test_ready_idle_gaps_are_not_measured_without_a_single_task_capacity(
+def test_ready_idle_gaps_of_a_pipeline_are_measured_from_its_group_resources(
     run_dir: Path, tmp_path: Path
 ) -> None:
-    """A pipeline admits tasks on several resources (one per endpoint and local work), so no
-    single capacity says when one was free: the report must not claim "0 s" for a gap it
-    never looked for. A scheduler run with one capacity still reports the measured value."""
+    """A pipeline admits tasks on several resources (the total, one per endpoint lane); its
+    job event names what each group's cells hold, so the report measures the gaps (none: a
+    ready cell is admitted in the instant it is queued). Without that entry it must not
+    claim "0 s" for a gap it never looked for. A run with one capacity is measured as before."""
     from sluicegate.testing import run_virtual
     from test_datagen_support import FunctionProvider
 
@@ -157,7 +159,17 @@ def test_ready_idle_gaps_are_not_measured_without_a_single_task_capacity(
     sink = sg.InMemoryEventSink()
     assert run_virtual(pipeline.arun, 8, output_dir=str(tmp_path / "out"), events=sink).ok
     report = build_report(CorrelatedRuntimeView(sink.events))
-    assert report.capacity is None
+    assert report.capacity is None and report.ready_idle_seconds == 0.0
+    assert "ready-idle gaps 0 s" in render_text(report)
+
+    job = next(e for e in sink.events if e.event_kind == "scheduler_job_started")
+    diagnostics = {k: v for k, v in (job.diagnostics or {}).items() if k != "group_resources"}
+    undescribed = [
+        msgspec.structs.replace(e, diagnostics=diagnostics) if e is job else e for e in sink.events
+    ]
+    report = build_report(CorrelatedRuntimeView(undescribed))
+    assert report.ready_idle_seconds is None
+    assert report_from_json(msgspec.json.encode(report)).ready_idle_seconds is None
     text = render_text(report)
     assert "ready-idle gaps not measured" in text and "ready-idle gaps 0" not in text
 

@@ -43,6 +43,21 @@ class ColumnLayout:
     groups: tuple[TaskGroupSpec, ...]
     runtimes: tuple[ColumnRuntime, ...]
 
+    def group_resources(self) -> dict[str, dict[str, int]]:
+        """Fairness group key -> the scheduler resources one of its cells holds, for the
+        run's events (a report checks ready-idle gaps against the limits with it, so no
+        per-cell event has to carry them). A group whose columns sit on lanes holding
+        different resources has no one answer and is left out."""
+        out: dict[str, dict[str, int]] = {}
+        mixed: set[str] = set()
+        for group, lane in zip(self.groups, self.lane_of, strict=True):
+            resources = dict(self.lanes[lane].resources)
+            if out.setdefault(group.key, resources) != resources:
+                mixed.add(group.key)
+        for key in mixed:
+            del out[key]
+        return out
+
 
 def plan_layout(
     pipeline: Pipeline, stack: RequestStack, settings: RunSettings, *, io_inline: bool

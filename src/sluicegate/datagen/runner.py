@@ -264,6 +264,7 @@ class PipelineRun:
         columns = pipeline.columns
         layout = plan_layout(pipeline, self.stack, s, io_inline=io_inline)
         self.admission = TaskAdmissionController(limits=layout.limits)
+        self._group_resources = layout.group_resources()
         completed = {c.index: c.rows_passed for c in self.manifest.row_groups}
         planner = planner_for(s, completed)
         deps = [[pipeline.index[d] for d in c.depends_on] for c in columns]
@@ -334,6 +335,8 @@ class PipelineRun:
                     "run_id": self.run_id,
                     "limits": dict(self.admission.limits),
                     "policy": self.admission.policy.name,
+                    # What each group's cells hold (one entry per group, not per cell).
+                    "group_resources": self._group_resources,
                 },
             )
             self._job_open = True

@@ -6,8 +6,11 @@ and labels every interval between two event instants with the one layer that bou
 then. The rules, in order (``plans/observability.md`` explains them):
 
 1. Ready tasks are queued and a policy holds them back: ``task_admission`` (policy).
-2. Ready tasks are queued, capacity is free and nothing holds them back: ``ready_queue``
-   (a ready-idle gap: work ready, capacity free, nothing admitted).
+2. Ready tasks are queued, capacity is free for one of them and nothing holds them back:
+   ``ready_queue`` (a ready-idle gap: work ready, capacity free, nothing admitted). With several
+   task-admission resources (a pipeline), a queued task's group must fit under every limit
+   (:mod:`.task_resources`); where the events do not say what a group holds, the gaps are not
+   measured (``ready_idle_seconds`` is ``None``) and the interval goes to rule 3.
 3. Ready tasks are queued and task capacity is full: blame what the lease holders do. Most
    wait for request admission or back off after a 429: ``provider_cooldown`` when their
    endpoint is rate limited (in cooldown, or its adaptive limit is still below its cap after
@@ -18,7 +21,9 @@ then. The rules, in order (``plans/observability.md`` explains them):
 4. Nothing is queued: blame what the running workers do, the same way (calls to an endpoint
    at its limit are ``request_admission``: the endpoint's cap sets the pace), except that
    calls to an endpoint with headroom and local code with idle capacity while more tasks are
-   still to come is ``dependency_readiness`` (the work exists but is not ready yet).
+   still to come is ``dependency_readiness`` (the work exists but is not ready yet). With
+   several resources, capacity is idle while the resources every group holds (a pipeline's
+   ``submission``, its total) have a free unit.
 5. Nothing runs: tasks waiting to be retried are ``provider_cooldown`` (after a rate limit) or
    ``failure_retry``; tasks still to come are ``dependency_readiness``.
 """
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Final
 
 from ..events.schema import AnyEvent, RequestEvent, SchedulerEvent
@@ -40,10 +45,13 @@ from .series import (
     RowProgress,
     RunOccupancy,
 )
+from .task_resources import TaskResources
 from .timeline import TERMINAL_KINDS, endpoint_key, task_key
 
 # When workers are split between states, the more blocking state wins a tie.
 _PRIORITY: Final = {"wait": 0, "backoff_rate_limited": 1, "backoff": 2, "call": 3, "local": 4}
+
+_READY_IDLE: Final[tuple[Layer, None, str]] = ("ready_queue", None, "ready_idle")
 
 
 class _Endpoint:
@@ -113,9 +121,10 @@ class OccupancySweep:
         self.task_groups: dict[Hashable, str] = {}
         self.last_outcome: dict[Hashable, str | None] = {}
         self.blocked: str | None = None
-        self.capacity: int | None = None
+        self.resources = TaskResources()
         self.labels: dict[tuple[Layer, str | None, str | None], float] = {}
         self.ready_idle = 0.0
+        self.ready_idle_checked = True  # False once work sat queued where no one can tell
         self.active = 0.0
         self.peak = 0
         self.completions: list[float] = []
@@ -154,14 +163,16 @@ class OccupancySweep:
         return RunOccupancy(
             started_at=start,
             ended_at=last,
-            capacity=self.capacity,
+            capacity=self.resources.capacity,
             layer_times=[
                 LayerTime(layer=layer, endpoint=ep, detail=detail, seconds=seconds)
                 for (layer, ep, detail), seconds in sorted(
                     self.labels.items(), key=lambda item: -item[1]
                 )
             ],
-            ready_idle_seconds=self.ready_idle,
+            ready_idle_seconds=self.ready_idle
+            if self.ready_idle_checked and self.resources.declared
+            else None,
             active_capacity_seconds=self.active,
             endpoints={ep.series.name: ep.series for ep in self.endpoints.values()},
             groups=self.groups,
@@ -205,8 +216,16 @@ class OccupancySweep:
                 segments[-1] = (segments[-1][0], t1, label[0])
             else:
                 segments.append((t0, t1, label[0]))
-            if label[0] == "ready_queue" and label[2] == "ready_idle":
+            if label == _READY_IDLE:
                 self.ready_idle += dt
+            elif (
+                self.ready_idle_checked
+                and self.queued
+                and self.blocked is None
+                and self.resources.fits(self._queued_groups()) is None
+            ):
+                # A gap may hide here: the events do not say what the queued tasks need.
+                self.ready_idle_checked = False
 
     def _record(self, t: float) -> None:
         _record_series(t, self.groups, self.group_counts, self.dirty_groups)
@@ -216,20 +235,17 @@ class OccupancySweep:
     # -- classification -----------------------------------------------------------------
 
     def _classify(self, t: float) -> tuple[Layer, str | None, str | None] | None:
-        queued = len(self.queued)
-        capacity = self.capacity
-        idle_capacity = capacity is None or len(self.held) < capacity
-        if queued:
+        if self.queued:
             if self.blocked is not None:
                 return ("task_admission", None, self.blocked)
-            if capacity is not None and len(self.held) < capacity:
-                return ("ready_queue", None, "ready_idle")
+            if self.resources.fits(self._queued_groups()):
+                return _READY_IDLE
             return self._holders(t, capacity_full=True)
         if self.workers:
             label = self._holders(t, capacity_full=False)
             if (
                 label[0] in ("provider_latency", "downstream_completion")
-                and idle_capacity
+                and self.resources.idle()
                 and self._still_to_come(t)
             ):
                 return ("dependency_readiness", label[1], "capacity_idle")
@@ -241,6 +257,11 @@ class OccupancySweep:
         if self._still_to_come(t):
             return ("dependency_readiness", None, "nothing_ready")
         return None
+
+    def _queued_groups(self) -> Iterator[str]:
+        """The task groups with a task in the queue (read lazily: one capacity needs none)."""
+        counts = self.group_counts
+        return (group for group in self.groups if counts[(group, "queued")])
 
     def _still_to_come(self, t: float) -> bool:
         first = self.first_ready
@@ -328,12 +349,7 @@ class OccupancySweep:
     def _scheduler(self, e: SchedulerEvent) -> None:
         kind = e.event_kind
         if kind == "scheduler_job_started" or kind == "config_reloaded":
-            limits = (e.diagnostics or {}).get("limits")
-            if isinstance(limits, dict) and len(limits) == 1:
-                (value,) = limits.values()
-                self.capacity = value if isinstance(value, int) else None
-            elif isinstance(limits, dict):
-                self.capacity = None
+            self.resources.configure(e.diagnostics or {})
             return
         if kind in ("admission_blocked", "group_capped"):
             self.blocked = e.reason or kind
@@ -382,13 +398,15 @@ class OccupancySweep:
         if queued_in is not None:
             self._move(queued_in, self._column(key, queued_in), "queued", None)
         if e.lease_id is not None:  # a worker without a lease holds no capacity
-            self.held[e.lease_id] = queued_in or self._known_group(key, e.group)
+            group = self.held[e.lease_id] = queued_in or self._known_group(key, e.group)
+            self.resources.hold(e.lease_id, group)
             self.peak = max(self.peak, len(self.held))
 
     def _released(self, e: SchedulerEvent) -> None:
         """The task lease the event carries went back in its instant (schema 2)."""
         if e.lease_id is not None:
             self.held.pop(e.lease_id, None)
+            self.resources.release(e.lease_id)
             self.blocked = None  # the next dispatch pass decides again
 
     def _known_group(self, key: Hashable, group: str | None) -> str:

@@ -77,7 +77,8 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     limits: dict[str, EndpointLimits]
     failures: dict[str, int]
     hidden_waiters: int
-    ready_idle_seconds: float
+    ready_idle_seconds: float | None
+    """``None``: not measured (the events do not say what the queued tasks needed)."""
     active_capacity_seconds: float
     pictures: list[str] = msgspec.field(default_factory=list)
     notes: list[str] = msgspec.field(default_factory=list)
@@ -233,12 +234,12 @@ def render_text(report: RunReport) -> str:
     else:
         add("  none")
     add("")
-    # Ready-idle gaps need the one task capacity to compare held leases with; with several
-    # task-admission resources (a pipeline) the 0 would be a claim nobody checked.
+    # Never a 0 nobody checked: without the task capacity, or each group's resources, the
+    # sweep cannot tell whether a queued task could have been admitted.
     ready_idle = (
         f"{report.ready_idle_seconds:.3g} s"
-        if report.capacity is not None
-        else "not measured (no single task capacity)"
+        if report.ready_idle_seconds is not None
+        else "not measured (the events do not say which task resources each group holds)"
     )
     add(
         f"Checks: hidden waiters {report.hidden_waiters} (must be 0); ready-idle gaps "

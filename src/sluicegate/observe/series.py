@@ -98,7 +98,10 @@ class RunOccupancy(msgspec.Struct, kw_only=True):
     ended_at: float
     capacity: int | None
     layer_times: list[LayerTime]
-    ready_idle_seconds: float
+    ready_idle_seconds: float | None
+    """Seconds when a queued task could have been admitted yet nothing was; ``None``: not
+    measured (the events do not say what every queued task's group holds, see
+    ``observe/task_resources.py``)."""
     active_capacity_seconds: float
     """Integral of task leases held over time (lease-seconds)."""
     endpoints: dict[str, EndpointSeries]

@@ -297,10 +297,17 @@ def _task_admission(
 def _ready_queue(
     occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
 ) -> _Advice:
+    measured = occ.ready_idle_seconds
+    gaps = (
+        f"{measured:.3g}s of ready-idle gaps"
+        if measured is not None
+        else f"at least {share * occ.duration:.3g}s of ready-idle gaps; not every interval "
+        "could be checked"
+    )
     return _Advice(
         f"for {_pct(share)} of the run tasks were ready and task capacity was free yet nothing "
-        f"was admitted ({occ.ready_idle_seconds:.3g}s of ready-idle gaps): a dispatch gap in "
-        "the scheduler; please report it with this events file",
+        f"was admitted ({gaps}): a dispatch gap in the scheduler; please report it with this "
+        "events file",
         evidence={"ready_idle_seconds": occ.ready_idle_seconds},
     )
 

@@ -154,8 +154,9 @@ class CorrelatedRuntimeView:
         return hidden
 
     @property
-    def ready_idle_seconds(self) -> float:
-        """Time when work was ready and task capacity free yet nothing was admitted."""
+    def ready_idle_seconds(self) -> float | None:
+        """Time when work was ready and task capacity free yet nothing was admitted;
+        ``None`` when the events do not say which resources the queued tasks needed."""
         return self.occupancy.ready_idle_seconds
 
     @property
