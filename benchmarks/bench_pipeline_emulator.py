@@ -3,7 +3,8 @@
 Starts ``python -m sluicegate.testing.emulator --capacity 24 --latency 0.05 --jitter 0.3
 --failure-rate 0.01`` in its own process, then runs, interleaved ``--repeat`` times:
 
-- ``examples/pipeline_emulator.py`` (sluicegate, default settings, 24 requests in parallel);
+- ``examples/pipeline_emulator.py`` (sluicegate, default settings, 24 requests in parallel;
+  since 2026-12-07 the defaults write the events file too, which the floor does not);
 - ``benchmarks/bench_pipeline_handwritten.py`` (the fair floor: trio + httpx, a 24-connection
   pool, a ``trio.CapacityLimiter(24)``, retries on errors).
 

@@ -86,7 +86,7 @@ def child(kind: str, rows: int, slow_start: bool = True) -> dict[str, float]:
     pipeline = sg.Pipeline(columns)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        result = pipeline.run(rows, output_dir=out, row_group_slow_start=slow_start)
+        result = pipeline.run(rows, output_dir=out, row_group_slow_start=slow_start, events=False)
         wall = time.perf_counter() - start
     assert result.ok and result.rows_written == rows, result.message
     return {"wall": wall, "cells_per_second": rows * 5 / wall, "peak_rss_mb": peak_rss_mb()}

@@ -89,7 +89,12 @@ async def one_run(variant: str, records: int, out: str) -> sg.RunResult:
             await nursery.start(view.run, control)
         try:
             result = await pipeline().arun(
-                records, output_dir=out, control=control, progress=view, buffer_size=1000
+                records,
+                output_dir=out,
+                control=control,
+                progress=view,
+                buffer_size=1000,
+                events=False,  # the view's cost, not the events file's
             )
         finally:
             nursery.cancel_scope.cancel()

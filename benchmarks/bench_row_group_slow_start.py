@@ -90,6 +90,7 @@ async def healthy(
             buffer_size=buffer,
             max_concurrent_row_groups=groups,
             row_group_slow_start=slow,
+            events=False,
         )
         assert result.ok, result.message
         return trio.current_time() - start
@@ -107,7 +108,7 @@ async def broken(rows: int, slow: bool) -> dict[str, Any]:
     pipeline = pipeline_of(shape, provider, counted, sg.column("topic", topic))
     with tempfile.TemporaryDirectory() as out:
         start = trio.current_time()
-        result = await pipeline.arun(rows, output_dir=out, row_group_slow_start=slow)
+        result = await pipeline.arun(rows, output_dir=out, row_group_slow_start=slow, events=False)
         return {
             "slow_start": slow,
             "status": result.status,

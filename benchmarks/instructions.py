@@ -22,7 +22,7 @@ way), and time on a quiet machine for the absolute budget.
 Run (valgrind must be installed; about a minute per variant and tree)::
 
     .venv/bin/python benchmarks/instructions.py events none,discard,jsonl
-    .venv/bin/python benchmarks/instructions.py pipeline off,jsonl \
+    .venv/bin/python benchmarks/instructions.py pipeline off,jsonl,gzip \
         --trees before=/tmp/old/src now=src
 """
 
@@ -68,20 +68,27 @@ def child(kind: str, variant: str, size: int) -> None:
         with tempfile.TemporaryDirectory() as folder:
             bench_events.one_run(size, 64, variant, pathlib.Path(folder))
     else:
+        from bench_pipeline_events import events_option
         from bench_progress import pipeline
+        from sluicegate.events import JsonLinesEventSink
         from sluicegate.testing import run_virtual
 
         # On the virtual clock (and its deterministic scheduling), so the runner's timed
         # behaviour (journal flushes, checkpoints, adaptive admission) is the same in every
         # run; the runner then does its file I/O inline instead of in a worker thread.
+        # off: no events; jsonl: an uncompressed events.jsonl; gzip: the default file
         with tempfile.TemporaryDirectory() as folder:
+            option = events_option(variant, folder)
+            sink = JsonLinesEventSink(option) if isinstance(option, str) else None
             result = run_virtual(
                 pipeline().arun,
                 size,
                 output_dir=folder,
-                events=variant == "jsonl",
+                events=sink if sink is not None else option,
                 buffer_size=1000,
             )
+            if sink is not None:
+                sink.close()
             assert result.ok and result.rows_written == size, result.message
 
 

@@ -207,8 +207,9 @@ def test_report_reads_the_events_of_a_run(
 ) -> None:
     path = write_pipeline(tmp_path)
     out = str(tmp_path / "out")
-    assert main(["run", path, "--out", out, "--events", "--progress", "off"]) == 0
+    assert main(["run", path, "--out", out, "--progress", "off"]) == 0  # events by default
     assert f"report: sluicegate report {out}" in capsys.readouterr().out
+    assert (tmp_path / "out" / "events.jsonl.gz").is_file()
     assert main(["report", out, "--no-pictures"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("sluicegate run report: ") and "Verdict: " in text
@@ -221,6 +222,12 @@ def test_report_reads_the_events_of_a_run(
     assert capsys.readouterr().out.startswith("sluicegate run report: ")
     assert main(["report", str(tmp_path)]) == 2
     assert "no events file at" in capsys.readouterr().err
+    off = str(tmp_path / "off")
+    assert main(["run", path, "--out", off, "--events=false", "--progress", "off"]) == 0
+    assert "sluicegate report" not in capsys.readouterr().out
+    assert not list((tmp_path / "off").glob("events*"))
+    assert main(["report", off]) == 2
+    assert "unless it was run with --events=false" in capsys.readouterr().err
 
 
 def test_a_python_pipeline_by_module_and_attribute(
@@ -270,7 +277,7 @@ def test_otel_console_exports_spans_and_a_missing_exporter_says_how_to_install(
     )
     err = capsys.readouterr().err
     assert '"name": "chat m"' in err  # a GenAI span per model request
-    assert (tmp_path / "out" / "events.jsonl").stat().st_size > 0  # and the events file too
+    assert (tmp_path / "out" / "events.jsonl.gz").stat().st_size > 0  # and the events file too
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
     assert main(["run", path, "--out", out, "--otel", "otlp"]) == 2
     err = capsys.readouterr().err

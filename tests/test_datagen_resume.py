@@ -340,7 +340,7 @@ def test_a_crashed_run_has_its_events_up_to_the_last_checkpoint(tmp_path: pathli
     assert listed, "the copy was taken before the first checkpoint: copy later"
     checkpointed = {
         e.correlation.row_group
-        for e in read_events(crashed / "events.jsonl")
+        for e in read_events(crashed / "events.jsonl.gz")
         if e.event_kind == "row_group_checkpointed" and e.correlation is not None
     }
     assert listed <= checkpointed

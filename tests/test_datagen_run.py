@@ -3,6 +3,7 @@ filters, exact counts, failures, salvage, the error-rate stop, endpoints, events
 
 from __future__ import annotations
 
+import gzip
 import json
 import pathlib
 import tempfile
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 import trio
 
+import sluicegate as sg
 import sluicegate.datagen as dg
 from sluicegate.events import InMemoryEventSink, RequestEvent
 from sluicegate.observe import CorrelatedRuntimeView, build_report
@@ -364,12 +366,36 @@ async def test_model_call_events_carry_the_cell_correlation(
     assert result.ok
 
 
-async def test_events_true_writes_events_jsonl(autojump_clock: Any, tmp_path: pathlib.Path) -> None:
+async def test_every_run_writes_compressed_events_unless_turned_off(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
     pipeline = dg.Pipeline([dg.llm_text("q", "hi", model="w")])
-    await pipeline.arun(3, output_dir=str(tmp_path), events=True)
-    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    await pipeline.arun(3, output_dir=str(tmp_path / "default"))  # no events= at all
+    lines = gzip.decompress((tmp_path / "default" / "events.jsonl.gz").read_bytes()).splitlines()
     kinds = {json.loads(line)["event_kind"] for line in lines}
     assert {"model_request_started", "task_completed", "row_group_checkpointed"} <= kinds
+    assert not (tmp_path / "default" / "events.jsonl").exists()
+    await pipeline.arun(3, output_dir=str(tmp_path / "off"), events=False)
+    assert not list((tmp_path / "off").glob("events*"))
+
+
+async def test_a_run_directory_with_an_uncompressed_events_file_keeps_appending_to_it(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
+    """A run directory an earlier sluicegate recorded (``events.jsonl``) is resumed into the
+    file it has, so its runs stay in one file."""
+    pipeline = dg.Pipeline([dg.llm_text("q", "hi", model="w")])
+    await pipeline.arun(3, output_dir=str(tmp_path), buffer_size=1)
+    (tmp_path / "events.jsonl").write_bytes(
+        gzip.decompress((tmp_path / "events.jsonl.gz").read_bytes())
+    )
+    (tmp_path / "events.jsonl.gz").unlink()
+    before = len(sg.read_events(tmp_path / "events.jsonl"))
+    await pipeline.arun(5, output_dir=str(tmp_path), buffer_size=1, force=True)
+    assert not (tmp_path / "events.jsonl.gz").exists()
+    events = sg.read_events(tmp_path / "events.jsonl")
+    assert len(events) > before
+    assert [e.event_kind for e in events].count("pipeline_started") == 2
 
 
 async def test_events_are_flushed_at_every_checkpoint_and_at_the_end(

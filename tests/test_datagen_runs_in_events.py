@@ -58,7 +58,7 @@ def test_resumed_runs_in_one_file_are_read_apart(
         pipeline().arun, 6, output_dir=out, events=True, buffer_size=2, force=True
     )
     assert again.ok
-    events = read_events(pathlib.Path(out) / "events.jsonl")
+    events = read_events(pathlib.Path(out) / "events.jsonl.gz")
     view = CorrelatedRuntimeView(events, run=0)
     assert view.runs == 2
     second = CorrelatedRuntimeView(events)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 import textwrap
@@ -248,6 +249,78 @@ def test_appending_after_a_crash_cuts_the_torn_line_first(tmp_path: Path) -> Non
             sink.emit(event)
     found = read_event_file(path)
     assert len(found.events) == 3 and not found.torn
+
+
+def test_a_gz_path_writes_one_gzip_member_per_batch_that_any_gzip_reader_reads(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    with sg.JsonLinesEventSink(path, max_buffered_events=4) as sink:
+        assert sink.compressed
+        for event in _events(10):
+            sink.emit(event)
+    data = path.read_bytes()
+    assert data.count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00") == 3  # batches of 4, 4, 2
+    assert sink.stats.bytes_written == len(data) and sink.stats.written == 10
+    plain = gzip.decompress(data)  # the stdlib reads the members as one stream
+    assert plain.count(b"\n") == 10
+    assert [e.task_id for e in sg.read_events(path)] == list(range(10))
+    assert [e.task_id for e in sg.events.iter_events(path)] == list(range(10))
+    # compression follows the bytes, not the name: either file reads under either name
+    renamed = tmp_path / "events.jsonl"
+    renamed.write_bytes(data)
+    assert len(sg.read_events(renamed)) == 10
+    with sg.JsonLinesEventSink(tmp_path / "forced", compress=True) as forced:
+        forced.emit(_events(1)[0])
+    assert gzip.decompress((tmp_path / "forced").read_bytes()).count(b"\n") == 1
+
+
+@pytest.mark.parametrize("kept", [0, 3, 9, 12, 30])
+def test_a_torn_gzip_member_is_skipped_whole_and_cut_before_appending(
+    tmp_path: Path, kept: int
+) -> None:
+    """A crash mid-write leaves a torn last member (``kept`` of its bytes: none of it, part
+    of its 10-byte header, part of its data): readers skip it whole, an append cuts it."""
+    path = tmp_path / "events.jsonl.gz"
+    with sg.JsonLinesEventSink(path, max_buffered_events=3) as sink:
+        for event in _events(6):
+            sink.emit(event)
+    clean = path.read_bytes()
+    torn_member = gzip.compress(b"".join(b'{"x":%d}\n' % i for i in range(50)), mtime=0)
+    torn = torn_member[:kept]
+    path.write_bytes(clean + torn)
+    found = read_event_file(path)
+    assert [e.task_id for e in found.events] == list(range(6))
+    assert found.torn_tail_bytes == kept
+    with sg.JsonLinesEventSink(path) as sink:  # a resumed run appends to the same file
+        assert sink.stats.repaired_bytes == kept
+        sink.emit(_events(7)[6])
+    found = read_event_file(path)
+    assert [e.task_id for e in found.events] == [0, 1, 2, 3, 4, 5, 6] and not found.torn
+
+
+def test_a_damaged_gzip_member_in_the_middle_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    with sg.JsonLinesEventSink(path, max_buffered_events=3) as sink:
+        for event in _events(9):
+            sink.emit(event)
+    data = bytearray(path.read_bytes())
+    second = data.index(b"\x1f\x8b", 10)
+    data[second + 15] ^= 0xFF  # a flipped byte in the second member's deflate data
+    path.write_bytes(bytes(data))
+    with pytest.raises(sg.errors.EventDecodeError, match=r"events\.jsonl\.gz:4: damaged gzip"):
+        sg.read_events(path)
+
+
+def test_a_foreign_gzip_file_is_not_cut_when_appended_to(tmp_path: Path) -> None:
+    """Repair only cuts what this sink wrote: a file with no member header of ours (here a
+    gzip with a file name in its header) is left as it is."""
+    path = tmp_path / "events.jsonl.gz"
+    foreign = b"\x1f\x8b\x08\x08" + b"\x00" * 6 + b"name\x00" + b"\x03\x00"
+    path.write_bytes(foreign)
+    with sg.JsonLinesEventSink(path) as sink:
+        assert sink.stats.repaired_bytes == 0
+    assert path.read_bytes() == foreign
 
 
 class _BrokenFile:

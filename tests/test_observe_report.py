@@ -76,8 +76,12 @@ def test_report_of_a_crashed_run_notes_the_torn_line(tmp_path: Path) -> None:
 
 
 def test_events_path_accepts_a_directory_or_a_file(tmp_path: Path) -> None:
-    assert events_path(tmp_path) == tmp_path / "events.jsonl"
+    assert events_path(tmp_path) == tmp_path / "events.jsonl.gz"
     assert events_path(tmp_path / "x.jsonl") == tmp_path / "x.jsonl"
+    (tmp_path / "events.jsonl").touch()  # a run directory an earlier sluicegate recorded
+    assert events_path(tmp_path) == tmp_path / "events.jsonl"
+    (tmp_path / "events.jsonl.gz").touch()  # both: the compressed one is this version's
+    assert events_path(tmp_path) == tmp_path / "events.jsonl.gz"
 
 
 def test_an_empty_run_still_reports() -> None:

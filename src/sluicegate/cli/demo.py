@@ -62,7 +62,7 @@ def _plan(args: argparse.Namespace, pipeline: Pipeline, output_dir: str) -> RunP
         "seed": args.seed,
         "buffer_size": max(1, min(100, args.rows)),
         "cell_backoff_seconds": 0.05,
-        "events": args.events or False,
+        "events": args.events or True,
         "progress_interval": 5.0,
     }
     resolved = resolve_settings(
@@ -129,8 +129,8 @@ def _report(
             f"  request admission at the end: {endpoint.in_flight} calls in flight, "
             f"{endpoint.waiters} waiters"
         )
-    if args.events:
-        print(f"  events written to {args.events} (sluicegate report {args.events})")
+    events = args.events or plan.output_dir
+    print(f"  why it took this long: sluicegate report {events}")
     print(f"  rows: {plan.output_dir}/data/  (next: sluicegate preview examples/simulated.toml)")
     clean = endpoint is None or (endpoint.in_flight == 0 and endpoint.waiters == 0)
     return EXIT_SUCCESS if clean else EXIT_FAILURE

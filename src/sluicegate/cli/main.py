@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
         "report",
         parents=[common],
         help="why was a run slow? the report of a run directory's events",
-        description="Read RUN_DIR/events.jsonl (record it with --events), write report.txt, "
+        description="Read RUN_DIR/events.jsonl.gz (every run records it unless --events=false), "
+        "write report.txt, "
         "report.json and pictures, and print the report.",
     )
     report.add_argument("run_dir", metavar="RUN_DIR", help="a run directory or an events file")
@@ -122,7 +123,11 @@ def _parser() -> argparse.ArgumentParser:
         default=24,
         help="concurrent calls the simulated endpoint really takes (default 24)",
     )
-    demo.add_argument("--events", default=None, help="write the run's events to this JSONL file")
+    demo.add_argument(
+        "--events",
+        default=None,
+        help="write the run's events to this file (default: RUN_DIR/events.jsonl.gz)",
+    )
     demo.add_argument("--out", default=None, help="the run directory (default: a temporary one)")
     return parser
 

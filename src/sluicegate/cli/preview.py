@@ -49,6 +49,7 @@ def preview_rows(args: argparse.Namespace) -> tuple[RunResult, list[dict[str, An
             lambda: target.pipeline.arun(
                 resolved.records,
                 output_dir=tmp,
+                events=False,  # thrown away with the directory
                 request_config=resolved.request_config(target.request_config),
                 **options,
             )

@@ -17,8 +17,8 @@ def report_command(args: argparse.Namespace) -> int:
     if not source.is_file():
         raise CommandError(
             f"no events file at {source}. Fix: pass a run directory recorded with events "
-            "(sluicegate run --events, or events = true in [run]; the ci and nightly profiles "
-            "record them), or an events .jsonl file"
+            "(every run records them unless it was run with --events=false or events = false "
+            "in [run]; run it again to record them), or an events .jsonl or .jsonl.gz file"
         )
     report = generate_report(source, out_dir=args.out, pictures=not args.no_pictures, run=args.run)
     sys.stdout.write(format_report(report, args.format))

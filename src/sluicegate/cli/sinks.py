@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..events import EventSink, FanOutEventSink, JsonLinesEventSink
+from ..events import EventSink, FanOutEventSink, JsonLinesEventSink, run_events_path
 
 
 class LazyJsonLinesEventSink:
@@ -44,19 +44,19 @@ def event_sinks(
     output_dir: str,
     fresh: bool,
     extra: EventSink | None,
-) -> tuple[EventSink | bool | None, list[LazyJsonLinesEventSink]]:
+) -> tuple[EventSink | bool, list[LazyJsonLinesEventSink]]:
     """What to pass as ``Pipeline.arun(events=...)`` and the files to close afterwards.
 
-    ``events`` is the setting (``True``: ``RUN_DIR/events.jsonl``; a path; ``False``);
+    ``events`` is the setting (``True``: ``RUN_DIR/events.jsonl.gz``; a path; ``False``);
     ``extra`` is another sink (OpenTelemetry) that receives every event too.
     """
     if events is False and extra is None:
-        return None, []
+        return False, []
     if events is True and extra is None:
-        return True, []  # the run owns RUN_DIR/events.jsonl
+        return True, []  # the run owns its events file
     files: list[LazyJsonLinesEventSink] = []
     if events is not False:
-        path = Path(output_dir) / "events.jsonl" if events is True else Path(str(events))
+        path = run_events_path(output_dir) if events is True else Path(str(events))
         files.append(LazyJsonLinesEventSink(path, append=not fresh))
     sinks: list[EventSink] = [*files, *([extra] if extra is not None else [])]
     return (sinks[0] if len(sinks) == 1 else FanOutEventSink(sinks)), files

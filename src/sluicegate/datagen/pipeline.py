@@ -230,8 +230,9 @@ class Pipeline:
         ``output_format``...). ``output_dir`` defaults to a new temporary directory. An
         existing run directory of the same pipeline is resumed; one of a different pipeline
         is refused (:class:`PipelineChangedError`) unless ``force`` (resume anyway) or
-        ``overwrite`` (start over). ``events=True`` writes scheduler and request events to
-        ``events.jsonl`` in the run directory; an :class:`EventSink` receives them instead.
+        ``overwrite`` (start over). Scheduler and request events go to ``events.jsonl.gz`` in
+        the run directory (``sluicegate report`` reads them) unless ``events=False``; an
+        :class:`EventSink` receives them instead.
         """
         from .runner import PipelineRun
 

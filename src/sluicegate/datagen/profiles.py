@@ -62,21 +62,20 @@ BUILTIN_PROFILES: Final[dict[str, dict[str, Any]]] = {
     "ci": {
         "records": 100,
         "buffer_size": 50,
-        "events": True,
         "progress": "lines",
         "deadline_seconds": 1800.0,
     },
     "nightly": {
         "max_concurrent_row_groups": 8,
         "salvage_rounds": 3,
-        "events": True,
         "progress": "lines",
         "progress_interval": 60.0,
     },
 }
-"""The built-in profiles: ``smoke`` (every column once, fail fast), ``ci`` (a small, bounded,
-recorded run) and ``nightly`` (the file's records, more row groups in flight, recorded). A
-profile of the same name in a pipeline file extends the built-in one."""
+"""The built-in profiles: ``smoke`` (every column once, fail fast), ``ci`` (a small, bounded
+run, progress as lines) and ``nightly`` (the file's records, more row groups in flight). A
+profile of the same name in a pipeline file extends the built-in one. Every run records its
+events unless the ``events`` setting turns them off."""
 
 LAYER_DEFAULT: Final = 0
 LAYER_FILE: Final = 1

@@ -77,7 +77,7 @@ def open_run(
     if overwrite and rundir.path.exists():
         for child in ("data", "journal"):
             shutil.rmtree(rundir.path / child, ignore_errors=True)
-        for name in ("manifest.json", "capacity_plan.json", "events.jsonl"):
+        for name in ("manifest.json", "capacity_plan.json", "events.jsonl", "events.jsonl.gz"):
             (rundir.path / name).unlink(missing_ok=True)
     rundir.prepare()
     parts = pipeline.fingerprint_parts(settings)

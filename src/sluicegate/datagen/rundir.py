@@ -6,7 +6,7 @@ Layout (every file is written by this module only)::
     <output_dir>/capacity_plan.json     AsyncCapacityPlan, at start and at the end
     <output_dir>/data/part-00000.jsonl  one file per written row group (or .parquet)
     <output_dir>/journal/rg-00000.jsonl finished cells of an unfinished row group
-    <output_dir>/events.jsonl           scheduler and request events, when asked for
+    <output_dir>/events.jsonl.gz        scheduler and request events (unless turned off)
 
 Crash safety. A row-group file is written to a temporary name, fsynced and renamed; then the
 manifest (same procedure) lists it with its content hash; then the group's journal is deleted.
@@ -27,6 +27,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 import trio
 
+from ..events import run_events_path
 from .errors import RunDirectoryError
 
 FORMAT_VERSION: Final = 1
@@ -144,9 +145,14 @@ class RunDirectory:
         self.journal_dir = self.path / "journal"
         self.manifest_path = self.path / "manifest.json"
         self.capacity_path = self.path / "capacity_plan.json"
-        self.events_path = self.path / "events.jsonl"
         self._journals: dict[int, bytearray] = {}
         self._files: dict[int, Any] = {}
+
+    @property
+    def events_path(self) -> Path:
+        """The events file (:func:`~sluicegate.events.run_events_path`): ``events.jsonl.gz``,
+        or the ``events.jsonl`` an earlier sluicegate wrote here."""
+        return run_events_path(self.path)
 
     async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking ``fn(*args)`` off the event loop (inline in virtual time)."""

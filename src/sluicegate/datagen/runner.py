@@ -250,10 +250,10 @@ class PipelineRun:
 
     def _events_sink(self) -> EventSink | None:
         option = self._events_option
-        if option is True:
+        if option is True or option is None:  # by default: RUN_DIR/events.jsonl.gz
             self._owned_sink = JsonLinesEventSink(self.rundir.events_path)
             return self._owned_sink
-        if option is None or option is False:
+        if option is False:
             return None
         return option
 

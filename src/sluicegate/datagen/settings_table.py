@@ -102,8 +102,9 @@ SETTINGS: Final[dict[str, Setting]] = {
         Setting(
             "events",
             "events",
-            False,
-            "write scheduler and request events: true (RUN_DIR/events.jsonl) or a file path",
+            True,
+            "record scheduler and request events for sluicegate report: true "
+            "(RUN_DIR/events.jsonl.gz), false, or a file path (.gz: compressed)",
         ),
         Setting(
             "rate_limit",

@@ -139,7 +139,7 @@ class PipelineFile:
     ) -> RunResult:
         """Run the pipeline with its resolved settings (``overrides`` are settings, the
         highest layer); the environment is not read here. ``events`` defaults to the
-        ``events`` setting (``True``: ``events.jsonl`` in the run directory; a path)."""
+        ``events`` setting (``True``: ``events.jsonl.gz`` in the run directory; a path)."""
         resolved = self.resolve(profile=profile, overrides=overrides)
         out = output_dir or resolved["output_dir"]
         owned = None

@@ -17,7 +17,14 @@ from .correlation import (
     set_request_id,
 )
 from .emitter import EventEmitter
-from .reading import EventFile, iter_events, read_event_file, read_events
+from .reading import (
+    RUN_EVENTS_FILE,
+    EventFile,
+    iter_events,
+    read_event_file,
+    read_events,
+    run_events_path,
+)
 from .schema import (
     SCHEMA_VERSION,
     TASK_LEASE_RELEASING_KINDS,
@@ -38,6 +45,7 @@ from .sinks import (
 )
 
 __all__ = [
+    "RUN_EVENTS_FILE",
     "SCHEMA_VERSION",
     "TASK_LEASE_RELEASING_KINDS",
     "AnyEvent",
@@ -64,6 +72,7 @@ __all__ = [
     "read_events",
     "request_scope",
     "reset_request_id",
+    "run_events_path",
     "set_correlation",
     "set_request_id",
 ]

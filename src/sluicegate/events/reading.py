@@ -3,7 +3,9 @@
 A writer killed mid-write leaves a torn last line (bytes with no trailing newline). Readers
 skip it and say so (:attr:`EventFile.torn_tail_bytes`); any other line that does not decode,
 including an unterminated last line that is not a prefix of an event, is corruption and
-raises :class:`~sluicegate.errors.EventDecodeError` naming the file and line.
+raises :class:`~sluicegate.errors.EventDecodeError` naming the file and line. A gzip file
+(``events.jsonl.gz``, recognised by its first bytes) is read the same way; there a crash leaves
+a torn last gzip member, which is skipped whole.
 
 An event older than the current ``SCHEMA_VERSION`` raises
 :class:`~sluicegate.errors.EventSchemaVersionError` (schema 2 folded schema 1's same-instant
@@ -13,12 +15,15 @@ still decodes (it only added fields) is read; one that does not is named as newe
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Final
 
 import msgspec
 
 from ..errors import EventDecodeError, EventSchemaVersionError
+from .gzip_members import TornMember, is_gzip, iter_decompressed
 from .schema import SCHEMA_VERSION, AnyEvent, RequestEvent, SchedulerEvent
 
 
@@ -28,7 +33,8 @@ class EventFile(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     events: list[AnyEvent]
     torn_tail_bytes: int = 0
-    """Size of the torn last line that was skipped (0: the file ended cleanly)."""
+    """Size of the torn last line that was skipped, or of the torn last gzip member in a
+    compressed file (0: the file ended cleanly)."""
 
     @property
     def torn(self) -> bool:
@@ -47,7 +53,8 @@ class _Reader:
     def __iter__(self) -> Iterator[AnyEvent]:
         decode = self.decoder.decode
         with self.path.open("rb") as f:
-            for number, line in enumerate(f, 1):
+            lines = _gzip_lines(self, f) if is_gzip(self.path) else f
+            for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
                 try:
@@ -62,6 +69,56 @@ class _Reader:
                         str(self.path), number, event.schema_version, SCHEMA_VERSION
                     )
                 yield event
+
+
+RUN_EVENTS_FILE: Final = "events.jsonl.gz"
+"""The events file of a run directory: JSON Lines, one gzip member per written batch."""
+
+UNCOMPRESSED_RUN_EVENTS_FILE: Final = "events.jsonl"
+"""The uncompressed events file of run directories recorded by an earlier sluicegate."""
+
+
+def run_events_path(run_dir: str | Path) -> Path:
+    """The events file of run directory ``run_dir``: ``events.jsonl.gz``, or the
+    uncompressed ``events.jsonl`` when the directory has that one and not the other (a run
+    recorded by an earlier sluicegate: resuming it appends to the file it has)."""
+    folder = Path(run_dir)
+    compressed = folder / RUN_EVENTS_FILE
+    plain = folder / UNCOMPRESSED_RUN_EVENTS_FILE
+    if plain.exists() and not compressed.exists():
+        return plain
+    return compressed
+
+
+def _gzip_lines(reader: _Reader, file: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a gzip-compressed events file, each with its newline.
+
+    A torn last member (a crash mid-write) is skipped whole and its size is the torn tail.
+    Damaged compressed data raises :class:`EventDecodeError` naming the line after which it
+    starts.
+    """
+    rest = b""
+    number = 0
+    try:
+        for chunk in iter_decompressed(file):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            number += len(lines)
+            for line in lines:
+                yield line + b"\n"
+    except TornMember as torn:
+        reader.torn_tail_bytes = torn.size
+        return
+    except zlib.error as exc:
+        raise EventDecodeError(
+            str(reader.path),
+            number + 1,
+            f"damaged gzip data ({exc})",
+            "only the last gzip member of an events file can be torn by a crash; restore the "
+            "file from a copy, or keep the lines before the damage (gzip -dc)",
+        ) from exc
+    if rest:
+        yield rest
 
 
 def iter_events(path: str | Path) -> Iterator[AnyEvent]:

@@ -20,6 +20,7 @@ from typing import IO, Final, Protocol, runtime_checkable
 import msgspec
 
 from ..errors import ConfigurationError
+from .gzip_members import compress_member, cut_torn_member
 from .schema import AnyEvent
 
 
@@ -72,8 +73,9 @@ class EventSinkStats(msgspec.Struct, frozen=True, kw_only=True):
 
     ``received == written + dropped + buffered``. ``write_errors`` counts failed writes (each
     drops the events of that batch), ``encode_errors`` events that could not be encoded, and
-    ``last_error`` says what went wrong last. ``repaired_bytes`` is the torn tail of an earlier
-    crashed run that was cut off when the file was opened for appending.
+    ``last_error`` says what went wrong last. ``bytes_written`` counts the bytes in the file
+    (compressed ones, for a compressed file). ``repaired_bytes`` is the torn tail (line or gzip
+    member) of an earlier crashed run that was cut off when the file was opened for appending.
     """
 
     path: str
@@ -120,13 +122,24 @@ class JsonLinesEventSink:
     loses only the unflushed events and may leave a torn last line: :func:`read_events`
     ignores that line, and opening the file again for appending cuts it off first.
 
+    ``compress`` (by default: when ``path`` ends in ``.gz``) writes each batch as one gzip
+    member (:mod:`.gzip_members`): the same lines, about 12 times fewer bytes, for about the
+    same CPU (compressing costs what writing the uncompressed bytes would). A torn last
+    member is to a compressed file what a torn last line is to a plain one. The
+    data-generation runner writes ``RUN_DIR/events.jsonl.gz`` this way.
+
     Never raises into the run: a failed write drops that batch, is counted in :attr:`stats`
     and reported once as a ``RuntimeWarning``; later batches are tried again.
     Not thread-safe: emit from the run's event loop only.
     """
 
     def __init__(
-        self, path: str | Path, *, max_buffered_events: int = 1024, append: bool = True
+        self,
+        path: str | Path,
+        *,
+        max_buffered_events: int = 1024,
+        append: bool = True,
+        compress: bool | None = None,
     ) -> None:
         if not isinstance(max_buffered_events, int) or max_buffered_events < 1:
             raise ConfigurationError(
@@ -141,7 +154,13 @@ class JsonLinesEventSink:
         self._received = self._written = self._dropped = 0
         self._bytes = self._flushes = self._write_errors = self._encode_errors = 0
         self._last_error: str | None = None
-        self._repaired = _cut_torn_tail(self.path) if append else 0
+        self.compressed = self.path.suffix == ".gz" if compress is None else compress
+        if not append:
+            self._repaired = 0
+        elif self.compressed:
+            self._repaired = cut_torn_member(self.path)
+        else:
+            self._repaired = _cut_torn_tail(self.path)
         # Unbuffered: batches are ours, so each one is a single write the OS sees at once.
         self._file: IO[bytes] | None = self.path.open("ab" if append else "wb", buffering=0)
         self._exit_hook = _register_exit_flush(self)
@@ -224,6 +243,8 @@ class JsonLinesEventSink:
         except (TypeError, ValueError, OverflowError):
             data = self._encode_one_by_one(pending)
             count = data.count(b"\n")
+        if self.compressed and data:
+            data = compress_member(data)
         try:
             _write_all(self._file, data)
         except OSError as exc:

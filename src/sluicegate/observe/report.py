@@ -1,7 +1,7 @@
 """The run report: the verdict, waits per layer, endpoint limits over time, failures.
 
 ``generate_report(path)`` is what ``sluicegate report RUN_DIR`` calls: it reads the run's
-``events.jsonl`` (or an events file given directly), builds a :class:`RunReport`, writes
+``events.jsonl.gz`` (or an events file given directly), builds a :class:`RunReport`, writes
 ``report.txt``, ``report.json`` (msgspec, for machines) and the pictures next to it, and
 returns the report; :func:`render_text` is the human form. Until the CLI wires it,
 ``python -m sluicegate.observe RUN_DIR`` does the same (:func:`main`).
@@ -18,14 +18,13 @@ import msgspec
 
 from .._internal.report_options import add_format_options
 from ..errors import SluicegateError
+from ..events import run_events_path
 from .plots import INSTALL_HINT, PlotDependencyError, write_pictures
 from .verdict import LAYER_TITLES, EndpointSummary, Percentiles, Verdict
 from .view import CorrelatedRuntimeView
 
 REPORT_VERSION = 1
 """Version of the ``report.json`` layout (independent of the event ``SCHEMA_VERSION``)."""
-
-EVENTS_FILE = "events.jsonl"
 
 _WAIT_TITLES = {
     "ready_queue_and_task_admission": "ready queue + task admission (per task)",
@@ -129,9 +128,10 @@ def build_report(view: CorrelatedRuntimeView) -> RunReport:
 
 
 def events_path(path: str | Path) -> Path:
-    """The events file of a run directory (``RUN_DIR/events.jsonl``), or ``path`` itself."""
+    """The events file of a run directory (:func:`~sluicegate.events.run_events_path`:
+    ``RUN_DIR/events.jsonl.gz``), or ``path`` itself."""
     found = Path(path)
-    return found / EVENTS_FILE if found.is_dir() else found
+    return run_events_path(found) if found.is_dir() else found
 
 
 def generate_report(
@@ -143,7 +143,7 @@ def generate_report(
 ) -> RunReport:
     """Read a run's events, write ``report.txt``, ``report.json`` and pictures, return it.
 
-    ``path`` is a run directory (holding ``events.jsonl``) or an events file. ``out_dir``
+    ``path`` is a run directory (holding ``events.jsonl.gz``) or an events file. ``out_dir``
     defaults to ``report/`` beside the events file. Without matplotlib the pictures are
     skipped and the report says how to install it (``pip install 'sluicegate[plot]'``).
     """
@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="python -m sluicegate.observe",
-        description="Why was this run slow? Reads RUN_DIR/events.jsonl (or an events file).",
+        description="Why was this run slow? Reads RUN_DIR/events.jsonl.gz (or an events file).",
     )
     parser.add_argument("path", help="a run directory or an events .jsonl file")
     parser.add_argument("--out", help="where to write report.txt, report.json, pictures")
