@@ -125,6 +125,8 @@ class OccupancySweep:
         self.labels: dict[tuple[Layer, str | None, str | None], float] = {}
         self.ready_idle = 0.0
         self.ready_idle_checked = True  # False once work sat queued where no one can tell
+        self.stalled: dict[str, float] = {}  # group -> ready-idle seconds since it was served
+        self.gaps: list[float] = []
         self.active = 0.0
         self.peak = 0
         self.completions: list[float] = []
@@ -160,6 +162,9 @@ class OccupancySweep:
                 assert isinstance(event, RequestEvent)
                 self._request(event)
             self._record(t)
+        for group in list(self.stalled):  # tasks still queued when the events end
+            self._served(group)
+        measured = self.ready_idle_checked and self.resources.declared
         return RunOccupancy(
             started_at=start,
             ended_at=last,
@@ -170,9 +175,8 @@ class OccupancySweep:
                     self.labels.items(), key=lambda item: -item[1]
                 )
             ],
-            ready_idle_seconds=self.ready_idle
-            if self.ready_idle_checked and self.resources.declared
-            else None,
+            ready_idle_seconds=self.ready_idle if measured else None,
+            ready_idle_gaps=self.gaps if measured else None,
             active_capacity_seconds=self.active,
             endpoints={ep.series.name: ep.series for ep in self.endpoints.values()},
             groups=self.groups,
@@ -218,6 +222,7 @@ class OccupancySweep:
                 segments.append((t0, t1, label[0]))
             if label == _READY_IDLE:
                 self.ready_idle += dt
+                self._stall(dt)
             elif (
                 self.ready_idle_checked
                 and self.queued
@@ -226,6 +231,20 @@ class OccupancySweep:
             ):
                 # A gap may hide here: the events do not say what the queued tasks need.
                 self.ready_idle_checked = False
+
+    def _stall(self, dt: float) -> None:
+        """Every queued group that could have had a task admitted waited ``dt`` more; its
+        gap ends when one of its tasks is admitted (:meth:`_served`)."""
+        resources = self.resources
+        for group in self._queued_groups():
+            if resources.fits((group,)):
+                self.stalled[group] = self.stalled.get(group, 0.0) + dt
+
+    def _served(self, group: str) -> None:
+        """A task of ``group`` was admitted (or the events ended): its gap, if any, is over."""
+        stalled = self.stalled.pop(group, None)
+        if stalled is not None:
+            self.gaps.append(stalled)
 
     def _record(self, t: float) -> None:
         _record_series(t, self.groups, self.group_counts, self.dirty_groups)
@@ -397,6 +416,7 @@ class OccupancySweep:
         queued_in = self.queued.pop(key, None)
         if queued_in is not None:
             self._move(queued_in, self._column(key, queued_in), "queued", None)
+            self._served(queued_in)
         if e.lease_id is not None:  # a worker without a lease holds no capacity
             group = self.held[e.lease_id] = queued_in or self._known_group(key, e.group)
             self.resources.hold(e.lease_id, group)

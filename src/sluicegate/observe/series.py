@@ -102,6 +102,10 @@ class RunOccupancy(msgspec.Struct, kw_only=True):
     """Seconds when a queued task could have been admitted yet nothing was; ``None``: not
     measured (the events do not say what every queued task's group holds, see
     ``observe/task_resources.py``)."""
+    ready_idle_gaps: list[float] | None
+    """The gaps one by one: the seconds a task group had a queued task that could have been
+    admitted until one of its tasks was. The scheduler's own per-task work makes many gaps of
+    microseconds; a lost wakeup makes a long one. ``None`` when ``ready_idle_seconds`` is."""
     active_capacity_seconds: float
     """Integral of task leases held over time (lease-seconds)."""
     endpoints: dict[str, EndpointSeries]

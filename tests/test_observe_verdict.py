@@ -1,0 +1,150 @@
+"""The verdict on a ready-queue run: many gaps of microseconds are the scheduler's own
+per-task work (a CPU-bound run of tiny tasks, fixed by putting more work in each task); a
+long gap while capacity was free is a lost wakeup, a scheduler bug to report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sluicegate as sg
+from sluicegate.events import SchedulerEvent
+from sluicegate.observe import CorrelatedRuntimeView, generate_report
+from sluicegate.observe.verdict import Verdict
+
+PER_TASK = "the scheduler's own per-task work set the pace"
+REPORT_IT = "please report it"
+
+Step = tuple[float, str, str, str, int | None]
+
+
+def verdict_of(steps: list[Step], **job: Any) -> Verdict:
+    """The verdict of a run made of ``(t, kind, task, group, lease)`` scheduler steps;
+    ``job`` is the ``scheduler_job_started`` diagnostics (default: one task capacity of 4)."""
+    events = [
+        SchedulerEvent(
+            event_kind="scheduler_job_started",
+            sequence=1,
+            captured_at=0.0,
+            schema_version=sg.events.SCHEMA_VERSION,
+            diagnostics=job or {"limits": {"submission": 4}},
+        )
+    ]
+    for seq, (t, kind, task, group, lease) in enumerate(sorted(steps, key=lambda s: s[0]), 2):
+        events.append(
+            SchedulerEvent(
+                event_kind=kind,  # type: ignore[arg-type]
+                sequence=seq,
+                captured_at=t,
+                schema_version=sg.events.SCHEMA_VERSION,
+                task_id=task,
+                group=group,
+                lease_id=lease,
+                attempt=1 if kind == "task_dispatched" else None,
+            )
+        )
+    return CorrelatedRuntimeView(events).verdict()
+
+
+def tiny_tasks(n: int, *, gap: float, run: float, start: float = 0.0) -> list[Step]:
+    """``n`` tasks one after another, each queued ``gap`` seconds before its dispatch (the
+    scheduler's own work) and running ``run`` seconds."""
+    steps: list[Step] = []
+    t = start
+    for i in range(n):
+        steps += [
+            (t, "ready_enqueued", f"t{i}", "g", None),
+            (t + gap, "task_dispatched", f"t{i}", "g", 1),
+            (t + gap + run, "task_completed", f"t{i}", "g", 1),
+        ]
+        t += gap + run
+    return steps
+
+
+def waits(task: str, group: str, lease: int, ready: float, start: float) -> list[Step]:
+    return [
+        (ready, "ready_enqueued", task, group, None),
+        (start, "task_dispatched", task, group, lease),
+        (start + 1e-5, "task_completed", task, group, lease),
+    ]
+
+
+def test_many_gaps_of_microseconds_are_the_schedulers_per_task_work() -> None:
+    verdict = verdict_of(tiny_tasks(3000, gap=20e-6, run=10e-6))
+    assert verdict.layer == "ready_queue" and verdict.share == pytest.approx(2 / 3)
+    assert PER_TASK in verdict.message and REPORT_IT not in verdict.message
+    assert "about 20 µs per task over 3000 tasks" in verdict.message
+    assert "more work in each task" in verdict.message
+    assert verdict.setting is None  # no setting fixes it: the tasks themselves must grow
+    assert verdict.evidence["ready_idle_per_task"] == pytest.approx(20e-6)
+    assert verdict.evidence["longest_gap"] == pytest.approx(20e-6)
+
+
+def test_one_long_gap_among_tiny_tasks_is_a_dispatch_gap_to_report() -> None:
+    """A task sat 1 s with capacity free: a lost wakeup. Averaged over 3000 tasks it is only
+    about 0.35 ms per task; its length, not the mean, tells it apart."""
+    tiny = tiny_tasks(3000, gap=20e-6, run=10e-6)
+    end = tiny[-1][0]
+    verdict = verdict_of([*tiny, *waits("late", "g", 1, end + 0.01, end + 1.01)])
+    assert verdict.layer == "ready_queue"
+    assert verdict.evidence["ready_idle_per_task"] < 1e-3
+    assert "a dispatch gap in the scheduler; please report it" in verdict.message
+    assert "a task waited 1 s with capacity free" in verdict.message
+    assert PER_TASK not in verdict.message
+
+
+def test_one_pause_that_carries_little_of_the_gap_time_is_still_per_task_work() -> None:
+    """A 150 ms pause (a garbage collection) among 5000 gaps of 50 µs: under half of the
+    gap time, so the run is still bound by the per-task work."""
+    tiny = tiny_tasks(5000, gap=50e-6, run=10e-6)
+    end = tiny[-1][0]
+    verdict = verdict_of([*tiny, *waits("paused", "g", 1, end + 0.01, end + 0.16)])
+    assert verdict.layer == "ready_queue"
+    assert PER_TASK in verdict.message and REPORT_IT not in verdict.message
+
+
+def test_a_group_left_waiting_while_others_are_served_is_a_dispatch_gap() -> None:
+    """A pipeline layout: the model cell's lane is free for 0.2 s while local cells are
+    queued and admitted one by one all that time. Each admission ends only its own group's
+    gap, so the model cell's 0.2 s is one gap, not thousands of 20 µs ones."""
+    local = [
+        (t, kind, task, "local:x", lease)
+        for t, kind, task, _, lease in tiny_tasks(7000, gap=20e-6, run=10e-6, start=0.001)
+    ]
+    layout = {
+        "limits": {"submission": 4, "endpoint:e": 2},
+        "group_resources": {
+            "model:e": {"submission": 1, "endpoint:e": 1},
+            "local:x": {"submission": 1},
+        },
+    }
+    verdict = verdict_of([*local, *waits("m", "model:e", 2, 0.0, 0.2)], **layout)
+    assert verdict.layer == "ready_queue"
+    assert verdict.evidence["ready_idle_per_task"] < 1e-3
+    assert verdict.evidence["longest_gap"] == pytest.approx(0.2)
+    assert "a task waited 200 ms with capacity free" in verdict.message
+    assert REPORT_IT in verdict.message
+
+
+def test_a_real_run_of_local_columns_is_not_called_a_scheduler_bug(tmp_path: Path) -> None:
+    """On a real clock every cell waits some µs to be dispatched; a pipeline of samplers and
+    expressions (cells of µs) is bound by that work, which the verdict must not call a bug.
+    A small task capacity makes the ready queue the top layer in most runs; which layer wins
+    depends on the machine, so the message is checked when it does."""
+    pipeline = sg.Pipeline(
+        [
+            sg.sampler("topic", ["a", "b", "c"]),
+            sg.sampler("n", [1, 2, 3, 4]),
+            sg.expression("double", lambda n: 2 * n),
+            sg.expression("label", lambda topic, double: f"{topic}{double}"),
+        ]
+    )
+    out = tmp_path / "run"
+    assert pipeline.run(300, output_dir=str(out), events=True, task_capacity=8).ok
+    report = generate_report(out, pictures=False)
+    assert report.ready_idle_seconds is not None  # the gaps were measured
+    verdict = report.verdict
+    if verdict.layer == "ready_queue":
+        assert PER_TASK in verdict.message and REPORT_IT not in verdict.message
