@@ -27,8 +27,8 @@ from sluicegate.observe import (
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
 out.mkdir(parents=True, exist_ok=True)
 
-# 1. the slow run, with its events written to RUN_DIR/events.jsonl
-with sg.JsonLinesEventSink(out / "events.jsonl", append=False) as sink:
+# 1. the slow run, with its events written to RUN_DIR/events.jsonl.gz (a run directory's file)
+with sg.JsonLinesEventSink(out / "events.jsonl.gz", append=False) as sink:
     run_scenario_in_virtual_time("rate_limited", sink)
 
 # 2. the report: what `sluicegate report RUN_DIR` prints (python -m sluicegate.observe RUN_DIR)

@@ -148,3 +148,43 @@ def test_a_real_run_of_local_columns_is_not_called_a_scheduler_bug(tmp_path: Pat
     verdict = report.verdict
     if verdict.layer == "ready_queue":
         assert PER_TASK in verdict.message and REPORT_IT not in verdict.message
+
+
+def test_a_full_task_capacity_is_blamed_on_what_its_holders_wait_for(tmp_path: Path) -> None:
+    """``sluicegate demo`` in virtual time: 64 task slots, an endpoint declared at 64 that
+    really serves 24. The scheduler reports ``admission_blocked`` (``no_capacity``) while the
+    slots are full, but the cells holding them wait for the endpoint: the verdict names the
+    endpoint and its real capacity. It used to say "set task_capacity=64", at 64."""
+    from sluicegate.cli.demo import demo_pipeline
+    from sluicegate.providers import SimulatedProvider
+    from sluicegate.requests import RequestAdmissionConfig, RequestResourceSettings
+    from sluicegate.testing import run_virtual
+
+    provider = SimulatedProvider(  # the demo's provider and settings (cli/demo.py)
+        name="sim",
+        seed=7,
+        latency_seconds=0.02,
+        latency_jitter=0.5,
+        capacity=24,
+        retry_after_seconds=0.05,
+        failure_rate=0.01,
+    )
+    result = run_virtual(
+        demo_pipeline(provider).arun,
+        400,
+        output_dir=str(tmp_path),
+        task_capacity=64,
+        buffer_size=100,
+        cell_backoff_seconds=0.05,
+        request_config=RequestAdmissionConfig(
+            defaults=RequestResourceSettings(cooldown_seconds=0.05)
+        ),
+    )
+    assert result.ok
+    view = CorrelatedRuntimeView.from_file(tmp_path / "events.jsonl.gz")
+    blocked = [e for e in view.events if e.event_kind == "admission_blocked"]
+    assert any(e.reason == "no_capacity" for e in blocked)  # the slots were full
+    verdict = view.verdict()
+    assert verdict.layer in ("provider_cooldown", "request_admission"), verdict.message
+    assert verdict.setting == "max_parallel_requests", verdict.message
+    assert "task_capacity" not in verdict.message

@@ -255,7 +255,9 @@ class OccupancySweep:
 
     def _classify(self, t: float) -> tuple[Layer, str | None, str | None] | None:
         if self.queued:
-            if self.blocked is not None:
+            # "no_capacity" is no policy holding work back: capacity is full, and what the
+            # lease holders do says why (rule 3).
+            if self.blocked is not None and self.blocked != "no_capacity":
                 return ("task_admission", None, self.blocked)
             if self.resources.fits(self._queued_groups()):
                 return _READY_IDLE
