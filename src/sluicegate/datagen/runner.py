@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 import trio
 
+from .._internal.cpu_time import cpu_clocks
 from ..events import EventSink, JsonLinesEventSink, correlation_scope
 from ..events.emitter import EventEmitter
 from ..requests import RequestAdmissionConfig
@@ -337,6 +338,8 @@ class PipelineRun:
                     "policy": self.admission.policy.name,
                     # What each group's cells hold (one entry per group, not per cell).
                     "group_resources": self._group_resources,
+                    # CPU used over the run, against its wall time: "was it busy?"
+                    **cpu_clocks(),
                 },
             )
             self._job_open = True
@@ -515,7 +518,7 @@ class PipelineRun:
                         if interrupted
                         else None
                     ),
-                    diagnostics={"status": status, "interrupted": interrupted},
+                    diagnostics={"status": status, "interrupted": interrupted, **cpu_clocks()},
                 )
             if self._emitter.enabled:
                 self._emitter.flush()  # a sink the caller owns stays open, its events written

@@ -79,6 +79,11 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     ready_idle_seconds: float | None
     """``None``: not measured (the events do not say what the queued tasks needed)."""
     active_capacity_seconds: float
+    cpu_busy_share: float | None = None
+    """The process's CPU seconds over the run's wall seconds (worker threads count, so it can
+    pass 1 on several cores); ``None``: not measured (an older events file, a virtual clock)."""
+    loop_cpu_share: float | None = None
+    """The same for the event loop's thread alone."""
     pictures: list[str] = msgspec.field(default_factory=list)
     notes: list[str] = msgspec.field(default_factory=list)
 
@@ -124,6 +129,8 @@ def build_report(view: CorrelatedRuntimeView) -> RunReport:
         hidden_waiters=view.hidden_waiters,
         ready_idle_seconds=view.ready_idle_seconds,
         active_capacity_seconds=view.active_capacity_seconds,
+        cpu_busy_share=view.cpu_busy_share,
+        loop_cpu_share=view.loop_cpu_share,
     )
 
 
@@ -201,6 +208,7 @@ def render_text(report: RunReport) -> str:
         f"  {report.duration:.3g} s, {report.tasks} tasks ({statuses}), {report.executions} "
         f"executions, {capacity}{used}"
     )
+    add(f"  {_cpu_line(report)}")
     add("")
     verdict = report.verdict
     layer = LAYER_TITLES.get(verdict.layer or "", "none")
@@ -251,6 +259,21 @@ def render_text(report: RunReport) -> str:
     for note in report.notes:
         add(f"Note: {note}")
     return "\n".join(lines)
+
+
+def _cpu_line(report: RunReport) -> str:
+    """Was the process busy? Its CPU over the run's wall time, or why it is not known."""
+    if report.cpu_busy_share is None:
+        return (
+            "process CPU: not measured (the job events carry no CPU readings: an events file "
+            "from an older sluicegate, or a run on a virtual clock)"
+        )
+    loop = (
+        f" (the event loop's thread {report.loop_cpu_share:.0%})"
+        if report.loop_cpu_share is not None
+        else ""
+    )
+    return f"process CPU: busy {report.cpu_busy_share:.0%} of the wall time{loop}"
 
 
 def _endpoint_lines(

@@ -102,6 +102,9 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     shares: dict[str, float] = msgspec.field(default_factory=dict)
     """Every layer's share of the run (they add up to at most 1)."""
     evidence: dict[str, Any] = msgspec.field(default_factory=dict)
+    cpu_bound: bool = False
+    """The process's CPU was busy for about all of the run, and ``layer``'s own advice
+    (which assumes the run waited) was replaced by what helps a CPU-bound run."""
 
 
 def _pct(share: float) -> str:
@@ -130,6 +133,10 @@ class VerdictInputs(msgspec.Struct, frozen=True, kw_only=True):
     queue_wait: Percentiles
     pipeline: bool = False
     """A data-generation run (``pipeline_started``): advice names the pipeline's settings."""
+    cpu_busy_share: float | None = None
+    """The process's CPU seconds over the run's wall seconds; ``None``: not measured."""
+    loop_cpu_share: float | None = None
+    """The same for the event loop's thread alone; ``None``: not measured."""
 
 
 def decide(occupancy: RunOccupancy, inputs: VerdictInputs) -> Verdict:
@@ -155,6 +162,10 @@ def decide(occupancy: RunOccupancy, inputs: VerdictInputs) -> Verdict:
     endpoint = max(named, key=named.__getitem__) if named else None
     detail = max(per_detail, key=per_detail.__getitem__) if per_detail else None
     advice = _ADVICE[layer](occupancy, inputs, shares[layer], endpoint, detail)
+    busy = inputs.cpu_busy_share
+    cpu_bound = busy is not None and busy >= CPU_BOUND_SHARE and advice.if_cpu_bound is not None
+    if cpu_bound:
+        advice = _cpu_bound(advice, inputs)
     return Verdict(
         layer=layer,
         share=shares[layer],
@@ -164,6 +175,7 @@ def decide(occupancy: RunOccupancy, inputs: VerdictInputs) -> Verdict:
         setting=advice.setting,
         value=advice.value,
         evidence=advice.evidence,
+        cpu_bound=cpu_bound,
     )
 
 
@@ -172,6 +184,54 @@ class _Advice(msgspec.Struct, frozen=True):
     setting: str | None = None
     value: int | None = None
     evidence: dict[str, Any] = msgspec.field(default_factory=dict)
+    if_cpu_bound: str | None = None
+    """What the layer's time was when the process was busy all along, for advice that
+    assumes the run waited (more in flight, more capacity, more threads); ``None`` keeps the
+    advice whatever the CPU did (an endpoint that was the limit, failures, a lost wakeup)."""
+
+
+# A run that waits (for a model call, a backoff, a sleep, the disk) uses no CPU while it
+# waits, so at a CPU share s at most 1 - s of the wall time was waiting: at 0.9, any setting
+# that removed every wait would save at most a tenth of the run, while the layer's share
+# (54-77% dependency readiness in the busy runs below) is mostly the process at work.
+# Measured on a real clock (2 cores, 2026-12-07), the process's share: pipelines of local
+# columns only, 300 to 20,000 rows, 0.94-1.02; a simulated endpoint answering in 0 ms, 1.0;
+# in 1 ms (32 calls in flight), 0.91; in 20 ms, 0.27; in 200 ms, 0.03. Worker threads count
+# (synchronous generators), so a process can pass 1.0 on several cores; native code that
+# releases the interpreter lock in several threads could then pass 0.9 with a core free,
+# which the event loop's own share (in the message) tells apart.
+CPU_BOUND_SHARE: Final = 0.9
+
+
+def _cpu_bound(advice: _Advice, inputs: VerdictInputs) -> _Advice:
+    """The advice of a run whose process was busy: no admission or capacity setting helps."""
+    busy = inputs.cpu_busy_share or 0.0
+    loop = inputs.loop_cpu_share
+    in_loop = f" (its event loop's thread {_pct(loop)})" if loop is not None else ""
+    unit, fix = (
+        (
+            "cell",
+            "one generator call that produces several values, local work batched into one column",
+        )
+        if inputs.pipeline
+        else ("task", "fewer, larger tasks that each do a batch of the work")
+    )
+    threads = (
+        "; most of it ran outside the event loop's thread, in the worker threads of "
+        "synchronous generators, and more threads will not help: Python code runs one thread "
+        "at a time"
+        if loop is not None and loop < busy / 2
+        else ""
+    )
+    return _Advice(
+        f"the process used its CPU for {_pct(busy)} of the run{in_loop}: "
+        f"{advice.if_cpu_bound}; the limit is this process's CPU, not a setting (sluicegate's "
+        f"per-task work plus the local code). Put more work in each {unit} ({fix}) and make "
+        f"the local code faster (profile the slowest generator){threads}. With model calls "
+        "that take real time, this work overlaps the waiting and the endpoints set the pace "
+        "again",
+        evidence={**advice.evidence, "cpu_busy_share": busy, "loop_cpu_share": loop},
+    )
 
 
 def _cooldown(
@@ -279,6 +339,7 @@ def _task_admission(
             f"{_pct(share)} of the run while capacity was free: {fix}",
             setting="policy",
             evidence={"reason": detail},
+            if_cpu_bound=_admission_busy(share),
         )
     capacity = occ.capacity
     caps = [ep.static_cap for ep in inputs.endpoints.values() if ep.static_cap]
@@ -300,6 +361,15 @@ def _task_admission(
         setting=setting,
         value=suggestion,
         evidence={"capacity": capacity, "peak_leases": occ.peak_leases},
+        if_cpu_bound=_admission_busy(share),
+    )
+
+
+def _admission_busy(share: float) -> str:
+    return (
+        f"the ready tasks that waited for task admission ({_pct(share)} of the run) would "
+        "have found no CPU free to run them, and more capacity puts more tasks in flight, not "
+        "more work through"
     )
 
 
@@ -353,6 +423,10 @@ def _ready_queue(
             "dispatching them is a large share of the work, the CPU limit of one process; put "
             f"more work in each task: {fix}",
             evidence=evidence,
+            if_cpu_bound=(
+                f"the scheduler's own per-task work set the pace ({_pct(share)} of the run in "
+                f"ready-idle gaps, about {_short(per_task)} per task over {inputs.tasks} tasks)"
+            ),
         )
     waited = f"; a task waited {_short(longest)} with capacity free" if single else ""
     return _Advice(
@@ -388,6 +462,11 @@ def _readiness(
         "row group (buffer_size) or more row groups at once (max_concurrent_row_groups)",
         setting="max_concurrent_row_groups",
         evidence={"chain_depth": inputs.chain_depth, "utilization": utilization},
+        if_cpu_bound=(
+            f"the {_pct(share)} of the run that task capacity stood idle with nothing ready "
+            "was the process at work (running tasks, finding the next ready ones, writing "
+            "rows), not waiting, and more rows or row groups in flight add no CPU to run them"
+        ),
     )
 
 
@@ -399,6 +478,10 @@ def _downstream(
         f"{_pct(share)} of the run: profile the slowest column's generator; a synchronous "
         "generator runs in a worker thread, so give it more threads or make it async",
         evidence={},
+        if_cpu_bound=(
+            f"the worker code outside model calls that held {_pct(share)} of the run was "
+            "computing, not waiting: neither more threads nor making it async gives it more CPU"
+        ),
     )
 
 

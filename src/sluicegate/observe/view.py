@@ -15,6 +15,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._internal.cpu_time import LOOP_CPU, PERF_COUNTER, PROCESS_CPU
 from ..events.reading import read_event_file
 from ..events.schema import TASK_LEASE_RELEASING_KINDS, AnyEvent, RequestEvent, SchedulerEvent
 from .occupancy import sweep
@@ -164,6 +165,21 @@ class CorrelatedRuntimeView:
         """Integral of task leases held over the run (lease-seconds)."""
         return self.occupancy.active_capacity_seconds
 
+    @functools.cached_property
+    def _cpu_shares(self) -> tuple[float | None, float | None]:
+        return cpu_shares(self.events)
+
+    @property
+    def cpu_busy_share(self) -> float | None:
+        """CPU seconds of the whole process over the run's wall seconds (worker threads
+        count, so it can exceed 1 on several cores); ``None`` when not measured."""
+        return self._cpu_shares[0]
+
+    @property
+    def loop_cpu_share(self) -> float | None:
+        """The same for the event loop's thread alone; ``None`` when not measured."""
+        return self._cpu_shares[1]
+
     # -- waits and endpoints --------------------------------------------------------------
 
     def layer_waits(self) -> dict[str, Percentiles]:
@@ -305,8 +321,42 @@ class CorrelatedRuntimeView:
                 tasks=len(self.tasks),
                 queue_wait=Percentiles.of([e.queue_wait for e in self.executions]),
                 pipeline=self.occupancy.rows is not None,  # the sweep found pipeline_started
+                cpu_busy_share=self.cpu_busy_share,
+                loop_cpu_share=self.loop_cpu_share,
             ),
         )
+
+
+def cpu_shares(events: Sequence[AnyEvent]) -> tuple[float | None, float | None]:
+    """CPU seconds over wall seconds between the run's ``scheduler_job_started`` and its last
+    ``scheduler_job_completed``: of the whole process, and of the event loop's thread.
+
+    ``None`` when the job events carry no CPU readings (a file from before they did), or when
+    the run's clock was not real time: on a virtual clock (``MockClock``) the events' times
+    disagree with the real-time reading taken beside the CPU's, and a CPU share of virtual
+    seconds means nothing. Real runs agree to microseconds (trio's clock reads the same
+    counter); the tolerance only absorbs the time between the two readings.
+    """
+    started = next((e for e in events if e.event_kind == "scheduler_job_started"), None)
+    ended = next((e for e in reversed(events) if e.event_kind == "scheduler_job_completed"), None)
+    if not isinstance(started, SchedulerEvent) or not isinstance(ended, SchedulerEvent):
+        return None, None
+    before, after = started.diagnostics or {}, ended.diagnostics or {}
+
+    def elapsed(key: str) -> float | None:
+        first, last = before.get(key), after.get(key)
+        if not (isinstance(first, int | float) and isinstance(last, int | float)):
+            return None
+        seconds = float(last - first)
+        return seconds if seconds >= 0 else None
+
+    wall = ended.captured_at - started.captured_at
+    real = elapsed(PERF_COUNTER)
+    cpu = elapsed(PROCESS_CPU)
+    if wall <= 0 or real is None or cpu is None or abs(real - wall) > 1e-3 + 0.01 * real:
+        return None, None
+    loop = elapsed(LOOP_CPU)
+    return cpu / wall, (loop / wall if loop is not None else None)
 
 
 def _peak_overlap(intervals: list[tuple[float | None, float | None]]) -> int:

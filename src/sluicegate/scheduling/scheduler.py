@@ -18,6 +18,7 @@ from typing import Final, Generic
 import trio
 
 from .._internal.checks import describe, is_number
+from .._internal.cpu_time import cpu_clocks
 from ..errors import ConfigurationError, SchedulerClosedError
 from ..events.emitter import EventEmitter
 from ..events.sinks import EventSink
@@ -350,6 +351,8 @@ class AsyncTaskScheduler(Generic[PayloadT]):
                         "run_id": self.run_id,
                         "limits": dict(self.admission.limits),
                         "policy": self.admission.policy.name,
+                        # CPU used over the run, against its wall time: "was it busy?"
+                        **cpu_clocks(),
                     },
                 )
             async with trio.open_nursery() as nursery:
@@ -396,7 +399,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
         reason = type(exc).__name__
         if isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None:
             reason = "Cancelled"  # the run's nursery wraps its workers' Cancelled
-        self.events.scheduler("scheduler_job_completed", reason=reason)
+        self.events.scheduler("scheduler_job_completed", reason=reason, diagnostics=cpu_clocks())
 
     def _result(self, *, interrupted: bool) -> SchedulerRunResult:
         """Close the run: give every task an outcome and build the result."""
@@ -415,6 +418,7 @@ class AsyncTaskScheduler(Generic[PayloadT]):
                     "counts": dict(counts),
                     "shutdown": shutdown,
                     "interrupted": interrupted,
+                    **cpu_clocks(),
                 },
             )
         return SchedulerRunResult(
