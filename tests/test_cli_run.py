@@ -300,3 +300,25 @@ def test_help_of_every_command_and_the_documented_flags(
             for flag in ("--events", "--otel", "--show-config", "--debug", "--rate-limit"):
                 assert flag in text
             assert "SLUICEGATE_BUFFER_SIZE" in text and "130 interrupted" in text
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: pathlib.Path) -> None:
+    """``sluicegate report RUN_DIR | head``: when the pipe closes, the command stops with the
+    status of a Unix tool stopped by SIGPIPE, not with an "unexpected error"."""
+    path = write_pipeline(tmp_path, records=4, buffer_size=2)
+    out = tmp_path / "out"
+    assert (
+        run_cli("run", path, "--out", str(out), "--progress", "off", cwd=tmp_path).returncode == 0
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "sluicegate", "report", str(out), "--no-pictures"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # the reader is gone before the report is printed
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=120) == 141, err
+    assert "unexpected error" not in err and "Traceback" not in err

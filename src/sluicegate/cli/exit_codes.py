@@ -11,6 +11,8 @@ code    meaning
 3       empty: the run finished without writing a row (every row filtered, or 0 records)
 130     interrupted: Ctrl-C, SIGTERM or the deadline stopped the run; finished work is on
         disk and running the same command again resumes it
+141     the reader of the output went away (``sluicegate report RUN | head``): what a Unix
+        tool killed by SIGPIPE returns
 ======  ===================================================================================
 """
 
@@ -23,6 +25,7 @@ EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_EMPTY: Final = 3
 EXIT_INTERRUPTED: Final = 130
+EXIT_BROKEN_PIPE: Final = 141
 
 _BY_STATUS: Final = {
     "success": EXIT_SUCCESS,

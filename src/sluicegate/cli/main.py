@@ -9,6 +9,7 @@ or configuration error, 3 empty (no rows), 130 interrupted (see :mod:`.exit_code
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 
 from .._internal.report_options import add_format_options
 from ..errors import ConfigurationError, SluicegateError
-from .exit_codes import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
+from .exit_codes import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE
 from .flags import add_setting_flags
 
 EPILOG = (
@@ -159,7 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     prog = f"sluicegate {args.command}"
     try:
-        return _command(args.command)(args)
+        code = _command(args.command)(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, like a tool killed by SIGPIPE.
+        # stdout now points at nothing, so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as exc:  # a Ctrl-C outside a run (while loading, say)
         _debug_trace(exc, args.debug)
         print(f"{prog}: interrupted (no run was in progress)", file=sys.stderr)
