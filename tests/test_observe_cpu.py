@@ -193,6 +193,7 @@ def test_the_report_prints_the_cpu_share_in_text_and_json(
     text = render_text(report)
     assert "process CPU: busy 98% of the wall time (the event loop's thread 93%)" in text
     assert CPU_BOUND in text
+    assert "Verdict: this process's CPU (dependency readiness: " in text
     data = json.loads(msgspec.json.encode(report))
     assert data["cpu_busy_share"] == pytest.approx(0.98)
     assert data["verdict"]["cpu_bound"] is True

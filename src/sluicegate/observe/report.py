@@ -212,7 +212,10 @@ def render_text(report: RunReport) -> str:
     add("")
     verdict = report.verdict
     layer = LAYER_TITLES.get(verdict.layer or "", "none")
-    add(f"Verdict: {layer}, {verdict.share:.0%} of the run")
+    if verdict.cpu_bound:  # the layer is what the sweep saw; the process's CPU is the limit
+        add(f"Verdict: this process's CPU ({layer}: {verdict.share:.0%} of the run)")
+    else:
+        add(f"Verdict: {layer}, {verdict.share:.0%} of the run")
     add(f"  {verdict.message}")
     if verdict.setting:
         value = f" = {verdict.value}" if verdict.value is not None else ""
