@@ -20,6 +20,7 @@ from sluicegate.events import SchedulerEvent, read_events, run_events_path
 from sluicegate.events.schema import AnyEvent
 from sluicegate.observe import SCENARIOS, CorrelatedRuntimeView, run_scenario_in_virtual_time
 from sluicegate.observe.report import build_report, generate_report, render_text
+from test_observe_support import Step, local_columns_pipeline, scheduler_events, tiny_tasks
 
 PROCESS, LOOP, REAL = "process_cpu_seconds", "loop_cpu_seconds", "perf_counter_seconds"
 CPU_BOUND = "the limit is this process's CPU, not a setting"
@@ -127,39 +128,16 @@ def test_a_virtual_clock_run_has_no_cpu_share(
     assert not view.verdict().cpu_bound
 
 
-def tiny_tasks(n: int, *, gap: float, run: float) -> list[AnyEvent]:
+def tiny_run(n: int, *, gap: float, run: float) -> list[AnyEvent]:
     """A scheduler run of ``n`` tasks, each queued ``gap`` seconds before its dispatch (the
     scheduler's own work) and running ``run`` seconds; one task capacity of 4."""
-    steps: list[tuple[float, str, str | None, int | None]] = [
-        (0.0, "scheduler_job_started", None, None)
-    ]
-    t = 0.0
-    for i in range(n):
-        steps += [
-            (t, "ready_enqueued", f"t{i}", None),
-            (t + gap, "task_dispatched", f"t{i}", 1),
-            (t + gap + run, "task_completed", f"t{i}", 1),
-        ]
-        t += gap + run
-    steps.append((t, "scheduler_job_completed", None, None))
-    return [
-        SchedulerEvent(
-            event_kind=kind,  # type: ignore[arg-type]
-            sequence=seq,
-            captured_at=at,
-            schema_version=sg.events.SCHEMA_VERSION,
-            task_id=task,
-            group="g" if task else None,
-            lease_id=lease,
-            attempt=1 if kind == "task_dispatched" else None,
-            diagnostics={"limits": {"submission": 4}} if seq == 1 else None,
-        )
-        for seq, (at, kind, task, lease) in enumerate(steps, 1)
-    ]
+    steps = tiny_tasks(n, gap=gap, run=run)
+    end: Step = (n * (gap + run), "scheduler_job_completed", None, None, None)
+    return list(scheduler_events([*steps, end], {"limits": {"submission": 4}}))
 
 
 def test_gaps_of_microseconds_in_a_busy_process_name_the_cpu_and_the_per_task_work() -> None:
-    events = tiny_tasks(3000, gap=20e-6, run=10e-6)
+    events = tiny_run(3000, gap=20e-6, run=10e-6)
     assert CorrelatedRuntimeView(events).cpu_busy_share is None  # no readings: an older file
     plain = CorrelatedRuntimeView(events).verdict()
     assert plain.layer == "ready_queue" and not plain.cpu_bound
@@ -172,7 +150,7 @@ def test_gaps_of_microseconds_in_a_busy_process_name_the_cpu_and_the_per_task_wo
 def test_a_long_gap_in_a_busy_process_is_still_a_gap_to_report() -> None:
     """A task that waited a second with capacity free may be a lost wakeup even while the
     process was busy with other tasks: the verdict keeps asking for a report."""
-    events = tiny_tasks(3, gap=1.0, run=10e-6)
+    events = tiny_run(3, gap=1.0, run=10e-6)
     plain = CorrelatedRuntimeView(events).verdict()
     verdict = CorrelatedRuntimeView(with_cpu(events, 1.0)).verdict()
     assert "please report it" in verdict.message
@@ -202,7 +180,7 @@ def test_the_report_prints_the_cpu_share_in_text_and_json(
 def test_an_events_file_without_cpu_readings_says_not_measured(tmp_path: Path) -> None:
     """An events file from before the readings: no share, the report says so, the verdict
     is the layer's own."""
-    events = tiny_tasks(3000, gap=20e-6, run=10e-6)
+    events = tiny_run(3000, gap=20e-6, run=10e-6)
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(msgspec.json.encode(e) + b"\n" for e in events))
     report = generate_report(path, pictures=False)
@@ -278,16 +256,8 @@ def test_a_run_on_a_virtual_clock_has_no_cpu_share() -> None:
 def test_a_real_pipeline_of_local_columns_reports_its_cpu(tmp_path: Path) -> None:
     """Samplers and expressions (cells of µs) on a real clock keep the process busy; which
     share a machine measures varies, so the message is checked when it is high."""
-    pipeline = sg.Pipeline(
-        [
-            sg.sampler("topic", ["a", "b", "c"]),
-            sg.sampler("n", [1, 2, 3, 4]),
-            sg.expression("double", lambda n: 2 * n),
-            sg.expression("label", lambda topic, double: f"{topic}{double}"),
-        ]
-    )
     out = tmp_path / "run"
-    assert pipeline.run(2000, output_dir=str(out), events=True).ok
+    assert local_columns_pipeline().run(2000, output_dir=str(out), events=True).ok
     before, after = job_events(list(read_events(run_events_path(out))))
     assert {PROCESS, LOOP, REAL} <= set(before) and {PROCESS, LOOP, REAL} <= set(after)
     report = generate_report(out, pictures=False)

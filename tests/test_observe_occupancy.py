@@ -16,6 +16,7 @@ from sluicegate.observe import CorrelatedRuntimeView, run_scenario_in_virtual_ti
 from sluicegate.observe.series import GroupSeries, RunOccupancy
 from sluicegate.providers import SimulatedProvider
 from sluicegate.testing import run_virtual
+from test_observe_support import scheduler_events
 
 ROWS = 20
 LATENCY = 0.5
@@ -152,30 +153,7 @@ HOLDS = {"model:e": {"submission": 1, "endpoint:e": 1}, "local:x": {"submission"
 def stream(*steps: tuple[float, str, str, str, int | None], **job: Any) -> list[SchedulerEvent]:
     """A run's scheduler events from ``(t, kind, task, group, lease)`` steps; ``job`` is the
     ``scheduler_job_started`` diagnostics (default: the limits and groups above)."""
-    diagnostics = job or {"limits": LIMITS, "group_resources": HOLDS}
-    events = [
-        SchedulerEvent(
-            event_kind="scheduler_job_started",
-            sequence=1,
-            captured_at=0.0,
-            schema_version=sg.events.SCHEMA_VERSION,
-            diagnostics=diagnostics,
-        )
-    ]
-    for seq, (t, kind, task, group, lease) in enumerate(steps, start=2):
-        events.append(
-            SchedulerEvent(
-                event_kind=kind,  # type: ignore[arg-type]
-                sequence=seq,
-                captured_at=t,
-                schema_version=sg.events.SCHEMA_VERSION,
-                task_id=task,
-                group=group,
-                lease_id=lease,
-                attempt=1 if kind == "task_dispatched" else None,
-            )
-        )
-    return events
+    return scheduler_events(steps, job or {"limits": LIMITS, "group_resources": HOLDS})
 
 
 def run(

@@ -9,58 +9,20 @@ from typing import Any
 
 import pytest
 
-import sluicegate as sg
-from sluicegate.events import SchedulerEvent
 from sluicegate.observe import CorrelatedRuntimeView, generate_report
 from sluicegate.observe.verdict import Verdict
+from test_observe_support import Step, local_columns_pipeline, scheduler_events, tiny_tasks
 
 PER_TASK = "the scheduler's own per-task work set the pace"
 REPORT_IT = "please report it"
-
-Step = tuple[float, str, str, str, int | None]
 
 
 def verdict_of(steps: list[Step], **job: Any) -> Verdict:
     """The verdict of a run made of ``(t, kind, task, group, lease)`` scheduler steps;
     ``job`` is the ``scheduler_job_started`` diagnostics (default: one task capacity of 4)."""
-    events = [
-        SchedulerEvent(
-            event_kind="scheduler_job_started",
-            sequence=1,
-            captured_at=0.0,
-            schema_version=sg.events.SCHEMA_VERSION,
-            diagnostics=job or {"limits": {"submission": 4}},
-        )
-    ]
-    for seq, (t, kind, task, group, lease) in enumerate(sorted(steps, key=lambda s: s[0]), 2):
-        events.append(
-            SchedulerEvent(
-                event_kind=kind,  # type: ignore[arg-type]
-                sequence=seq,
-                captured_at=t,
-                schema_version=sg.events.SCHEMA_VERSION,
-                task_id=task,
-                group=group,
-                lease_id=lease,
-                attempt=1 if kind == "task_dispatched" else None,
-            )
-        )
+    ordered = sorted(steps, key=lambda s: s[0])
+    events = scheduler_events(ordered, job or {"limits": {"submission": 4}})
     return CorrelatedRuntimeView(events).verdict()
-
-
-def tiny_tasks(n: int, *, gap: float, run: float, start: float = 0.0) -> list[Step]:
-    """``n`` tasks one after another, each queued ``gap`` seconds before its dispatch (the
-    scheduler's own work) and running ``run`` seconds."""
-    steps: list[Step] = []
-    t = start
-    for i in range(n):
-        steps += [
-            (t, "ready_enqueued", f"t{i}", "g", None),
-            (t + gap, "task_dispatched", f"t{i}", "g", 1),
-            (t + gap + run, "task_completed", f"t{i}", "g", 1),
-        ]
-        t += gap + run
-    return steps
 
 
 def waits(task: str, group: str, lease: int, ready: float, start: float) -> list[Step]:
@@ -133,16 +95,8 @@ def test_a_real_run_of_local_columns_is_not_called_a_scheduler_bug(tmp_path: Pat
     expressions (cells of µs) is bound by that work, which the verdict must not call a bug.
     A small task capacity makes the ready queue the top layer in most runs; which layer wins
     depends on the machine, so the message is checked when it does."""
-    pipeline = sg.Pipeline(
-        [
-            sg.sampler("topic", ["a", "b", "c"]),
-            sg.sampler("n", [1, 2, 3, 4]),
-            sg.expression("double", lambda n: 2 * n),
-            sg.expression("label", lambda topic, double: f"{topic}{double}"),
-        ]
-    )
     out = tmp_path / "run"
-    assert pipeline.run(300, output_dir=str(out), events=True, task_capacity=8).ok
+    assert local_columns_pipeline().run(300, output_dir=str(out), events=True, task_capacity=8).ok
     report = generate_report(out, pictures=False)
     assert report.ready_idle_seconds is not None  # the gaps were measured
     verdict = report.verdict
