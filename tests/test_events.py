@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -552,3 +553,35 @@ async def test_attempts_of_one_request_share_its_id_and_say_whether_they_retry(
             assert call.error_type == "ProviderRateLimitedError"
     ids = {e.request_id for e in completed}
     assert len(ids) == 4  # one logical request per task, however many attempts
+
+
+def test_a_read_file_holds_each_repeated_value_once(tmp_path: Path) -> None:
+    """The events of one task execution share one correlation object after reading, and the
+    strings every event repeats are held once: equal values, less memory."""
+    path = tmp_path / "events.jsonl.gz"
+    em = EventEmitter(sg.JsonLinesEventSink(path))
+    for task in range(3):
+        with sg.events.correlation_scope(
+            run_id="r1", column="answer", task_execution_id=f"answer:{task}#1", task_id=task
+        ):
+            em.scheduler("task_dispatched", task_id=task, group="endpoint:sim/m")
+            em.request("model_request_started", provider="sim", model_id="m", domain="chat")
+            em.scheduler("task_completed", task_id=task, group="endpoint:sim/m")
+    with sg.events.correlation_scope(run_id="r1", task_id=(1, "a")):  # a tuple id: a list
+        em.scheduler("selected", task_id=(1, "a"))
+    em.sink.close()  # type: ignore[attr-defined]
+    events = sg.read_events(path)
+    assert len(events) == 10
+    by_task: dict[Any, set[int]] = {}
+    for event in events[:9]:
+        assert event.correlation is not None
+        by_task.setdefault(event.correlation.task_id, set()).add(id(event.correlation))
+    assert all(len(ids) == 1 for ids in by_task.values()) and len(by_task) == 3
+    assert len({id(e.correlation.run_id) for e in events if e.correlation}) == 1
+    groups = {id(e.group) for e in events if isinstance(e, SchedulerEvent) and e.group}
+    assert len(groups) == 1
+    assert len({id(e.provider) for e in events if isinstance(e, RequestEvent)}) == 1
+    assert events[-1].correlation is not None and events[-1].correlation.task_id == [1, "a"]
+    # what was read is what was written, value for value
+    plain = [msgspec.json.decode(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
+    assert [msgspec.to_builtins(e) for e in events] == plain

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import IO, Final
 
 import msgspec
+from msgspec.structs import force_setattr
 
 from ..errors import EventDecodeError, EventSchemaVersionError
+from .correlation import RuntimeCorrelation
 from .gzip_members import TornMember, is_gzip, iter_decompressed
 from .schema import SCHEMA_VERSION, AnyEvent, RequestEvent, SchedulerEvent
 
@@ -131,10 +133,63 @@ def iter_events(path: str | Path) -> Iterator[AnyEvent]:
 
 
 def read_event_file(path: str | Path) -> EventFile:
-    """Decode a whole event file, reporting a skipped torn last line."""
+    """Decode a whole event file, reporting a skipped torn last line.
+
+    Values that repeat from event to event are held once (:class:`_Sharing`): the events of
+    a run take less than half the memory they would as decoded.
+    """
     reader = _Reader(path)
-    events = list(reader)
+    events = list(map(_Sharing().share, reader))
     return EventFile(path=str(path), events=events, torn_tail_bytes=reader.torn_tail_bytes)
+
+
+_CORRELATION_STRINGS: Final = ("run_id", "column", "task_type", "group_kind", "group_identity_hash")
+_REQUEST_STRINGS: Final = ("provider", "model_id", "domain", "request_group", "outcome", "reason")
+_SCHEDULER_STRINGS: Final = ("group", "reason")
+
+
+class _Sharing:
+    """Makes the decoded events of one file share the values they repeat.
+
+    A decoder makes a new object for every value it reads. In a run's events the same few
+    strings (run id, column, endpoint, group, outcome) come back in every event, and the
+    events of one task execution carry equal correlations. Held once, a 10,000-cell run's
+    62,000 events took 377 bytes each instead of 838, for 0.7 µs per event
+    (``benchmarks/results/2026-12-07-events-gzip.md``). Events are frozen, so sharing equal
+    values is invisible; ``force_setattr`` swaps them in right after decoding, before anyone
+    else holds the event.
+    """
+
+    __slots__ = ("correlations", "strings")
+
+    def __init__(self) -> None:
+        self.correlations: dict[RuntimeCorrelation, RuntimeCorrelation] = {}
+        self.strings: dict[str, str] = {}
+
+    def share(self, event: AnyEvent) -> AnyEvent:
+        one = self.strings.setdefault
+        correlation = event.correlation
+        if correlation is not None:
+            try:
+                shared = self.correlations.get(correlation)
+                hashable = True
+            except TypeError:  # a task id that was a tuple reads back as a list: not hashable
+                shared, hashable = None, False
+            if shared is None:  # the first of its task execution: keep it, its strings shared
+                for name in _CORRELATION_STRINGS:
+                    value = getattr(correlation, name)
+                    if value is not None:
+                        force_setattr(correlation, name, one(value, value))
+                if hashable:
+                    self.correlations[correlation] = correlation
+            else:
+                force_setattr(event, "correlation", shared)
+        names = _REQUEST_STRINGS if type(event) is RequestEvent else _SCHEDULER_STRINGS
+        for name in names:
+            value = getattr(event, name)
+            if value is not None:
+                force_setattr(event, name, one(value, value))
+        return event
 
 
 def read_events(path: str | Path) -> list[AnyEvent]:

@@ -234,16 +234,21 @@ def _progress(plt: Any, occ: RunOccupancy) -> Any:
             top.axvline(t - t0, color="#d7191c", alpha=0.25, linewidth=0.8)
     top.set_title("Progress (red lines: rate limits) and the layer holding the run back")
     top.margins(x=0)
-    seen: set[str] = set()
+    # One collection of bars per layer, not one patch per segment: a run has a segment per
+    # change of layer (12,582 in a 10,000-cell run), and a patch each took 11 s to draw.
+    spans: dict[str, list[tuple[float, float]]] = {}
     for start, end, layer in occ.segments:
-        band.axvspan(
-            start - t0,
-            end - t0,
-            color=_LAYER_COLORS.get(layer, "white"),
-            label=None if layer in seen else LAYER_TITLES.get(layer, layer),
+        spans.setdefault(layer, []).append((start - t0, end - start))
+    seen = set(spans)
+    for layer, bars in spans.items():
+        band.broken_barh(
+            bars,
+            (0, 1),
+            facecolors=_LAYER_COLORS.get(layer, "white"),
+            label=LAYER_TITLES.get(layer, layer),
             linewidth=0,
         )
-        seen.add(layer)
+    band.set_ylim(0, 1)
     band.set_yticks([])
     band.set_xlabel("seconds since the run started")
     band.set_xlim(0, max(occ.duration, 1e-9))
