@@ -322,3 +322,18 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: pathlib.Path
     err = reader.stderr.read().decode()
     assert reader.wait(timeout=120) == 141, err
     assert "unexpected error" not in err and "Traceback" not in err
+
+
+def test_events_to_a_file_of_ones_choice_compressed_by_its_name(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_pipeline(tmp_path, records=4, buffer_size=2)
+    for name, compressed in (("ev.jsonl", False), ("ev.jsonl.gz", True)):
+        events = tmp_path / name
+        out = str(tmp_path / f"out-{name}")
+        assert main(["run", path, "--out", out, f"--events={events}", "--progress", "off"]) == 0
+        assert (events.read_bytes()[:2] == b"\x1f\x8b") is compressed
+        assert not list(pathlib.Path(out).glob("events*"))  # not in the run directory too
+        capsys.readouterr()
+        assert main(["report", str(events), "--no-pictures"]) == 0
+        assert "Verdict: " in capsys.readouterr().out
