@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import sluicegate as sg
 from sluicegate.observe import CorrelatedRuntimeView, generate_report
 from sluicegate.observe.verdict import Verdict
 from test_observe_support import Step, local_columns_pipeline, scheduler_events, tiny_tasks
@@ -142,3 +143,27 @@ def test_a_full_task_capacity_is_blamed_on_what_its_holders_wait_for(tmp_path: P
     assert verdict.layer in ("provider_cooldown", "request_admission"), verdict.message
     assert verdict.setting == "max_parallel_requests", verdict.message
     assert "task_capacity" not in verdict.message
+
+
+def test_every_worker_thread_busy_is_the_threads_limit_not_dependency_readiness(
+    tmp_path: Path,
+) -> None:
+    """A synchronous generator that waits (10 ms of sleep) on 4 worker threads: the cells
+    beyond 4 wait in the pipeline's threads lane, not in the scheduler's queue. The verdict
+    names the threads (``local_threads``), not "more row groups" (dependency readiness)."""
+    import time
+
+    def slow(topic: str) -> str:
+        time.sleep(0.01)
+        return topic.upper()
+
+    pipeline = sg.Pipeline(
+        [sg.sampler("topic", ["a", "b"]), sg.column("up", slow, depends_on=["topic"])]
+    )
+    out = tmp_path / "run"
+    assert pipeline.run(80, output_dir=str(out), local_threads=4).ok
+    report = generate_report(out, pictures=False)
+    verdict = report.verdict
+    assert verdict.layer == "downstream_completion", verdict.message
+    assert verdict.setting == "local_threads" and verdict.value == 8, verdict.message
+    assert "every worker thread busy (4 at once)" in verdict.message

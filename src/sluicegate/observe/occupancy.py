@@ -177,6 +177,7 @@ class OccupancySweep:
             ],
             ready_idle_seconds=self.ready_idle if measured else None,
             ready_idle_gaps=self.gaps if measured else None,
+            task_limits=dict(self.resources.limits or {}),
             active_capacity_seconds=self.active,
             endpoints={ep.series.name: ep.series for ep in self.endpoints.values()},
             groups=self.groups,
@@ -264,6 +265,10 @@ class OccupancySweep:
             return self._holders(t, capacity_full=True)
         if self.workers:
             label = self._holders(t, capacity_full=False)
+            if label[0] == "downstream_completion":
+                lane = self._full_local_lane()
+                if lane is not None:  # every unit of the lane busy with local code
+                    return ("downstream_completion", None, f"lane_full:{lane}")
             if (
                 label[0] in ("provider_latency", "downstream_completion")
                 and self.resources.idle()
@@ -277,6 +282,25 @@ class OccupancySweep:
             return ("failure_retry", None, "task_retry")
         if self._still_to_come(t):
             return ("dependency_readiness", None, "nothing_ready")
+        return None
+
+    def _full_local_lane(self) -> str | None:
+        """A task resource other than the total that local code holds to its limit (a
+        pipeline's ``threads``: every worker thread running a synchronous generator). Its
+        cells wait in the pipeline's lane, not in the scheduler's queue, so without this
+        the time would read as work still to come (dependency readiness)."""
+        resources = self.resources
+        limits = resources.limits
+        if not limits or resources.capacity is not None:
+            return None
+        in_use = resources.in_use
+        for worker in self.workers.values():
+            if worker.state != "local":
+                continue
+            for name in resources.group_resources.get(worker.group, ()):
+                limit = limits.get(name)
+                if name not in resources.shared and limit is not None and in_use[name] >= limit:
+                    return name
         return None
 
     def _queued_groups(self) -> Iterator[str]:

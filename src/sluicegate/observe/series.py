@@ -119,6 +119,9 @@ class RunOccupancy(msgspec.Struct, kw_only=True):
     task groups are in ``groups``; a pipeline's groups are its endpoint lanes)."""
     rows: RowProgress | None = None
     """A pipeline run's rows over time; ``None`` for other runs."""
+    task_limits: dict[str, int] = msgspec.field(default_factory=dict)
+    """The run's task-admission limits per resource, as ``scheduler_job_started`` said
+    (a pipeline: ``submission``, ``threads``, one per endpoint lane)."""
 
     @property
     def duration(self) -> float:

@@ -471,8 +471,10 @@ def _readiness(
 
 
 def _downstream(
-    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, detail: str | None
 ) -> _Advice:
+    if detail is not None and detail.startswith("lane_full:"):
+        return _lane_full(occ, inputs, share, detail.split(":", 1)[1])
     return _Advice(
         f"worker code outside model calls (local generators, parsing, writing) held "
         f"{_pct(share)} of the run: profile the slowest column's generator; a synchronous "
@@ -482,6 +484,36 @@ def _downstream(
             f"the worker code outside model calls that held {_pct(share)} of the run was "
             "computing, not waiting: neither more threads nor making it async gives it more CPU"
         ),
+    )
+
+
+def _lane_full(occ: RunOccupancy, inputs: VerdictInputs, share: float, lane: str) -> _Advice:
+    """Local code held every unit of a task resource: in a pipeline, every worker thread."""
+    limit = occ.task_limits.get(lane)
+    suggestion = 2 * limit if limit else None
+    cpu_bound = (
+        f"the worker code that held {_pct(share)} of the run was computing, not waiting: "
+        "neither more threads nor making it async gives it more CPU"
+    )
+    if lane == "threads" and inputs.pipeline:
+        return _Advice(
+            f"synchronous generators kept every worker thread busy ({limit} at once) for "
+            f"{_pct(share)} of the run while their other cells waited for a thread: set "
+            f"local_threads={suggestion} (now {limit}) if they wait on I/O, or make the "
+            "generator async",
+            setting="local_threads",
+            value=suggestion,
+            evidence={"lane": lane, "limit": limit},
+            if_cpu_bound=cpu_bound,
+        )
+    return _Advice(
+        f"worker code held every unit of task resource `{lane}` ({limit}) for {_pct(share)} of "
+        f"the run while more of its tasks were to come: raise that limit (to {suggestion}) if "
+        "the code waits rather than computes",
+        setting="capacity",
+        value=suggestion,
+        evidence={"lane": lane, "limit": limit},
+        if_cpu_bound=cpu_bound,
     )
 
 
