@@ -167,3 +167,37 @@ def test_every_worker_thread_busy_is_the_threads_limit_not_dependency_readiness(
     assert verdict.layer == "downstream_completion", verdict.message
     assert verdict.setting == "local_threads" and verdict.value == 8, verdict.message
     assert "every worker thread busy (4 at once)" in verdict.message
+
+
+def test_async_local_cells_at_their_limit_name_local_concurrency(tmp_path: Path) -> None:
+    """Async local cells that wait (10 ms) next to a model column: at most
+    ``local_concurrency`` of them run, the rest wait in the pipeline's local lane. The verdict
+    names ``local_concurrency``, not dependency readiness."""
+    import trio
+
+    async def slow(topic: str) -> str:
+        await trio.sleep(0.01)
+        return topic.upper()
+
+    pipeline = sg.Pipeline(
+        [
+            sg.sampler("topic", ["a", "b"]),
+            sg.column("up", slow, depends_on=["topic"]),
+            sg.llm_text("q", "about {up}", model="sim"),
+        ],
+        [sg.Endpoint("sim", model="m", provider="sim", max_parallel_requests=32)],
+        providers={"sim": sg.SimulatedProvider(name="sim", latency_seconds=0.001)},
+    )
+    out = tmp_path / "run"
+    assert pipeline.run(80, output_dir=str(out), local_concurrency=4).ok
+    job = next(
+        e
+        for e in sg.read_events(out / "events.jsonl.gz")
+        if e.event_kind == "scheduler_job_started"
+    )
+    assert job.diagnostics is not None
+    assert job.diagnostics["lanes"] == {"local": 4, "endpoint:sim/m": 32}
+    assert set(job.diagnostics["group_lanes"].values()) == {"local", "endpoint:sim/m"}
+    verdict = generate_report(out, pictures=False).verdict
+    assert verdict.layer == "downstream_completion", verdict.message
+    assert verdict.setting == "local_concurrency" and verdict.value == 8, verdict.message

@@ -20,7 +20,9 @@ the default identity of model columns (every column calling one endpoint shares 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
+from typing import TypeVar
 
 import attrs
 import trio
@@ -31,6 +33,8 @@ from .endpoints import RequestStack
 from .pipeline import Pipeline
 from .settings import RunSettings
 from .tracker import Lane
+
+_V = TypeVar("_V")
 
 
 @attrs.frozen
@@ -48,11 +52,25 @@ class ColumnLayout:
         run's events (a report checks ready-idle gaps against the limits with it, so no
         per-cell event has to carry them). A group whose columns sit on lanes holding
         different resources has no one answer and is left out."""
-        out: dict[str, dict[str, int]] = {}
+        return self._by_group(lambda lane: dict(lane.resources))
+
+    def group_lanes(self) -> dict[str, str]:
+        """Fairness group key -> the lane its cells are released through, for the run's
+        events (with :meth:`lane_windows`, a report tells a full lane from work still to
+        come: a lane's waiting cells are in the tracker, not the scheduler's queue). A group
+        on several lanes is left out."""
+        return self._by_group(lambda lane: lane.name)
+
+    def lane_windows(self) -> dict[str, int]:
+        """Each lane's window: how many of its cells run at once at most."""
+        return {lane.name: lane.window for lane in self.lanes}
+
+    def _by_group(self, value_of: Callable[[Lane], _V]) -> dict[str, _V]:
+        out: dict[str, _V] = {}
         mixed: set[str] = set()
         for group, lane in zip(self.groups, self.lane_of, strict=True):
-            resources = dict(self.lanes[lane].resources)
-            if out.setdefault(group.key, resources) != resources:
+            value = value_of(self.lanes[lane])
+            if out.setdefault(group.key, value) != value:
                 mixed.add(group.key)
         for key in mixed:
             del out[key]

@@ -266,6 +266,7 @@ class PipelineRun:
         layout = plan_layout(pipeline, self.stack, s, io_inline=io_inline)
         self.admission = TaskAdmissionController(limits=layout.limits)
         self._group_resources = layout.group_resources()
+        self._lanes = {"lanes": layout.lane_windows(), "group_lanes": layout.group_lanes()}
         completed = {c.index: c.rows_passed for c in self.manifest.row_groups}
         planner = planner_for(s, completed)
         deps = [[pipeline.index[d] for d in c.depends_on] for c in columns]
@@ -338,6 +339,9 @@ class PipelineRun:
                     "policy": self.admission.policy.name,
                     # What each group's cells hold (one entry per group, not per cell).
                     "group_resources": self._group_resources,
+                    # Each lane's window and each group's lane: a full lane is not work
+                    # still to come (its waiting cells are in the tracker).
+                    **self._lanes,
                     # CPU used over the run, against its wall time: "was it busy?"
                     **cpu_clocks(),
                 },

@@ -178,6 +178,7 @@ class OccupancySweep:
             ready_idle_seconds=self.ready_idle if measured else None,
             ready_idle_gaps=self.gaps if measured else None,
             task_limits=dict(self.resources.limits or {}),
+            lane_windows=dict(self.resources.lane_windows),
             active_capacity_seconds=self.active,
             endpoints={ep.series.name: ep.series for ep in self.endpoints.values()},
             groups=self.groups,
@@ -285,11 +286,24 @@ class OccupancySweep:
         return None
 
     def _full_local_lane(self) -> str | None:
-        """A task resource other than the total that local code holds to its limit (a
-        pipeline's ``threads``: every worker thread running a synchronous generator). Its
-        cells wait in the pipeline's lane, not in the scheduler's queue, so without this
-        the time would read as work still to come (dependency readiness)."""
+        """A lane of local work running as many cells as it may (a pipeline's ``threads``:
+        every worker thread busy; ``local``: ``local_concurrency`` async or inline cells),
+        or, outside a pipeline, a task resource other than the total that local code holds
+        to its limit. A full lane's other cells wait in the pipeline, not in the scheduler's
+        queue, so without this the time would read as work still to come."""
         resources = self.resources
+        windows = resources.lane_windows
+        if windows:  # a pipeline: count the running cells of each local lane
+            running: Counter[str] = Counter()
+            for worker in self.workers.values():
+                lane = resources.group_lanes.get(worker.group)
+                if lane is not None and not lane.startswith("endpoint:"):
+                    running[lane] += 1
+            for lane, count in running.items():
+                window = windows.get(lane)
+                if window is not None and count >= window:
+                    return lane
+            return None
         limits = resources.limits
         if not limits or resources.capacity is not None:
             return None

@@ -122,6 +122,8 @@ class RunOccupancy(msgspec.Struct, kw_only=True):
     task_limits: dict[str, int] = msgspec.field(default_factory=dict)
     """The run's task-admission limits per resource, as ``scheduler_job_started`` said
     (a pipeline: ``submission``, ``threads``, one per endpoint lane)."""
+    lane_windows: dict[str, int] = msgspec.field(default_factory=dict)
+    """A pipeline's lanes and how many of each lane's cells run at once at most."""
 
     @property
     def duration(self) -> float:

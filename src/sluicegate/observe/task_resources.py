@@ -19,7 +19,17 @@ from typing import Any
 class TaskResources:
     """The run's task-admission limits and the resources its held leases take."""
 
-    __slots__ = ("capacity", "group_resources", "in_use", "leases", "limits", "shared", "unknown")
+    __slots__ = (
+        "capacity",
+        "group_lanes",
+        "group_resources",
+        "in_use",
+        "lane_windows",
+        "leases",
+        "limits",
+        "shared",
+        "unknown",
+    )
 
     def __init__(self) -> None:
         self.capacity: int | None = None
@@ -34,6 +44,10 @@ class TaskResources:
         """Units held per resource, by leases whose resources are known."""
         self.unknown = 0
         """Leases held whose resources are unknown."""
+        self.lane_windows: dict[str, int] = {}
+        """A pipeline's lanes: how many of a lane's cells run at once at most (``lanes``)."""
+        self.group_lanes: dict[str, str] = {}
+        """A pipeline's fairness group key -> the lane its cells go through."""
 
     def configure(self, diagnostics: Mapping[str, Any]) -> None:
         """Read ``limits`` and ``group_resources`` of ``scheduler_job_started`` or
@@ -50,6 +64,12 @@ class TaskResources:
                 for group, needs in groups.items()
                 if isinstance(needs, dict) and all(isinstance(n, int) for n in needs.values())
             }
+        lanes = diagnostics.get("lanes")
+        if isinstance(lanes, dict):
+            self.lane_windows = {str(k): v for k, v in lanes.items() if isinstance(v, int)}
+        group_lanes = diagnostics.get("group_lanes")
+        if isinstance(group_lanes, dict):
+            self.group_lanes = {str(k): str(v) for k, v in group_lanes.items()}
         needs_sets = [set(needs) for needs in self.group_resources.values()]
         self.shared = tuple(sorted(set.intersection(*needs_sets))) if needs_sets else ()
 

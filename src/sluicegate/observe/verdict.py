@@ -488,8 +488,9 @@ def _downstream(
 
 
 def _lane_full(occ: RunOccupancy, inputs: VerdictInputs, share: float, lane: str) -> _Advice:
-    """Local code held every unit of a task resource: in a pipeline, every worker thread."""
-    limit = occ.task_limits.get(lane)
+    """Local code kept a lane full (a pipeline's worker threads or its async/inline local
+    cells), or held every unit of a task resource."""
+    limit = occ.lane_windows.get(lane, occ.task_limits.get(lane))
     suggestion = 2 * limit if limit else None
     cpu_bound = (
         f"the worker code that held {_pct(share)} of the run was computing, not waiting: "
@@ -502,6 +503,16 @@ def _lane_full(occ: RunOccupancy, inputs: VerdictInputs, share: float, lane: str
             f"local_threads={suggestion} (now {limit}) if they wait on I/O, or make the "
             "generator async",
             setting="local_threads",
+            value=suggestion,
+            evidence={"lane": lane, "limit": limit},
+            if_cpu_bound=cpu_bound,
+        )
+    if lane == "local" and inputs.pipeline:
+        return _Advice(
+            f"async or inline local cells ran as many at once as they may ({limit}) for "
+            f"{_pct(share)} of the run while more of them waited: set "
+            f"local_concurrency={suggestion} (now {limit}) if they wait rather than compute",
+            setting="local_concurrency",
             value=suggestion,
             evidence={"lane": lane, "limit": limit},
             if_cpu_bound=cpu_bound,
