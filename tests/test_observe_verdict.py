@@ -201,3 +201,33 @@ def test_async_local_cells_at_their_limit_name_local_concurrency(tmp_path: Path)
     verdict = generate_report(out, pictures=False).verdict
     assert verdict.layer == "downstream_completion", verdict.message
     assert verdict.setting == "local_concurrency" and verdict.value == 8, verdict.message
+
+
+def _chain(tmp_path: Path, name: str, records: int, **settings: Any) -> Verdict:
+    """A row of six dependent model cells on an endpoint with room to spare, in virtual time;
+    the verdict of the run."""
+    from sluicegate.testing import run_virtual
+
+    steps = [sg.llm_text("c1", "about {topic}", model="sim")]
+    steps += [sg.llm_text(f"c{i}", f"go on: {{c{i - 1}}}", model="sim") for i in range(2, 7)]
+    pipeline = sg.Pipeline(
+        [sg.sampler("topic", ["a", "b"]), *steps],
+        [sg.Endpoint("sim", model="m", provider="sim", max_parallel_requests=64)],
+        providers={"sim": sg.SimulatedProvider(name="sim", latency_seconds=0.05)},
+    )
+    out = tmp_path / name
+    assert run_virtual(pipeline.arun, records, output_dir=str(out), **settings).ok
+    return generate_report(out, pictures=False).verdict
+
+
+def test_a_dependency_bound_pipeline_is_told_how_many_row_groups_to_run(tmp_path: Path) -> None:
+    """Few rows in flight (10 of 100): more row groups at once, with the number. Every row in
+    flight already (8 of 8, fewer calls than the endpoint takes): no setting shortens a row's
+    chain of dependent cells."""
+    few = _chain(tmp_path, "few", 100, buffer_size=10, max_concurrent_row_groups=1)
+    assert few.layer == "dependency_readiness", few.message
+    assert few.setting == "max_concurrent_row_groups" and few.value == 2, few.message
+    assert "only 10 of 100 rows could be in flight" in few.message
+    all_rows = _chain(tmp_path, "all", 8, buffer_size=8, max_concurrent_row_groups=1)
+    assert all_rows.layer == "dependency_readiness", all_rows.message
+    assert all_rows.setting is None and "every row already in flight" in all_rows.message

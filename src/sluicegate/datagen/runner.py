@@ -194,6 +194,10 @@ class PipelineRun:
                 diagnostics={
                     "run_id": self.run_id,
                     "records": settings.records,
+                    # How many rows can be in flight at once: what dependency-bound advice
+                    # needs to tell "more row groups" from "every row was already running".
+                    "buffer_size": settings.buffer_size,
+                    "max_concurrent_row_groups": settings.max_concurrent_row_groups,
                     "columns": {c.name: list(c.depends_on) for c in self.pipeline.columns},
                     "endpoints": [e.alias for e in self.pipeline.endpoints],
                 },

@@ -192,6 +192,7 @@ class OccupancySweep:
                 columns=len(self.pipeline_columns),
                 completed=self.rows_completed,
                 written=self.rows_written,
+                **_row_group_settings(self.events),
             ),
         )
 
@@ -674,6 +675,17 @@ def _pipeline_columns(events: Sequence[AnyEvent]) -> list[str] | None:
             if isinstance(columns, dict) and columns:
                 return [str(name) for name in columns]
     return None
+
+
+def _row_group_settings(events: Sequence[AnyEvent]) -> dict[str, int]:
+    """``records``, ``buffer_size`` and ``max_concurrent_row_groups`` as the run's
+    ``pipeline_started`` gave them (those it gave as integers)."""
+    for e in events:
+        if type(e) is SchedulerEvent and e.event_kind == "pipeline_started":
+            found = e.diagnostics or {}
+            keys = ("records", "buffer_size", "max_concurrent_row_groups")
+            return {key: found[key] for key in keys if isinstance(found.get(key), int)}
+    return {}
 
 
 def _task_columns(events: Sequence[AnyEvent]) -> dict[Hashable, str]:

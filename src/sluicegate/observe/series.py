@@ -80,6 +80,12 @@ class RowProgress(msgspec.Struct, kw_only=True):
     filtered or failed part-way, or finished from a journal by a resumed run, is not here)."""
     written: list[tuple[float, int]] = msgspec.field(default_factory=list)
     """``(instant, rows)`` per row-group checkpoint: the rows it wrote."""
+    records: int | None = None
+    """Rows the run was asked for (``pipeline_started``)."""
+    buffer_size: int | None = None
+    """Rows per row group (``pipeline_started``; ``None`` in files before 2026-12-07)."""
+    max_concurrent_row_groups: int | None = None
+    """Row groups in flight at most (``pipeline_started``)."""
 
 
 class LayerTime(msgspec.Struct, frozen=True, kw_only=True):

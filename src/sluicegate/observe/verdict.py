@@ -455,6 +455,16 @@ def _readiness(
 ) -> _Advice:
     utilization = occ.utilization
     used = f" (mean {_pct(utilization)} of capacity {occ.capacity} used)" if utilization else ""
+    rows = occ.rows
+    if (
+        inputs.pipeline
+        and rows is not None
+        and rows.records is not None
+        and rows.buffer_size is not None
+        and rows.max_concurrent_row_groups is not None
+    ):
+        groups = rows.max_concurrent_row_groups
+        return _row_groups(share, inputs, rows.records, rows.buffer_size, groups)
     return _Advice(
         f"for {_pct(share)} of the run task capacity stood idle{used} while more tasks were "
         f"still to come: they waited for their dependencies (the longest chain is about "
@@ -467,6 +477,41 @@ def _readiness(
             "was the process at work (running tasks, finding the next ready ones, writing "
             "rows), not waiting, and more rows or row groups in flight add no CPU to run them"
         ),
+    )
+
+
+def _row_groups(
+    share: float, inputs: VerdictInputs, records: int, buffer_size: int, groups: int
+) -> _Advice:
+    """A pipeline whose capacity stood idle waiting for cells to become ready: more rows in
+    flight help, unless every row already was."""
+    in_flight = buffer_size * groups
+    cpu_bound = (
+        f"the {_pct(share)} of the run that task capacity stood idle with nothing ready "
+        "was the process at work (running tasks, finding the next ready ones, writing "
+        "rows), not waiting, and more rows or row groups in flight add no CPU to run them"
+    )
+    if in_flight >= records:
+        return _Advice(
+            f"for {_pct(share)} of the run task capacity stood idle while cells waited for the "
+            f"cells they depend on, with every row already in flight ({records} rows; "
+            f"buffer_size {buffer_size} x max_concurrent_row_groups {groups}): each row's "
+            f"chain of about {inputs.chain_depth} dependent cells set the pace. No setting "
+            "shortens it; faster cells do, and a larger run keeps more cells ready at once",
+            evidence={"chain_depth": inputs.chain_depth, "rows_in_flight": in_flight},
+            if_cpu_bound=cpu_bound,
+        )
+    more = min(2 * groups, -(-records // buffer_size))  # no more groups than the run has
+    return _Advice(
+        f"for {_pct(share)} of the run task capacity stood idle while cells waited for the "
+        f"cells they depend on (chains of about {inputs.chain_depth}), and only "
+        f"{in_flight} of {records} rows could be in flight (buffer_size {buffer_size} x "
+        f"max_concurrent_row_groups {groups}): set max_concurrent_row_groups={more} (now "
+        f"{groups}), or more rows per row group (buffer_size)",
+        setting="max_concurrent_row_groups",
+        value=more,
+        evidence={"chain_depth": inputs.chain_depth, "rows_in_flight": in_flight},
+        if_cpu_bound=cpu_bound,
     )
 
 
