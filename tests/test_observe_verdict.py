@@ -231,3 +231,33 @@ def test_a_dependency_bound_pipeline_is_told_how_many_row_groups_to_run(tmp_path
     all_rows = _chain(tmp_path, "all", 8, buffer_size=8, max_concurrent_row_groups=1)
     assert all_rows.layer == "dependency_readiness", all_rows.message
     assert all_rows.setting is None and "every row already in flight" in all_rows.message
+
+
+def test_calls_waiting_for_a_rate_window_name_the_quota_not_the_cap(tmp_path: Path) -> None:
+    """A producer-side quota of 20 requests per second in front of an endpoint with room
+    (cap 32, fast answers): calls wait for the window while the concurrency limit has room.
+    The verdict names the rate limit, not max_parallel_requests (or rate limits: none came)."""
+    from sluicegate.requests import RequestAdmissionConfig, RequestResourceSettings
+    from sluicegate.testing import run_virtual
+
+    pipeline = sg.Pipeline(
+        [sg.sampler("topic", ["a", "b"]), sg.llm_text("q", "about {topic}", model="sim")],
+        [sg.Endpoint("sim", model="m", provider="sim", max_parallel_requests=32)],
+        providers={"sim": sg.SimulatedProvider(name="sim", latency_seconds=0.01)},
+    )
+    quota = RequestResourceSettings(requests_per_window=20, window_seconds=1.0)
+    out = tmp_path / "run"
+    result = run_virtual(
+        pipeline.arun,
+        100,
+        output_dir=str(out),
+        request_config=RequestAdmissionConfig(defaults=quota),
+    )
+    assert result.ok
+    report = generate_report(out, pictures=False)
+    verdict = report.verdict
+    assert verdict.layer == "request_admission", verdict.message
+    assert verdict.setting == "rate_limit" and verdict.value == 40, verdict.message
+    assert "waited for its rate window" in verdict.message
+    assert "20 requests per 1 s" in verdict.message
+    assert report.endpoints["sim"].rate_window == {"requests": 20, "tokens": None, "seconds": 1.0}

@@ -72,6 +72,17 @@ class _Endpoint:
         self.cooldown_until = float("-inf")
         self.rate_limited_ever = False
 
+    def quota_bound(self, t: float) -> bool:
+        """Calls wait though the limit has room and no cooldown holds them: what they wait
+        for is the endpoint's rate window (a producer-side quota of requests or tokens)."""
+        limit = self.limit
+        return (
+            self.series.rate_window is not None
+            and self.cooldown_until <= t
+            and limit is not None
+            and len(self.leases) < limit
+        )
+
     def constrained(self, t: float) -> bool:
         """Rate limited now: in cooldown, or still below the cap after a rate limit."""
         if self.cooldown_until > t:
@@ -342,6 +353,8 @@ class OccupancySweep:
             default=None,
         )
         ep_state = self._endpoint_named(endpoint)
+        if state == "wait" and ep_state is not None and ep_state.quota_bound(t):
+            return ("request_admission", endpoint, "rate_window")
         if state == "wait":
             if ep_state is not None and ep_state.constrained(t):
                 return ("provider_cooldown", endpoint, "rate_limited")
@@ -582,6 +595,9 @@ class OccupancySweep:
         cap = diagnostics.get("static_cap")
         if isinstance(cap, int):
             ep.series.static_cap = cap
+        window = diagnostics.get("rate_window")
+        if isinstance(window, dict):
+            ep.series.rate_window = window
         if e.limit is not None:
             ep.limit = e.limit
 

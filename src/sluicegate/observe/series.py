@@ -45,6 +45,8 @@ class EndpointSeries(msgspec.Struct, kw_only=True):
     model_id: str
     domain: str
     static_cap: int | None = None
+    rate_window: dict[str, float | int | None] | None = None
+    """The producer-side quota, when one was set: ``requests``/``tokens`` per ``seconds``."""
     times: list[float] = msgspec.field(default_factory=list)
     limit: list[int | None] = msgspec.field(default_factory=list)
     in_flight: list[int] = msgspec.field(default_factory=list)

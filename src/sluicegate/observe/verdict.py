@@ -69,6 +69,8 @@ class EndpointSummary(msgspec.Struct, frozen=True, kw_only=True):
     model_id: str
     domain: str
     static_cap: int | None
+    rate_window: dict[str, float | int | None] | None = None
+    """The producer-side quota (``requests``/``tokens`` per ``seconds``), when one was set."""
     requests: int
     attempts: int
     outcomes: dict[str, int]
@@ -275,9 +277,11 @@ def _cooldown(
 
 
 def _request_admission(
-    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, _: str | None
+    occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, detail: str | None
 ) -> _Advice:
     ep = inputs.endpoints.get(endpoint or "")
+    if detail == "rate_window" and ep is not None and ep.rate_window is not None:
+        return _quota(ep, share)
     if ep is None:
         return _Advice(
             f"model calls waited for request admission {_pct(share)} of the run: raise the "
@@ -307,6 +311,26 @@ def _request_admission(
         setting="max_parallel_requests",
         value=suggestion,
         evidence={"static_cap": cap, "mean_in_flight": round(ep.mean_in_flight, 2)},
+    )
+
+
+def _quota(ep: EndpointSummary, share: float) -> _Advice:
+    """Calls waited for the endpoint's rate window, not for its concurrency limit."""
+    window = ep.rate_window or {}
+    requests, tokens, seconds = window.get("requests"), window.get("tokens"), window.get("seconds")
+    quota = " and ".join(
+        f"{n} {what}" for n, what in ((requests, "requests"), (tokens, "tokens")) if n
+    )
+    setting = "rate_limit" if requests else "tokens_per_window"
+    value = 2 * int(requests) if requests else None
+    return _Advice(
+        f"calls to endpoint `{ep.name}` waited for its rate window for {_pct(share)} of the run "
+        f"({quota} per {seconds:g} s) while its concurrency limit had room: the quota set the "
+        f"pace, not max_parallel_requests. Raise it only as far as the provider's own quota "
+        f"allows",
+        setting=setting,
+        value=value,
+        evidence={"rate_window": window},
     )
 
 

@@ -249,6 +249,7 @@ class CorrelatedRuntimeView:
                 model_id=series.model_id,
                 domain=series.domain,
                 static_cap=series.static_cap,
+                rate_window=series.rate_window,
                 requests=len(requests),
                 attempts=len(attempts),
                 outcomes=outcomes,

@@ -94,16 +94,19 @@ class ResourceEvents:
 
     def registered(self, r: ResourceState) -> None:
         ep = r.endpoint
-        self.emit(
-            "request_resource_registered",
-            r,
-            limit=r.aimd.limit,
-            diagnostics={
-                "effective_max": r.aimd.effective_max,
-                "static_cap": ep.static_cap,
-                "aliases": list(ep.plan.aliases) if ep.plan else [],
-            },
-        )
+        diagnostics: dict[str, Any] = {
+            "effective_max": r.aimd.effective_max,
+            "static_cap": ep.static_cap,
+            "aliases": list(ep.plan.aliases) if ep.plan else [],
+        }
+        window = r.window
+        if window is not None:  # what a report names when the window set the pace
+            diagnostics["rate_window"] = {
+                "requests": window.requests_per_window,
+                "tokens": window.tokens_per_window,
+                "seconds": window.window_seconds,
+            }
+        self.emit("request_resource_registered", r, limit=r.aimd.limit, diagnostics=diagnostics)
 
     def reconfigured(
         self,
