@@ -702,3 +702,56 @@ async def test_abandoned_row_groups_end_cleanly(
     assert admitted == [0, 1, 2]  # 2 was running (and retrying) when the count was complete
     assert result.files == ("data/part-00000.jsonl", "data/part-00001.jsonl")
     assert not list((tmp_path / "journal").iterdir())
+
+
+async def test_an_endpoint_that_never_answers_stops_the_run_at_once(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
+    """A wrong URL: every call is refused, the circuit opens, and the run stops with the
+    endpoint's URL and cause instead of retrying each cell through the circuit's probes
+    (30 s, 60 s, ... apart: minutes of "circuit open" before the rows failed)."""
+    from sluicegate.requests import ProviderConnectionError
+
+    def refused(model: str, request: ModelRequest) -> str:
+        raise ProviderConnectionError(
+            "refused", url="http://127.0.0.1:9/v1/chat/completions", cause="connection refused"
+        )
+
+    pipeline = dg.Pipeline(
+        [dg.llm_text("q", "hi", model="m")],
+        endpoints=[dg.Endpoint("m", model="m", provider="fn")],
+        providers={"fn": FunctionProvider(answer=refused)},
+    )
+    start = trio.current_time()
+    result = await pipeline.arun(20, output_dir=str(tmp_path))
+    assert result.status == "failure"
+    assert "is unreachable and never answered in this run" in result.message
+    assert "http://127.0.0.1:9/v1/chat/completions: connection refused" in result.message
+    assert trio.current_time() - start < 30  # before the circuit's first probe
+
+
+async def test_an_endpoint_that_answered_then_went_down_is_waited_for(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
+    """An outage after answers: the run does not stop for a dead endpoint; its cells wait
+    for the circuit's probe, which the endpoint (back up) answers."""
+    from sluicegate.requests import ProviderConnectionError
+
+    down = (5.0, 40.0)  # refused in this window of virtual time
+
+    def flaky(model: str, request: ModelRequest) -> str:
+        if down[0] <= trio.current_time() < down[1]:
+            raise ProviderConnectionError("refused", url="http://x/v1", cause="connection refused")
+        return "ok"
+
+    provider = FunctionProvider(answer=flaky, latency=lambda m, r: 0.5)
+    pipeline = dg.Pipeline(
+        [dg.llm_text("q", "hi {n}", model="m"), dg.column("n", lambda row, ctx: ctx.row_index)],
+        endpoints=[dg.Endpoint("m", model="m", provider="fn", max_parallel_requests=2)],
+        providers={"fn": provider},
+    )
+    result = await pipeline.arun(40, output_dir=str(tmp_path), buffer_size=40)
+    assert result.ok, result.message
+    assert "never answered" not in (result.message or "")
+    assert provider.calls > 40  # the outage was met: some calls were refused and retried
+    assert trio.current_time() >= down[1]  # and waited out

@@ -230,6 +230,7 @@ class CellWorker:
         backoff_seconds: float,
         monitor: ErrorRateMonitor,
         correlate: bool,
+        on_dead_endpoint: Callable[[str], None] | None = None,
     ) -> None:
         self._runtimes = runtimes
         self._columns = len(runtimes)
@@ -241,6 +242,7 @@ class CellWorker:
         self._backoff = backoff_seconds
         self._monitor = monitor
         self._correlate = correlate
+        self._on_dead_endpoint = on_dead_endpoint
         self._now = trio.lowlevel.current_clock().current_time
         self.failure_kind: dict[int, tuple[str, SlowStartFailureKind]] = {}
         """Cell -> the exception type of its last failed attempt (for failure counts) and its
@@ -284,6 +286,10 @@ class CellWorker:
                     filtered = rt.filter_reason
         except Exception as exc:
             self._monitor.failure()
+            if self._on_dead_endpoint is not None:
+                dead = dead_endpoint(exc)
+                if dead is not None:
+                    self._on_dead_endpoint(dead)
             return self._failed(rt, cell, attempt, exc)
         finally:
             self.running -= 1
@@ -335,6 +341,33 @@ def _encode(column: str, value: object) -> bytes:
             f"cannot be written as JSON ({exc}). Fix: return str, int, float, bool, None, "
             "lists, dicts or msgspec Structs"
         ) from None
+
+
+def dead_endpoint(exc: BaseException) -> str | None:
+    """Why the run should stop, when ``exc`` says an endpoint is unreachable and has never
+    answered in this run (a wrong URL, a server that is not running); ``None`` otherwise.
+
+    Its circuit opened on connection failures before any success or rate limit. Waiting for
+    the circuit's probes would retry every cell through open periods of 30 s, 60 s, ...,
+    minutes before the rows fail. An endpoint that answered before and went down is an
+    outage: its cells keep waiting for the probes, as before.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = dead_endpoint(inner)
+            if found is not None:
+                return found
+        return None
+    if not isinstance(exc, RequestAdmissionError) or exc.denied.cause is None:
+        return None
+    pressure = exc.denied.snapshot
+    if pressure is None or pressure.successes or pressure.rate_limits:
+        return None
+    return (
+        f"endpoint {exc.denied.item.resource} is unreachable and never answered in this run: "
+        f"{exc.denied.cause}. Fix: check the endpoint's base_url and that its server is "
+        "running, then run the same command again"
+    )
 
 
 def retry_hint(exc: BaseException) -> float | None:

@@ -306,6 +306,7 @@ class PipelineRun:
             backoff_seconds=s.cell_backoff_seconds,
             monitor=self.monitor,
             correlate=self._emitter.enabled,
+            on_dead_endpoint=self._stop_early,
         )
         self.writer = CheckpointWriter(
             self.rundir,
