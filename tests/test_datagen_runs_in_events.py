@@ -124,3 +124,22 @@ def test_request_backoff_seconds_is_checked() -> None:
 
     with pytest.raises(ConfigurationError, match="request_backoff_seconds"):
         dg.RunSettings(records=1, request_backoff_seconds=-1.0)
+
+
+def test_the_report_of_each_run_in_one_file_says_which_it_is(
+    small_segments: None, tmp_path: pathlib.Path
+) -> None:
+    out = tmp_path / "run"
+    assert run_virtual(pipeline().arun, 4, output_dir=str(out), buffer_size=2).ok
+    again: Any = run_virtual(pipeline().arun, 6, output_dir=str(out), buffer_size=2, force=True)
+    assert again.ok
+    from sluicegate import ConfigurationError
+    from sluicegate.observe import generate_report, render_text
+
+    first = generate_report(out, pictures=False, run=0)
+    last = generate_report(out, pictures=False)
+    assert (first.run_number, last.run_number, last.runs_in_source) == (1, 2, 2)
+    assert "events.jsonl.gz, run 1 of 2" in render_text(first)
+    assert "events.jsonl.gz, run 2 of 2" in render_text(last)
+    with pytest.raises(ConfigurationError, match=r"got 2, but the events hold 2 run\(s\)"):
+        generate_report(out, pictures=False, run=2)

@@ -62,6 +62,9 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     source: str | None
     run_id: str | None
     runs_in_source: int
+    run_number: int = 0
+    """Which of the source's runs this report is, counting from 1 (0 in a ``report.json``
+    written before 2026-12-07: the last)."""
     torn_tail_bytes: int
     duration: float
     tasks: int
@@ -113,6 +116,7 @@ def build_report(view: CorrelatedRuntimeView) -> RunReport:
         source=view.source,
         run_id=view.run_id,
         runs_in_source=view.runs,
+        run_number=view.run_number,
         torn_tail_bytes=view.torn_tail_bytes,
         duration=occupancy.duration,
         tasks=len(view.tasks),
@@ -190,7 +194,7 @@ def render_text(report: RunReport) -> str:
     add(f"sluicegate run report: {title}")
     if report.source:
         more = (
-            f", run {report.runs_in_source} of {report.runs_in_source}"
+            f", run {report.run_number or report.runs_in_source} of {report.runs_in_source}"
             if report.runs_in_source > 1
             else ""
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._internal.cpu_time import LOOP_CPU, PERF_COUNTER, PROCESS_CPU
+from ..errors import ConfigurationError
 from ..events.reading import read_event_file
 from ..events.schema import TASK_LEASE_RELEASING_KINDS, AnyEvent, RequestEvent, SchedulerEvent
 from .occupancy import sweep
@@ -76,6 +77,14 @@ class CorrelatedRuntimeView:
     ) -> None:
         runs = split_runs(events)
         self.runs = len(runs)
+        if runs and not -len(runs) <= run < len(runs):
+            raise ConfigurationError(
+                "run",
+                f"got {run}, but the events hold {len(runs)} run(s)",
+                f"use 0 to {len(runs) - 1} (the first to the last), or -1 for the last",
+            )
+        self.run_number = run % len(runs) + 1 if runs else 0
+        """Which run of the source this view is, counting from 1 (0: no events)."""
         self.events: list[AnyEvent] = runs[run] if runs else []
         self.source = source
         self.torn_tail_bytes = torn_tail_bytes
