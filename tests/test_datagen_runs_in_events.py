@@ -84,7 +84,7 @@ def test_a_pipeline_short_of_task_capacity_is_told_to_raise_task_capacity() -> N
     verdict = CorrelatedRuntimeView(sink.events).verdict()
     assert verdict.layer == "task_admission"
     assert (verdict.setting, verdict.value) == ("task_capacity", 32)  # the endpoint's cap
-    assert "set task_capacity=32" in verdict.message
+    assert "set task_capacity=32 (now 2)" in verdict.message
 
 
 def test_call_retries_back_off_by_request_backoff_seconds_and_the_verdict_names_it() -> None:

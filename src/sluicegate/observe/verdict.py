@@ -366,6 +366,8 @@ def _task_admission(
             if_cpu_bound=_admission_busy(share),
         )
     capacity = occ.capacity
+    if capacity is None and inputs.pipeline:  # a pipeline's task capacity is its total
+        capacity = occ.task_limits.get("submission")
     caps = [ep.static_cap for ep in inputs.endpoints.values() if ep.static_cap]
     suggestion = sum(caps) if caps else (2 * capacity if capacity else None)
     if capacity is not None and suggestion is not None and suggestion <= capacity:
