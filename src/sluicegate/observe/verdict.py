@@ -563,39 +563,37 @@ def _lane_full(occ: RunOccupancy, inputs: VerdictInputs, share: float, lane: str
     cells), or held every unit of a task resource."""
     limit = occ.lane_windows.get(lane, occ.task_limits.get(lane))
     suggestion = 2 * limit if limit else None
-    cpu_bound = (
-        f"the worker code that held {_pct(share)} of the run was computing, not waiting: "
-        "neither more threads nor making it async gives it more CPU"
-    )
-    if lane == "threads" and inputs.pipeline:
-        return _Advice(
-            f"synchronous generators kept every worker thread busy ({limit} at once) for "
-            f"{_pct(share)} of the run while their other cells waited for a thread: set "
-            f"local_threads={suggestion} (now {limit}) if they wait on I/O, or make the "
-            "generator async",
-            setting="local_threads",
-            value=suggestion,
-            evidence={"lane": lane, "limit": limit},
-            if_cpu_bound=cpu_bound,
+    pct = _pct(share)
+    if inputs.pipeline and lane == "threads":
+        setting = "local_threads"
+        what = (
+            f"synchronous generators kept every worker thread busy ({limit} at once) for {pct} "
+            f"of the run while their other cells waited for a thread: set local_threads="
+            f"{suggestion} (now {limit}) if they wait on I/O, or make the generator async"
         )
-    if lane == "local" and inputs.pipeline:
-        return _Advice(
-            f"async or inline local cells ran as many at once as they may ({limit}) for "
-            f"{_pct(share)} of the run while more of them waited: set "
-            f"local_concurrency={suggestion} (now {limit}) if they wait rather than compute",
-            setting="local_concurrency",
-            value=suggestion,
-            evidence={"lane": lane, "limit": limit},
-            if_cpu_bound=cpu_bound,
+    elif inputs.pipeline and lane == "local":
+        setting = "local_concurrency"
+        what = (
+            f"async or inline local cells ran as many at once as they may ({limit}) for {pct} "
+            f"of the run while more of them waited: set local_concurrency={suggestion} (now "
+            f"{limit}) if they wait rather than compute"
+        )
+    else:
+        setting = "capacity"
+        what = (
+            f"worker code held every unit of task resource `{lane}` ({limit}) for {pct} of the "
+            f"run while more of its tasks were to come: raise that limit (to {suggestion}) if "
+            "the code waits rather than computes"
         )
     return _Advice(
-        f"worker code held every unit of task resource `{lane}` ({limit}) for {_pct(share)} of "
-        f"the run while more of its tasks were to come: raise that limit (to {suggestion}) if "
-        "the code waits rather than computes",
-        setting="capacity",
+        what,
+        setting=setting,
         value=suggestion,
         evidence={"lane": lane, "limit": limit},
-        if_cpu_bound=cpu_bound,
+        if_cpu_bound=(
+            f"the worker code that held {pct} of the run was computing, not waiting: neither "
+            "more threads nor making it async gives it more CPU"
+        ),
     )
 
 
