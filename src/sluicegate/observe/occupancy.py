@@ -105,11 +105,12 @@ class _Endpoint:
 class _Worker:
     """A running task execution and the state of each of its model requests."""
 
-    __slots__ = ("column", "group", "requests", "state", "state_endpoint")
+    __slots__ = ("column", "group", "lane", "requests", "state", "state_endpoint")
 
-    def __init__(self, group: str, column: str | None) -> None:
+    def __init__(self, group: str, column: str | None, lane: str | None) -> None:
         self.group = group
         self.column = column
+        self.lane = lane  # a pipeline's local lane the cell runs on (None: an endpoint's)
         self.requests: dict[int, tuple[str, str]] = {}  # request id -> (state, endpoint)
         self.state: str = "local"
         self.state_endpoint: str | None = None
@@ -127,6 +128,7 @@ class OccupancySweep:
         self.endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         self.groups: dict[str, GroupSeries] = {}
         self.group_counts: Counter[tuple[str, str]] = Counter()
+        self.lane_running: Counter[str] = Counter()  # a pipeline's local lanes
         self.state_counts: Counter[tuple[str, str | None]] = Counter()
         self.deferred: dict[Hashable, bool] = {}
         self.task_groups: dict[Hashable, str] = {}
@@ -305,13 +307,8 @@ class OccupancySweep:
         queue, so without this the time would read as work still to come."""
         resources = self.resources
         windows = resources.lane_windows
-        if windows:  # a pipeline: count the running cells of each local lane
-            running: Counter[str] = Counter()
-            for worker in self.workers.values():
-                lane = resources.group_lanes.get(worker.group)
-                if lane is not None and not lane.startswith("endpoint:"):
-                    running[lane] += 1
-            for lane, count in running.items():
+        if windows:  # a pipeline: the running cells of each local lane, counted as they go
+            for lane, count in self.lane_running.items():
                 window = windows.get(lane)
                 if window is not None and count >= window:
                     return lane
@@ -448,7 +445,12 @@ class OccupancySweep:
             self._leased(key, e)
             group = self.held.get(e.lease_id) or self._known_group(key, e.group)
             if self.workers.get(key) is None:
-                worker = self.workers[key] = _Worker(group, self._column(key, group))
+                lane = self.resources.group_lanes.get(group)
+                if lane is not None and lane.startswith("endpoint:"):
+                    lane = None
+                worker = self.workers[key] = _Worker(group, self._column(key, group), lane)
+                if lane is not None:
+                    self.lane_running[lane] += 1
                 self._move(group, worker.column, None, "local")
                 self.state_counts[("local", None)] += 1
         elif kind == "selected":  # leased, then a stale selection or a failed spawn
@@ -498,6 +500,8 @@ class OccupancySweep:
         kind = e.event_kind
         worker = self.workers.pop(key, None)
         if worker is not None:
+            if worker.lane is not None:
+                self.lane_running[worker.lane] -= 1
             self._move(worker.group, worker.column, worker.state, None)
             self.state_counts[(worker.state, worker.state_endpoint)] -= 1
             for rid in worker.requests:
