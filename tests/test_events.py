@@ -3,8 +3,10 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
+import tempfile
 import textwrap
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sluicegate as sg
 from sluicegate.events import (
@@ -585,3 +589,40 @@ def test_a_read_file_holds_each_repeated_value_once(tmp_path: Path) -> None:
     # what was read is what was written, value for value
     plain = [msgspec.json.decode(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
     assert [msgspec.to_builtins(e) for e in events] == plain
+
+
+def _member_ends(data: bytes) -> list[int]:
+    """The offsets where each gzip member of ``data`` ends."""
+    ends, offset = [], 0
+    while offset < len(data):
+        inflater = zlib.decompressobj(31)
+        inflater.decompress(data[offset:])
+        offset = len(data) - len(inflater.unused_data)
+        ends.append(offset)
+    return ends
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(min_value=0, max_value=3_000), batch=st.integers(1, 7))
+def test_any_cut_of_a_gzip_events_file_reads_whole_members_and_repairs_for_appending(
+    cut: int, batch: int
+) -> None:
+    """Whatever byte a crash stops a compressed file at: readers get the events of the
+    complete members before it (a prefix, never a damaged event), and a sink reopening the
+    file cuts the rest, so what it appends reads back after that prefix."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events.jsonl.gz"
+        with sg.JsonLinesEventSink(path, max_buffered_events=batch) as sink:
+            for event in _events(20):
+                sink.emit(event)
+        whole = path.read_bytes()
+        path.write_bytes(whole[: min(cut, len(whole))])
+        found = read_event_file(path)
+        ids = [e.task_id for e in found.events]
+        assert ids == list(range(len(ids)))  # a prefix
+        assert len(ids) % batch == 0 or len(ids) == 20  # whole members only
+        assert found.torn or len(ids) == 20 or cut in (0, *_member_ends(whole))
+        with sg.JsonLinesEventSink(path) as sink:
+            sink.emit(_events(21)[20])
+        again = read_event_file(path)
+        assert [e.task_id for e in again.events] == [*ids, 20] and not again.torn

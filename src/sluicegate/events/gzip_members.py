@@ -39,12 +39,14 @@ def compress_member(data: bytes) -> bytes:
 
 
 def is_gzip(path: Path) -> bool:
-    """Whether ``path`` holds gzip data (by its first bytes, whatever its name)."""
+    """Whether ``path`` holds gzip data (by its first bytes, whatever its name); a file torn
+    inside the first member's very first bytes counts too."""
     try:
         with path.open("rb") as f:
-            return f.read(2) == _GZIP_ID
+            first = f.read(2)
     except FileNotFoundError:
         return False
+    return bool(first) and _GZIP_ID.startswith(first)
 
 
 class TornMember(Exception):
@@ -96,6 +98,11 @@ def cut_torn_member(path: Path) -> int:
         return 0
     with f:
         end = f.seek(0, os.SEEK_END)
+        if 0 < end < len(_OUR_HEADER):  # torn inside the first member's header
+            f.seek(0)
+            if _OUR_HEADER.startswith(f.read()):
+                f.truncate(0)
+                return end
         position = end
         overlap = b""  # the next window's first bytes: a header may straddle two windows
         while position > 0:
