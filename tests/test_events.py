@@ -626,3 +626,40 @@ def test_any_cut_of_a_gzip_events_file_reads_whole_members_and_repairs_for_appen
             sink.emit(_events(21)[20])
         again = read_event_file(path)
         assert [e.task_id for e in again.events] == [*ids, 20] and not again.torn
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(min_value=0, max_value=4_000), batch=st.integers(1, 7))
+def test_any_cut_of_a_plain_events_file_reads_a_prefix_and_repairs_for_appending(
+    cut: int, batch: int
+) -> None:
+    """The same for an uncompressed file: whatever byte a crash stops it at, readers get a
+    prefix of the events, and what a reopened sink appends reads back right after it."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events.jsonl"
+        with sg.JsonLinesEventSink(path, max_buffered_events=batch) as sink:
+            for event in _events(20):
+                sink.emit(event)
+        whole = path.read_bytes()
+        path.write_bytes(whole[: min(cut, len(whole))])
+        ids = [e.task_id for e in read_event_file(path).events]
+        assert ids == list(range(len(ids)))
+        with sg.JsonLinesEventSink(path) as sink:
+            sink.emit(_events(21)[20])
+        again = read_event_file(path)
+        assert [e.task_id for e in again.events] == [*ids, 20] and not again.torn
+
+
+def test_a_last_event_missing_only_its_newline_is_kept_on_append(tmp_path: Path) -> None:
+    """A crash between an event's last byte and its newline: readers read that event, so
+    reopening the file writes the newline instead of cutting the event."""
+    path = tmp_path / "events.jsonl"
+    with sg.JsonLinesEventSink(path) as sink:
+        for event in _events(3):
+            sink.emit(event)
+    path.write_bytes(path.read_bytes()[:-1])
+    assert [e.task_id for e in sg.read_events(path)] == [0, 1, 2]
+    with sg.JsonLinesEventSink(path) as sink:
+        assert sink.stats.repaired_bytes == 0
+        sink.emit(_events(4)[3])
+    assert [e.task_id for e in sg.read_events(path)] == [0, 1, 2, 3]

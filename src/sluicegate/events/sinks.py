@@ -302,7 +302,11 @@ def _write_all(file: IO[bytes], data: bytes) -> None:
 
 
 def _cut_torn_tail(path: Path) -> int:
-    """Cut a torn last line (no trailing newline) left by a crashed writer; return its size."""
+    """Cut a torn last line (no trailing newline) left by a crashed writer; return its size.
+
+    A last line that is a whole event and lacks only its newline (the crash fell between the
+    two) is what readers read, so it is kept and its newline written instead.
+    """
     try:
         with path.open("r+b") as f:
             end = f.seek(0, os.SEEK_END)
@@ -314,6 +318,7 @@ def _cut_torn_tail(path: Path) -> int:
             # Walk back to the last newline; a torn line is at most one event long.
             position = end
             step = 4096
+            keep = 0
             while position > 0:
                 start = max(0, position - step)
                 f.seek(start)
@@ -321,13 +326,27 @@ def _cut_torn_tail(path: Path) -> int:
                 cut = chunk.rfind(b"\n")
                 if cut >= 0:
                     keep = start + cut + 1
-                    f.truncate(keep)
-                    return end - keep
+                    break
                 position = start
-            f.truncate(0)
-            return end
+            f.seek(keep)
+            if _whole_event(f.read(end - keep)):
+                f.write(b"\n")
+                return 0
+            f.truncate(keep)
+            return end - keep
     except FileNotFoundError:
         return 0
+
+
+_EVENT_PROBE: Final = msgspec.json.Decoder(dict[str, object])
+
+
+def _whole_event(line: bytes) -> bool:
+    """Whether ``line`` decodes as one whole event (a JSON object naming its kind)."""
+    try:
+        return "event_kind" in _EVENT_PROBE.decode(line)
+    except msgspec.DecodeError:
+        return False
 
 
 def _register_exit_flush(sink: JsonLinesEventSink) -> Callable[[], None]:
