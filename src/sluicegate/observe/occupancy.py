@@ -5,16 +5,19 @@ workers and what each is doing, every endpoint's limit, in-flight calls, waiters
 and labels every interval between two event instants with the one layer that bound progress
 then. The rules, in order (``plans/observability.md`` explains them):
 
-1. Ready tasks are queued and a policy holds them back: ``task_admission`` (policy).
+1. Ready tasks are queued and a policy holds them back: ``task_admission`` (policy). A block
+   for ``no_capacity`` is no policy: capacity is full, and rule 3 applies.
 2. Ready tasks are queued, capacity is free for one of them and nothing holds them back:
    ``ready_queue`` (a ready-idle gap: work ready, capacity free, nothing admitted). With several
    task-admission resources (a pipeline), a queued task's group must fit under every limit
    (:mod:`.task_resources`); where the events do not say what a group holds, the gaps are not
    measured (``ready_idle_seconds`` is ``None``) and the interval goes to rule 3.
 3. Ready tasks are queued and task capacity is full: blame what the lease holders do. Most
-   wait for request admission or back off after a 429: ``provider_cooldown`` when their
-   endpoint is rate limited (in cooldown, or its adaptive limit is still below its cap after
-   a 429), else ``request_admission``. Most are in provider calls: ``provider_cooldown`` or
+   wait for request admission or back off after a 429: ``request_admission`` (detail
+   ``rate_window``) when their endpoint's limit has room and no cooldown holds them (its rate
+   window is full), else ``provider_cooldown`` when their endpoint is rate limited (in
+   cooldown, or its adaptive limit is still below its cap after a 429), else
+   ``request_admission``. Most are in provider calls: ``provider_cooldown`` or
    ``request_admission`` if their endpoint is at its limit, else ``task_admission`` (the
    endpoint had headroom: more task capacity would have been used). Most run local code:
    ``downstream_completion``.
@@ -23,7 +26,9 @@ then. The rules, in order (``plans/observability.md`` explains them):
    calls to an endpoint with headroom and local code with idle capacity while more tasks are
    still to come is ``dependency_readiness`` (the work exists but is not ready yet). With
    several resources, capacity is idle while the resources every group holds (a pipeline's
-   ``submission``, its total) have a free unit.
+   ``submission``, its total) have a free unit. Local code filling a pipeline's local lane
+   (``threads``, ``local``: counted from the job event's ``lanes``) is
+   ``downstream_completion`` (detail ``lane_full:<lane>``), not work still to come.
 5. Nothing runs: tasks waiting to be retried are ``provider_cooldown`` (after a rate limit) or
    ``failure_retry``; tasks still to come are ``dependency_readiness``.
 """
@@ -242,7 +247,7 @@ class OccupancySweep:
             elif (
                 self.ready_idle_checked
                 and self.queued
-                and self.blocked is None
+                and self.blocked in (None, "no_capacity")
                 and self.resources.fits(self._queued_groups()) is None
             ):
                 # A gap may hide here: the events do not say what the queued tasks need.
