@@ -108,7 +108,8 @@ def test_resume_after_an_interrupt_at_random_moments_gives_the_uninterrupted_fil
             interrupted += 1
             name = signal.Signals(signum).name
             assert f"{name} received: stopping" in stdout
-            summary = err.strip().splitlines()[-1]
+            summary, report = err.strip().splitlines()[-2:]
+            assert report == f"report: sluicegate report {out}"  # a stopped run is explained too
             assert summary.startswith("interrupted after ") and f"({name})" in summary
             assert "run the same command again to resume" in summary
             partial = data_files(out)
@@ -141,7 +142,7 @@ def test_a_second_ctrl_c_cancels_running_cells_and_the_run_still_resumes(
     assert code == 130, err
     assert "SIGINT received: stopping" in stdout
     assert "SIGINT received again: cancelling running cells now" in stdout
-    summary = err.strip().splitlines()[-1]
+    summary = err.strip().splitlines()[-2]  # the last line names the report command
     cancelled = re.search(r"([\d,]+) cancelled while running", summary)
     assert cancelled is not None and int(cancelled.group(1)) > 0, summary
     assert main(["run", path, "--out", str(out), "--progress", "off"]) == 0

@@ -291,14 +291,18 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         raise CommandError(changed_message(exc)) from exc
     result = outcome.result
     line = summary(outcome, plan)
+    events = plan.resolved["events"]
+    # Every run that recorded its events can be explained, a stopped or failed one too.
+    report = f"report: sluicegate report {plan.output_dir}" if events is True else None
     if result.status == "success":
         print(line, flush=True)
-        events = plan.resolved["events"]
-        if events is True:
-            print(f"report: sluicegate report {plan.output_dir}", flush=True)
+        if report:
+            print(report, flush=True)
     else:
         sys.stdout.flush()
         print(line, file=sys.stderr, flush=True)
         for detail in failure_details(result):
             print(detail, file=sys.stderr)
+        if report and result.status != "empty":
+            print(report, file=sys.stderr, flush=True)
     return exit_code_for(result.status)
