@@ -272,9 +272,9 @@ def _cpu_line(report: RunReport) -> str:
     """Was the process busy? Its CPU over the run's wall time, or why it is not known."""
     if report.cpu_busy_share is None:
         return (
-            "process CPU: not measured (no CPU readings at both ends of the run: a run that "
-            "was killed before it ended, an events file from an older sluicegate, or a run on "
-            "a virtual clock)"
+            "process CPU: not measured (no CPU readings at both ends of the run: a run still "
+            "going or killed before it ended, an events file from an older sluicegate, or a "
+            "run on a virtual clock)"
         )
     loop = (
         f" (the event loop's thread {report.loop_cpu_share:.0%})"
