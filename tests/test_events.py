@@ -602,6 +602,23 @@ def _member_ends(data: bytes) -> list[int]:
     return ends
 
 
+def _cut_then_append(name: str, cut: int, batch: int) -> tuple[bytes, EventFile, EventFile]:
+    """Write 20 events in batches of ``batch`` to a file called ``name``, cut it at byte
+    ``cut`` (a crash), read it, reopen it and append event 20, read it again. Returns the
+    whole file as written and the two readings."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        with sg.JsonLinesEventSink(path, max_buffered_events=batch) as sink:
+            for event in _events(20):
+                sink.emit(event)
+        whole = path.read_bytes()
+        path.write_bytes(whole[: min(cut, len(whole))])
+        found = read_event_file(path)
+        with sg.JsonLinesEventSink(path) as sink:
+            sink.emit(_events(21)[20])
+        return whole, found, read_event_file(path)
+
+
 @settings(max_examples=60, deadline=None)
 @given(cut=st.integers(min_value=0, max_value=3_000), batch=st.integers(1, 7))
 def test_any_cut_of_a_gzip_events_file_reads_whole_members_and_repairs_for_appending(
@@ -610,22 +627,12 @@ def test_any_cut_of_a_gzip_events_file_reads_whole_members_and_repairs_for_appen
     """Whatever byte a crash stops a compressed file at: readers get the events of the
     complete members before it (a prefix, never a damaged event), and a sink reopening the
     file cuts the rest, so what it appends reads back after that prefix."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "events.jsonl.gz"
-        with sg.JsonLinesEventSink(path, max_buffered_events=batch) as sink:
-            for event in _events(20):
-                sink.emit(event)
-        whole = path.read_bytes()
-        path.write_bytes(whole[: min(cut, len(whole))])
-        found = read_event_file(path)
-        ids = [e.task_id for e in found.events]
-        assert ids == list(range(len(ids)))  # a prefix
-        assert len(ids) % batch == 0 or len(ids) == 20  # whole members only
-        assert found.torn or len(ids) == 20 or cut in (0, *_member_ends(whole))
-        with sg.JsonLinesEventSink(path) as sink:
-            sink.emit(_events(21)[20])
-        again = read_event_file(path)
-        assert [e.task_id for e in again.events] == [*ids, 20] and not again.torn
+    whole, found, again = _cut_then_append("events.jsonl.gz", cut, batch)
+    ids = [e.task_id for e in found.events]
+    assert ids == list(range(len(ids)))  # a prefix
+    assert len(ids) % batch == 0 or len(ids) == 20  # whole members only
+    assert found.torn or len(ids) == 20 or cut in (0, *_member_ends(whole))
+    assert [e.task_id for e in again.events] == [*ids, 20] and not again.torn
 
 
 @settings(max_examples=60, deadline=None)
@@ -635,19 +642,10 @@ def test_any_cut_of_a_plain_events_file_reads_a_prefix_and_repairs_for_appending
 ) -> None:
     """The same for an uncompressed file: whatever byte a crash stops it at, readers get a
     prefix of the events, and what a reopened sink appends reads back right after it."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "events.jsonl"
-        with sg.JsonLinesEventSink(path, max_buffered_events=batch) as sink:
-            for event in _events(20):
-                sink.emit(event)
-        whole = path.read_bytes()
-        path.write_bytes(whole[: min(cut, len(whole))])
-        ids = [e.task_id for e in read_event_file(path).events]
-        assert ids == list(range(len(ids)))
-        with sg.JsonLinesEventSink(path) as sink:
-            sink.emit(_events(21)[20])
-        again = read_event_file(path)
-        assert [e.task_id for e in again.events] == [*ids, 20] and not again.torn
+    _, found, again = _cut_then_append("events.jsonl", cut, batch)
+    ids = [e.task_id for e in found.events]
+    assert ids == list(range(len(ids)))
+    assert [e.task_id for e in again.events] == [*ids, 20] and not again.torn
 
 
 def test_a_last_event_missing_only_its_newline_is_kept_on_append(tmp_path: Path) -> None:
