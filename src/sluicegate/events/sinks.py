@@ -123,8 +123,8 @@ class JsonLinesEventSink:
     ignores that line, and opening the file again for appending cuts it off first.
 
     ``compress`` (by default: when ``path`` ends in ``.gz``) writes each batch as one gzip
-    member (:mod:`.gzip_members`): the same lines, about 12 times fewer bytes, for about the
-    same CPU (compressing costs what writing the uncompressed bytes would). A torn last
+    member (:mod:`.gzip_members`): the same lines, about 12 times fewer bytes, for about 3 µs
+    more CPU per pipeline cell than the uncompressed file (measured). A torn last
     member is to a compressed file what a torn last line is to a plain one. The
     data-generation runner writes ``RUN_DIR/events.jsonl.gz`` this way.
 
