@@ -379,6 +379,24 @@ async def test_every_run_writes_compressed_events_unless_turned_off(
     assert not list((tmp_path / "off").glob("events*"))
 
 
+async def test_events_can_go_to_a_file_of_the_callers_choosing(
+    autojump_clock: Any, tmp_path: pathlib.Path
+) -> None:
+    """``events=PATH`` writes that file (compressed by its name) and closes it at the end;
+    a value that is neither a flag, a path nor a sink is refused before anything is written."""
+    pipeline = dg.Pipeline([dg.llm_text("q", "hi", model="w")])
+    plain, packed = tmp_path / "mine.jsonl", tmp_path / "mine.jsonl.gz"
+    await pipeline.arun(3, output_dir=str(tmp_path / "a"), events=str(plain))
+    await pipeline.arun(3, output_dir=str(tmp_path / "b"), events=packed)
+    assert json.loads(plain.read_bytes().splitlines()[0])["event_kind"] == "pipeline_started"
+    assert {e.event_kind for e in sg.read_events(packed)} >= {"task_completed"}
+    assert not list((tmp_path / "a").glob("events*"))
+    with pytest.raises(sg.ConfigurationError, match="events") as caught:
+        await pipeline.arun(3, output_dir=str(tmp_path / "c"), events=42)  # type: ignore[arg-type]
+    assert "InMemoryEventSink" in str(caught.value)
+    assert not (tmp_path / "c").exists()
+
+
 async def test_a_run_directory_with_an_uncompressed_events_file_keeps_appending_to_it(
     autojump_clock: Any, tmp_path: pathlib.Path
 ) -> None:

@@ -280,6 +280,32 @@ def test_a_gz_path_writes_one_gzip_member_per_batch_that_any_gzip_reader_reads(
     assert gzip.decompress((tmp_path / "forced").read_bytes()).count(b"\n") == 1
 
 
+@pytest.mark.parametrize("deflater", ["isal", "zlib"])
+def test_either_deflater_writes_members_the_stdlib_reads_and_a_resume_can_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deflater: str
+) -> None:
+    """ISA-L (the default where it is installed) and zlib (the fallback) write the same
+    format: the stdlib reads it, and a torn member of either is found and cut."""
+    from sluicegate.events import gzip_members
+
+    if deflater == "isal":
+        assert gzip_members.DEFLATER == "isal.isal_zlib"  # a dependency on this machine
+    else:
+        monkeypatch.setattr(gzip_members, "_deflate_with", zlib)
+    path = tmp_path / "events.jsonl.gz"
+    with sg.JsonLinesEventSink(path, max_buffered_events=3) as sink:
+        for event in _events(6):
+            sink.emit(event)
+    data = path.read_bytes()
+    assert gzip.decompress(data).count(b"\n") == 6
+    assert data.count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00") == 2
+    first = data.index(b"\x1f\x8b", 2)  # where the second member starts
+    path.write_bytes(data + data[: first - 7])  # a torn copy of the first member
+    with sg.JsonLinesEventSink(path) as sink:
+        assert sink.stats.repaired_bytes == first - 7
+    assert [e.task_id for e in sg.read_events(path)] == list(range(6))
+
+
 @pytest.mark.parametrize("kept", [0, 3, 9, 12, 30])
 def test_a_torn_gzip_member_is_skipped_whole_and_cut_before_appending(
     tmp_path: Path, kept: int

@@ -9,6 +9,7 @@ endpoint aliases that are not declared. Running it (:meth:`Pipeline.run`,
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -189,7 +190,7 @@ class Pipeline:
         force: bool = False,
         control: RunControl | None = None,
         progress: ProgressReporter | None = None,
-        events: EventSink | bool | None = None,
+        events: EventSink | bool | str | os.PathLike[str] | None = None,
         run_id: str | None = None,
         request_config: RequestAdmissionConfig | None = None,
         **options: Any,
@@ -219,7 +220,7 @@ class Pipeline:
         force: bool = False,
         control: RunControl | None = None,
         progress: ProgressReporter | None = None,
-        events: EventSink | bool | None = None,
+        events: EventSink | bool | str | os.PathLike[str] | None = None,
         run_id: str | None = None,
         request_config: RequestAdmissionConfig | None = None,
         **options: Any,
@@ -231,8 +232,9 @@ class Pipeline:
         existing run directory of the same pipeline is resumed; one of a different pipeline
         is refused (:class:`PipelineChangedError`) unless ``force`` (resume anyway) or
         ``overwrite`` (start over). Scheduler and request events go to ``events.jsonl.gz`` in
-        the run directory (``sluicegate report`` reads them) unless ``events=False``; an
-        :class:`EventSink` receives them instead.
+        the run directory (``sluicegate report`` reads them) unless ``events=False``; a path
+        gets them instead (gzip when it ends in ``.gz``), or an :class:`EventSink` receives
+        them. Anything else is a :class:`~sluicegate.ConfigurationError` naming ``events``.
         """
         from .runner import PipelineRun
 

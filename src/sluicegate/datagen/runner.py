@@ -18,14 +18,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import trio
 
 from .._internal.cpu_time import cpu_clocks
+from ..errors import ConfigurationError
 from ..events import EventSink, JsonLinesEventSink, correlation_scope
 from ..events.emitter import EventEmitter
 from ..requests import RequestAdmissionConfig
@@ -97,7 +100,7 @@ class PipelineRun:
         force: bool,
         control: RunControl | None,
         progress: ProgressReporter | None,
-        events: EventSink | bool | None,
+        events: EventSink | bool | str | os.PathLike[str] | None,
         run_id: str | None,
         request_config: RequestAdmissionConfig | None,
     ) -> None:
@@ -108,7 +111,7 @@ class PipelineRun:
         self._force = force
         self._control = control
         self._progress = progress
-        self._events_option = events
+        self._events_option = _checked_events_option(events)
         self._run_id = run_id
         self._request_config = request_config
         self._phase: RunPhase = "starting"
@@ -260,6 +263,9 @@ class PipelineRun:
             return self._owned_sink
         if option is False:
             return None
+        if isinstance(option, (str, os.PathLike)):  # a file of the caller's choosing
+            self._owned_sink = JsonLinesEventSink(Path(option))
+            return self._owned_sink
         return option
 
     def _build(self, io_inline: bool) -> None:
@@ -651,3 +657,21 @@ def _sole_error(exc: BaseException) -> Exception | None:
     if isinstance(exc, Exception):
         return exc
     return None
+
+
+def _checked_events_option(
+    events: EventSink | bool | str | os.PathLike[str] | None,
+) -> EventSink | bool | str | os.PathLike[str] | None:
+    """``Pipeline.run(events=...)``: ``True``/``None`` (the run directory's file), ``False``, a
+    file path or a sink; anything else is refused before the run opens its directory."""
+    if events is None or isinstance(events, (bool, str, os.PathLike)):
+        return events
+    if callable(getattr(events, "emit", None)):
+        return events
+    raise ConfigurationError(
+        "events",
+        f"must be True, False, a file path or an event sink (an object with emit(event)), "
+        f"got {type(events).__name__}",
+        "leave it out to record RUN_DIR/events.jsonl.gz, pass False for no events, a path "
+        "such as 'events.jsonl' for a file of your own, or a sink such as InMemoryEventSink()",
+    )
