@@ -71,8 +71,25 @@ def test_report_of_a_crashed_run_notes_the_torn_line(tmp_path: Path) -> None:
         f.write(b'{"type":"scheduler","event_kind":"sel')
     report = generate_report(path, out_dir=tmp_path / "out", pictures=False)
     assert report.torn_tail_bytes > 0 and report.pictures == []
-    assert "torn last line" in render_text(report)
+    assert "torn end (" in render_text(report)
     assert report.verdict.layer == "provider_latency"
+
+
+@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz"])
+def test_a_file_without_a_whole_event_is_an_error_not_an_empty_report(
+    tmp_path: Path, name: str
+) -> None:
+    """Empty, or holding only a first write cut short (a run killed at once): the report says
+    so and how to go on, rather than printing "Verdict: none" and empty pictures."""
+    path = tmp_path / name
+    path.touch()
+    with pytest.raises(sg.errors.NoEventsError, match=r"holds no events\. Fix: run"):
+        generate_report(path, out_dir=tmp_path / "out")
+    torn = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" if name.endswith(".gz") else b'{"type":'
+    path.write_bytes(torn)
+    with pytest.raises(sg.errors.NoEventsError, match=rf"only {len(torn)} bytes of a first"):
+        generate_report(path, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written for a run that is not there
 
 
 def test_events_path_accepts_a_directory_or_a_file(tmp_path: Path) -> None:
@@ -88,6 +105,7 @@ def test_an_empty_run_still_reports() -> None:
     report = build_report(CorrelatedRuntimeView([]))
     assert report.verdict.layer is None and report.tasks == 0
     assert "Verdict: none" in render_text(report)
+    assert "Endpoints\n  none (the run made no model calls)" in render_text(report)
 
 
 def test_the_module_command_prints_the_report_or_names_the_missing_file(

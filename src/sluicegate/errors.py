@@ -103,6 +103,27 @@ class EventDecodeError(SluicegateError, ValueError):
         super().__init__(f"{path}:{line}: {problem}. Fix: {fix}")
 
 
+class NoEventsError(EventDecodeError):
+    """An event file holds no whole event (empty, or only a torn first write): there is no
+    run in it to report on."""
+
+    def __init__(self, path: str, torn_bytes: int) -> None:
+        problem = "holds no events"
+        if torn_bytes:
+            problem += (
+                f" (only {torn_bytes} bytes of a first write that was cut short: the process "
+                "was killed before its first events reached the file)"
+            )
+        fix = (
+            "run the pipeline again (a resumed run appends to this file and repairs its end), "
+            "or pass another run's events"
+        )
+        self.path = path
+        self.line = 0
+        self.torn_bytes = torn_bytes
+        SluicegateError.__init__(self, f"{path}: {problem}. Fix: {fix}")
+
+
 class EventSchemaVersionError(EventDecodeError):
     """An event file was written with another event ``schema_version`` than this sluicegate
     reads (``found`` and ``expected``): its event kinds mean other things."""

@@ -113,7 +113,8 @@ def build_column(index: int, table: dict[str, Any], problems: ProblemSink) -> Co
             hint = did_you_mean(key, known)
             problems.add(
                 (*path, key),
-                f"unknown key for a {kind} column{hint or _owner(key)}",
+                f"unknown key for {'an' if kind[0] in 'aeiou' else 'a'} {kind} column"
+                f"{hint or _owner(key)}",
                 unknown_fix(hint, known),
             )
             ok = False

@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 
 from .._internal.report_options import add_format_options
-from ..errors import SluicegateError
+from ..errors import NoEventsError, SluicegateError
 from ..events import run_events_path
 from .plots import INSTALL_HINT, PlotDependencyError, write_pictures
 from .verdict import LAYER_TITLES, EndpointSummary, Percentiles, Verdict
@@ -160,6 +160,8 @@ def generate_report(
     """
     source = events_path(path)
     view = CorrelatedRuntimeView.from_file(source, run=run)
+    if not view.events:
+        raise NoEventsError(str(source), view.torn_tail_bytes)
     report = build_report(view)
     out = Path(out_dir) if out_dir is not None else source.parent / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +202,10 @@ def render_text(report: RunReport) -> str:
         )
         add(f"  events: {report.source}{more}")
     if report.torn_tail_bytes:
-        add(f"  note: a torn last line ({report.torn_tail_bytes} bytes) was skipped")
+        add(
+            f"  note: the file's torn end ({report.torn_tail_bytes} bytes: the last line or gzip "
+            "member of a process killed mid-write) was skipped"
+        )
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.statuses.items()))
     used = f", mean {report.utilization:.0%} used" if report.utilization is not None else ""
     capacity = (
@@ -241,6 +246,8 @@ def render_text(report: RunReport) -> str:
     add("Endpoints")
     for name, ep in report.endpoints.items():
         _endpoint_lines(lines, name, ep, report.limits.get(name))
+    if not report.endpoints:
+        add("  none (the run made no model calls)")
     add("")
     add("Failures")
     if report.failures:
