@@ -198,3 +198,46 @@ def test_ready_idle_gaps_of_a_pipeline_are_measured_from_its_group_resources(
     single = generate_report(run_dir, out_dir=tmp_path / "single", pictures=False)
     assert single.capacity is not None
     assert f"ready-idle gaps {single.ready_idle_seconds:.3g} s" in render_text(single)
+
+
+async def test_the_report_says_how_a_pipeline_run_ended(
+    autojump_clock: object, tmp_path: Path
+) -> None:
+    """A finished run, one stopped part-way (the user pressed Ctrl-C: what ran is reported,
+    and the report says it is part of a run), and one whose end was never written (killed)."""
+    import trio
+
+    import sluicegate.datagen as dg
+    from sluicegate.providers import SimulatedProvider
+
+    def pipeline() -> dg.Pipeline:
+        provider = SimulatedProvider(name="sim", latency_seconds=0.05, seed=1)
+        return dg.Pipeline(
+            [dg.llm_text("q", "hi", model="m")],
+            endpoints=[dg.Endpoint("m", model="m", provider="sim")],
+            providers={"sim": provider},
+        )
+
+    await pipeline().arun(20, output_dir=str(tmp_path / "done"))
+    control = dg.RunControl()
+    async with trio.open_nursery() as nursery:
+
+        async def stop_soon() -> None:
+            await trio.sleep(0.2)
+            control.stop(grace_period=0.0)
+
+        nursery.start_soon(stop_soon)
+        stopped = await pipeline().arun(
+            500, output_dir=str(tmp_path / "stopped"), control=control, buffer_size=50
+        )
+    assert stopped.status == "interrupted"
+    done = generate_report(tmp_path / "done", pictures=False)
+    assert done.run_status == "success" and "run ended: success\n" in render_text(done)
+    text = render_text(generate_report(tmp_path / "stopped", pictures=False))
+    assert "run ended: interrupted (a stop or Ctrl-C before every cell ran" in text
+    events = sg.read_events(tmp_path / "done" / "events.jsonl.gz")
+    killed = [e for e in events if e.event_kind != "scheduler_job_completed"]
+    view = CorrelatedRuntimeView(killed)
+    assert view.run_status == "unfinished"
+    assert "no end recorded: the process was killed" in render_text(build_report(view))
+    assert CorrelatedRuntimeView([]).run_status is None  # not a pipeline: nothing to say

@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 import msgspec
 
@@ -87,6 +88,9 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     pass 1 on several cores); ``None``: not measured (an older events file, a virtual clock)."""
     loop_cpu_share: float | None = None
     """The same for the event loop's thread alone."""
+    run_status: str | None = None
+    """How a pipeline run ended: ``success``, ``failure``, ``empty``, ``interrupted``, or
+    ``unfinished`` (no end recorded: killed, or still going); ``None`` outside a pipeline."""
     pictures: list[str] = msgspec.field(default_factory=list)
     notes: list[str] = msgspec.field(default_factory=list)
 
@@ -134,6 +138,7 @@ def build_report(view: CorrelatedRuntimeView) -> RunReport:
         ready_idle_seconds=view.ready_idle_seconds,
         active_capacity_seconds=view.active_capacity_seconds,
         cpu_busy_share=view.cpu_busy_share,
+        run_status=view.run_status,
         loop_cpu_share=view.loop_cpu_share,
     )
 
@@ -217,6 +222,8 @@ def render_text(report: RunReport) -> str:
         f"  {report.duration:.3g} s, {report.tasks} tasks ({statuses}), {report.executions} "
         f"executions, {capacity}{used}"
     )
+    if report.run_status is not None:
+        add(f"  run ended: {report.run_status}{_STATUS_NOTES.get(report.run_status, '')}")
     add(f"  {_cpu_line(report)}")
     add("")
     verdict = report.verdict
@@ -273,6 +280,17 @@ def render_text(report: RunReport) -> str:
     for note in report.notes:
         add(f"Note: {note}")
     return "\n".join(lines)
+
+
+_STATUS_NOTES: Final = {
+    "failure": " (see Failures below)",
+    "empty": " (no rows were written)",
+    "interrupted": " (a stop or Ctrl-C before every cell ran: this report covers what ran)",
+    "unfinished": (
+        " (no end recorded: the process was killed, or the run is still going; this report "
+        "covers the events written so far)"
+    ),
+}
 
 
 def _cpu_line(report: RunReport) -> str:

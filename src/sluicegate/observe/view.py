@@ -178,6 +178,26 @@ class CorrelatedRuntimeView:
     def _cpu_shares(self) -> tuple[float | None, float | None]:
         return cpu_shares(self.events)
 
+    @functools.cached_property
+    def run_status(self) -> str | None:
+        """How a data-generation run ended (``success``, ``failure``, ``empty``,
+        ``interrupted``: its ``scheduler_job_completed`` event's status), ``unfinished`` when
+        the run started but that event is missing (killed, or still going), ``None`` for a
+        run that says neither (a scheduler run outside a pipeline)."""
+        started = False
+        status: str | None = None
+        for e in self.events:
+            kind = e.event_kind
+            if kind == "pipeline_started":
+                started = True
+            elif kind == "scheduler_job_completed" and started:
+                value = (e.diagnostics or {}).get("status")
+                if isinstance(value, str):
+                    status = value
+        if status is None and started:
+            return "unfinished"
+        return status
+
     @property
     def cpu_busy_share(self) -> float | None:
         """CPU seconds of the whole process over the run's wall seconds (worker threads
