@@ -44,7 +44,15 @@ def test_a_run_of_several_segments_is_one_trace(small_segments: None) -> None:
     runs = [s for s in spans if s.name == "sluicegate.run"]
     assert len(runs) == 1
     assert {s.context.trace_id for s in spans} == {runs[0].context.trace_id}
-    assert sum(s.name.startswith("task") for s in spans) == 12
+    cells = [s for s in spans if s.name.startswith("task")]
+    assert len(cells) == 12
+    # each cell's span is labelled with its column, row and row group (its ending event's
+    # correlation), so a cell is found in a trace by its row
+    labels = {
+        (a["sluicegate.column"], a["sluicegate.row"], a["sluicegate.row_group"])
+        for a in (s.attributes or {} for s in cells)
+    }
+    assert labels == {(c, r, r // 2) for c in ("t", "q") for r in range(6)}
     provider.shutdown()
 
 

@@ -259,6 +259,7 @@ class OpenTelemetryEventSink:
                     _TASK_STATUS[kind],
                     e.reason if failed else None,
                     (e.diagnostics or {}).get("error_type") if failed else None,
+                    e.correlation,
                 )
         elif kind == "scheduler_job_started":
             run_id = (e.diagnostics or {}).get("run_id")
@@ -338,7 +339,10 @@ class OpenTelemetryEventSink:
         status: str,
         reason: str | None,
         error_type: object = None,
+        corr: RuntimeCorrelation | None = None,
     ) -> None:
+        """End the task's span; the ending event's correlation (a pipeline cell's column,
+        row and row group: the worker's context) labels it, so a cell is found by its row."""
         for rid in self._task_requests.pop(key, ()):
             if rid in self._requests:  # left open: cancelled during a backoff, or never ended
                 self._end_request(rid, t, outcome="local_cancelled", incomplete=False)
@@ -346,15 +350,25 @@ class OpenTelemetryEventSink:
         if entry is None:
             return
         span = entry[0]
+        labels = (
+            self._span_labels.of(_correlation_attributes(corr))
+            if corr is not None and _has_labels(corr)
+            else None
+        )
         if status == "failed":
             kind = error_type if isinstance(error_type, str) else _error_type(reason)
             attributes = self._span_labels.of({ERROR_TYPE: kind})
             attributes["sluicegate.task.status"] = status
+            if labels:
+                attributes.update(labels)
             span.set_attributes(attributes)
             span.set_status(Status(StatusCode.ERROR, reason))
         elif status == "incomplete":
             span.set_attributes({"sluicegate.task.status": status, "sluicegate.incomplete": True})
-        else:  # one SDK call (each takes the span's lock)
+        elif labels:  # one SDK call (each takes the span's lock)
+            labels["sluicegate.task.status"] = status
+            span.set_attributes(labels)
+        else:
             span.set_attribute("sluicegate.task.status", status)
         span.end(end_time=self._clock.ns(t))
 
