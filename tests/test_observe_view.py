@@ -320,3 +320,20 @@ def test_a_policy_block_is_task_admission_with_its_reason() -> None:
 def test_an_empty_stream_has_no_verdict() -> None:
     view = CorrelatedRuntimeView([])
     assert view.verdict().layer is None and view.executions == [] and view.runs == 0
+
+
+def test_real_capacity_is_the_concurrency_held_not_a_momentary_overlap() -> None:
+    """Seen from the client a call holds its slot a little longer than on the server, so a few
+    calls overlap for a moment past what the server serves; the sustained level ignores
+    overlaps held for less than 1% of the busy time, and an end at t frees before a start."""
+    from sluicegate.observe.view import _concurrency
+
+    steady = [(float(i), float(i) + 10.0) for i in range(0, 100, 10) for _ in range(24)]
+    spikes = [(float(i) + 9.999, float(i) + 10.001) for i in range(0, 90, 10) for _ in range(3)]
+    assert _concurrency(steady) == (24, 24)
+    assert _concurrency(steady + spikes) == (27, 24)
+    assert _concurrency([(0.0, 1.0), (1.0, 2.0)]) == (1, 1)  # back to back: one at a time
+    assert _concurrency([(0.0, 0.0)] * 5) == (0, 0)  # zero-length calls never overlap
+    assert _concurrency([]) == (0, 0)
+    # a level held for 2% of the busy time counts
+    assert _concurrency([(0.0, 100.0)] * 10 + [(50.0, 52.0)] * 2) == (12, 12)

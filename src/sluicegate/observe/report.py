@@ -282,6 +282,13 @@ def render_text(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+def _sustained(ep: EndpointSummary) -> str:
+    sustained = ep.sustained_concurrent_successes
+    if sustained is None or sustained == ep.peak_concurrent_successes:
+        return ""
+    return f" ({sustained} sustained: held 1% of the busy time or more)"
+
+
 _STATUS_NOTES: Final = {
     "failure": " (see Failures below)",
     "empty": " (no rows were written)",
@@ -321,6 +328,7 @@ def _endpoint_lines(
     add(
         f"    latency p50 {ep.latency.p50:.3g} s, p95 {ep.latency.p95:.3g} s; mean in flight "
         f"{ep.mean_in_flight:.3g}; at most {ep.peak_concurrent_successes} successful calls at once"
+        + _sustained(ep)
     )
     if limits is None or not limits.rate_limits:
         add(f"    no rate limits; final limit {ep.final_limit}")

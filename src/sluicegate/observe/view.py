@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .._internal.cpu_time import LOOP_CPU, PERF_COUNTER, PROCESS_CPU
 from ..errors import ConfigurationError
@@ -272,6 +272,9 @@ class CorrelatedRuntimeView:
                 else limits
             )
             duration = occupancy.duration or 1.0
+            peak, sustained = _concurrency(
+                [(a.started_at, a.completed_at) for a in attempts if a.outcome == "success"]
+            )
             out[series.name] = EndpointSummary(
                 name=series.name,
                 provider=series.provider,
@@ -287,9 +290,8 @@ class CorrelatedRuntimeView:
                 limit_increases=series.increases,
                 recoveries=len(series.recoveries),
                 rate_limited_share=series.rate_limited_seconds / duration,
-                peak_concurrent_successes=_peak_overlap(
-                    [(a.started_at, a.completed_at) for a in attempts if a.outcome == "success"]
-                ),
+                peak_concurrent_successes=peak,
+                sustained_concurrent_successes=sustained,
                 mean_in_flight=series.in_flight_seconds / duration,
                 lowest_limit=min(after_first) if after_first else None,
                 final_limit=limits[-1] if limits else None,
@@ -389,8 +391,13 @@ def cpu_shares(events: Sequence[AnyEvent]) -> tuple[float | None, float | None]:
     return cpu / wall, (loop / wall if loop is not None else None)
 
 
-def _peak_overlap(intervals: list[tuple[float | None, float | None]]) -> int:
-    """Most intervals open at one instant (an end at t closes before a start at t opens)."""
+SUSTAINED_SHARE: Final = 0.01
+"""A concurrency counts as sustained when held (or exceeded) for this share of the busy time."""
+
+
+def _concurrency(intervals: list[tuple[float | None, float | None]]) -> tuple[int, int]:
+    """The most intervals open at one instant (an end at t closes before a start at t opens),
+    and the most held for at least :data:`SUSTAINED_SHARE` of the time any is open."""
     points: list[tuple[float, int]] = []
     for start, end in intervals:
         if start is None or end is None:
@@ -399,10 +406,23 @@ def _peak_overlap(intervals: list[tuple[float | None, float | None]]) -> int:
         points.append((end, -1))
     points.sort(key=lambda p: (p[0], p[1]))
     peak = current = 0
-    for _, delta in points:
+    held: dict[int, float] = {}  # seconds spent at each level above 0
+    last = points[0][0] if points else 0.0
+    for t, delta in points:
+        if current:
+            held[current] = held.get(current, 0.0) + (t - last)
+        last = t
         current += delta
         peak = max(peak, current)
-    return peak
+    busy = sum(held.values())
+    if busy <= 0.0:  # instantaneous calls (a virtual clock at zero latency): the peak
+        return peak, peak
+    at_least = 0.0
+    for level in sorted(held, reverse=True):
+        at_least += held[level]
+        if at_least >= SUSTAINED_SHARE * busy:
+            return peak, level
+    return peak, peak
 
 
 def _longest_chain(columns: dict[str, Any]) -> int:
