@@ -286,6 +286,50 @@ def test_otel_console_exports_spans_and_a_missing_exporter_says_how_to_install(
     assert "pip install 'sluicegate[otel]'" in err
 
 
+def test_otel_otlp_exports_to_a_collector_and_refuses_to_run_without_one(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a collector listening (a loopback HTTP server standing in), the run's spans and
+    metrics reach it; with nothing listening, the run stops before it starts (exit 2, no run
+    directory) instead of losing everything and retrying for seconds at exit."""
+    import http.server
+    import threading
+
+    received: list[str] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    path = write_pipeline(tmp_path, records=4, buffer_size=2)
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        out = str(tmp_path / "out")
+        assert main(["run", path, "--out", out, "--otel", "otlp", "--progress", "off"]) == 0
+        assert "/v1/traces" in received and "/v1/metrics" in received
+    finally:
+        server.shutdown()
+        server.server_close()
+    capsys.readouterr()
+    assert main(["run", path, "--out", str(tmp_path / "none"), "--otel", "otlp"]) == 2
+    err = capsys.readouterr().err
+    assert f"no OTLP collector answers at {endpoint}/v1/traces" in err
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in err and "--otel console" in err
+    assert not (tmp_path / "none").exists()
+
+
 def test_help_of_every_command_and_the_documented_flags(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
