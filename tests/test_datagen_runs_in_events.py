@@ -125,6 +125,15 @@ def test_call_retries_back_off_by_request_backoff_seconds_and_the_verdict_names_
     assert verdict.layer == "failure_retry"
     assert verdict.setting == "request_backoff_seconds"
     assert "lower request_backoff_seconds" in verdict.message
+    # how often and how the endpoint failed, counted from the attempts
+    view = CorrelatedRuntimeView(sink.events)
+    attempts = [a for r in view.requests for a in r.attempts]
+    failed = sum(a.outcome == "provider_failure" for a in attempts)
+    assert failed > 0 and all(a.outcome in ("success", "provider_failure") for a in attempts)
+    assert (
+        f"on endpoint `w` ({failed} of {len(attempts)} attempts failed, "
+        f"{failed / len(attempts):.0%}: {failed} provider_failure)"
+    ) in verdict.message
 
 
 def test_request_backoff_seconds_is_checked() -> None:

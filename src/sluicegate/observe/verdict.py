@@ -609,6 +609,9 @@ def _failure_retry(
     occ: RunOccupancy, inputs: VerdictInputs, share: float, endpoint: str | None, detail: str | None
 ) -> _Advice:
     where = f" on endpoint `{endpoint}`" if endpoint else ""
+    ep = inputs.endpoints.get(endpoint or "")
+    if ep is not None:
+        where += _failure_mix(ep)
     if inputs.pipeline:
         # A cell's model call backs off inside the cell; a failed cell is retried as a task.
         setting = "cell_backoff_seconds" if detail == "task_retry" else "request_backoff_seconds"
@@ -624,6 +627,17 @@ def _failure_retry(
         "(RetryPolicy / ModelRequestExecutor.backoff_seconds)",
         setting="retry",
     )
+
+
+def _failure_mix(ep: EndpointSummary) -> str:
+    """`` (622 of 1022 attempts failed: 622 provider_failure)``: how often and how the
+    endpoint's calls failed, or nothing when none did."""
+    failed = {k: n for k, n in ep.outcomes.items() if k != "success" and n}
+    total = sum(failed.values())
+    if not total or not ep.attempts:
+        return ""
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(failed.items(), key=lambda i: (-i[1], i[0])))
+    return f" ({total} of {ep.attempts} attempts failed, {total / ep.attempts:.0%}: {kinds})"
 
 
 _ADVICE = {
