@@ -27,7 +27,8 @@ with tempfile.TemporaryDirectory() as tmp:
     from_file = sg.read_events(path)
 
 print("events:", result.event_count, "in memory:", len(memory.events), "in file:", len(from_file))
-for event in memory.events:
+# per_task_events: a frontier's one ready_enqueued (task_ids) as one event per task
+for event in sg.events.per_task_events(memory.events):
     if isinstance(event, sg.events.SchedulerEvent) and event.task_id == "question":
         run_id = event.correlation.run_id if event.correlation else None
         print(f"  #{event.sequence:<3} {event.event_kind:<20} run_id={run_id}")

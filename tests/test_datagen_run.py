@@ -512,7 +512,9 @@ async def test_the_job_event_says_what_each_groups_cells_hold(
         "model:fn/a": {"submission": 1, "endpoint:fn/a": 1},
         "local:n": {"submission": 1},
     }
-    queued = {e.group for e in sink.events if e.event_kind == "ready_enqueued"}
+    queued = {
+        e.group for e in sg.events.per_task_events(sink.events) if e.event_kind == "ready_enqueued"
+    }
     assert queued == {"model:fn/a", "local:n", "custom_model:shared"}
     assert all(
         e.diagnostics is None or "group_resources" not in e.diagnostics

@@ -337,3 +337,53 @@ def test_real_capacity_is_the_concurrency_held_not_a_momentary_overlap() -> None
     assert _concurrency([]) == (0, 0)
     # a level held for 2% of the busy time counts
     assert _concurrency([(0.0, 100.0)] * 10 + [(50.0, 52.0)] * 2) == (12, 12)
+
+
+def test_a_schema_2_file_reads_as_its_schema_3_twin(tmp_path: Path) -> None:
+    """Schema 3 reports a frontier's readiness in one event; a schema-2 file (one event per
+    task) is still read, and both give the same report and the same task spans."""
+    import msgspec
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from sluicegate.observe import OpenTelemetryEventSink, build_report
+
+    now = sg.events.SCHEMA_VERSION
+    path = tmp_path / "events.jsonl"
+    with sg.JsonLinesEventSink(path) as sink:
+        run_scenario_in_virtual_time("small_task_capacity", sink)  # cells queue for a slot
+    events = sg.read_events(path)
+    frontiers = [e for e in events if e.event_kind == "ready_enqueued"]
+    assert frontiers and all(e.task_id is None and e.task_ids for e in frontiers)
+    assert max(len(e.task_ids or ()) for e in frontiers) > 1
+    older = [
+        msgspec.structs.replace(e, schema_version=2) for e in sg.events.per_task_events(events)
+    ]
+    assert len(older) == len(events) + sum(len(e.task_ids or ()) - 1 for e in frontiers)
+    old_path = tmp_path / "schema2.jsonl"
+    old_path.write_bytes(msgspec.json.Encoder().encode_lines(older))
+    old_events = sg.read_events(old_path)
+    assert {e.schema_version for e in old_events} == {2} and now == 3
+    new, old = (
+        build_report(CorrelatedRuntimeView(events)),
+        build_report(CorrelatedRuntimeView(old_events)),
+    )
+    assert (new.verdict, new.waits, new.tasks) == (old.verdict, old.waits, old.tasks)
+    assert new.waits["ready_queue_and_task_admission"].p50 > 1.0  # the queue waits are read
+
+    def task_spans(stream: list[Any]) -> list[tuple[str, int]]:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        bridge = OpenTelemetryEventSink(tracer_provider=provider)
+        for event in stream:
+            bridge.emit(event)
+        bridge.close()
+        spans = [s for s in exporter.get_finished_spans() if s.name.startswith("task")]
+        return sorted((s.name, (s.end_time or 0) - (s.start_time or 0)) for s in spans)
+
+    twins = list(zip(task_spans(events), task_spans(old_events), strict=True))
+    assert all(a[0] == b[0] for a, b in twins)
+    # each bridge shifts onto the wall clock by its own offset: float dust of a microsecond
+    assert max(abs(a[1] - b[1]) for a, b in twins) < 1_000

@@ -332,11 +332,13 @@ async def test_events_are_ordered_and_versioned(autojump_clock: trio.testing.Moc
     assert stamps == sorted(stamps)
     done = [e for e in events if e.event_kind == "task_completed"]
     assert all(e.correlation is not None and e.correlation.run_id == "r1" for e in done)
-    per_task = [e.event_kind for e in events if e.task_id == 1]
+    per_task = [e.event_kind for e in sg.events.per_task_events(events) if e.task_id == 1]
     # schema 2: one event per instant (ready and queued; selected, leased and spawned;
-    # completed with its lease released)
+    # completed with its lease released); schema 3: the frontier's readiness is one event
     assert per_task == ["ready_enqueued", "task_dispatched", "task_completed"]
-    queued, dispatched, completed = (e for e in events if e.task_id == 1)
+    frontier = [e for e in events if e.event_kind == "ready_enqueued"]
+    assert [(e.task_ids, e.task_id) for e in frontier] == [([0, 1, 2], None)]
+    queued, dispatched, completed = (e for e in sg.events.per_task_events(events) if e.task_id == 1)
     assert queued.group == dispatched.group is not None
     assert dispatched.attempt == 1 and dispatched.lease_id is not None
     assert completed.lease_id == dispatched.lease_id
@@ -569,7 +571,9 @@ async def test_spawn_failure_releases_lease_and_retries(
     assert sink.kinds().count("worker_spawn_failed") == 1
     # the unusual path keeps its steps: selected (with the lease), then the failed spawn
     # returning that lease, then the retry
-    per_task = [e for e in sink.events if getattr(e, "task_id", None) == 0]
+    per_task = [
+        e for e in sg.events.per_task_events(sink.events) if getattr(e, "task_id", None) == 0
+    ]
     assert [e.event_kind for e in per_task] == [
         "ready_enqueued",
         "selected",
@@ -938,14 +942,15 @@ async def test_read_events_names_the_bad_line(
     with pytest.raises(sg.errors.EventDecodeError, match=r"events.jsonl:3: not a sluicegate event"):
         sg.read_events(path)
     # A newer writer that only added fields still reads; one that changed a field is named.
-    newer = good.replace(b'"schema_version":2', b'"schema_version":7,"new_field":1')
+    assert b'"schema_version":3' in good
+    newer = good.replace(b'"schema_version":3', b'"schema_version":7,"new_field":1')
     path.write_bytes(good + newer)
     assert len(sg.read_events(path)) == 2
     path.write_bytes(good + newer.replace(b'"sequence":', b'"sequence":"x","_old":'))
     with pytest.raises(sg.errors.EventDecodeError, match="schema_version 7 is newer"):
         sg.read_events(path)
     # A file of schema 1 (before same-instant events were folded) is refused by name.
-    older = good.replace(b'"schema_version":2', b'"schema_version":1')
+    older = good.replace(b'"schema_version":3', b'"schema_version":1')
     path.write_bytes(good + older)
     with pytest.raises(sg.errors.EventSchemaVersionError, match=r"events.jsonl:2: .*1 is older"):
         sg.read_events(path)

@@ -136,12 +136,12 @@ class EventSchemaVersionError(EventDecodeError):
             fix = "read the file with the sluicegate version that wrote it, or upgrade"
         else:
             problem = (
-                f"schema_version {found} is older than this sluicegate reads ({expected}): "
-                "schema 2 folded same-instant events into one, so the old kinds cannot be "
-                "read as the new ones"
+                f"schema_version {found} is older than this sluicegate reads (2 to "
+                f"{expected}): schema 2 folded same-instant events into one, so the old kinds "
+                "cannot be read as the new ones"
             )
             fix = (
                 "read the file with the sluicegate version that wrote it (0.1.x before "
-                "schema 2), or re-run the pipeline to record schema-2 events"
+                "schema 2), or re-run the pipeline to record current events"
             )
         super().__init__(path, line, problem, fix)

@@ -26,6 +26,7 @@ from .reading import (
     run_events_path,
 )
 from .schema import (
+    OLDEST_READABLE_SCHEMA,
     SCHEMA_VERSION,
     TASK_LEASE_RELEASING_KINDS,
     AnyEvent,
@@ -34,6 +35,7 @@ from .schema import (
     RequestEventKind,
     SchedulerEvent,
     SchedulerEventKind,
+    per_task_events,
 )
 from .sinks import (
     EventSink,
@@ -45,6 +47,7 @@ from .sinks import (
 )
 
 __all__ = [
+    "OLDEST_READABLE_SCHEMA",
     "RUN_EVENTS_FILE",
     "SCHEMA_VERSION",
     "TASK_LEASE_RELEASING_KINDS",
@@ -68,6 +71,7 @@ __all__ = [
     "current_request_id",
     "iter_events",
     "new_request_id",
+    "per_task_events",
     "read_event_file",
     "read_events",
     "request_scope",

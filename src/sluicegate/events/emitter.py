@@ -167,6 +167,32 @@ class EventEmitter:
         except Exception as exc:
             self._sink_failed(exc)
 
+    def ready_frontier(self, task_ids: list[Any], groups: list[str | None], now: float) -> None:
+        """One ``ready_enqueued`` for every task queued in one instant (schema 3): a frontier
+        of a hundred cells is one event, not a hundred. ``groups[i]`` is ``task_ids[i]``'s."""
+        self._sequence += 1
+        event = SchedulerEvent(
+            "ready_enqueued",
+            self._sequence,
+            now,
+            SCHEMA_VERSION,
+            current_correlation(),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            task_ids,
+            groups,
+        )
+        try:
+            self.sink.emit(event)
+        except Exception as exc:
+            self._sink_failed(exc)
+
     def call_event(
         self,
         kind: RequestEventKind,

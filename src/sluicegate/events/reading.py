@@ -7,10 +7,11 @@ raises :class:`~sluicegate.errors.EventDecodeError` naming the file and line. A 
 (``events.jsonl.gz``, recognised by its first bytes) is read the same way; there a crash leaves
 a torn last gzip member, which is skipped whole.
 
-An event older than the current ``SCHEMA_VERSION`` raises
-:class:`~sluicegate.errors.EventSchemaVersionError` (schema 2 folded schema 1's same-instant
-events, so an old file's kinds would be misread, not merely incomplete). A newer event that
-still decodes (it only added fields) is read; one that does not is named as newer.
+Schema 2 and 3 events are read (3 only added the frontier form of ``ready_enqueued``; see
+:func:`~sluicegate.events.per_task_events`). An event older than ``OLDEST_READABLE_SCHEMA``
+raises :class:`~sluicegate.errors.EventSchemaVersionError` (schema 2 folded schema 1's
+same-instant events, so an old file's kinds would be misread, not merely incomplete). A newer
+event that still decodes (it only added fields) is read; one that does not is named as newer.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from msgspec.structs import force_setattr
 from ..errors import EventDecodeError, EventSchemaVersionError
 from .correlation import RuntimeCorrelation
 from .gzip_members import TornMember, is_gzip, iter_decompressed
-from .schema import SCHEMA_VERSION, AnyEvent, RequestEvent, SchedulerEvent
+from .schema import (
+    OLDEST_READABLE_SCHEMA,
+    SCHEMA_VERSION,
+    AnyEvent,
+    RequestEvent,
+    SchedulerEvent,
+)
 
 
 class EventFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,7 +73,7 @@ class _Reader:
                         self.torn_tail_bytes = len(line)
                         return
                     raise _decode_error(self.path, number, line, exc, self.probe) from exc
-                if event.schema_version < SCHEMA_VERSION:  # newer: read what decodes
+                if event.schema_version < OLDEST_READABLE_SCHEMA:  # newer: read what decodes
                     raise EventSchemaVersionError(
                         str(self.path), number, event.schema_version, SCHEMA_VERSION
                     )
@@ -195,7 +202,7 @@ class _Sharing:
 def read_events(path: str | Path) -> list[AnyEvent]:
     """Decode a JSON Lines event file written by :class:`JsonLinesEventSink`.
 
-    An older ``schema_version`` raises :class:`~sluicegate.errors.EventSchemaVersionError`;
+    A ``schema_version`` older than 2 raises :class:`~sluicegate.errors.EventSchemaVersionError`;
     fields added by a newer one are ignored; a torn last line (a crash
     mid-write) is skipped; any other line that cannot be decoded raises
     :class:`EventDecodeError` naming the file, the line and the cause.
@@ -223,7 +230,7 @@ def _decode_error(
         found = probe.decode(line).schema_version
     except msgspec.DecodeError:
         found = None
-    if found is not None and found != SCHEMA_VERSION:
+    if found is not None and not OLDEST_READABLE_SCHEMA <= found <= SCHEMA_VERSION:
         return EventSchemaVersionError(str(path), number, found, SCHEMA_VERSION)
     return EventDecodeError(
         str(path),

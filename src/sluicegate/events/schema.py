@@ -18,15 +18,22 @@ below is not a public promise.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any, Final, Literal
 
 import msgspec
 
 from .correlation import RuntimeCorrelation
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """2: same-instant steps folded into one event (``plans/observability.md``, "Schema 2");
-``model_request_completed`` reports its call in a typed :class:`ModelCallReport`."""
+``model_request_completed`` reports its call in a typed :class:`ModelCallReport`.
+3: ``ready_enqueued`` reports a whole frontier queued in one instant, in one event
+(``task_ids`` and ``groups``, no ``task_id``); :func:`per_task_events` turns it back into one
+event per task. Schema 2 files are read as they are."""
+
+OLDEST_READABLE_SCHEMA: Final = 2
+"""The oldest ``schema_version`` readers accept (schema 3 only added the frontier form)."""
 
 
 SchedulerEventKind = Literal[
@@ -140,6 +147,10 @@ class SchedulerEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, 
     available_after: float | None = None
     snapshot: Any = None
     diagnostics: dict[str, Any] | None = None
+    task_ids: list[Any] | None = None
+    """``ready_enqueued`` of a frontier (schema 3): every task queued in that instant."""
+    groups: list[str | None] | None = None
+    """The group of each of ``task_ids``, in the same order."""
 
 
 class RequestEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, tag="request"):
@@ -173,3 +184,27 @@ class RequestEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False, ta
 
 
 AnyEvent = SchedulerEvent | RequestEvent
+
+
+def per_task_events(events: Iterable[AnyEvent]) -> Iterator[AnyEvent]:
+    """``events`` with every frontier ``ready_enqueued`` (schema 3: ``task_ids``) replaced by
+    one ``ready_enqueued`` per task, in order, each with its ``task_id`` and ``group`` and the
+    frontier's sequence number and instant: what a schema-2 stream said. Readers that follow
+    tasks one by one (timelines, the sweep, the OpenTelemetry bridge) read this."""
+    for event in events:
+        task_ids = event.task_ids if type(event) is SchedulerEvent else None
+        if task_ids is None:
+            yield event
+            continue
+        assert isinstance(event, SchedulerEvent)
+        groups = event.groups or []
+        for i, task_id in enumerate(task_ids):
+            yield SchedulerEvent(
+                event_kind=event.event_kind,
+                sequence=event.sequence,
+                captured_at=event.captured_at,
+                schema_version=event.schema_version,
+                correlation=event.correlation,
+                task_id=task_id,
+                group=groups[i] if i < len(groups) else None,
+            )

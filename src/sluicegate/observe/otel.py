@@ -245,6 +245,11 @@ class OpenTelemetryEventSink:
         kind = e.event_kind
         t = e.captured_at
         task_id = e.task_id
+        if e.task_ids is not None:  # a frontier queued in one instant (schema 3)
+            ready_at = self._ready_at
+            for task_id in e.task_ids:
+                ready_at[task_key(task_id) if isinstance(task_id, (list, dict)) else task_id] = t
+            return
         if task_id is not None and kind in _TASK_KINDS:
             key = task_key(task_id) if isinstance(task_id, (list, dict)) else task_id
             if kind == "ready_enqueued":

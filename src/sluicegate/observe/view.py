@@ -18,7 +18,13 @@ from typing import Any, Final
 from .._internal.cpu_time import LOOP_CPU, PERF_COUNTER, PROCESS_CPU
 from ..errors import ConfigurationError
 from ..events.reading import read_event_file
-from ..events.schema import TASK_LEASE_RELEASING_KINDS, AnyEvent, RequestEvent, SchedulerEvent
+from ..events.schema import (
+    TASK_LEASE_RELEASING_KINDS,
+    AnyEvent,
+    RequestEvent,
+    SchedulerEvent,
+    per_task_events,
+)
 from .occupancy import sweep
 from .series import RunOccupancy
 from .timeline import (
@@ -85,7 +91,9 @@ class CorrelatedRuntimeView:
             )
         self.run_number = run % len(runs) + 1 if runs else 0
         """Which run of the source this view is, counting from 1 (0: no events)."""
-        self.events: list[AnyEvent] = runs[run] if runs else []
+        # One ready_enqueued per task (a schema-3 frontier event is split): what the timelines
+        # and the sweep follow.
+        self.events: list[AnyEvent] = list(per_task_events(runs[run])) if runs else []
         self.source = source
         self.torn_tail_bytes = torn_tail_bytes
 

@@ -110,13 +110,16 @@ class Dispatcher:
         accepted = self.queue.enqueue(frontier)
         self.tracker.mark_enqueued(accepted)
         if em.enabled and accepted:
-            # Readiness and queueing are one instant: one event per queued task, with its group.
-            # The whole frontier is queued in that instant, so one clock read serves it all.
-            now = trio.current_time()
-            groups = {task.task_id: task.group.key for task in frontier}
-            task_event = em.task_event
-            for task_id in accepted:
-                task_event("ready_enqueued", task_id, groups.get(task_id), None, None, None, now)
+            # Readiness and queueing are one instant, and the whole frontier is queued in it:
+            # one event for every queued task, with their groups (schema 3).
+            if len(accepted) == len(frontier):  # the usual case: the same tasks, in order
+                ids = [task.task_id for task in frontier]
+                groups: list[str | None] = [task.group.key for task in frontier]
+            else:
+                by_id = {task.task_id: task.group.key for task in frontier}
+                ids = list(accepted)
+                groups = [by_id.get(task_id) for task_id in ids]
+            em.ready_frontier(ids, groups, trio.current_time())
 
     @trio.lowlevel.enable_ki_protection
     def dispatch(self, nursery: trio.Nursery) -> float | None:
