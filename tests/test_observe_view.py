@@ -387,3 +387,43 @@ def test_a_schema_2_file_reads_as_its_schema_3_twin(tmp_path: Path) -> None:
     assert all(a[0] == b[0] for a, b in twins)
     # each bridge shifts onto the wall clock by its own offset: float dust of a microsecond
     assert max(abs(a[1] - b[1]) for a, b in twins) < 1_000
+
+
+def test_task_failures_are_classed_by_column_and_exception_with_an_example() -> None:
+    from sluicegate.observe.view import _reason_class
+
+    assert _reason_class("x: ValueError: bad input for row 3") == "x (ValueError)"
+    assert _reason_class("RuntimeError: boom") == "RuntimeError"
+    assert _reason_class("q: ModelRequestError: failed after 3 attempt(s)") == (
+        "q (ModelRequestError)"
+    )
+    assert _reason_class("attempts exhausted (3): x: KeyError: 'k'") == (
+        "attempts exhausted: x (KeyError)"
+    )
+    assert _reason_class("worker_requested_drop") == "worker_requested_drop"
+    assert _reason_class(None) == _reason_class("") == "unknown"
+    assert _reason_class("x: the value was 42") == "x"  # no class named: the column only
+
+
+async def test_the_report_lists_failed_cells_by_column_and_error_with_an_example(
+    autojump_clock: object, tmp_path: Path
+) -> None:
+    import sluicegate.datagen as dg
+    from sluicegate.observe import build_report
+    from sluicegate.observe.report import render_text
+
+    def boom(n: str) -> str:
+        raise ValueError(f"cannot use {n}")
+
+    sink = sg.InMemoryEventSink()
+    pipeline = dg.Pipeline([dg.sampler("n", ["a"]), dg.expression("x", boom)])
+    result = await pipeline.arun(
+        6, output_dir=str(tmp_path), events=sink, buffer_size=3, row_group_slow_start=False
+    )
+    assert not result.ok
+    report = build_report(CorrelatedRuntimeView(sink.events))
+    assert report.failures == {"task_failed:x (ValueError)": 6}
+    assert report.failure_examples == {"task_failed:x (ValueError)": "x: ValueError: cannot use a"}
+    assert "  task_failed:x (ValueError): 6\n    e.g. x: ValueError: cannot use a" in render_text(
+        report
+    )

@@ -93,6 +93,8 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     ``unfinished`` (no end recorded: killed, or still going); ``None`` outside a pipeline."""
     pictures: list[str] = msgspec.field(default_factory=list)
     notes: list[str] = msgspec.field(default_factory=list)
+    failure_examples: dict[str, str] = msgspec.field(default_factory=dict)
+    """The first reason of each task class in ``failures`` (what the error said)."""
 
 
 def build_report(view: CorrelatedRuntimeView) -> RunReport:
@@ -134,6 +136,7 @@ def build_report(view: CorrelatedRuntimeView) -> RunReport:
         endpoints=view.endpoints,
         limits=limits,
         failures=view.failures(),
+        failure_examples=view.failure_examples(),
         hidden_waiters=view.hidden_waiters,
         ready_idle_seconds=view.ready_idle_seconds,
         active_capacity_seconds=view.active_capacity_seconds,
@@ -260,6 +263,9 @@ def render_text(report: RunReport) -> str:
     if report.failures:
         for reason, count in report.failures.items():
             add(f"  {reason}: {count}")
+            example = report.failure_examples.get(reason)
+            if example:
+                add(f"    e.g. {example}")
     else:
         add("  none")
     add("")

@@ -11,6 +11,7 @@ The view is computed lazily and cached: build it once per run and ask it many qu
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -332,8 +333,19 @@ class CorrelatedRuntimeView:
         return max(depth.values(), default=0)
 
     def failures(self) -> dict[str, int]:
-        """Failed attempts by outcome, and tasks by terminal reason class."""
+        """Failed attempts by outcome, and tasks by terminal reason class (``task_failed:x
+        (ValueError)``: a pipeline cell's column and exception class)."""
+        return self._failures[0]
+
+    def failure_examples(self) -> dict[str, str]:
+        """The first reason of each task class of :meth:`failures` (at most 200 characters),
+        e.g. ``x: ValueError: bad input for row``."""
+        return self._failures[1]
+
+    @functools.cached_property
+    def _failures(self) -> tuple[dict[str, int], dict[str, str]]:
         out: dict[str, int] = {}
+        examples: dict[str, str] = {}
         for request in self.requests:
             for attempt in request.attempts:
                 if attempt.outcome not in (None, "success"):
@@ -344,10 +356,12 @@ class CorrelatedRuntimeView:
                 out[key] = out.get(key, 0) + 1
         for e in self.executions:
             if e.status in ("failed", "retry_deferred", "cancelled"):
-                reason = (e.reason or "").split(":", 1)[0] or "unknown"
-                key = f"task_{e.status}:{reason}"
+                key = f"task_{e.status}:{_reason_class(e.reason)}"
                 out[key] = out.get(key, 0) + 1
-        return dict(sorted(out.items(), key=lambda item: -item[1]))
+                if e.reason and key not in examples:
+                    reason = e.reason
+                    examples[key] = reason if len(reason) <= 200 else reason[:197] + "..."
+        return dict(sorted(out.items(), key=lambda item: -item[1])), examples
 
     # -- the verdict ----------------------------------------------------------------------
 
@@ -397,6 +411,25 @@ def cpu_shares(events: Sequence[AnyEvent]) -> tuple[float | None, float | None]:
         return None, None
     loop = elapsed(LOOP_CPU)
     return cpu / wall, (loop / wall if loop is not None else None)
+
+
+_EXHAUSTED = re.compile(r"attempts exhausted \(\d+\): (.*)", re.DOTALL)
+_EXCEPTION_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*(Error|Exception|Exceeded|Timeout|Failure)")
+
+
+def _reason_class(reason: str | None) -> str:
+    """A failure reason's bounded class: its first part (a pipeline cell's column, or an
+    exception class), with the exception class after a column when there is one:
+    ``x: ValueError: bad input`` -> ``x (ValueError)``; ``RuntimeError: boom`` ->
+    ``RuntimeError``."""
+    exhausted = _EXHAUSTED.match(reason or "")
+    if exhausted is not None:
+        return f"attempts exhausted: {_reason_class(exhausted.group(1))}"
+    parts = (reason or "").split(": ", 2)
+    head = parts[0].split(":", 1)[0].strip() or "unknown"
+    if len(parts) > 1 and _EXCEPTION_NAME.fullmatch(parts[1].strip()):
+        return f"{head} ({parts[1].strip()})"
+    return head
 
 
 SUSTAINED_SHARE: Final = 0.01
