@@ -63,6 +63,14 @@ def test_without_matplotlib_the_report_says_how_to_install_it(
         write_pictures(CorrelatedRuntimeView([]).occupancy, tmp_path)
 
 
+def test_the_report_says_each_step_as_it_starts(run_dir: Path, tmp_path: Path) -> None:
+    """A large run's report takes seconds; the command shows these steps on a terminal."""
+    steps: list[str] = []
+    generate_report(run_dir, out_dir=tmp_path, progress=steps.append)
+    assert [s.split(" ", 1)[0] for s in steps] == ["reading", "following", "drawing"]
+    assert steps[0].startswith(f"reading {run_dir / 'events.jsonl'} (") and "events" in steps[1]
+
+
 def test_report_of_a_crashed_run_notes_the_torn_line(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     with sg.JsonLinesEventSink(path) as sink:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich.console import Console
+
 from ..observe import events_path, generate_report
 from ..observe.report import format_report
 from .exit_codes import EXIT_SUCCESS
@@ -20,7 +22,20 @@ def report_command(args: argparse.Namespace) -> int:
             "(every run records them unless it was run with --events=false or events = false "
             "in [run]; run it again to record them), or an events .jsonl or .jsonl.gz file"
         )
-    report = generate_report(source, out_dir=args.out, pictures=not args.no_pictures, run=args.run)
+    console = Console(stderr=True)
+    if console.is_terminal:  # a large run's report takes seconds: say what it is doing
+        with console.status("reading the events") as status:
+            report = generate_report(
+                source,
+                out_dir=args.out,
+                pictures=not args.no_pictures,
+                run=args.run,
+                progress=status.update,
+            )
+    else:
+        report = generate_report(
+            source, out_dir=args.out, pictures=not args.no_pictures, run=args.run
+        )
     sys.stdout.write(format_report(report, args.format))
     sys.stdout.write("\n")
     return EXIT_SUCCESS
