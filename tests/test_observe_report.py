@@ -249,3 +249,52 @@ async def test_the_report_says_how_a_pipeline_run_ended(
     assert view.run_status == "unfinished"
     assert "no end recorded: the process was killed" in render_text(build_report(view))
     assert CorrelatedRuntimeView([]).run_status is None  # not a pipeline: nothing to say
+
+
+async def test_one_rows_cells_attempt_by_attempt(
+    autojump_clock: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sluicegate report RUN --row N``: each cell of the row with its times, waits and calls,
+    a failed attempt's reason under them; JSON for machines; a row the run lacks is named."""
+    import json
+    import re
+
+    import sluicegate.datagen as dg
+    from sluicegate.cli.main import main as cli
+    from sluicegate.providers import SimulatedProvider
+
+    provider = SimulatedProvider(name="sim", latency_seconds=0.5, failure_rate=0.3, seed=5)
+    pipeline = dg.Pipeline(
+        [dg.sampler("t", ["a", "b"]), dg.llm_text("q", "about {t}", model="m")],
+        endpoints=[dg.Endpoint("m", model="m", provider="sim")],
+        providers={"sim": provider},
+    )
+    out = tmp_path / "run"
+    assert (await pipeline.arun(12, output_dir=str(out), request_max_attempts=4)).ok
+    view = CorrelatedRuntimeView.from_file(out / "events.jsonl.gz")
+    retried = next(
+        e.row
+        for e in view.executions
+        if e.row is not None and any(len(r.attempts) > 1 for r in e.requests)
+    )
+    assert retried is not None
+    cells = view.row_executions(retried)  # the sampler's cell, then q's (a retried cell: more)
+    assert cells[0].column == "t" and {e.column for e in cells[1:]} == {"q"}
+    assert {e.row for e in cells} == {retried}
+    assert cli(["report", str(out), "--row", str(retried)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"row {retried} (row group 0): {len(cells)} cell execution(s)")
+    q_lines = [line for line in text.splitlines() if re.match(r"\s+q\s+\d+ ", line)]
+    assert len(q_lines) == len(cells) - 1
+    # a failed execution's reason follows the table, named by column and attempt
+    for e in cells[1:-1]:
+        assert f"  q #{e.attempt}: {e.reason}" in text
+    assert any("provider_failure" in line for line in q_lines)
+    assert "succeeded" in q_lines[-1] and q_lines[-1].endswith("success)")
+    assert not (out / "report").exists()  # a query: nothing written
+    assert cli(["report", str(out), "--row", str(retried), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["column"] for d in data] == [e.column for e in cells]
+    assert data[-1]["requests"][0]["attempts"]
+    assert cli(["report", str(out), "--row", "99"]) == 2
+    assert "the run has no cell of row 99 (rows 0 to 11)" in capsys.readouterr().err

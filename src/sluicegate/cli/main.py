@@ -109,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--no-pictures", action="store_true", help="skip the pictures")
     report.add_argument("--out", help="where to write the report (default RUN_DIR/report)")
     report.add_argument("--run", type=int, default=-1, help="which run of a resumed file (0 first)")
+    report.add_argument(
+        "--row",
+        type=int,
+        help="print one pipeline row's cells, attempt by attempt (when each was ready, admitted "
+        "and ended, its waits and calls) instead of the report; writes nothing",
+    )
     demo = sub.add_parser(
         "demo",
         parents=[common],

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+import msgspec
 from rich.console import Console
 
-from ..observe import events_path, generate_report
-from ..observe.report import format_report
+from ..errors import NoEventsError
+from ..observe import CorrelatedRuntimeView, events_path, generate_report
+from ..observe.report import format_report, render_row
 from .exit_codes import EXIT_SUCCESS
 from .run import CommandError
 
@@ -22,6 +25,8 @@ def report_command(args: argparse.Namespace) -> int:
             "(every run records them unless it was run with --events=false or events = false "
             "in [run]; run it again to record them), or an events .jsonl or .jsonl.gz file"
         )
+    if args.row is not None:
+        return _row_command(source, args)
     console = Console(stderr=True)
     if console.is_terminal:  # a large run's report takes seconds: say what it is doing
         with console.status("reading the events") as status:
@@ -37,5 +42,19 @@ def report_command(args: argparse.Namespace) -> int:
             source, out_dir=args.out, pictures=not args.no_pictures, run=args.run
         )
     sys.stdout.write(format_report(report, args.format))
+    sys.stdout.write("\n")
+    return EXIT_SUCCESS
+
+
+def _row_command(source: Path, args: argparse.Namespace) -> int:
+    """``--row N``: one row's cells (text, or their timelines as JSON); nothing written."""
+    view = CorrelatedRuntimeView.from_file(source, run=args.run)
+    if not view.events:
+        raise NoEventsError(str(source), view.torn_tail_bytes)
+    if args.format == "json":
+        executions = view.row_executions(args.row)
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(executions), indent=2).decode())
+    else:
+        sys.stdout.write(render_row(view, args.row))
     sys.stdout.write("\n")
     return EXIT_SUCCESS

@@ -193,6 +193,39 @@ def generate_report(
     return report
 
 
+def render_row(view: CorrelatedRuntimeView, row: int) -> str:
+    """One pipeline row's cells, attempt by attempt: when each became ready, was admitted and
+    ended (seconds from the run's start), where it waited, and how its model calls went."""
+    executions = view.row_executions(row)
+    t0 = view.occupancy.started_at
+    groups = {e.row_group for e in executions if e.row_group is not None}
+    where = f" (row group {', '.join(map(str, sorted(groups)))})" if groups else ""
+    lines = [
+        f"row {row}{where}: {len(executions)} cell execution(s); seconds from the run's start "
+        "(a cell is queued once its inputs are done and its endpoint or lane has room)",
+        f"  {'column':<16}{'try':>4} {'status':<15}{'queued':>9}{'admitted':>10}{'ended':>9}"
+        f"{'q wait':>9}{'req wait':>10}{'provider':>10}{'backoff':>9}  calls",
+    ]
+
+    def at(t: float | None) -> str:
+        return "-" if t is None else f"{t - t0:.3f}"
+
+    failures = []
+    for e in executions:
+        attempts = [a for r in e.requests for a in r.attempts]
+        outcomes = ", ".join(a.outcome or "running" for a in attempts)
+        calls = f"{len(e.requests)} ({outcomes})" if attempts else "0"
+        lines.append(
+            f"  {(e.column or str(e.task_id)):<16}{e.attempt:>4} {e.status:<15}"
+            f"{at(e.ready_enqueued_at):>9}{at(e.task_lease_acquired_at):>10}{at(e.ended_at):>9}"
+            f"{e.queue_wait:>9.3f}{e.request_wait:>10.3f}{e.provider_seconds:>10.3f}"
+            f"{e.backoff_seconds:>9.3f}  {calls}"
+        )
+        if e.reason and e.status != "succeeded":
+            failures.append(f"  {e.column or e.task_id} #{e.attempt}: {e.reason}")
+    return "\n".join(lines + failures)
+
+
 def _silent(_: str) -> None:
     return None
 

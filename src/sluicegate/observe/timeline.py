@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from ..events.correlation import RuntimeCorrelation
 from ..events.schema import AnyEvent, RequestEvent, SchedulerEvent
 
 TERMINAL_KINDS = frozenset(
@@ -160,6 +161,9 @@ class TaskExecution(msgspec.Struct, frozen=True, kw_only=True):
     """``succeeded``, ``retry_deferred``, ``failed``, ``cancelled`` or ``running``."""
     reason: str | None = None
     requests: tuple[RequestTimeline, ...] = ()
+    row: int | None = None
+    """A pipeline cell's row (from its events' correlation); ``None`` outside a pipeline."""
+    row_group: int | None = None
 
     def timeline(self) -> list[tuple[str, float]]:
         """The timeline fields that are set, in the documented order."""
@@ -313,6 +317,19 @@ _REQUEST_OPENING = frozenset(
 )
 
 
+def _label(execution: _Execution, corr: RuntimeCorrelation | None) -> None:
+    """A pipeline cell's column, row and row group, from an event its worker emitted."""
+    if corr is None:
+        return
+    fields = execution.fields
+    if corr.column is not None:
+        fields.setdefault("column", corr.column)
+    if corr.row is not None:
+        fields.setdefault("row", corr.row)
+    if corr.row_group is not None:
+        fields.setdefault("row_group", corr.row_group)
+
+
 class TimelineBuilder:
     """Consumes events in emission order and assembles task and request timelines.
 
@@ -376,6 +393,7 @@ class TimelineBuilder:
                 ended.fields["task_completed_at"] = t
                 ended.fields["status"] = _STATUS_OF[kind]
                 ended.fields["reason"] = e.reason
+                _label(ended, e.correlation)
 
     # -- request stream -----------------------------------------------------------------
 
@@ -410,9 +428,7 @@ class TimelineBuilder:
                 self._orphans.append(request)
             else:
                 execution.requests.append(request)
-                corr = e.correlation
-                if corr is not None and corr.column is not None:
-                    execution.fields.setdefault("column", corr.column)
+                _label(execution, e.correlation)
         t = e.captured_at
         if kind == "request_wait_started":
             request.current(opening=True).wait_started_at = t

@@ -115,6 +115,21 @@ class CorrelatedRuntimeView:
         """Every task execution (one per attempt of a task), in spawn order."""
         return self._builder.executions()
 
+    def row_executions(self, row: int) -> list[TaskExecution]:
+        """Every execution of a pipeline row's cells (each column's attempts), in the order
+        they became ready. Raises :class:`ConfigurationError` when the run has no cell of
+        ``row`` (naming the rows it has)."""
+        found = [e for e in self.executions if e.row == row]
+        if not found:
+            rows = [e.row for e in self.executions if e.row is not None]
+            have = f"rows {min(rows)} to {max(rows)}" if rows else "no pipeline rows"
+            raise ConfigurationError(
+                "row",
+                f"the run has no cell of row {row} ({have})",
+                "pick a row the run made (a row number as in the dataset, from 0)",
+            )
+        return sorted(found, key=lambda e: (e.ready_enqueued_at or 0.0, e.attempt))
+
     @functools.cached_property
     def tasks(self) -> list[TaskTimeline]:
         """Every task that became ready, with its executions."""
