@@ -167,7 +167,7 @@ def generate_report(
     defaults to ``report/`` beside the events file. Without matplotlib the pictures are
     skipped and the report says how to install it (``pip install 'sluicegate[plot]'``).
     ``progress`` is told each step as it starts (a large run's report takes seconds: about
-    12 s for 490,000 events); ``sluicegate report`` shows it on a terminal.
+    10 s for 490,000 events); ``sluicegate report`` shows it on a terminal.
     """
     say = progress if progress is not None else _silent
     source = events_path(path)
