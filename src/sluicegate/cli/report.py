@@ -22,8 +22,9 @@ def report_command(args: argparse.Namespace) -> int:
     if not source.is_file():
         raise CommandError(
             f"no events file at {source}. Fix: pass a run directory recorded with events "
-            "(every run records them unless it was run with --events=false or events = false "
-            "in [run]; run it again to record them), or an events .jsonl or .jsonl.gz file"
+            "(every run records them there unless it was run with --events=false or events = "
+            "false in [run]: run it again to record them), or the events file itself (a run "
+            "with --events FILE wrote them to FILE)"
         )
     if args.row is not None:
         return _row_command(source, args)
