@@ -222,7 +222,8 @@ def test_report_reads_the_events_of_a_run(
     assert main(["report", out, "--format", "text", "--no-pictures"]) == 0
     assert capsys.readouterr().out.startswith("sluicegate run report: ")
     assert main(["report", str(tmp_path)]) == 2
-    assert "no events file at" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no events file at" in err and "with --events FILE wrote them to FILE" in err
     off = str(tmp_path / "off")
     assert main(["run", path, "--out", off, "--events=false", "--progress", "off"]) == 0
     assert "sluicegate report" not in capsys.readouterr().out
