@@ -112,8 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--row",
         type=int,
-        help="print one pipeline row's cells, attempt by attempt (when each was ready, admitted "
-        "and ended, its waits and calls) instead of the report; writes nothing",
+        help="print one pipeline row's cells, attempt by attempt (when each was queued, "
+        "admitted and ended, its waits and calls) instead of the report; writes nothing",
     )
     demo = sub.add_parser(
         "demo",

@@ -167,7 +167,7 @@ class OccupancySweep:
 
     def run(self) -> RunOccupancy:
         events = self.events
-        start = _run_start(events)
+        start = run_start(events)
         last = start
         for event in events:
             t = event.captured_at
@@ -745,7 +745,8 @@ def _first_ready_times(events: Sequence[AnyEvent]) -> list[float]:
     return sorted(seen.values())
 
 
-def _run_start(events: Sequence[AnyEvent]) -> float:
+def run_start(events: Sequence[AnyEvent]) -> float:
+    """When a run's events start: its ``scheduler_job_started``, else its first event."""
     for e in events:
         if e.event_kind == "scheduler_job_started":
             return e.captured_at

@@ -20,6 +20,7 @@ import msgspec
 from .._internal.report_options import add_format_options
 from ..errors import NoEventsError, SluicegateError
 from ..events import run_events_path
+from .occupancy import run_start
 from .plots import INSTALL_HINT, PlotDependencyError, write_pictures
 from .verdict import LAYER_TITLES, EndpointSummary, Percentiles, Verdict
 from .view import CorrelatedRuntimeView
@@ -197,7 +198,7 @@ def render_row(view: CorrelatedRuntimeView, row: int) -> str:
     """One pipeline row's cells, attempt by attempt: when each became ready, was admitted and
     ended (seconds from the run's start), where it waited, and how its model calls went."""
     executions = view.row_executions(row)
-    t0 = view.occupancy.started_at
+    t0 = run_start(view.events)  # not the sweep: a row's timelines are all this needs
     groups = {e.row_group for e in executions if e.row_group is not None}
     where = f" (row group {', '.join(map(str, sorted(groups)))})" if groups else ""
     lines = [

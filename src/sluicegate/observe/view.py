@@ -350,12 +350,12 @@ class CorrelatedRuntimeView:
     def failures(self) -> dict[str, int]:
         """Failed attempts by outcome, and tasks by terminal reason class (``task_failed:x
         (ValueError)``: a pipeline cell's column and exception class)."""
-        return self._failures[0]
+        return dict(self._failures[0])
 
     def failure_examples(self) -> dict[str, str]:
         """The first reason of each task class of :meth:`failures` (at most 200 characters),
         e.g. ``x: ValueError: bad input for row``."""
-        return self._failures[1]
+        return dict(self._failures[1])
 
     @functools.cached_property
     def _failures(self) -> tuple[dict[str, int], dict[str, str]]:
