@@ -383,3 +383,47 @@ def test_events_to_a_file_of_ones_choice_compressed_by_its_name(
         capsys.readouterr()
         assert main(["report", str(events), "--no-pictures"]) == 0
         assert "Verdict: " in capsys.readouterr().out
+
+
+def test_an_events_file_that_cannot_be_written_is_refused_before_the_run(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_pipeline(tmp_path, records=4, buffer_size=2)
+    folder = tmp_path / "a-folder.jsonl"
+    folder.mkdir()
+    out = tmp_path / "out"
+    assert main(["run", path, "--out", str(out), "--events", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"--events: {folder} is a directory. Fix: name a file, e.g. {folder}" in err
+    (tmp_path / "a-file").touch()
+    assert main(["run", path, "--out", str(out), "--events", str(tmp_path / "a-file/x.jsonl")]) == 2
+    assert f"--events: {tmp_path / 'a-file'} is not a directory" in capsys.readouterr().err
+    assert not out.exists()  # nothing was generated
+    deep = tmp_path / "new" / "folders" / "ev.jsonl.gz"  # folders still to make are fine
+    assert main(["run", path, "--out", str(out), "--events", str(deep), "--progress", "off"]) == 0
+    assert deep.stat().st_size > 0
+
+
+@pytest.mark.skipif(not pathlib.Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_under_the_events_file_warns_in_one_line_and_says_what_was_lost(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The run goes on (rows are written), the warning is one line in the command's words
+    (no Python source line), and the end says how many events were lost and why."""
+    import subprocess
+
+    path = write_pipeline(tmp_path, records=4, buffer_size=2)
+    command = [sys.executable, "-m", "sluicegate", "run", path, "--out", str(tmp_path / "out")]
+    done = subprocess.run(
+        [*command, "--events", "/dev/full", "--progress", "off"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "success: 4 of 4 rows written" in done.stdout
+    assert "sluicegate run: warning: event sink /dev/full: OSError" in done.stderr
+    assert "RuntimeWarning" not in done.stderr and ".py:" not in done.stderr
+    assert "sluicegate run: events: 0 events written to /dev/full;" in done.stderr
+    assert "No space left on device" in done.stderr

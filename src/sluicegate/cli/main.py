@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -166,7 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     prog = f"sluicegate {args.command}"
     try:
-        code = _command(args.command)(args)
+        with warnings.catch_warnings():
+            if not args.debug:  # one line per warning, as for errors; --debug shows the source
+                warnings.formatwarning = _one_line_warning(prog)
+            code = _command(args.command)(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
         return code
     except BrokenPipeError:
@@ -194,6 +198,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILURE
         print(f"{prog}: unexpected error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _one_line_warning(prog: str) -> Any:
+    """``warnings.formatwarning`` for a terminal user: ``sluicegate run: warning: ...``
+    (the library's own words, without a Python source file and line)."""
+
+    def format_warning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        line: str | None = None,
+    ) -> str:
+        return f"{prog}: warning: {message}\n"
+
+    return format_warning
 
 
 def _debug_trace(exc: BaseException, debug: bool) -> None:

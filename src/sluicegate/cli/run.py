@@ -233,6 +233,9 @@ def execute(plan: RunPlan, *, console: Console | None = None) -> RunOutcome:
     finally:
         for file in files:
             file.close()
+            stats = file.stats
+            if stats is not None and stats.dropped:  # the run went on; say what it lost
+                print(f"sluicegate run: events: {stats.summary()}", file=sys.stderr)
         if otel is not None:
             otel.shutdown()
 

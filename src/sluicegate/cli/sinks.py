@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from ..events import EventSink, FanOutEventSink, JsonLinesEventSink, run_events_path
+from ..errors import ConfigurationError
+from ..events import (
+    EventSink,
+    EventSinkStats,
+    FanOutEventSink,
+    JsonLinesEventSink,
+    run_events_path,
+)
 
 
 class LazyJsonLinesEventSink:
@@ -37,6 +45,37 @@ class LazyJsonLinesEventSink:
         if self._sink is not None:
             self._sink.close()
 
+    @property
+    def stats(self) -> EventSinkStats | None:
+        """What the file's sink did (``None``: no event came, the file was never opened)."""
+        return self._sink.stats if self._sink is not None else None
+
+
+def check_events_file(path: Path) -> None:
+    """Refuse an ``--events FILE`` that cannot be written, before the run: a directory, a
+    file where a folder should be, or a folder this user may not write in. (Otherwise every
+    event is lost, and the run only warns.)"""
+    if path.is_dir():
+        raise ConfigurationError(
+            "--events",
+            f"{path} is a directory",
+            f"name a file, e.g. {path / 'events.jsonl.gz'}, or leave --events out to record "
+            "RUN_DIR/events.jsonl.gz",
+        )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the file's folders are created at the first event
+    if not folder.is_dir():
+        raise ConfigurationError(
+            "--events", f"{folder} is not a directory", "name a file in a directory"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            "--events",
+            f"cannot write in {folder} (permission denied)",
+            "name a file in a directory you can write to",
+        )
+
 
 def event_sinks(
     events: bool | str,
@@ -57,6 +96,8 @@ def event_sinks(
     files: list[LazyJsonLinesEventSink] = []
     if events is not False:
         path = run_events_path(output_dir) if events is True else Path(str(events))
+        if events is not True:
+            check_events_file(path)
         files.append(LazyJsonLinesEventSink(path, append=not fresh))
     sinks: list[EventSink] = [*files, *([extra] if extra is not None else [])]
     return (sinks[0] if len(sinks) == 1 else FanOutEventSink(sinks)), files
