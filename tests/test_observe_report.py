@@ -298,3 +298,14 @@ async def test_one_rows_cells_attempt_by_attempt(
     assert data[-1]["requests"][0]["attempts"]
     assert cli(["report", str(out), "--row", "99"]) == 2
     assert "the run has no cell of row 99 (rows 0 to 11)" in capsys.readouterr().err
+
+
+def test_the_readers_take_a_run_directory_as_the_report_command_does(run_dir: Path) -> None:
+    """``read_events(RUN_DIR)`` and ``CorrelatedRuntimeView.from_file(RUN_DIR)`` read the
+    directory's events file, as ``sluicegate report RUN_DIR`` does (they raised
+    IsADirectoryError)."""
+    events = sg.read_events(run_dir)
+    assert events == sg.read_events(run_dir / "events.jsonl")
+    assert len(list(sg.events.iter_events(run_dir))) == len(events)
+    view = CorrelatedRuntimeView.from_file(run_dir)
+    assert view.source == str(run_dir / "events.jsonl") and view.verdict().layer is not None

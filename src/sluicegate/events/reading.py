@@ -54,7 +54,9 @@ class _Reader:
     __slots__ = ("decoder", "path", "probe", "torn_tail_bytes")
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        found = Path(path)
+        # A run directory stands for its events file (what `sluicegate report RUN_DIR` takes).
+        self.path = run_events_path(found) if found.is_dir() else found
         self.decoder = msgspec.json.Decoder(SchedulerEvent | RequestEvent)
         self.probe = msgspec.json.Decoder(_VersionProbe)
         self.torn_tail_bytes = 0
@@ -131,7 +133,8 @@ def _gzip_lines(reader: _Reader, file: IO[bytes]) -> Iterator[bytes]:
 
 
 def iter_events(path: str | Path) -> Iterator[AnyEvent]:
-    """Decode a JSON Lines event file one event at a time (constant memory).
+    """Decode a JSON Lines event file one event at a time (constant memory). ``path`` may be
+    a run directory: its events file is read (:func:`run_events_path`).
 
     A torn last line is skipped silently; use :func:`read_event_file` to learn about it.
     Raises :class:`EventDecodeError` for a corrupt line, naming the file and the line.
@@ -140,14 +143,15 @@ def iter_events(path: str | Path) -> Iterator[AnyEvent]:
 
 
 def read_event_file(path: str | Path) -> EventFile:
-    """Decode a whole event file, reporting a skipped torn last line.
+    """Decode a whole event file, reporting a skipped torn last line (``path``: the file, or
+    a run directory, whose events file is read).
 
     Values that repeat from event to event are held once (:class:`_Sharing`): the events of
     a run take less than half the memory they would as decoded.
     """
     reader = _Reader(path)
     events = list(map(_Sharing().share, reader))
-    return EventFile(path=str(path), events=events, torn_tail_bytes=reader.torn_tail_bytes)
+    return EventFile(path=str(reader.path), events=events, torn_tail_bytes=reader.torn_tail_bytes)
 
 
 _CORRELATION_STRINGS: Final = ("run_id", "column", "task_type", "group_kind", "group_identity_hash")
@@ -200,7 +204,8 @@ class _Sharing:
 
 
 def read_events(path: str | Path) -> list[AnyEvent]:
-    """Decode a JSON Lines event file written by :class:`JsonLinesEventSink`.
+    """Decode a JSON Lines event file written by :class:`JsonLinesEventSink` (or a run
+    directory's: ``RUN_DIR/events.jsonl.gz``).
 
     A ``schema_version`` older than 2 raises :class:`~sluicegate.errors.EventSchemaVersionError`;
     fields added by a newer one are ignored; a torn last line (a crash

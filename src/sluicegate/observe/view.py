@@ -100,9 +100,10 @@ class CorrelatedRuntimeView:
 
     @classmethod
     def from_file(cls, path: str | Path, *, run: int = -1) -> CorrelatedRuntimeView:
-        """Read a JSON Lines event file (a torn last line is skipped and remembered)."""
+        """Read a JSON Lines event file, or a run directory's (a torn last line is skipped and
+        remembered)."""
         found = read_event_file(path)
-        return cls(found.events, run=run, source=str(path), torn_tail_bytes=found.torn_tail_bytes)
+        return cls(found.events, run=run, source=found.path, torn_tail_bytes=found.torn_tail_bytes)
 
     # -- joined timelines -----------------------------------------------------------------
 
