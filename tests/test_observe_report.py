@@ -309,3 +309,36 @@ def test_the_readers_take_a_run_directory_as_the_report_command_does(run_dir: Pa
     assert len(list(sg.events.iter_events(run_dir))) == len(events)
     view = CorrelatedRuntimeView.from_file(run_dir)
     assert view.source == str(run_dir / "events.jsonl") and view.verdict().layer is not None
+
+
+async def test_the_report_counts_each_endpoints_tokens_by_column(
+    autojump_clock: object, tmp_path: Path
+) -> None:
+    import sluicegate.datagen as dg
+    from sluicegate.providers import SimulatedProvider
+
+    pipeline = dg.Pipeline(
+        [
+            dg.sampler("t", ["a", "b"]),
+            dg.llm_text("q", "ask about {t}", model="m"),
+            dg.llm_text("a", "answer {q}", model="m"),
+        ],
+        endpoints=[dg.Endpoint("m", model="m", provider="sim")],
+        providers={"sim": SimulatedProvider(name="sim", latency_seconds=0.2, seed=2)},
+    )
+    assert (await pipeline.arun(10, output_dir=str(tmp_path))).ok
+    view = CorrelatedRuntimeView.from_file(tmp_path)
+    (endpoint,) = view.endpoints.values()
+    requests = view.requests
+    assert endpoint.input_tokens == sum(r.input_tokens or 0 for r in requests) > 0
+    assert endpoint.output_tokens == sum(r.output_tokens or 0 for r in requests) > 0
+    by_column = endpoint.tokens_by_column
+    assert list(by_column) == ["q", "a"] and [calls for calls, _, _ in by_column.values()] == [
+        10,
+        10,
+    ]
+    assert sum(i for _, i, _ in by_column.values()) == endpoint.input_tokens
+    text = render_text(build_report(view))
+    assert f"tokens: {endpoint.input_tokens:,} in, {endpoint.output_tokens:,} out" in text
+    q_in, q_out = by_column["q"][1:]
+    assert f"by column (in / out): q {q_in:,} / {q_out:,} (10 requests), a " in text

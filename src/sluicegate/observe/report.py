@@ -338,6 +338,18 @@ def render_text(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+def _tokens(ep: EndpointSummary) -> str:
+    """``61,234 in, 183,020 out; by column: question 12,000 in / 40,000 out (1,000 calls)``."""
+    text = f"{ep.input_tokens:,} in, {ep.output_tokens:,} out"
+    if len(ep.tokens_by_column) > 1:
+        parts = [
+            f"{column} {tokens_in:,} / {tokens_out:,} ({calls:,} requests)"
+            for column, (calls, tokens_in, tokens_out) in ep.tokens_by_column.items()
+        ]
+        text += "; by column (in / out): " + ", ".join(parts)
+    return text
+
+
 def _sustained(ep: EndpointSummary) -> str:
     sustained = ep.sustained_concurrent_successes
     if sustained is None or sustained == ep.peak_concurrent_successes:
@@ -386,6 +398,8 @@ def _endpoint_lines(
         f"{ep.mean_in_flight:.3g}; at most {ep.peak_concurrent_successes} successful calls at once"
         + _sustained(ep)
     )
+    if ep.input_tokens or ep.output_tokens:
+        add(f"    tokens: {_tokens(ep)}")
     if limits is None or not limits.rate_limits:
         add(f"    no rate limits; final limit {ep.final_limit}")
         return

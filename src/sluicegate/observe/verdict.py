@@ -87,6 +87,12 @@ class EndpointSummary(msgspec.Struct, frozen=True, kw_only=True):
     final_limit: int | None
     latency: Percentiles
     """Provider seconds of successful attempts."""
+    input_tokens: int = 0
+    """Tokens the endpoint's successful calls read (as the provider reported them)."""
+    output_tokens: int = 0
+    tokens_by_column: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    """Per pipeline column: ``[requests, input tokens, output tokens]`` (what each column
+    spends on this endpoint; columns in the order their first request started)."""
     sustained_concurrent_successes: int | None = None
     """Most successful calls at once held for at least 1% of the time any call succeeded in
     flight: what the endpoint really served. Seen from the client, a call holds its slot a

@@ -277,6 +277,7 @@ class CorrelatedRuntimeView:
         by_key: dict[tuple[str, str, str], list[RequestTimeline]] = {}
         for request in self.requests:
             by_key.setdefault(request.endpoint, []).append(request)
+        column_of = {id(r): e.column for e in self.executions for r in e.requests if e.column}
         out = {}
         for series in occupancy.endpoints.values():
             key = (series.provider, series.model_id, series.domain)
@@ -317,6 +318,7 @@ class CorrelatedRuntimeView:
                 rate_limited_share=series.rate_limited_seconds / duration,
                 peak_concurrent_successes=peak,
                 sustained_concurrent_successes=sustained,
+                **_token_totals(requests, column_of),
                 mean_in_flight=series.in_flight_seconds / duration,
                 lowest_limit=min(after_first) if after_first else None,
                 final_limit=limits[-1] if limits else None,
@@ -446,6 +448,23 @@ def _reason_class(reason: str | None) -> str:
     if len(parts) > 1 and _EXCEPTION_NAME.fullmatch(parts[1].strip()):
         return f"{head} ({parts[1].strip()})"
     return head
+
+
+def _token_totals(requests: list[RequestTimeline], column_of: dict[int, str]) -> dict[str, Any]:
+    """An endpoint's token usage, in all and per column (``EndpointSummary`` fields)."""
+    total_in = total_out = 0
+    by_column: dict[str, list[int]] = {}
+    for r in requests:
+        tokens_in, tokens_out = r.input_tokens or 0, r.output_tokens or 0
+        total_in += tokens_in
+        total_out += tokens_out
+        column = column_of.get(id(r))
+        if column is not None:
+            row = by_column.setdefault(column, [0, 0, 0])
+            row[0] += 1
+            row[1] += tokens_in
+            row[2] += tokens_out
+    return {"input_tokens": total_in, "output_tokens": total_out, "tokens_by_column": by_column}
 
 
 SUSTAINED_SHARE: Final = 0.01
