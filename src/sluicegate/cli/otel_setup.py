@@ -115,8 +115,14 @@ def setup_otel(mode: str) -> OtelSetup:
             raise _missing("the OTLP/HTTP exporter", exc) from None
         span_exporter = OTLPSpanExporter()
         metric_exporter = OTLPMetricExporter()
-        for exporter in (span_exporter, metric_exporter):
-            check_collector(getattr(exporter, "_endpoint", None))
+        # One connect per collector (traces and metrics usually go to the same one).
+        endpoints = (getattr(e, "_endpoint", None) for e in (span_exporter, metric_exporter))
+        checked: set[str] = set()
+        for endpoint in endpoints:
+            where = urlsplit(endpoint).netloc if endpoint else ""
+            if where not in checked:
+                checked.add(where)
+                check_collector(endpoint)
     else:
         raise ConfigurationError("--otel", f"unknown mode {mode!r}", "use console or otlp")
     resource = Resource.create({"service.name": "sluicegate"})

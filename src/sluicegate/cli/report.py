@@ -9,9 +9,8 @@ from pathlib import Path
 import msgspec
 from rich.console import Console
 
-from ..errors import NoEventsError
-from ..observe import CorrelatedRuntimeView, events_path, generate_report
-from ..observe.report import format_report, render_row
+from ..observe import events_path, generate_report
+from ..observe.report import format_report, read_run, render_row
 from .exit_codes import EXIT_SUCCESS
 from .run import CommandError
 
@@ -49,9 +48,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 def _row_command(source: Path, args: argparse.Namespace) -> int:
     """``--row N``: one row's cells (text, or their timelines as JSON); nothing written."""
-    view = CorrelatedRuntimeView.from_file(source, run=args.run)
-    if not view.events:
-        raise NoEventsError(str(source), view.torn_tail_bytes)
+    view = read_run(source, run=args.run)
     if args.format == "json":
         executions = view.row_executions(args.row)
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(executions), indent=2).decode())

@@ -154,6 +154,15 @@ def events_path(path: str | Path) -> Path:
     return run_events_path(found) if found.is_dir() else found
 
 
+def read_run(path: str | Path, *, run: int = -1) -> CorrelatedRuntimeView:
+    """The view of one run of an events file or run directory; :class:`NoEventsError` when
+    the file holds no whole event (there is no run to report on)."""
+    view = CorrelatedRuntimeView.from_file(path, run=run)
+    if not view.events:
+        raise NoEventsError(view.source or str(path), view.torn_tail_bytes)
+    return view
+
+
 def generate_report(
     path: str | Path,
     *,
@@ -173,9 +182,7 @@ def generate_report(
     say = progress if progress is not None else _silent
     source = events_path(path)
     say(f"reading {source} ({_size(source)})")
-    view = CorrelatedRuntimeView.from_file(source, run=run)
-    if not view.events:
-        raise NoEventsError(str(source), view.torn_tail_bytes)
+    view = read_run(source, run=run)
     say(f"following {len(view.events):,} events through the run")
     report = build_report(view)
     out = Path(out_dir) if out_dir is not None else source.parent / "report"
