@@ -277,7 +277,6 @@ async def test_one_rows_cells_attempt_by_attempt(
         for e in view.executions
         if e.row is not None and any(len(r.attempts) > 1 for r in e.requests)
     )
-    assert retried is not None
     cells = view.row_executions(retried)  # the sampler's cell, then q's (a retried cell: more)
     assert cells[0].column == "t" and {e.column for e in cells[1:]} == {"q"}
     assert {e.row for e in cells} == {retried}
